@@ -1,0 +1,129 @@
+"""The engine contract: a batch of encoded requests in, results out in the same order.
+
+Nothing else is required of an engine. Engines never see prompts files, videos or plans: the
+runner hands them :class:`EncodedRequest` records whose token ids were produced by the model's
+own tokenizer (mistral-common), so the count the planner made is the count the model sees.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+FinishReason = Literal["stop", "length", "error"]
+ErrorKind = Literal["context_length", "engine"]
+
+
+class SamplingParams(BaseModel):
+    """Sampling settings; the defaults are those of the Cosmos-Transfer1 upsampler."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.6, ge=0.0, le=2.0, description="0 means greedy decoding")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(300, ge=1, description="tokens reserved for, and allowed in, the answer")
+    seed: int | None = Field(None, description="seed for reproducible sampling")
+
+
+class EngineConfig(BaseModel):
+    """What an engine needs to start. Engine-specific options go in ``options``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: str = "hf"
+    model: str = Field("tiny-random", description="checkpoint path, 'tiny-random', or a served model name")
+    max_model_len: int = Field(4096, ge=16)
+    max_images_per_prompt: int = Field(2, ge=0)
+    device: str | None = Field(None, description="e.g. 'cuda:1' or 'cpu'; None picks automatically")
+    options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncodedRequest:
+    """One request as the model will see it.
+
+    ``token_ids`` include the image placeholder tokens; ``pixel_values`` are mistral-common's
+    normalised CHW float32 arrays (one per image, already at the planned size); ``frames`` are
+    the same images as RGB uint8 HxWx3 arrays, for engines that re-encode images themselves
+    (vLLM, OpenAI-compatible servers).
+    """
+
+    key: str
+    prompt: str
+    token_ids: Sequence[int]
+    frames: Sequence[np.ndarray] = field(default_factory=tuple)
+    pixel_values: Sequence[np.ndarray] = field(default_factory=tuple)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generation:
+    """What an engine produced for one request."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+
+    @classmethod
+    def failed(cls, message: str, *, prompt_tokens: int, kind: ErrorKind = "engine") -> Generation:
+        return cls(
+            text="",
+            finish_reason="error",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=0,
+            error=message,
+            error_kind=kind,
+        )
+
+
+class Engine(abc.ABC):
+    """A loaded model. Use it as a context manager so its memory is released on exit."""
+
+    name: str = "engine"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        """The checkpoint's own tokenizer file, when the engine knows one."""
+        return None
+
+    @abc.abstractmethod
+    def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
+        """Generate one answer per request, in input order.
+
+        A request the engine cannot serve yields ``Generation.failed``; a batch that does not fit
+        in memory raises :class:`~cosmos_workflow.errors.GPUOutOfMemoryError`.
+        """
+
+    def close(self) -> None:
+        """Release the model's memory. Safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,63 @@
+"""A scripted engine for tests: returns queued answers and records what reached it."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from cosmos_workflow.engines.base import Engine, EngineConfig, EncodedRequest, Generation, SamplingParams
+from cosmos_workflow.errors import GPUOutOfMemoryError
+
+
+class FakeEngine(Engine):
+    """Answers from a script; by default echoes the prompt as a long description.
+
+    ``answers`` items are either a string (finished answer) or a :class:`Generation` (any
+    outcome). ``oom_above`` makes batches larger than that size raise an out-of-memory error, to
+    exercise the runner's back-off.
+    """
+
+    name = "fake"
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        answers: Iterable[str | Generation] = (),
+        oom_above: int | None = None,
+    ) -> None:
+        super().__init__(config or EngineConfig(engine="fake", model="fake"))
+        self.answers: deque[str | Generation] = deque(answers)
+        self.oom_above = oom_above
+        self.received: list[EncodedRequest] = []
+        self.batches: list[list[str]] = []
+        self.sampling: list[SamplingParams] = []
+        self.closed = False
+
+    def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
+        if self.oom_above is not None and len(requests) > self.oom_above:
+            raise GPUOutOfMemoryError(f"fake engine: batch of {len(requests)} exceeds {self.oom_above}")
+        self.batches.append([r.key for r in requests])
+        self.received.extend(requests)
+        self.sampling.append(sampling)
+        return [self._answer(r, sampling) for r in requests]
+
+    def _answer(self, request: EncodedRequest, sampling: SamplingParams) -> Generation:
+        scripted = self.answers.popleft() if self.answers else None
+        if isinstance(scripted, Generation):
+            return scripted
+        text = scripted if scripted is not None else _describe(request)
+        return Generation(
+            text=text,
+            finish_reason="stop",
+            prompt_tokens=request.num_tokens,
+            completion_tokens=min(len(text.split()), sampling.max_tokens),
+        )
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _describe(request: EncodedRequest) -> str:
+    sizes = ", ".join(f"{f.shape[1]}x{f.shape[0]}" for f in request.frames) or "no frames"
+    return f"A detailed scene: {request.prompt} (seen in {len(request.frames)} frames: {sizes})."

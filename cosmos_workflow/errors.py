@@ -1,0 +1,74 @@
+"""The one exception tree of cosmos-workflow.
+
+Every error the package raises on purpose derives from :class:`CosmosWorkflowError`. Library
+errors (PyAV, transformers, vLLM, httpx, paramiko) are wrapped at the boundary with
+``raise ... from exc`` so that callers catch one family. Each message says what happened and
+what to do next; the CLI prints it as one line and exits non-zero.
+
+    CosmosWorkflowError
+    ├── ConfigError          bad options or configuration (whole run)
+    ├── InputFileError       the prompts file or spec folder cannot be read at all (whole run)
+    ├── ItemError            one item of a batch; reported, the rest go on
+    │   ├── VideoError       missing, unreadable, empty or unusable video
+    │   └── BudgetError      the request cannot fit the model's context
+    ├── ModelLoadError       the engine or checkpoint cannot be loaded (whole run)
+    ├── EngineError          a generation call failed
+    │   ├── ContextLengthError   the engine rejected a request as too long
+    │   └── GPUOutOfMemoryError  the batch did not fit in accelerator memory
+    ├── SpecError            a PromptSpec file is invalid or cannot be written
+    └── RemoteError          SSH, file transfer or the remote command failed
+"""
+
+from __future__ import annotations
+
+
+class CosmosWorkflowError(Exception):
+    """Base class of every error raised by cosmos-workflow on purpose."""
+
+
+class ConfigError(CosmosWorkflowError):
+    """An option or configuration value is invalid."""
+
+
+class InputFileError(CosmosWorkflowError):
+    """The prompts file (or spec folder) cannot be read or parsed as a whole."""
+
+
+class ItemError(CosmosWorkflowError):
+    """A single batch item is unusable; the rest of the batch goes on."""
+
+    def __init__(self, message: str, *, item: str | None = None) -> None:
+        super().__init__(message)
+        self.item = item
+
+
+class VideoError(ItemError):
+    """A video is missing, unreadable, empty, corrupt or of an unusable shape."""
+
+
+class BudgetError(ItemError):
+    """A request cannot fit ``prompt tokens + max_tokens <= max_model_len`` at any size."""
+
+
+class ModelLoadError(CosmosWorkflowError):
+    """The engine or its checkpoint cannot be loaded."""
+
+
+class EngineError(CosmosWorkflowError):
+    """A generation call failed."""
+
+
+class ContextLengthError(EngineError):
+    """The engine reported a request longer than its maximum model length."""
+
+
+class GPUOutOfMemoryError(EngineError):
+    """The batch did not fit in accelerator memory; retry with a smaller batch."""
+
+
+class SpecError(CosmosWorkflowError):
+    """A PromptSpec file is invalid, or cannot be written."""
+
+
+class RemoteError(CosmosWorkflowError):
+    """SSH, file transfer or a remote command failed."""

@@ -1,0 +1,113 @@
+"""The model's own tokenizer (mistral-common), in the exact chat format the engines send.
+
+A request is one user message: the frames as images, then the prompt text. This is what the
+Cosmos-Transfer1 upsampler sends, and what vLLM's ``tokenizer_mode="mistral"`` encodes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cosmos_workflow.errors import ConfigError
+
+TEKKEN_FILE = "tekken.json"
+BUNDLED_TEKKEN = "tekken_240911.json"
+
+
+@dataclass(frozen=True)
+class ImageGrid:
+    """How the tokenizer's image encoder sees an image."""
+
+    patch_size: int
+    max_image_size: int
+
+
+@dataclass(frozen=True)
+class Encoding:
+    token_ids: list[int]
+    pixel_values: list[np.ndarray]
+
+
+def bundled_tokenizer_path() -> Path:
+    """Pixtral-12B's tokenizer, shipped inside the mistral-common package."""
+    import mistral_common
+
+    return Path(mistral_common.__file__).parent / "data" / BUNDLED_TEKKEN
+
+
+def tokenizer_path_for(model: str | Path | None) -> Path:
+    """The checkpoint's ``tekken.json`` when ``model`` is a folder holding one, else the bundled one."""
+    if model is not None:
+        candidate = Path(model)
+        if candidate.is_file() and candidate.suffix == ".json":
+            return candidate
+        if (candidate / TEKKEN_FILE).is_file():
+            return candidate / TEKKEN_FILE
+    return bundled_tokenizer_path()
+
+
+class Tokenizer:
+    """Counts and encodes requests with a Mistral tokenizer file."""
+
+    def __init__(self, path: Path) -> None:
+        from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+        try:
+            self._tok = MistralTokenizer.from_file(str(path))
+        except Exception as exc:
+            raise ConfigError(f"cannot load tokenizer {path}: {exc}; point --model at a checkpoint "
+                              f"folder with a valid {TEKKEN_FILE}") from exc
+        self.path = path
+        encoder = getattr(self._tok.instruct_tokenizer, "image_encoder", None)
+        if encoder is None:
+            raise ConfigError(f"tokenizer {path} has no image encoder: it is not a Pixtral tokenizer")
+        config = encoder.image_config
+        self.grid = ImageGrid(config.image_patch_size * config.spatial_merge_size, config.max_image_size)
+        self.eos_id: int = self._tok.instruct_tokenizer.tokenizer.eos_id
+        self.image_token_id: int = encoder.special_ids.img
+
+    def image_tokens(self, width: int, height: int) -> int:
+        """Tokens for one image of this size, exactly as the tokenizer's image encoder counts."""
+        cols, rows = self.image_grid_size(width, height)
+        return rows * (cols + 1)
+
+    def image_grid_size(self, width: int, height: int) -> tuple[int, int]:
+        """(columns, rows) of patches, after the encoder's own cap on the long side."""
+        w, h = float(width), float(height)
+        ratio = max(w, h) / self.grid.max_image_size
+        if ratio > 1:
+            w, h = max(round(w / ratio), 1), max(round(h / ratio), 1)
+        return math.ceil(w / self.grid.patch_size), math.ceil(h / self.grid.patch_size)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one Tokenizer per run; prompts repeat in plans
+    def text_tokens(self, prompt: str) -> int:
+        """Tokens of the whole chat without images: BOS, [INST], the text, [/INST]."""
+        return len(self.encode(prompt, ()).token_ids)
+
+    def encode(self, prompt: str, frames: Sequence[np.ndarray]) -> Encoding:
+        """Token ids and normalised image arrays for one request (frames as RGB uint8 HxWx3)."""
+        from mistral_common.protocol.instruct.messages import ImageChunk, TextChunk, UserMessage
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+        from PIL import Image
+
+        chunks: list[ImageChunk | TextChunk] = [ImageChunk(image=Image.fromarray(f)) for f in frames]
+        chunks.append(TextChunk(text=prompt))
+        request = ChatCompletionRequest(messages=[UserMessage(content=chunks)])
+        tokenized = self._tok.encode_chat_completion(request)
+        return Encoding(token_ids=list(tokenized.tokens), pixel_values=list(tokenized.images))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        text: str = self._tok.decode(list(token_ids))
+        return text
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(path: Path | None = None) -> Tokenizer:
+    """A cached tokenizer; ``None`` means the Pixtral tokenizer bundled with mistral-common."""
+    return Tokenizer(path or bundled_tokenizer_path())
