@@ -61,8 +61,10 @@ class Tokenizer:
         try:
             self._tok = MistralTokenizer.from_file(str(path))
         except Exception as exc:
-            raise ConfigError(f"cannot load tokenizer {path}: {exc}; point --model at a checkpoint "
-                              f"folder with a valid {TEKKEN_FILE}") from exc
+            raise ConfigError(
+                f"cannot load tokenizer {path}: {exc}; point --model at a checkpoint "
+                f"folder with a valid {TEKKEN_FILE}"
+            ) from exc
         self.path = path
         encoder = getattr(self._tok.instruct_tokenizer, "image_encoder", None)
         if encoder is None:
@@ -92,13 +94,14 @@ class Tokenizer:
 
     def encode(self, prompt: str, frames: Sequence[np.ndarray]) -> Encoding:
         """Token ids and normalised image arrays for one request (frames as RGB uint8 HxWx3)."""
-        from mistral_common.protocol.instruct.messages import ImageChunk, TextChunk, UserMessage
+        from mistral_common.protocol.instruct.chunk import ImageChunk, TextChunk
+        from mistral_common.protocol.instruct.messages import UserMessage
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
         from PIL import Image
 
         chunks: list[ImageChunk | TextChunk] = [ImageChunk(image=Image.fromarray(f)) for f in frames]
         chunks.append(TextChunk(text=prompt))
-        request = ChatCompletionRequest(messages=[UserMessage(content=chunks)])
+        request: ChatCompletionRequest[UserMessage] = ChatCompletionRequest(messages=[UserMessage(content=chunks)])
         tokenized = self._tok.encode_chat_completion(request)
         return Encoding(token_ids=list(tokenized.tokens), pixel_values=list(tokenized.images))
 

@@ -6,9 +6,9 @@ import importlib
 from collections.abc import Callable
 
 from cosmos_workflow.engines.base import (
+    EncodedRequest,
     Engine,
     EngineConfig,
-    EncodedRequest,
     Generation,
     SamplingParams,
 )

@@ -114,7 +114,7 @@ class Engine(abc.ABC):
         in memory raises :class:`~cosmos_workflow.errors.GPUOutOfMemoryError`.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release the model's memory. Safe to call twice."""
 
     def __enter__(self) -> Self:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from cosmos_workflow.engines.base import Engine, EngineConfig, EncodedRequest, Generation, SamplingParams
+from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.errors import GPUOutOfMemoryError
 
 

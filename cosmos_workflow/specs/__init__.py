@@ -1,0 +1,1 @@
+"""Records: batch items (the seed's input format), results (its output format), PromptSpecs."""
