@@ -1,0 +1,96 @@
+"""Write the preprocessed clip that a result names (``preprocessed_video``).
+
+The seed wrote every clip to one fixed temporary name, so concurrent jobs overwrote each other.
+Here each item gets its own name inside a folder the user chose, derived from the item's name
+and request key, and the file appears only once complete (temp file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cosmos_workflow.errors import VideoError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 80
+_KEY_CHARS = 12
+
+
+def clip_path(output_dir: Path, name: str, key: str) -> Path:
+    """``output_dir / "<safe name>_<key[:12]>.mp4"``, guaranteed to lie inside ``output_dir``."""
+    short_key = key[:_KEY_CHARS]
+    if not short_key or _UNSAFE.search(short_key) or "." in short_key:
+        raise ValueError(f"request key must be alphanumeric, got {key!r}")
+    path = Path(output_dir) / f"{_safe_name(name)}_{short_key}.mp4"
+    if path.resolve().parent != Path(output_dir).resolve():
+        raise ValueError(f"clip path {path} escapes the output folder {output_dir}")
+    return path
+
+
+def _safe_name(name: str) -> str:
+    """Keep ``[A-Za-z0-9._-]``; no leading dot (hidden files), no ``..``, never empty."""
+    safe = _UNSAFE.sub("_", name)
+    safe = re.sub(r"\.{2,}", ".", safe).lstrip(".")[:_MAX_NAME]
+    return safe or "item"
+
+
+def write_clip(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
+    """Encode RGB ``frames`` (all one size, even sides) as an MP4 at ``path``, atomically."""
+    height, width = _check_frames(frames)
+    path = Path(path)
+    import av
+
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        _encode(frames, temp_name, width, height, fps)
+        os.replace(temp_name, path)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise VideoError(
+            f"Cannot write preprocessed clip {path}: {exc}; check free space and write permission there."
+        ) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    return path
+
+
+def _check_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
+    if not frames:
+        raise ValueError("write_clip needs at least one frame")
+    shape = frames[0].shape
+    if len(shape) != 3 or shape[2] != 3 or any(f.shape != shape for f in frames):
+        raise ValueError(f"frames must all be RGB arrays of one shape, got {[f.shape for f in frames]}")
+    if shape[0] % 2 or shape[1] % 2:
+        raise ValueError(f"frame sides must be even for yuv420p, got {shape[1]}x{shape[0]}")
+    return int(shape[0]), int(shape[1])
+
+
+def _encode(frames: Sequence[np.ndarray], target: str, width: int, height: int, fps: float) -> None:
+    import av
+
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(24)
+    with av.open(target, mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.VideoStream)  # a video codec name gives a video stream
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "crf": "20"}
+        for array in frames:
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))

@@ -1,0 +1,138 @@
+"""Probe a video: display size, frame count, frame rate, rotation and codec.
+
+Probing opens the container and decodes the first frame. Decoding one frame costs a few
+milliseconds and proves that the file really holds pictures; it is also the only place where
+PyAV exposes the display matrix (phone videos store portrait clips as rotated landscape frames).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cosmos_workflow.errors import VideoError
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.frame import VideoFrame
+    from av.video.stream import VideoStream
+
+# Used when a container states no frame rate at all; only matters for the preprocessed clip.
+DEFAULT_FPS = 24.0
+_REENCODE_HINT = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`, or fix the path"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoInfo:
+    """What the planner needs to know about a video before any frame is decoded for the model."""
+
+    path: Path
+    width: int
+    """Display width, after rotation is applied."""
+    height: int
+    """Display height, after rotation is applied."""
+    frame_count: int
+    """Number of frames (> 0): the container's count, or counted packet by packet when it lacks one."""
+    fps: float
+    rotation: int
+    """Clockwise degrees (0, 90, 180 or 270) to turn a decoded frame to show it upright."""
+    codec: str
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """(width, height) of the frames as stored, before rotation."""
+        if self.rotation in (90, 270):
+            return self.height, self.width
+        return self.width, self.height
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Describe ``path``; raise :class:`VideoError` naming the file and the fix if it is unusable."""
+    path = Path(path)
+    _check_file(path)
+    import av
+
+    try:
+        with av.open(str(path), mode="r") as container:
+            return _describe(path, container)
+    except VideoError:
+        raise
+    except EOFError as exc:  # av's EOFError derives from the builtin one
+        raise VideoError(
+            f"Video {path} ends before its first frame (zero frames or truncated); {_REENCODE_HINT}."
+        ) from exc
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise VideoError(f"Cannot read video {path}: {exc}; {_REENCODE_HINT}.", item=None) from exc
+
+
+def _check_file(path: Path) -> None:
+    """Fail early, with a precise message, on the commonest problems: wrong path or empty file."""
+    if not path.exists():
+        raise VideoError(f"Video not found: {path}; check the video path (relative paths are not guessed).")
+    if not path.is_file():
+        raise VideoError(f"Video path {path} is not a file; point the item at a video file.")
+    if path.stat().st_size == 0:
+        raise VideoError(f"Video {path} is empty (0 bytes); copy it again or remove the item's video.")
+
+
+def _describe(path: Path, container: InputContainer) -> VideoInfo:
+    if not container.streams.video:
+        raise VideoError(
+            f"{path} has no video stream (audio only, empty video track, or not a video); {_REENCODE_HINT}."
+        )
+    stream = container.streams.video[0]
+    first = _first_frame(path, container, stream)
+    frame_count = stream.frames or _count_packets(container, stream)
+    if frame_count < 1:
+        raise VideoError(f"Video {path} has no frames; {_REENCODE_HINT}.")
+    rotation = _rotation(first, stream)
+    width, height = first.width, first.height
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        frame_count=frame_count,
+        fps=_fps(stream),
+        rotation=rotation,
+        codec=stream.codec_context.name,
+    )
+
+
+def _first_frame(path: Path, container: InputContainer, stream: VideoStream) -> VideoFrame:
+    """Decode frame 0; a video whose first frame cannot be decoded is treated as having no frames."""
+    for frame in container.decode(stream):
+        return frame
+    raise VideoError(f"Video {path} has no decodable frames (zero frames or corrupt); {_REENCODE_HINT}.")
+
+
+def _count_packets(container: InputContainer, stream: VideoStream) -> int:
+    """Count frames without decoding (WebM/MKV store no count): one non-empty packet is one frame."""
+    container.seek(0, stream=stream, backward=True)
+    return sum(1 for packet in container.demux(stream) if packet.size > 0)
+
+
+def _rotation(frame: VideoFrame, stream: VideoStream) -> int:
+    """Clockwise display rotation from the display matrix, else the legacy ``rotate`` tag."""
+    counter_clockwise = frame.rotation
+    if counter_clockwise:
+        return _snap_quarter(-counter_clockwise)
+    tag = stream.metadata.get("rotate", "0")
+    try:
+        return _snap_quarter(float(tag))
+    except ValueError:
+        return 0
+
+
+def _snap_quarter(degrees: float) -> int:
+    """Round to the nearest quarter turn in [0, 360): only quarter turns keep pixels on the grid."""
+    return (round(degrees / 90) * 90) % 360
+
+
+def _fps(stream: VideoStream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return float(rate)
+    return DEFAULT_FPS
