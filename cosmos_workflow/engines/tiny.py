@@ -14,9 +14,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import ModelLoadError
 from cosmos_workflow.tokenizer import TEKKEN_FILE, bundled_tokenizer_path
+
+if TYPE_CHECKING:
+    from transformers import LlavaConfig
 
 #: Bump when the architecture or seed changes, so stale caches are never reused.
 TINY_MODEL_NAME = "tiny-random-pixtral-v1"
@@ -102,7 +106,7 @@ def _build(folder: Path) -> None:
     shutil.copyfile(bundled_tokenizer_path(), folder / TEKKEN_FILE)
 
 
-def tiny_config() -> object:
+def tiny_config() -> LlavaConfig:
     """Pixtral-12B's layout (vision tower + projector + Mistral decoder) at toy width and depth."""
     from transformers import LlavaConfig, MistralConfig, PixtralVisionConfig
 
@@ -113,7 +117,6 @@ def tiny_config() -> object:
         num_attention_heads=4,
         image_size=1024,
         patch_size=16,
-        head_dim=16,
     )
     text = MistralConfig(
         vocab_size=131072,

@@ -1,0 +1,363 @@
+"""The Hugging Face transformers engine: a local Llava/Pixtral checkpoint, batched ``generate``.
+
+The model is fed with mistral-common's token ids and image arrays exactly as the planner
+counted them (image placeholders are ordinary ids in the sequence), so no transformers
+processor, and no torchvision, is involved. Batches are left-padded; images of different sizes
+are zero-padded into one tensor and their real sizes passed alongside, as Pixtral expects.
+
+Speed on CUDA (issue 7): a static KV cache lets transformers compile the decoding step once per
+shape; padding the prompt length up to a bucket limits how many shapes (and compilations) occur.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError, ModelLoadError
+from cosmos_workflow.tokenizer import TEKKEN_FILE, Tokenizer, load_tokenizer, tokenizer_path_for
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("cosmos_workflow")
+
+TINY_MODEL = "tiny-random"
+PAD_ID = 11
+INSTALL_HINT = "pip install 'cosmos-workflow[hf]'"
+KNOWN_OPTIONS = ("static_cache", "batch_bucket")
+
+
+@dataclass(frozen=True)
+class HFOptions:
+    """Speed options, from ``EngineConfig.options``; defaults depend on the device."""
+
+    static_cache: bool
+    batch_bucket: int
+
+    @classmethod
+    def parse(cls, options: dict[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
+        unknown = sorted(set(options) - set(KNOWN_OPTIONS))
+        if unknown:
+            logger.warning("hf engine ignores options %s (it knows %s)", unknown, list(KNOWN_OPTIONS))
+        static = _as_bool(options.get("static_cache"), default=cuda, name="static_cache")
+        bucket = _as_int(options.get("batch_bucket"), default=64 if cuda else 1, name="batch_bucket")
+        return cls(static_cache=static, batch_bucket=bucket)
+
+
+def _as_bool(value: str | int | float | bool | None, *, default: bool, name: str) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"engine option {name}={value!r} is not a boolean; use true or false")
+
+
+def _as_int(value: str | int | float | bool | None, *, default: int, name: str) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"engine option {name}={value!r} is not an integer; use e.g. 64") from None
+    if number < 1:
+        raise ConfigError(f"engine option {name}={number} must be at least 1 (1 turns bucketing off)")
+    return number
+
+
+# --------------------------------------------------------------------------------------------
+# Batch packing (pure: tested without a model)
+# --------------------------------------------------------------------------------------------
+
+
+def hf_batch_tensors(
+    requests: Sequence[EncodedRequest], pad_id: int = PAD_ID, *, bucket: int = 1
+) -> dict[str, Any]:
+    """Pack requests into ``generate`` inputs: left-padded ids and mask, plus the batch's images.
+
+    ``input_ids``/``attention_mask`` are (B, L) int64 with L rounded up to a multiple of
+    ``bucket``. When any request has images, ``pixel_values`` is (N, 3, H, W) float32 holding
+    every image in request then frame order, zero-padded to the largest H and W, and
+    ``image_sizes`` is (N, 2) int64 of each image's real (height, width).
+    """
+    import torch
+
+    if not requests:
+        raise ValueError("hf_batch_tensors needs at least one request")
+    length = _round_up(max(r.num_tokens for r in requests), bucket)
+    ids = torch.full((len(requests), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(requests), length), dtype=torch.long)
+    for row, request in enumerate(requests):
+        n = request.num_tokens
+        ids[row, length - n :] = torch.tensor(list(request.token_ids), dtype=torch.long)
+        mask[row, length - n :] = 1
+    batch: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+    images = [np.asarray(image, dtype=np.float32) for r in requests for image in r.pixel_values]
+    if images:
+        batch.update(_pack_images(images))
+    return batch
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _pack_images(images: Sequence[np.ndarray]) -> dict[str, Any]:
+    import torch
+
+    height = max(image.shape[1] for image in images)
+    width = max(image.shape[2] for image in images)
+    pixels = torch.zeros((len(images), 3, height, width), dtype=torch.float32)
+    for index, image in enumerate(images):
+        pixels[index, :, : image.shape[1], : image.shape[2]] = torch.from_numpy(image)
+    sizes = torch.tensor([[image.shape[1], image.shape[2]] for image in images], dtype=torch.long)
+    return {"pixel_values": pixels, "image_sizes": sizes}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def load(config: EngineConfig) -> HFEngine:
+    """Load the checkpoint named by ``config.model`` ('tiny-random' builds the tiny model)."""
+    checkpoint = resolve_checkpoint(config.model)
+    torch, llava = _import_backend()
+    device = _pick_device(config.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        model = llava.from_pretrained(checkpoint, dtype=dtype, attn_implementation="sdpa")
+        model = model.to(device).eval()
+    except torch.cuda.OutOfMemoryError as exc:
+        _free_cuda(torch)
+        raise ModelLoadError(
+            f"checkpoint {checkpoint} does not fit in {device} memory; free the GPU or pick another "
+            "with --device"
+        ) from exc
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(
+            f"cannot load {checkpoint} as a Llava/Pixtral checkpoint: {exc}; point --model at a "
+            "Hugging Face Pixtral checkpoint folder (config.json + safetensors)"
+        ) from exc
+    options = HFOptions.parse(config.options, cuda=device.type == "cuda")
+    logger.info("hf engine: %s on %s (%s), %s", checkpoint, device, dtype, options)
+    return HFEngine(config, model=model, checkpoint=checkpoint, options=options)
+
+
+def resolve_checkpoint(model: str) -> Path:
+    """The local checkpoint folder for ``model``, or a ModelLoadError saying how to get one."""
+    if model == TINY_MODEL:
+        from cosmos_workflow.engines.tiny import tiny_model_dir
+
+        return tiny_model_dir()
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        raise ModelLoadError(
+            f"checkpoint folder {folder} does not exist; pass --model with a local Hugging Face "
+            f"Llava/Pixtral checkpoint folder, or --model {TINY_MODEL} for the built-in test model"
+        )
+    if (folder / "config.json").is_file():
+        return folder
+    if (folder / "params.json").is_file():
+        raise ModelLoadError(
+            f"{folder} is a Mistral-format checkpoint (params.json, consolidated.safetensors), which "
+            f"transformers cannot load; convert it with `cosmos-workflow convert-checkpoint {folder} DST` "
+            "or use --engine vllm"
+        )
+    raise ModelLoadError(
+        f"{folder} has no config.json: it is not a Hugging Face checkpoint; point --model at a "
+        "Llava/Pixtral checkpoint folder"
+    )
+
+
+def _import_backend() -> tuple[Any, Any]:
+    try:
+        import torch
+        from transformers import LlavaForConditionalGeneration
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"the hf engine needs torch and transformers ({exc}); run: {INSTALL_HINT}"
+        ) from exc
+    return torch, LlavaForConditionalGeneration
+
+
+def _pick_device(requested: str | None) -> torch.device:
+    """The configured device, else this rank's GPU (LOCAL_RANK under torchrun), else the CPU."""
+    import torch
+
+    device: torch.device
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError as exc:
+            raise ConfigError(f"invalid device {requested!r}: {exc}; use e.g. cuda:0 or cpu") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {requested} asked for, but torch sees no CUDA GPU; use --device cpu")
+        return device
+    if torch.cuda.is_available():
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    else:
+        device = torch.device("cpu")
+    return device
+
+
+def _free_cuda(torch: Any) -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------
+
+
+class HFEngine(Engine):
+    """A loaded transformers Llava/Pixtral model; one ``generate`` call per batch."""
+
+    name = "hf"
+
+    def __init__(self, config: EngineConfig, *, model: Any, checkpoint: Path, options: HFOptions) -> None:
+        super().__init__(config)
+        self._model: Any = model
+        self.checkpoint = checkpoint
+        self.options = options
+        self._tokenizer: Tokenizer = load_tokenizer(tokenizer_path_for(checkpoint))
+        self._check_max_model_len()
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        path = self.checkpoint / TEKKEN_FILE
+        return path if path.is_file() else None
+
+    @property
+    def device(self) -> torch.device:
+        self._require_open()
+        device: torch.device = self._model.device
+        return device
+
+    def _check_max_model_len(self) -> None:
+        limit = getattr(self._model.config.text_config, "max_position_embeddings", None)
+        if limit is not None and self.config.max_model_len > limit:
+            raise ConfigError(
+                f"max_model_len {self.config.max_model_len} exceeds what {self.checkpoint} supports "
+                f"({limit} positions); pass --max-model-len {limit} or less"
+            )
+
+    def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
+        self._require_open()
+        results: list[Generation | None] = [self._reject_if_too_long(r, sampling) for r in requests]
+        runnable = [i for i, result in enumerate(results) if result is None]
+        if runnable:
+            produced = self._generate_batch([requests[i] for i in runnable], sampling)
+            for index, generation in zip(runnable, produced, strict=True):
+                results[index] = generation
+        return [result for result in results if result is not None]
+
+    def _reject_if_too_long(self, request: EncodedRequest, sampling: SamplingParams) -> Generation | None:
+        limit = self.config.max_model_len
+        if request.num_tokens + sampling.max_tokens <= limit:
+            return None
+        message = (
+            f"request {request.key!r} has {request.num_tokens} prompt tokens; with max_tokens "
+            f"{sampling.max_tokens} it exceeds max_model_len {limit}; use fewer or smaller frames, "
+            "a lower max_tokens, or a larger --max-model-len"
+        )
+        return Generation.failed(message, prompt_tokens=request.num_tokens, kind="context_length")
+
+    def _generate_batch(
+        self, requests: Sequence[EncodedRequest], sampling: SamplingParams
+    ) -> list[Generation]:
+        import torch
+
+        batch = hf_batch_tensors(requests, PAD_ID, bucket=self.options.batch_bucket)
+        inputs = {name: tensor.to(self.device) for name, tensor in batch.items()}
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
+        try:
+            with torch.inference_mode(), self._seeded(sampling.seed):
+                output = self._model.generate(**inputs, **self._generate_kwargs(sampling))
+        except torch.cuda.OutOfMemoryError as exc:
+            del inputs
+            _free_cuda(torch)
+            tokens = int(batch["attention_mask"].sum())
+            raise GPUOutOfMemoryError(
+                f"a batch of {len(requests)} requests ({tokens} prompt tokens) did not fit in "
+                f"{self.device} memory; retry with a smaller --batch-size"
+            ) from exc
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(
+                f"transformers generate failed on a batch of {len(requests)}: {exc}; rerun with "
+                "--batch-size 1 to find the request that triggers it"
+            ) from exc
+        new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+        return [
+            self._to_generation(r, tokens, sampling) for r, tokens in zip(requests, new_tokens, strict=True)
+        ]
+
+    def _generate_kwargs(self, sampling: SamplingParams) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "pad_token_id": PAD_ID,
+            "eos_token_id": self._tokenizer.eos_id,
+        }
+        if sampling.temperature > 0:
+            # top_k=0: transformers defaults to 50, the upsampler (vLLM) samples from every token
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None)
+        if self.options.static_cache:
+            kwargs["cache_implementation"] = "static"
+        return kwargs
+
+    @contextmanager
+    def _seeded(self, seed: int | None) -> Iterator[None]:
+        """Seed the sampler for this call only, leaving the process' random state untouched."""
+        if seed is None:
+            yield
+            return
+        import torch
+
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def _to_generation(
+        self, request: EncodedRequest, tokens: list[int], sampling: SamplingParams
+    ) -> Generation:
+        eos = self._tokenizer.eos_id
+        stopped = eos in tokens
+        answer = tokens[: tokens.index(eos)] if stopped else tokens[: sampling.max_tokens]
+        return Generation(
+            text=self._tokenizer.decode(answer),
+            finish_reason="stop" if stopped else "length",
+            prompt_tokens=request.num_tokens,
+            completion_tokens=len(answer) + (1 if stopped else 0),
+        )
+
+    def _require_open(self) -> None:
+        if self._model is None:
+            raise EngineError("the hf engine was closed; load it again with load_engine(config)")
+
+    def close(self) -> None:
+        if self._model is None:
+            return
+        self._model = None
+        import torch
+
+        _free_cuda(torch)
