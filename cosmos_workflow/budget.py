@@ -248,13 +248,17 @@ def plan_batch(items: Sequence[BatchItem], settings: PlanSettings, tokenizer: To
 
 
 def plan_for(item: BatchItem, settings: PlanSettings, tokenizer: Tokenizer) -> Plan:
+    video, problem = probe_item(item)
+    return plan_item(item.name, item.prompt, video, settings, tokenizer, video_problem=problem)
+
+
+def probe_item(item: BatchItem) -> tuple[VideoInfo | None, str | None]:
+    """The item's video, or why it has none usable (the item is then upsampled from text alone)."""
     from cosmos_workflow.media import probe_video
 
     if item.video_path is None:
-        return plan_item(item.name, item.prompt, None, settings, tokenizer)
+        return None, None
     try:
-        info = probe_video(item.video_path)
+        return probe_video(item.video_path), None
     except VideoError as exc:
-        problem = f"{exc}; upsampling from the text alone"
-        return plan_item(item.name, item.prompt, None, settings, tokenizer, video_problem=problem)
-    return plan_item(item.name, item.prompt, info, settings, tokenizer)
+        return None, f"{exc}; upsampling from the text alone"

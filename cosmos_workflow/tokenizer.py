@@ -101,7 +101,9 @@ class Tokenizer:
 
         chunks: list[ImageChunk | TextChunk] = [ImageChunk(image=Image.fromarray(f)) for f in frames]
         chunks.append(TextChunk(text=prompt))
-        request: ChatCompletionRequest[UserMessage] = ChatCompletionRequest(messages=[UserMessage(content=chunks)])
+        request: ChatCompletionRequest[UserMessage] = ChatCompletionRequest(
+            messages=[UserMessage(content=chunks)]
+        )
         tokenized = self._tok.encode_chat_completion(request)
         return Encoding(token_ids=list(tokenized.tokens), pixel_values=list(tokenized.images))
 

@@ -1,0 +1,9 @@
+"""The command line: parse, call :mod:`cosmos_workflow.api`, print. Each command is its own module."""
+
+from __future__ import annotations
+
+from cosmos_workflow.cli import plan as _plan  # noqa: F401  (registers the command)
+from cosmos_workflow.cli import upsample as _upsample  # noqa: F401
+from cosmos_workflow.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,65 @@
+"""The Typer application and the one place that turns errors into a line and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from cosmos_workflow import __version__
+from cosmos_workflow.errors import CosmosWorkflowError
+
+app = typer.Typer(
+    name="cosmos-workflow",
+    help="Upsample short prompts + videos into long Cosmos prompts, within the model's token budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: data goes to stdout, logs and progress to stderr
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        stdout.print(f"cosmos-workflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True),
+) -> None:
+    """cosmos-workflow: batch prompt upsampling for NVIDIA Cosmos."""
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    """Print one clear error line on stderr; return the Exit to raise."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def main() -> None:
+    """Console entry point: library errors become one line and a non-zero exit, here only."""
+    try:
+        app()
+    except CosmosWorkflowError as exc:
+        stderr.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        stderr.print("interrupted; rerun the same command to resume", markup=False)
+        sys.exit(130)

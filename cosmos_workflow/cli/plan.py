@@ -1,0 +1,94 @@
+"""``cosmos-workflow plan``: what will be sent for each item, and whether it fits."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cosmos_workflow import api
+from cosmos_workflow.budget import Plan
+from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
+from cosmos_workflow.cli.options import (
+    FrameSampling,
+    MaxModelLen,
+    MaxResolution,
+    MaxTokens,
+    Model,
+    NumFrames,
+    Preprocess,
+    PromptsFile,
+    Sampling,
+    plan_settings,
+)
+
+STATUS_STYLE = {"ok": "green", "adjusted": "yellow", "text_only": "cyan", "overflow": "red", "error": "red"}
+
+
+@app.command()
+def plan(
+    prompts_file: PromptsFile,
+    preprocess: Preprocess = True,
+    max_resolution: MaxResolution = "480",
+    num_frames: NumFrames = 2,
+    frame_sampling: FrameSampling = Sampling.first,
+    max_tokens: MaxTokens = 300,
+    max_model_len: MaxModelLen = 4096,
+    model: Model = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
+) -> None:
+    """Plan every item's frames, size and tokens against the model's context, without a model."""
+    settings = plan_settings(
+        preprocess=preprocess,
+        max_resolution=max_resolution,
+        num_frames=num_frames,
+        frame_sampling=frame_sampling,
+        max_tokens=max_tokens,
+        max_model_len=max_model_len,
+    )
+    report = api.plan(prompts_file, settings, model=model)
+    for problem in report.problems:
+        stderr.print(f"skipped {problem}", markup=False, highlight=False)
+    if as_json:
+        stdout.print_json(json.dumps([p.model_dump(mode="json") for p in report.plans]))
+    else:
+        stdout.print(_table(report.plans))
+    if not report.plans or any(not p.fits for p in report.plans):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _table(plans: list[Plan]) -> Table:
+    table = Table(title="Token plan")
+    for column in (
+        "name",
+        "source",
+        "sent",
+        "frames",
+        "image",
+        "text",
+        "reserved",
+        "total / limit",
+        "status",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("frames", "image", "text", "reserved") else "left"
+        )
+    for p in plans:
+        table.add_row(
+            p.name,
+            _size(p.source_width, p.source_height),
+            _size(p.width, p.height),
+            str(p.frames),
+            str(p.image_tokens),
+            str(p.text_tokens),
+            str(p.max_tokens),
+            f"{p.total_tokens}+{p.max_tokens} / {p.max_model_len}",
+            f"[{STATUS_STYLE[p.status]}]{p.status}[/] {p.message}",
+        )
+    return table
+
+
+def _size(width: int | None, height: int | None) -> str:
+    return f"{width}x{height}" if width and height else "-"

@@ -1,0 +1,206 @@
+"""``cosmos-workflow upsample-prompts``: the main job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import progress as bars
+from rich.table import Table
+
+from cosmos_workflow import api
+from cosmos_workflow.cli.app import app, setup_logging, stderr
+from cosmos_workflow.cli.options import (
+    FrameSampling,
+    MaxModelLen,
+    MaxResolution,
+    MaxTokens,
+    Model,
+    NumFrames,
+    Preprocess,
+    Sampling,
+    plan_settings,
+)
+from cosmos_workflow.engines import EngineConfig, SamplingParams
+from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.runner import Progress, RunOptions, RunResult
+
+#: finished, but some items failed (status error or fallback)
+EXIT_PARTIAL = 3
+
+
+class OnError(StrEnum):
+    error = "error"
+    original = "original"
+
+
+def parse_engine_options(pairs: list[str]) -> dict[str, str | int | float | bool | None]:
+    """``KEY=VALUE`` pairs; numbers and true/false are converted."""
+    options: dict[str, str | int | float | bool | None] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"--engine-option {pair!r} is not KEY=VALUE; e.g. --engine-option max_num_seqs=64"
+            )
+        options[key] = _scalar(raw)
+    return options
+
+
+def _scalar(raw: str) -> str | int | float | bool:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+@app.command("upsample-prompts")
+def upsample_prompts(
+    prompts_file: Annotated[
+        Path | None,
+        typer.Argument(help="JSON list (or .jsonl) of {name, prompt, video_path}", show_default=False),
+    ] = None,
+    output_file: Annotated[
+        Path | None,
+        typer.Option("--output-file", "-o", help="output JSON list (default: <prompts>.upsampled.json)"),
+    ] = None,
+    input_dir: Annotated[
+        Path | None, typer.Option(help="a folder of PromptSpec files to upsample in place, instead of a file")
+    ] = None,
+    preprocess: Preprocess = True,
+    max_resolution: MaxResolution = "480",
+    num_frames: NumFrames = 2,
+    frame_sampling: FrameSampling = Sampling.first,
+    engine: Annotated[str, typer.Option(help="hf, vllm, openai, auto, or fake")] = "hf",
+    model: Model = "tiny-random",
+    batch_size: Annotated[int, typer.Option(min=1, help="requests per engine call")] = 8,
+    max_model_len: MaxModelLen = 4096,
+    max_tokens: MaxTokens = 300,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.6,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
+    on_error: Annotated[
+        OnError,
+        typer.Option(help="'original': write the original prompt (status fallback) when an item fails"),
+    ] = OnError.error,
+    force: Annotated[bool, typer.Option(help="redo every item, ignoring earlier results")] = False,
+    clips: Annotated[
+        bool, typer.Option("--clips/--no-clips", help="write each preprocessed clip beside the output")
+    ] = True,
+    device: Annotated[str | None, typer.Option(help="e.g. cuda:0 or cpu (default: automatic)")] = None,
+    engine_option: Annotated[
+        list[str] | None, typer.Option(help="engine setting KEY=VALUE, repeatable (e.g. base_url=...)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
+) -> None:
+    """Upsample every prompt with the model loaded once; rerun the same command to resume."""
+    setup_logging(quiet=quiet)
+    output = _output_path(prompts_file, output_file, input_dir)
+    options = RunOptions(
+        plan=plan_settings(
+            preprocess=preprocess,
+            max_resolution=max_resolution,
+            num_frames=num_frames,
+            frame_sampling=frame_sampling,
+            max_tokens=max_tokens,
+            max_model_len=max_model_len,
+        ),
+        sampling=SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
+        engine=EngineConfig(
+            engine=engine,
+            model=model or "tiny-random",
+            max_model_len=max_model_len,
+            max_images_per_prompt=num_frames,
+            device=device,
+            options=parse_engine_options(engine_option or []),
+        ),
+        batch_size=batch_size,
+        on_error=on_error.value,
+        force=force,
+        clips_dir=output.with_name(f"{output.stem}_clips") if clips and preprocess else None,
+    )
+    if input_dir is not None:
+        _run_specs(input_dir, options, quiet)
+        return
+    assert prompts_file is not None
+    with _progress(quiet) as advance:
+        result, problems = api.upsample_file(prompts_file, output, options, progress=advance)
+    _summary(result, len(problems), output)
+    if result.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir: Path | None) -> Path:
+    if (prompts_file is None) == (input_dir is None):
+        raise ConfigError("give either PROMPTS_FILE or --input-dir (one of them)")
+    if output_file is not None:
+        return output_file
+    if prompts_file is not None:
+        return prompts_file.with_name(f"{prompts_file.stem}.upsampled.json")
+    assert input_dir is not None
+    return input_dir / ".upsampling" / "results.json"
+
+
+def _run_specs(input_dir: Path, options: RunOptions, quiet: bool) -> None:
+    from cosmos_workflow.specs import workflow
+
+    with _progress(quiet) as advance:
+        summary = workflow.upsample_spec_dir(input_dir, options, progress=advance)
+    stderr.print(summary.describe(), markup=False, highlight=False)
+    if summary.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Progress]:
+    if quiet:
+        yield lambda _count, _total=None: None
+        return
+    columns = (
+        bars.TextColumn("upsampling"),
+        bars.BarColumn(),
+        bars.MofNCompleteColumn(),
+        bars.TextColumn("{task.fields[rate]}"),
+        bars.TimeRemainingColumn(),
+    )
+    with bars.Progress(*columns, console=stderr, transient=False) as bar:
+        task = bar.add_task("upsampling", total=None, rate="")
+
+        def advance(count: int, total: int | None = None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            bar.update(task, advance=count)
+            speed = bar.tasks[0].speed
+            bar.update(task, rate=f"{speed:.2f} items/s" if speed else "")
+
+        yield advance
+
+
+def _summary(result: RunResult, invalid: int, output: Path) -> None:
+    table = Table(title=f"Upsampled -> {output}")
+    table.add_column("status")
+    table.add_column("items", justify="right")
+    for status in ("ok", "text_only", "fallback", "error"):
+        table.add_row(status, str(result.counts.get(status, 0)))
+    if invalid:
+        table.add_row("invalid (skipped)", str(invalid))
+    total = len(result.records)
+    rate = (total - result.resumed) / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    table.caption = (
+        f"{total} items, {result.resumed} resumed from the journal, "
+        f"{result.elapsed_s:.1f} s, {rate:.2f} items/s"
+    )
+    stderr.print(table)
+    if result.failed:
+        for record in result.records:
+            if record.error:
+                stderr.print(f"{record.name}: {record.error}", markup=False, highlight=False)

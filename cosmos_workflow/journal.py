@@ -1,0 +1,87 @@
+"""Append-only, fsync'd results keyed by request: a crash loses nothing, a rerun resumes.
+
+One JSON record per line. A line torn by a crash (SIGKILL mid-write) is ignored on reading; the
+item it held is simply done again. The final output is written atomically from the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from cosmos_workflow.specs.results import UpsampleRecord
+
+log = logging.getLogger("cosmos_workflow")
+
+
+def journal_path_for(output: Path, suffix: str = "") -> Path:
+    """``out.json`` -> ``out.json.journal.jsonl`` (``suffix`` e.g. ``.rank1`` for a torchrun rank)."""
+    return output.with_name(f"{output.name}{suffix}.journal.jsonl")
+
+
+class Journal:
+    """An append-only JSONL journal of :class:`UpsampleRecord` s."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, UpsampleRecord]:
+        """Latest record per key; torn or invalid lines are skipped."""
+        return {record.key: record for record in read_records(self.path)}
+
+    def append(self, records: Iterable[UpsampleRecord]) -> None:
+        lines = "".join(r.model_dump_json() + "\n" for r in records)
+        if not lines:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            if handle.tell() > 0 and not _ends_with_newline(self.path):
+                handle.write("\n")  # seal a line torn by an earlier crash
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def reset(self) -> None:
+        """Start over (``--force``): the old journal is kept aside, not deleted."""
+        if self.path.exists():
+            os.replace(self.path, self.path.with_name(self.path.name + ".old"))
+
+
+def read_records(path: Path) -> Iterator[UpsampleRecord]:
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield UpsampleRecord.model_validate_json(line)
+            except ValidationError:
+                log.warning(
+                    "%s line %d is incomplete (interrupted write); that item will be redone",
+                    path.name,
+                    number,
+                )
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,314 @@
+"""The batch loop: plan, preprocess ahead of the model, generate in length-sorted batches,
+postprocess, journal.
+
+The engine is loaded once per run. Video decoding and encoding run in background threads a few
+batches ahead, so the model does not wait on preprocessing. Out-of-memory halves the batch; a
+request the engine still finds too long is replanned smaller and retried once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cosmos_workflow.budget import Plan, PlanSettings, plan_item
+from cosmos_workflow.engines import (
+    EncodedRequest,
+    Engine,
+    EngineConfig,
+    Generation,
+    SamplingParams,
+)
+from cosmos_workflow.errors import CosmosWorkflowError, GPUOutOfMemoryError
+from cosmos_workflow.journal import Journal
+from cosmos_workflow.postprocess import accept
+from cosmos_workflow.specs.batch import BatchItem
+from cosmos_workflow.specs.results import Status, UpsampleRecord
+from cosmos_workflow.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cosmos_workflow.media import VideoInfo
+
+log = logging.getLogger("cosmos_workflow")
+
+OnError = Literal["error", "original"]
+
+
+class Progress(Protocol):
+    """Told how many items finished (and, once, how many there are in all)."""
+
+    def __call__(self, count: int, total: int | None = None) -> None: ...
+
+
+class RunOptions(BaseModel):
+    """Everything that shapes a run besides the items."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan: PlanSettings = Field(default_factory=PlanSettings)
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    batch_size: int = Field(8, ge=1, description="requests per engine call (halved on out-of-memory)")
+    on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
+    force: bool = False
+    clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
+    workers: int = Field(2, ge=1, description="background preprocessing threads")
+    prefetch_batches: int = Field(2, ge=1)
+
+
+@dataclass
+class Job:
+    """One item on its way through the run."""
+
+    item: BatchItem
+    key: str
+    plan: Plan
+    video: VideoInfo | None = None
+    request: EncodedRequest | None = None
+    preprocessed_video: Path | None = None
+    failure: str | None = None
+    retried: bool = False
+
+
+@dataclass
+class RunResult:
+    records: list[UpsampleRecord]
+    elapsed_s: float
+    resumed: int = 0
+    counts: Counter[Status] = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> int:
+        return self.counts["error"] + self.counts["fallback"]
+
+
+def request_key(item: BatchItem, options: RunOptions) -> str:
+    """Hash of everything that determines the answer: a rerun with the same inputs finds it."""
+    payload = {
+        "name": item.name,
+        "prompt": item.prompt,
+        "video": _video_identity(item.video_path),
+        "plan": options.plan.model_dump(mode="json"),
+        "sampling": options.sampling.model_dump(mode="json"),
+        "engine": options.engine.engine,
+        "model": options.engine.model,
+        "max_model_len": options.engine.max_model_len,
+    }
+    blob = json.dumps(payload, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _video_identity(path: Path | None) -> list[object] | None:
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return [str(path), None]
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+class Runner:
+    """Runs items through one loaded engine and records every outcome in the journal."""
+
+    def __init__(self, engine: Engine, tokenizer: Tokenizer, options: RunOptions, journal: Journal) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.options = options
+        self.journal = journal
+        self.batch_size = options.batch_size
+
+    def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> list[UpsampleRecord]:
+        """Process jobs; records come back in the order of ``jobs``."""
+        done: dict[str, UpsampleRecord] = {}
+        sendable = [j for j in jobs if j.plan.fits]
+        for job in jobs:
+            if not job.plan.fits:
+                done[job.key] = self._record(job, None)
+        self.journal.append(done.values())
+        if progress:
+            progress(len(done))
+        with ThreadPoolExecutor(self.options.workers, thread_name_prefix="preprocess") as pool:
+            for batch in self._prepared_batches(pool, sendable):
+                records = self._generate_batch(batch)
+                self.journal.append(records)
+                done.update((r.key, r) for r in records)
+                if progress:
+                    progress(len(records))
+        return [done[j.key] for j in jobs]
+
+    def _prepared_batches(self, pool: ThreadPoolExecutor, jobs: list[Job]) -> Iterator[list[Job]]:
+        """Length-sorted batches whose preprocessing runs ``prefetch_batches`` ahead of the model."""
+        ordered = sorted(jobs, key=lambda j: j.plan.total_tokens)
+        chunks = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+        pending: deque[list[Future[Job]]] = deque()
+        for chunk in chunks:
+            pending.append([pool.submit(self._prepare, job) for job in chunk])
+            if len(pending) > self.options.prefetch_batches:
+                yield [f.result() for f in pending.popleft()]
+        while pending:
+            yield [f.result() for f in pending.popleft()]
+
+    def _prepare(self, job: Job) -> Job:
+        """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
+        try:
+            job.request, job.preprocessed_video = prepare_request(job, self.tokenizer, self.options)
+        except CosmosWorkflowError as exc:
+            job.failure = str(exc)
+        return job
+
+    def _generate_batch(self, batch: list[Job]) -> list[UpsampleRecord]:
+        ready = [j for j in batch if j.request is not None]
+        requests = [j.request for j in ready if j.request is not None]
+        generations = self._generate(requests) if requests else []
+        results = dict(zip((j.key for j in ready), generations, strict=True))
+        records = []
+        for job in batch:
+            generation = results.get(job.key)
+            if generation is not None and generation.error_kind == "context_length" and not job.retried:
+                generation = self._retry_smaller(job)
+            records.append(self._record(job, generation))
+        return records
+
+    def _generate(self, requests: list[EncodedRequest]) -> list[Generation]:
+        """One engine call; out of memory halves the batch, down to a single request."""
+        try:
+            return self.engine.generate(requests, self.options.sampling)
+        except GPUOutOfMemoryError as exc:
+            if len(requests) == 1:
+                message = (
+                    f"out of GPU memory even alone ({exc}); lower --max-resolution or "
+                    "--num-frames, or free the GPU"
+                )
+                return [Generation.failed(message, prompt_tokens=requests[0].num_tokens)]
+            half = len(requests) // 2
+            self.batch_size = max(1, min(self.batch_size, half))
+            log.warning(
+                "out of GPU memory with %d requests; retrying as %d + %d",
+                len(requests),
+                half,
+                len(requests) - half,
+            )
+            return self._generate(requests[:half]) + self._generate(requests[half:])
+
+    def _retry_smaller(self, job: Job) -> Generation | None:
+        """The engine found the request too long: replan at three quarters of the size, once."""
+        job.retried = True
+        if job.plan.width is None or job.plan.height is None or job.video is None:
+            return None
+        smaller = max(job.plan.width, job.plan.height) * 3 // 4 // 16 * 16
+        settings = self.options.plan.model_copy(update={"max_resolution": max(16, smaller)})
+        log.warning("%s: the engine reported the request too long; retrying at %d px", job.item.name, smaller)
+        job.plan = plan_item(job.item.name, job.item.prompt, job.video, settings, self.tokenizer)
+        job.plan = job.plan.model_copy(
+            update={"changes": [*job.plan.changes, "replanned after a context-length error"]}
+        )
+        if not job.plan.fits:
+            return None
+        self._prepare(job)
+        if job.request is None:
+            return None
+        return self._generate([job.request])[0]
+
+    def _record(self, job: Job, generation: Generation | None) -> UpsampleRecord:
+        return build_record(job, generation, self.engine, self.options)
+
+
+def prepare_request(
+    job: Job, tokenizer: Tokenizer, options: RunOptions
+) -> tuple[EncodedRequest, Path | None]:
+    """Frames at the planned size, the optional clip, and the exact token ids."""
+    from cosmos_workflow.errors import BudgetError
+    from cosmos_workflow.media import clip_path, read_frames, write_clip
+
+    plan = job.plan
+    frames: list[np.ndarray] = []
+    clip: Path | None = None
+    if job.video is not None and plan.frames > 0:
+        assert plan.width is not None and plan.height is not None
+        frames = list(read_frames(job.video, plan.frame_indices, (plan.width, plan.height)))
+        if options.clips_dir is not None and options.plan.preprocess:
+            clip = write_clip(
+                frames,
+                clip_path(options.clips_dir, job.item.name, job.key),
+                job.video.fps,
+            )
+    encoding = tokenizer.encode(job.item.prompt, frames)
+    if options.plan.preprocess and len(encoding.token_ids) != plan.total_tokens:
+        raise BudgetError(
+            f"encoded {len(encoding.token_ids)} tokens but planned {plan.total_tokens}; "
+            "please report this with the video's size",
+            item=job.item.name,
+        )
+    request = EncodedRequest(
+        key=job.key,
+        prompt=job.item.prompt,
+        token_ids=encoding.token_ids,
+        frames=frames,
+        pixel_values=encoding.pixel_values,
+    )
+    return request, clip
+
+
+def build_record(
+    job: Job, generation: Generation | None, engine: Engine | None, options: RunOptions
+) -> UpsampleRecord:
+    """The output record for one job, applying the ``--on-error`` policy to any failure."""
+    plan = job.plan
+    problem = _problem(job, generation)
+    text: str | None = None
+    if problem is None and generation is not None:
+        cleaned = accept(generation, options.sampling.max_tokens)
+        problem, text = cleaned.problem, cleaned.text
+    status = "text_only" if plan.frames == 0 else "ok"
+    if problem is not None:
+        status, text = ("fallback", job.item.prompt) if options.on_error == "original" else ("error", None)
+    return UpsampleRecord(
+        name=job.item.name,
+        original_prompt=job.item.prompt,
+        upsampled_prompt=text,
+        video_path=str(job.item.video_path) if job.item.video_path else None,
+        preprocessed_video=str(job.preprocessed_video) if job.preprocessed_video else None,
+        status=status,
+        error=problem,
+        warning=plan.message if plan.status == "text_only" and job.item.video_path else None,
+        frames=plan.frames,
+        frame_indices=plan.frame_indices,
+        width=plan.width,
+        height=plan.height,
+        source_width=plan.source_width,
+        source_height=plan.source_height,
+        prompt_tokens=plan.total_tokens,
+        image_tokens=plan.image_tokens,
+        text_tokens=plan.text_tokens,
+        completion_tokens=generation.completion_tokens if generation else 0,
+        max_tokens=options.sampling.max_tokens,
+        max_model_len=plan.max_model_len,
+        finish_reason=generation.finish_reason if generation else None,
+        plan_changes=plan.changes,
+        model=engine.model_name if engine else options.engine.model,
+        engine=engine.name if engine else options.engine.engine,
+        sampling=options.sampling.model_dump(mode="json"),
+        key=job.key,
+    )
+
+
+def _problem(job: Job, generation: Generation | None) -> str | None:
+    if not job.plan.fits:
+        return job.plan.message
+    if job.failure is not None:
+        return job.failure
+    if generation is None:
+        return "the engine still found the request too long after replanning; lower --max-resolution"
+    return None
