@@ -52,16 +52,19 @@ def make_video(
     rotation: int = 0,
     pix_fmt: str | None = None,
     gop: int | None = None,
+    faststart: bool = False,
 ) -> Path:
     """Encode a test video and return its path.
 
+    ``faststart`` puts the MP4 index first, so a truncated copy still opens (and fails later).
     ``rotation`` is the clockwise turn a player applies to show the video upright (the legacy
     ``rotate`` tag convention, and ``VideoInfo.rotation``); it is written as a display matrix
     with PyAV's ``VideoStream.set_display_rotation`` (which takes counter-clockwise degrees).
     """
     path = Path(path)
     fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=fps)
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt or fmt

@@ -50,8 +50,12 @@ def write_clip(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
     path = Path(path)
     import av
 
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
+    try:
+        temp_name = _temp_beside(path)
+    except OSError as exc:
+        raise VideoError(
+            f"Cannot create preprocessed clip {path}: {exc}; check the output folder and write permission."
+        ) from exc
     try:
         _encode(frames, temp_name, width, height, fps)
         os.replace(temp_name, path)
@@ -66,6 +70,14 @@ def write_clip(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
             os.unlink(temp_name)
         raise
     return path
+
+
+def _temp_beside(path: Path) -> str:
+    """A fresh hidden file in the clip's own folder (created if needed), so os.replace is atomic."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    return temp_name
 
 
 def _check_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
