@@ -1,0 +1,224 @@
+"""The vLLM engine's own logic, with a tiny stand-in ``vllm`` module (vLLM needs a GPU).
+
+The stand-in is an edge fake: it records what the engine passed and answers like vLLM's offline
+``LLM.generate``. Real vLLM is not exercised here; its names are checked against the pinned
+release's source in test_engine_vllm_contract.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from cosmos_workflow.engines import EncodedRequest, EngineConfig, SamplingParams, load_engine
+from cosmos_workflow.engines import vllm as engine
+from cosmos_workflow.errors import GPUOutOfMemoryError, ModelLoadError
+from cosmos_workflow.tokenizer import load_tokenizer
+
+BAD_TOKEN = 99_999  # a prompt holding this token makes the fake raise like vLLM does
+
+
+class FakeLLM:
+    instances: ClassVar[list[FakeLLM]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.env = dict(os.environ)
+        self.calls: list[list[dict[str, Any]]] = []
+        self.finish_reason = "stop"
+        self.error: Exception | None = None
+        FakeLLM.instances.append(self)
+
+    def generate(
+        self, prompts: Sequence[dict[str, Any]], *, sampling_params: Any, use_tqdm: bool
+    ) -> list[Any]:
+        self.calls.append(list(prompts))
+        if self.error is not None:
+            raise self.error
+        if any(BAD_TOKEN in p["prompt_token_ids"] for p in prompts):
+            raise ValueError("Prompt length of 5000 is longer than the maximum model length of 4096.")
+        return [self._output(p, sampling_params) for p in prompts]
+
+    def _output(self, prompt: dict[str, Any], params: Any) -> Any:
+        images = len(prompt.get("multi_modal_data", {}).get("image", []))
+        completion = types.SimpleNamespace(
+            text=f"described {len(prompt['prompt_token_ids'])} ids and {images} images",
+            finish_reason=self.finish_reason,
+            token_ids=[5] * min(7, params.max_tokens),
+        )
+        return types.SimpleNamespace(outputs=[completion])
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    module = types.ModuleType("vllm")
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = dict  # type: ignore[attr-defined]  # a TypedDict is a dict at run time
+    module.inputs = inputs  # type: ignore[attr-defined]
+    module.LLM = FakeLLM  # type: ignore[attr-defined]
+    module.SamplingParams = lambda **fields: types.SimpleNamespace(**fields)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    FakeLLM.instances.clear()
+    yield module
+
+
+@pytest.fixture
+def mistral_ckpt(tmp_path: Path) -> Path:
+    for name in ("params.json", "consolidated.safetensors"):
+        (tmp_path / name).write_text("{}")
+    return tmp_path
+
+
+def _config(model: Path, **options: Any) -> EngineConfig:
+    return EngineConfig(engine="vllm", model=str(model), options=options)
+
+
+def _request(key: str, tokens: int = 50, frames: int = 0, bad: bool = False) -> EncodedRequest:
+    ids = [1] * tokens
+    if bad:
+        ids[-1] = BAD_TOKEN
+    images = [np.zeros((32, 48, 3), dtype=np.uint8) for _ in range(frames)]
+    return EncodedRequest(key=key, prompt="p", token_ids=ids, frames=images)
+
+
+def test_mistral_checkpoint_gets_cosmos_defaults(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    load_engine(_config(mistral_ckpt))
+    kwargs = FakeLLM.instances[0].kwargs
+    assert kwargs["tokenizer_mode"] == kwargs["load_format"] == kwargs["config_format"] == "mistral"
+    assert kwargs["limit_mm_per_prompt"] == {"image": 2}
+    assert (kwargs["max_model_len"], kwargs["max_num_seqs"], kwargs["gpu_memory_utilization"]) == (
+        4096,
+        32,
+        0.9,
+    )
+    assert kwargs["enable_prefix_caching"] is True
+    assert set(kwargs) <= engine.LLM_KWARGS_USED
+
+
+def test_options_tune_throughput(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    load_engine(_config(mistral_ckpt, max_num_seqs=8, gpu_memory_utilization=0.5))
+    assert FakeLLM.instances[0].kwargs["max_num_seqs"] == 8
+    assert FakeLLM.instances[0].kwargs["gpu_memory_utilization"] == 0.5
+
+
+def test_hf_checkpoint_uses_auto_tokenizer(fake_vllm: types.ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    load_engine(_config(tmp_path))
+    kwargs = FakeLLM.instances[0].kwargs
+    assert kwargs["tokenizer_mode"] == "auto"
+    assert "load_format" not in kwargs
+
+
+def test_not_a_checkpoint_names_the_variants(fake_vllm: types.ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "depth").mkdir()
+    (tmp_path / "viscontrol").mkdir()
+    with pytest.raises(ModelLoadError, match=r"per-control variants \['depth', 'viscontrol'\]"):
+        load_engine(_config(tmp_path))
+
+
+def test_missing_vllm_says_how_to_install(monkeypatch: pytest.MonkeyPatch, mistral_ckpt: Path) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(ModelLoadError, match=r"pip install 'cosmos-workflow\[vllm\]' or use --engine hf"):
+        load_engine(_config(mistral_ckpt))
+
+
+def test_torchrun_variables_hidden_while_starting(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torchrun = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "MASTER_ADDR": "h", "MASTER_PORT": "29500"}
+    for name, value in {**torchrun, "TORCHELASTIC_RUN_ID": "x", "GROUP_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    load_engine(_config(mistral_ckpt))
+    seen = FakeLLM.instances[0].env
+    assert not {"TORCHELASTIC_RUN_ID", "GROUP_RANK", *torchrun} & set(seen)
+    assert seen["CUDA_VISIBLE_DEVICES"] == "1"
+    assert os.environ["RANK"] == "3" and "CUDA_VISIBLE_DEVICES" not in os.environ  # restored
+
+
+def test_gpu_pinned_within_visible_devices(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    load_engine(_config(mistral_ckpt))
+    assert FakeLLM.instances[0].env["CUDA_VISIBLE_DEVICES"] == "5"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
+
+
+def test_invalid_requests_fail_alone_before_the_call(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    eng = load_engine(_config(mistral_ckpt))
+    requests = [_request("ok1"), _request("long", tokens=3900), _request("images", frames=3), _request("ok2")]
+    results = eng.generate(requests, SamplingParams(max_tokens=300))
+    assert [r.finish_reason for r in results] == ["stop", "error", "error", "stop"]
+    assert results[1].error_kind == "context_length" and "--max-model-len" in (results[1].error or "")
+    assert "3 images" in (results[2].error or "")
+    sent = FakeLLM.instances[0].calls
+    assert len(sent) == 1 and len(sent[0]) == 2  # one call, only the valid requests
+
+
+def test_runtime_rejection_is_isolated(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    eng = load_engine(_config(mistral_ckpt))
+    results = eng.generate([_request("a"), _request("bad", bad=True), _request("c")], SamplingParams())
+    assert [r.finish_reason for r in results] == ["stop", "error", "stop"]
+    assert results[1].error_kind == "context_length"
+    assert [len(c) for c in FakeLLM.instances[0].calls] == [3, 1, 1, 1]
+
+
+def test_out_of_memory_raises_for_back_off(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    eng = load_engine(_config(mistral_ckpt))
+    FakeLLM.instances[0].error = RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+    with pytest.raises(GPUOutOfMemoryError, match="lower --batch-size"):
+        eng.generate([_request("a"), _request("b")], SamplingParams())
+
+
+def test_finish_reasons_are_mapped(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    eng = load_engine(_config(mistral_ckpt))
+    FakeLLM.instances[0].finish_reason = "length"
+    (cut,) = eng.generate([_request("a")], SamplingParams())
+    FakeLLM.instances[0].finish_reason = "abort"
+    (aborted,) = eng.generate([_request("a")], SamplingParams())
+    assert (cut.finish_reason, cut.completion_tokens) == ("length", 7)
+    assert aborted.finish_reason == "error" and "abort" in (aborted.error or "")
+
+
+def _real_request() -> EncodedRequest:
+    frames = [np.full((32, 48, 3), 100, dtype=np.uint8), np.full((16, 32, 3), 7, dtype=np.uint8)]
+    encoding = load_tokenizer().encode("a red car", frames)
+    return EncodedRequest(key="k", prompt="a red car", token_ids=encoding.token_ids, frames=frames)
+
+
+def test_mistral_prompt_goes_in_exactly_as_tokenized(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    request = _real_request()
+    load_engine(_config(mistral_ckpt)).generate([request], SamplingParams())
+    (prompt,) = FakeLLM.instances[0].calls[0]
+    assert prompt["prompt_token_ids"] == list(request.token_ids)
+    assert [im.size for im in prompt["multi_modal_data"]["image"]] == [(48, 32), (32, 16)]
+
+
+def test_hf_prompt_has_one_placeholder_per_image(fake_vllm: types.ModuleType, tmp_path: Path) -> None:
+    """vLLM expands each [IMG] of a Llava checkpoint itself, with the same arithmetic."""
+    (tmp_path / "config.json").write_text(json.dumps({}))
+    request = _real_request()
+    load_engine(_config(tmp_path)).generate([request], SamplingParams())
+    ids = FakeLLM.instances[0].calls[0][0]["prompt_token_ids"]
+    image_id, brk, end = 10, 12, 13
+    assert ids.count(image_id) == 2 and brk not in ids and end not in ids
+    original = list(request.token_ids)
+    assert [t for t in original if t not in (image_id, brk, end)] == [t for t in ids if t != image_id]
+    tok = load_tokenizer()
+    assert len(original) - len(ids) == tok.image_tokens(48, 32) + tok.image_tokens(32, 16) - 2
+
+
+def test_collapse_keeps_text_between_images() -> None:
+    ids = [1, 3, 10, 10, 12, 10, 10, 13, 10, 13, 55, 4]
+    assert engine.collapse_image_runs(ids, (10, 12, 13)) == [1, 3, 10, 10, 55, 4]
