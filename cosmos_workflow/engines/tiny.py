@@ -55,6 +55,7 @@ def tiny_model_dir(root: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_NAME}-", dir=target.parent))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other
         _build(staging)
         _publish(staging, target)
     finally:

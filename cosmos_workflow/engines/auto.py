@@ -1,0 +1,42 @@
+"""The default engine: vLLM where it can run (installed and a CUDA GPU), transformers elsewhere.
+
+vLLM is what the Cosmos image ships and is the faster engine; the transformers engine runs
+everywhere else, including CPU-only machines with the tiny model.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cosmos_workflow.engines.base import Engine, EngineConfig
+
+logger = logging.getLogger("cosmos_workflow")
+
+
+def load(config: EngineConfig) -> Engine:
+    """Load the engine :func:`choose_engine` picks, with the rest of ``config`` unchanged."""
+    from cosmos_workflow.engines import load_engine
+
+    name, reason = choose_engine()
+    logger.info("engine auto: using %s (%s)", name, reason)
+    return load_engine(config.model_copy(update={"engine": name}))
+
+
+def choose_engine() -> tuple[str, str]:
+    """The engine name to use here, and why."""
+    if not _cuda_available():
+        return "hf", "no CUDA GPU visible to torch"
+    try:
+        import vllm  # noqa: F401 - only probing whether it imports
+    except Exception as exc:  # vLLM can fail to import in many ways (missing, CUDA/ABI mismatch)
+        return "hf", f"vllm cannot be imported: {type(exc).__name__}: {exc}"
+    return "vllm", "vllm is installed and a CUDA GPU is visible"
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    available: bool = torch.cuda.is_available()
+    return available
