@@ -261,4 +261,4 @@ def probe_item(item: BatchItem) -> tuple[VideoInfo | None, str | None]:
     try:
         return probe_video(item.video_path), None
     except VideoError as exc:
-        return None, f"{exc}; upsampling from the text alone"
+        return None, f"{str(exc).rstrip('. ')}; upsampling from the text alone"

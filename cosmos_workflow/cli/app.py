@@ -21,8 +21,10 @@ app = typer.Typer(
 )
 
 #: data goes to stdout, logs and progress to stderr
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True)
+#: a file or pipe gets wide tables rather than rich's 80-column default
+_WIDTH = None if sys.stdout.isatty() else 160
+stdout = Console(soft_wrap=True, width=_WIDTH)
+stderr = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -32,6 +34,8 @@ def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    # mistral-common reports its vocabulary set-up at INFO on every tokenizer load
+    logging.getLogger("mistral_common").setLevel(max(level, logging.WARNING))
 
 
 def version_callback(value: bool) -> None:

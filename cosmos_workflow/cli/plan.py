@@ -55,26 +55,19 @@ def plan(
         stdout.print_json(json.dumps([p.model_dump(mode="json") for p in report.plans]))
     else:
         stdout.print(_table(report.plans))
+        for p in report.plans:
+            if p.message:
+                stdout.print(f"{p.name}: {p.message}", markup=False, highlight=False)
     if not report.plans or any(not p.fits for p in report.plans):
         raise typer.Exit(EXIT_FAILED)
 
 
 def _table(plans: list[Plan]) -> Table:
-    table = Table(title="Token plan")
-    for column in (
-        "name",
-        "source",
-        "sent",
-        "frames",
-        "image",
-        "text",
-        "reserved",
-        "total / limit",
-        "status",
-    ):
-        table.add_column(
-            column, justify="right" if column in ("frames", "image", "text", "reserved") else "left"
-        )
+    table = Table(title="Token plan: prompt (images + text) + answer <= limit")
+    table.add_column("name", overflow="fold")
+    for column in ("source", "sent", "frames", "image", "text", "prompt", "answer", "limit"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     for p in plans:
         table.add_row(
             p.name,
@@ -83,9 +76,10 @@ def _table(plans: list[Plan]) -> Table:
             str(p.frames),
             str(p.image_tokens),
             str(p.text_tokens),
+            str(p.total_tokens),
             str(p.max_tokens),
-            f"{p.total_tokens}+{p.max_tokens} / {p.max_model_len}",
-            f"[{STATUS_STYLE[p.status]}]{p.status}[/] {p.message}",
+            str(p.max_model_len),
+            f"[{STATUS_STYLE[p.status]}]{p.status}[/]",
         )
     return table
 

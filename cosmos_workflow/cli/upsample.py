@@ -186,21 +186,23 @@ def _progress(quiet: bool) -> Iterator[Progress]:
 
 
 def _summary(result: RunResult, invalid: int, output: Path) -> None:
-    table = Table(title=f"Upsampled -> {output}")
+    table = Table(title="Summary", title_justify="left")
     table.add_column("status")
     table.add_column("items", justify="right")
     for status in ("ok", "text_only", "fallback", "error"):
         table.add_row(status, str(result.counts.get(status, 0)))
     if invalid:
         table.add_row("invalid (skipped)", str(invalid))
-    total = len(result.records)
-    rate = (total - result.resumed) / result.elapsed_s if result.elapsed_s > 0 else 0.0
-    table.caption = (
-        f"{total} items, {result.resumed} resumed from the journal, "
-        f"{result.elapsed_s:.1f} s, {rate:.2f} items/s"
-    )
     stderr.print(table)
-    if result.failed:
-        for record in result.records:
-            if record.error:
-                stderr.print(f"{record.name}: {record.error}", markup=False, highlight=False)
+    total = len(result.records)
+    done_now = total - result.resumed
+    rate = done_now / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    stderr.print(
+        f"{total} items ({result.resumed} already done) in {result.elapsed_s:.1f} s, "
+        f"{rate:.2f} items/s -> {output}",
+        markup=False,
+        highlight=False,
+    )
+    for record in result.records:
+        if record.error:
+            stderr.print(f"{record.status} {record.name}: {record.error}", markup=False, highlight=False)
