@@ -24,7 +24,7 @@ app = typer.Typer(
 #: a file or pipe gets wide tables rather than rich's 80-column default
 _WIDTH = None if sys.stdout.isatty() else 160
 stdout = Console(soft_wrap=True, width=_WIDTH)
-stderr = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -80,8 +80,10 @@ def upsample_prompts(
     max_resolution: MaxResolution = "480",
     num_frames: NumFrames = 2,
     frame_sampling: FrameSampling = Sampling.first,
-    engine: Annotated[str, typer.Option(help="hf, vllm, openai, auto, or fake")] = "hf",
-    model: Model = "tiny-random",
+    engine: Annotated[
+        str, typer.Option(help="auto (vLLM with a GPU, else transformers), hf, vllm, openai, or fake")
+    ] = "auto",
+    model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, help="requests per engine call")] = 8,
     max_model_len: MaxModelLen = 4096,
     max_tokens: MaxTokens = 300,
@@ -117,7 +119,7 @@ def upsample_prompts(
         sampling=SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
         engine=EngineConfig(
             engine=engine,
-            model=model or "tiny-random",
+            model=_model(model, engine),
             max_model_len=max_model_len,
             max_images_per_prompt=num_frames,
             device=device,
@@ -137,6 +139,17 @@ def upsample_prompts(
     _summary(result, len(problems), output)
     if result.failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _model(model: str | None, engine: str) -> str:
+    if model:
+        return model
+    if engine == "fake":
+        return "fake"
+    raise ConfigError(
+        "no model given: pass --model PATH to a Pixtral/Cosmos upsampler checkpoint, a served model name "
+        "with --engine openai, or --model tiny-random to try the pipeline with a tiny random model"
+    )
 
 
 def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir: Path | None) -> Path:
