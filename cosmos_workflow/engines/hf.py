@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +45,7 @@ class HFOptions:
     batch_bucket: int
 
     @classmethod
-    def parse(cls, options: dict[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
+    def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
         unknown = sorted(set(options) - set(KNOWN_OPTIONS))
         if unknown:
             logger.warning("hf engine ignores options %s (it knows %s)", unknown, list(KNOWN_OPTIONS))

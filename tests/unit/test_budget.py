@@ -13,7 +13,7 @@ from cosmos_workflow.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")
-def tok():  # type: ignore[no-untyped-def]
+def tok():
     return load_tokenizer()
 
 
@@ -35,7 +35,7 @@ DOMAIN_TABLE = [
 
 
 @pytest.mark.parametrize(("source", "fed", "per_image", "total"), DOMAIN_TABLE)
-def test_stock_plan_reproduces_domain_table(tok, source, fed, per_image, total) -> None:  # type: ignore[no-untyped-def]
+def test_stock_plan_reproduces_domain_table(tok, source, fed, per_image, total) -> None:
     settings = PlanSettings(preprocess=False)
     plan = plan_item("x", "Test", video(*source), settings, tok)
     assert plan.image_tokens == 2 * per_image
@@ -49,7 +49,7 @@ def test_stock_plan_reproduces_domain_table(tok, source, fed, per_image, total) 
     assert encoding.pixel_values[0].shape[1:] == (fed[1], fed[0])
 
 
-def test_done_when_1280x720_stock_overflows_and_default_fits(tok) -> None:  # type: ignore[no-untyped-def]
+def test_done_when_1280x720_stock_overflows_and_default_fits(tok) -> None:
     stock = plan_item("x", "Test", video(1280, 720), PlanSettings(preprocess=False), tok)
     assert stock.total_tokens == 4684 and not stock.fits
     assert "4684" in stock.message and "4096" in stock.message
@@ -61,7 +61,7 @@ def test_done_when_1280x720_stock_overflows_and_default_fits(tok) -> None:  # ty
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (720, 1280), (999, 333), (4000, 300), (17, 17)])
 @pytest.mark.parametrize("resolution", [480, 1024, "auto", 64])
-def test_planned_count_equals_encoded_count(tok, size, resolution) -> None:  # type: ignore[no-untyped-def]
+def test_planned_count_equals_encoded_count(tok, size, resolution) -> None:
     plan = plan_item("x", "A city at night", video(*size), PlanSettings(max_resolution=resolution), tok)
     assert plan.fits
     assert plan.width % 16 == 0 and plan.height % 16 == 0
@@ -77,13 +77,13 @@ def test_snap_keeps_aspect_on_the_grid() -> None:
     assert snap_size(4000, 100, 480) == (480, 16)
 
 
-def test_never_upscales(tok) -> None:  # type: ignore[no-untyped-def]
+def test_never_upscales(tok) -> None:
     plan = plan_item("x", "Test", video(320, 180), PlanSettings(max_resolution=1024), tok)
     assert (plan.width, plan.height) == (320, 176)
     assert plan.status == "ok"
 
 
-def test_lowers_resolution_first_then_frames(tok) -> None:  # type: ignore[no-untyped-def]
+def test_lowers_resolution_first_then_frames(tok) -> None:
     settings = PlanSettings(max_resolution=1024, num_frames=4, max_model_len=4096)
     plan = plan_item("x", "Test", video(1920, 1080), settings, tok)
     assert plan.fits and plan.frames == 4  # resolution gave way, frames kept
@@ -97,46 +97,46 @@ def test_lowers_resolution_first_then_frames(tok) -> None:  # type: ignore[no-un
     assert plan.total_tokens + 300 <= 360
 
 
-def test_auto_takes_the_largest_that_fits(tok) -> None:  # type: ignore[no-untyped-def]
+def test_auto_takes_the_largest_that_fits(tok) -> None:
     plan = plan_item("x", "Test", video(1920, 1080), PlanSettings(max_resolution="auto"), tok)
     bigger = snap_size(1920, 1080, max(plan.width, plan.height) + 16)
     assert plan.total_tokens + 300 <= 4096
     assert 2 * tok.image_tokens(*bigger) + plan.text_tokens + 300 > 4096
 
 
-def test_frames_capped_by_video_length(tok) -> None:  # type: ignore[no-untyped-def]
+def test_frames_capped_by_video_length(tok) -> None:
     plan = plan_item("x", "Test", video(640, 360, frames=1), PlanSettings(num_frames=2), tok)
     assert plan.frames == 1 and plan.frame_indices == [0]
     assert "only 1" in plan.message
 
 
-def test_uniform_sampling_spreads_indices(tok) -> None:  # type: ignore[no-untyped-def]
+def test_uniform_sampling_spreads_indices(tok) -> None:
     plan = plan_item(
         "x", "Test", video(640, 360, frames=49), PlanSettings(num_frames=3, frame_sampling="uniform"), tok
     )
     assert plan.frame_indices == [0, 24, 48]
 
 
-def test_prompt_too_long_is_an_error_never_truncated(tok) -> None:  # type: ignore[no-untyped-def]
+def test_prompt_too_long_is_an_error_never_truncated(tok) -> None:
     prompt = "word " * 5000
     plan = plan_item("x", prompt, video(640, 360), PlanSettings(), tok)
     assert plan.status == "error" and not plan.fits
     assert "shorten the prompt" in plan.message and str(plan.text_tokens) in plan.message
 
 
-def test_no_room_for_any_frame_is_an_error(tok) -> None:  # type: ignore[no-untyped-def]
+def test_no_room_for_any_frame_is_an_error(tok) -> None:
     prompt = "word " * 3780
     plan = plan_item("x", prompt, video(640, 360), PlanSettings(), tok)
     assert plan.text_tokens + 300 <= 4096
     assert plan.status == "error" and f"{MIN_LONG_SIDE} px" in plan.message
 
 
-def test_extreme_aspect_is_a_clear_error(tok) -> None:  # type: ignore[no-untyped-def]
+def test_extreme_aspect_is_a_clear_error(tok) -> None:
     plan = plan_item("x", "Test", video(16, 4000), PlanSettings(), tok)
     assert plan.status == "error" and "crop" in plan.message
 
 
-def test_text_only_when_no_video(tok) -> None:  # type: ignore[no-untyped-def]
+def test_text_only_when_no_video(tok) -> None:
     plan = plan_item("x", "Test", None, PlanSettings(), tok, video_problem="video missing")
     assert plan.status == "text_only" and plan.fits and plan.total_tokens == 4
     assert plan.message == "video missing"

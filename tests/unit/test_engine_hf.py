@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from cosmos_workflow.engines.hf import PAD_ID, HFOptions, hf_batch_tensors, load
 from cosmos_workflow.errors import ConfigError, ModelLoadError
 
 
-def _request(key: str, token_ids: list[int], image_shapes: list[tuple[int, int]] = ()) -> EncodedRequest:
+def _request(key: str, token_ids: list[int], image_shapes: Sequence[tuple[int, int]] = ()) -> EncodedRequest:
     pixels = [np.full((3, h, w), i + 1, dtype=np.float32) for i, (h, w) in enumerate(image_shapes)]
     return EncodedRequest(key=key, prompt=key, token_ids=token_ids, pixel_values=pixels)
 

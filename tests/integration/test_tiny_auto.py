@@ -1,0 +1,26 @@
+"""The auto engine on this machine (no GPU, no vLLM) falls back to transformers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from cosmos_workflow.engines import load_engine
+from cosmos_workflow.engines.base import EngineConfig
+from cosmos_workflow.engines.hf import HFEngine
+from cosmos_workflow.engines.tiny import tiny_model_dir
+
+
+def test_auto_uses_transformers_without_a_gpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    checkpoint = tiny_model_dir(tmp_path)
+
+    with caplog.at_level(logging.INFO, logger="cosmos_workflow"):
+        engine = load_engine(EngineConfig(engine="auto", model=str(checkpoint)))
+    with engine:
+        assert isinstance(engine, HFEngine)
+        assert engine.config.engine == "hf"
+        assert engine.config.model == str(checkpoint)
+
+    assert "engine auto: using hf (no CUDA GPU visible to torch)" in caplog.text
