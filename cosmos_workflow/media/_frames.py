@@ -13,7 +13,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import VideoError
-from cosmos_workflow.media._probe import VideoInfo
+from cosmos_workflow.media._probe import VideoInfo, open_input
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,9 +38,7 @@ def read_frames(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) 
     import av
 
     try:
-        with av.open(str(info.path), mode="r") as container:
-            stream = container.streams.video[0]
-            decoded = _decode_wanted(container, stream, wanted)
+        decoded = _decode_wanted(info, wanted)
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"Cannot decode video {info.path}: {exc}; re-encode it as H.264 MP4.") from exc
     missing = [i for i in wanted if i not in decoded]
@@ -63,21 +61,33 @@ def _check_request(info: VideoInfo, indices: Sequence[int], size: tuple[int, int
     return wanted
 
 
-def _decode_wanted(
-    container: InputContainer, stream: VideoStream, wanted: list[int]
-) -> dict[int, VideoFrame]:
+def _decode_wanted(info: VideoInfo, wanted: list[int]) -> dict[int, VideoFrame]:
     """Decode the wanted frames, seeking only where it clearly pays.
 
-    If timestamp matching after a seek misses a frame (odd timestamps), the frames are decoded
-    again from the start and matched by counting, the slow but always-right way.
+    If the seek shortcut cannot be used (unseekable stream, odd timestamps, a frame missed), the
+    frames are decoded from the start and matched by counting, the slow but always-right way.
     """
-    order = _presentation_pts(container, stream) if wanted[-1] >= _SEEK_MIN_SKIP else None
-    if order is not None:
-        found = dict(_decode_seeking(container, stream, wanted, order))
+    if wanted[-1] >= _SEEK_MIN_SKIP:
+        found = _try_seeking(info, wanted)
         if len(found) == len(wanted):
             return found
-        container.seek(0, stream=stream, backward=True)
-    return dict(_decode_in_order(container, stream, wanted))
+    with open_input(info.path) as container:
+        return dict(_decode_in_order(container, container.streams.video[0], wanted))
+
+
+def _try_seeking(info: VideoInfo, wanted: list[int]) -> dict[int, VideoFrame]:
+    """Frames found by seeking; empty or partial when the shortcut does not apply."""
+    import av
+
+    try:
+        with open_input(info.path) as container:
+            stream = container.streams.video[0]
+            order = _presentation_pts(container, stream)
+            if order is None:
+                return {}
+            return dict(_decode_seeking(container, stream, wanted, order))
+    except av.FFmpegError:
+        return {}  # the plain decode that follows reports real damage with a clear message
 
 
 def _decode_in_order(

@@ -301,3 +301,12 @@ def test_seeking_and_decoding_through_give_the_same_frames(
     assert all(np.array_equal(a, b) for a, b in zip(seeking, through, strict=True))
     for index, frame in zip(indices, seeking, strict=True):
         assert_colour(frame, frame_colour(index))
+
+
+@pytest.mark.parametrize("suffix", ["ts", "mkv", "mov", "h264"])
+def test_other_containers_including_unseekable_raw_h264(tmp_path: Path, suffix: str) -> None:
+    info = probe_video(make_video(tmp_path / f"v.{suffix}", 96, 64, frames=40, gop=8))
+    assert (info.width, info.height, info.frame_count) == (96, 64, 40)
+    indices = select_frame_indices(info.frame_count, 3, "uniform")
+    for index, frame in zip(indices, read_frames(info, indices, (48, 32)), strict=True):
+        assert_colour(frame, frame_colour(index))
