@@ -92,8 +92,10 @@ def _run_jobs(
 ) -> list[UpsampleRecord]:
     if not jobs:
         return []
+    if engine is not None:  # the caller's engine: used, not closed
+        return Runner(engine, tokenizer, options, journal).run(jobs, progress)
     try:
-        loaded = engine or load_engine(options.engine)
+        loaded = load_engine(options.engine)
     except ModelLoadError as exc:
         if options.on_error != "original":
             raise

@@ -1,0 +1,222 @@
+"""The runner with the scripted engine: what reached the model, back-off, errors, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosmos_workflow import api
+from cosmos_workflow.budget import PlanSettings
+from cosmos_workflow.engines import EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.fake import FakeEngine
+from cosmos_workflow.errors import ModelLoadError
+from cosmos_workflow.journal import journal_path_for
+from cosmos_workflow.runner import RunOptions
+from cosmos_workflow.specs.batch import BatchItem, load_batch
+from cosmos_workflow.tokenizer import load_tokenizer
+from tests.videos import frame_colour, make_video
+
+
+def options(tmp_path: Path, **changes: object) -> RunOptions:
+    base = RunOptions(engine=EngineConfig(engine="fake", model="fake"), clips_dir=tmp_path / "clips")
+    return base.model_copy(update=changes)
+
+
+@pytest.fixture
+def items(tmp_path: Path) -> list[BatchItem]:
+    make_video(tmp_path / "hd.mp4", 1280, 720, frames=6)
+    make_video(tmp_path / "fullhd.mp4", 1920, 1080, frames=6)
+    make_video(tmp_path / "small.mp4", 320, 180, frames=6)
+    return [
+        BatchItem(name="hd", prompt="A city at night", video_path=tmp_path / "hd.mp4"),
+        BatchItem(name="fullhd", prompt="A forest", video_path=tmp_path / "fullhd.mp4"),
+        BatchItem(name="small", prompt="A tiny clip", video_path=tmp_path / "small.mp4"),
+        BatchItem(name="missing", prompt="No video here", video_path=tmp_path / "nope.mp4"),
+        BatchItem(name="text", prompt="Only words"),
+    ]
+
+
+def test_what_reached_the_model(tmp_path: Path, items: list[BatchItem]) -> None:
+    engine = FakeEngine()
+    result = api.upsample(items, options(tmp_path), output=tmp_path / "out.json", engine=engine)
+    by_key = {r.key: r for r in engine.received}
+    tok = load_tokenizer()
+    records = {r.name: r for r in result.records}
+    for name in ("hd", "fullhd"):
+        request = by_key[records[name].key]
+        assert [f.shape for f in request.frames] == [(272, 480, 3)] * 2
+        assert [p.shape for p in request.pixel_values] == [(3, 272, 480)] * 2
+        assert (
+            len(request.token_ids) == records[name].prompt_tokens == 2 * 527 + tok.text_tokens(request.prompt)
+        )
+        # the first two frames, in order (solid colours per frame index)
+        for index, frame in enumerate(request.frames):
+            assert np.abs(frame[200, 400].astype(int) - frame_colour(index)).max() < 40
+    assert by_key[records["small"].key].frames[0].shape == (176, 320, 3)
+    assert len(by_key[records["text"].key].frames) == 0
+    assert engine.closed is False  # an injected engine belongs to the caller
+
+
+def test_output_format_and_statuses(tmp_path: Path, items: list[BatchItem]) -> None:
+    api.upsample(items, options(tmp_path), output=tmp_path / "out.json", engine=FakeEngine())
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert [d["name"] for d in data] == [i.name for i in items]
+    seed_keys = {"name", "original_prompt", "upsampled_prompt", "video_path", "preprocessed_video"}
+    assert all(seed_keys <= d.keys() for d in data)
+    status = {d["name"]: d["status"] for d in data}
+    assert status == {"hd": "ok", "fullhd": "ok", "small": "ok", "missing": "text_only", "text": "text_only"}
+    missing = next(d for d in data if d["name"] == "missing")
+    assert "not found" in missing["warning"].lower() and missing["upsampled_prompt"]
+    for d in data:
+        if d["preprocessed_video"]:
+            assert Path(d["preprocessed_video"]).is_file()
+            assert Path(d["preprocessed_video"]).parent == tmp_path / "clips"
+    assert len({d["preprocessed_video"] for d in data if d["preprocessed_video"]}) == 3
+
+
+def test_batches_are_grouped_by_length(tmp_path: Path, items: list[BatchItem]) -> None:
+    engine = FakeEngine()
+    result = api.upsample(items, options(tmp_path, batch_size=2), output=tmp_path / "o.json", engine=engine)
+    tokens = {r.key: r.prompt_tokens for r in result.records}
+    sizes = [[tokens[k] for k in batch] for batch in engine.batches]
+    flat = [t for batch in sizes for t in batch]
+    assert flat == sorted(flat) and [len(b) for b in sizes] == [2, 2, 1]
+
+
+def test_out_of_memory_halves_the_batch(tmp_path: Path, items: list[BatchItem]) -> None:
+    engine = FakeEngine(oom_above=1)
+    result = api.upsample(items, options(tmp_path, batch_size=4), output=tmp_path / "o.json", engine=engine)
+    assert all(len(b) == 1 for b in engine.batches)
+    assert result.counts["ok"] + result.counts["text_only"] == len(items)
+
+
+def test_cut_off_empty_and_failed_answers_never_count_as_upsampled(tmp_path: Path) -> None:
+    items = [BatchItem(name=n, prompt=f"prompt {n}") for n in ("cut", "empty", "failed", "good")]
+    script = [
+        Generation(text="A half", finish_reason="length", prompt_tokens=5, completion_tokens=300),
+        Generation(text="  ", finish_reason="stop", prompt_tokens=5, completion_tokens=1),
+        Generation.failed("boom", prompt_tokens=5),
+        "Here is the prompt: **A good answer.**",
+    ]
+    result = api.upsample(
+        items, options(tmp_path, batch_size=4), output=tmp_path / "o.json", engine=FakeEngine(answers=script)
+    )
+    records = {r.name: r for r in result.records}
+    assert records["good"].upsampled_prompt == "A good answer." and records["good"].status == "text_only"
+    for name, reason in (("cut", "cut off"), ("empty", "empty"), ("failed", "boom")):
+        assert records[name].status == "error" and records[name].upsampled_prompt is None
+        assert reason in (records[name].error or "")
+
+
+def test_on_error_original_falls_back(tmp_path: Path) -> None:
+    items = [BatchItem(name="a", prompt="keep me")]
+    script = [Generation(text="", finish_reason="length", prompt_tokens=5, completion_tokens=300)]
+    result = api.upsample(
+        items,
+        options(tmp_path, on_error="original"),
+        output=tmp_path / "o.json",
+        engine=FakeEngine(answers=script),
+    )
+    assert result.records[0].status == "fallback"
+    assert result.records[0].upsampled_prompt == "keep me"
+
+
+def test_context_length_error_is_replanned_smaller_once(tmp_path: Path, items: list[BatchItem]) -> None:
+    script = [Generation.failed("too long", prompt_tokens=1, kind="context_length")]
+    engine = FakeEngine(answers=script)
+    single = [items[0]]
+    result = api.upsample(single, options(tmp_path), output=tmp_path / "o.json", engine=engine)
+    record = result.records[0]
+    assert record.status == "ok"
+    assert (record.width, record.height) == (352, 192)  # 480 * 3/4 = 360 -> 352 on the grid
+    assert "replanned after a context-length error" in record.plan_changes
+    assert len(engine.batches) == 2
+
+
+def test_prompt_too_long_is_an_item_error_and_the_rest_go_on(tmp_path: Path, items: list[BatchItem]) -> None:
+    batch = [*items, BatchItem(name="huge", prompt="word " * 5000)]
+    engine = FakeEngine()
+    result = api.upsample(batch, options(tmp_path), output=tmp_path / "o.json", engine=engine)
+    records = {r.name: r for r in result.records}
+    assert records["huge"].status == "error" and "shorten the prompt" in (records["huge"].error or "")
+    assert records["huge"].key not in {r.key for r in engine.received}
+    assert sum(r.status in ("ok", "text_only") for r in result.records) == len(items)
+
+
+def test_no_preprocess_overflow_is_never_sent(tmp_path: Path, items: list[BatchItem]) -> None:
+    engine = FakeEngine()
+    opts = options(tmp_path, plan=PlanSettings(preprocess=False))
+    result = api.upsample(items, opts, output=tmp_path / "o.json", engine=engine)
+    records = {r.name: r for r in result.records}
+    assert records["hd"].status == "error" and "4096" in (records["hd"].error or "")
+    assert records["small"].status == "ok" and records["small"].width == 320
+    assert records["hd"].key not in {r.key for r in engine.received}
+
+
+def test_model_load_failure(tmp_path: Path, items: list[BatchItem]) -> None:
+    broken = EngineConfig(engine="hf", model=str(tmp_path / "no-such-checkpoint"))
+    with pytest.raises(ModelLoadError, match="no-such-checkpoint"):
+        api.upsample(items, options(tmp_path, engine=broken), output=tmp_path / "o.json")
+    assert not (tmp_path / "o.json").exists()
+    result = api.upsample(
+        items, options(tmp_path, engine=broken, on_error="original"), output=tmp_path / "o.json"
+    )
+    assert {r.status for r in result.records} == {"fallback"}
+    assert [r.upsampled_prompt for r in result.records] == [i.prompt for i in items]
+    assert "no-such-checkpoint" in (result.records[0].error or "")
+
+
+def test_rerun_resumes_and_force_redoes(tmp_path: Path, items: list[BatchItem]) -> None:
+    out = tmp_path / "o.json"
+    first = FakeEngine()
+    api.upsample(items, options(tmp_path), output=out, engine=first)
+    again = FakeEngine()
+    result = api.upsample(items, options(tmp_path), output=out, engine=again)
+    assert again.received == [] and result.resumed == len(items)
+    forced = FakeEngine()
+    api.upsample(items, options(tmp_path, force=True), output=out, engine=forced)
+    assert len(forced.received) == len(items)
+    # a change that alters the answer (sampling) is a new request, not a resumed one
+    changed = FakeEngine()
+    api.upsample(
+        items, options(tmp_path, sampling=SamplingParams(temperature=0.1)), output=out, engine=changed
+    )
+    assert len(changed.received) == len(items)
+
+
+def test_failed_items_are_retried_on_rerun(tmp_path: Path) -> None:
+    items = [BatchItem(name="a", prompt="x"), BatchItem(name="b", prompt="y")]
+    out = tmp_path / "o.json"
+    api.upsample(
+        items,
+        options(tmp_path),
+        output=out,
+        engine=FakeEngine(answers=[Generation.failed("x", prompt_tokens=1)]),
+    )
+    second = FakeEngine()
+    result = api.upsample(items, options(tmp_path), output=out, engine=second)
+    assert [r.prompt for r in second.received] == ["x"]
+    assert {r.status for r in result.records} == {"text_only"}
+
+
+def test_torn_journal_line_is_ignored(tmp_path: Path, items: list[BatchItem]) -> None:
+    out = tmp_path / "o.json"
+    api.upsample(items[:2], options(tmp_path), output=out, engine=FakeEngine())
+    journal = journal_path_for(out)
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # a crash mid-write
+    engine = FakeEngine()
+    result = api.upsample(items[:2], options(tmp_path), output=out, engine=engine)
+    assert len(engine.received) == 1 and result.resumed == 1
+    assert [json.loads(line)["name"] for line in journal.read_text().splitlines()[-1:]]
+
+
+def test_prompts_file_with_bad_items(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps([{"name": "a", "prompt": "x"}, {"name": "b", "prompt": ""}]))
+    result, problems = api.upsample_file(prompts, tmp_path / "o.json", options(tmp_path), engine=FakeEngine())
+    assert [r.name for r in result.records] == ["a"] and len(problems) == 1
+    assert load_batch(prompts).problems[0].name == "b"
