@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # Seek only when it skips at least this many frames: a seek plus a keyframe decode costs about as
 # much as decoding a handful of inter frames.
 _SEEK_MIN_SKIP = 12
+# Packets read past the last wanted frame so that B-frame reordering cannot change its timestamp.
+_REORDER_MARGIN = 32
 
 
 def read_frames(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> list[np.ndarray]:
@@ -67,7 +69,7 @@ def _decode_wanted(info: VideoInfo, wanted: list[int]) -> dict[int, VideoFrame]:
     If the seek shortcut cannot be used (unseekable stream, odd timestamps, a frame missed), the
     frames are decoded from the start and matched by counting, the slow but always-right way.
     """
-    if wanted[-1] >= _SEEK_MIN_SKIP:
+    if any(b - a > _SEEK_MIN_SKIP for a, b in pairwise([-1, *wanted])):
         found = _try_seeking(info, wanted)
         if len(found) == len(wanted):
             return found
@@ -82,7 +84,7 @@ def _try_seeking(info: VideoInfo, wanted: list[int]) -> dict[int, VideoFrame]:
     try:
         with open_input(info.path) as container:
             stream = container.streams.video[0]
-            order = _presentation_pts(container, stream)
+            order = _presentation_pts(container, stream, wanted[-1] + 1)
             if order is None:
                 return {}
             return dict(_decode_seeking(container, stream, wanted, order))
@@ -101,20 +103,28 @@ def _decode_in_order(
             return
 
 
-def _presentation_pts(container: InputContainer, stream: VideoStream) -> list[tuple[int, bool]] | None:
-    """Every frame's ``(pts, starts_after_keyframe)`` in display order, read by demuxing only.
+def _presentation_pts(
+    container: InputContainer, stream: VideoStream, count: int
+) -> list[tuple[int, bool]] | None:
+    """``(pts, is_keyframe)`` of the first ``count`` frames in display order, by demuxing only.
 
-    Demuxing reads packet headers without decoding, a small cost next to decoding. Returns None
-    when timestamps are missing or repeated: then frames can only be matched by counting.
+    Demuxing reads packets without decoding, a small cost next to decoding. A margin of packets
+    past ``count`` covers B-frame reordering. Returns None when timestamps are missing or
+    repeated: then frames can only be matched by counting.
     """
-    packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size > 0]
+    packets = []
+    for packet in container.demux(stream):
+        if packet.size > 0:
+            packets.append((packet.pts, packet.is_keyframe))
+        if len(packets) >= count + _REORDER_MARGIN:
+            break
     container.seek(0, stream=stream, backward=True)
     if any(pts is None for pts, _ in packets):
         return None
     order = sorted((pts, key) for pts, key in packets if pts is not None)
     if len({pts for pts, _ in order}) != len(order):
         return None
-    return order
+    return order[:count]
 
 
 def _decode_seeking(
