@@ -14,7 +14,7 @@ import torch
 from cosmos_workflow.engines import load_engine
 from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, SamplingParams
 from cosmos_workflow.engines.hf import HFEngine, load
-from cosmos_workflow.engines.tiny import CACHE_ENV, EOS_ID, tiny_model_dir
+from cosmos_workflow.engines.tiny import CACHE_ENV, EOS_ID
 from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError, ModelLoadError
 from cosmos_workflow.tokenizer import load_tokenizer
 
@@ -22,15 +22,14 @@ GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
 
 
 @pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cache")
-    tiny_model_dir(root)
-    return root
+def tiny_root(cache_dir: Path) -> Path:
+    """The session cache folder (tests/conftest.py), holding the tiny model."""
+    return cache_dir
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tiny_root: Path) -> Path:
-    return tiny_model_dir(tiny_root)
+def tiny_dir(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

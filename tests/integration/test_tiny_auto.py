@@ -10,11 +10,10 @@ import pytest
 from cosmos_workflow.engines import load_engine
 from cosmos_workflow.engines.base import EngineConfig
 from cosmos_workflow.engines.hf import HFEngine
-from cosmos_workflow.engines.tiny import tiny_model_dir
 
 
-def test_auto_uses_transformers_without_a_gpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    checkpoint = tiny_model_dir(tmp_path)
+def test_auto_uses_transformers_without_a_gpu(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    checkpoint = tiny_model
 
     with caplog.at_level(logging.INFO, logger="cosmos_workflow"):
         engine = load_engine(EngineConfig(engine="auto", model=str(checkpoint)))
