@@ -166,7 +166,7 @@ class OpenAIEngine(Engine):
         )
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Retry-After when the server gives one, else exponential backoff with jitter (half fixed, half random)."""
+        """Retry-After when the server gives one, else exponential backoff, half of it random jitter."""
         if retry_after is not None:
             return float(min(retry_after, MAX_RETRY_AFTER_S))
         ceiling = self.options.backoff_s * 2.0**attempt
