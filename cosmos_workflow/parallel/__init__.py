@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from cosmos_workflow.parallel.merge import BY_NAME, MergeResult, by_key, journals_for, merge_output
-from cosmos_workflow.parallel.torchrun import rank_info, run_distributed_if_needed, shard_by_cost
+from cosmos_workflow.parallel.torchrun import RankResult, rank_info, run_distributed_if_needed, shard_by_cost
 
 __all__ = [
     "BY_NAME",
     "MergeResult",
+    "RankResult",
     "by_key",
     "journals_for",
     "merge_output",

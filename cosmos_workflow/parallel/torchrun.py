@@ -189,6 +189,19 @@ def finished_ranks(output: Path, fingerprints: Sequence[str]) -> dict[int, dict[
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class RankResult(RunResult):
+    """A rank's outcome. ``merged``: this rank wrote the output, so ``records`` cover every item.
+
+    A rank that did not merge must exit 0 even if some of its items failed: torchrun stops every
+    other rank as soon as one exits non-zero. The merging rank is the last one, so its exit code
+    (e.g. "some items failed") can stop nothing unfinished.
+    """
+
+    rank: int = 0
+    merged: bool = False
+
+
 @dataclass(frozen=True)
 class RankPlan:
     """What every rank knows about the job, computed identically on each."""
@@ -212,7 +225,9 @@ def run_distributed_if_needed(
 ) -> tuple[RunResult, list[Problem]] | None:
     """Under torchrun, upsample this rank's shard (and merge if last); else None.
 
-    The rank that merges returns the merged result for all items; the others return their shard's.
+    Returns a :class:`RankResult`: the rank that merges (``merged=True``) returns the result for
+    all items; the others return their shard's and should exit 0 whatever it holds (see
+    :class:`RankResult`).
     """
     info = rank_info()
     if info is None:
@@ -249,8 +264,12 @@ def run_rank(
     if len(finished) < info.world_size:
         waiting = sorted(set(range(info.world_size)) - set(finished))
         log.info("rank %d done; ranks %s still running, the last one merges", info.rank, waiting)
-        return result
-    return _merge(items, output, plan, finished, started)
+        return RankResult(result.records, result.elapsed_s, result.resumed, result.counts, rank=info.rank)
+    merged = _merge(items, output, plan, finished, started)
+    log.info("rank %d merged %d journals into %s", info.rank, len(journals_for(output)), output)
+    return RankResult(
+        merged.records, merged.elapsed_s, merged.resumed, merged.counts, rank=info.rank, merged=True
+    )
 
 
 def _upsample_shard(
@@ -308,7 +327,6 @@ def _merge(
             len(merged.missing),
             ", ".join(merged.missing[:10]),
         )
-    log.info("merged %d journals into %s", len(merged.journals), output)
     resumed = sum(int(str(marker.get("resumed", 0))) for marker in finished.values())
     counts = Counter(r.status for r in merged.records)
     return RunResult(merged.records, time.monotonic() - started, resumed=resumed, counts=counts)
