@@ -98,6 +98,10 @@ def upsample_prompts(
     clips: Annotated[
         bool, typer.Option("--clips/--no-clips", help="write each preprocessed clip beside the output")
     ] = True,
+    control: Annotated[
+        str | None,
+        typer.Option(help="vis, edge, depth or seg: picks the matching folder of a per-control checkpoint"),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="e.g. cuda:0 or cpu (default: automatic)")] = None,
     engine_option: Annotated[
         list[str] | None, typer.Option(help="engine setting KEY=VALUE, repeatable (e.g. base_url=...)")
@@ -119,7 +123,7 @@ def upsample_prompts(
         sampling=SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
         engine=EngineConfig(
             engine=engine,
-            model=_model(model, engine),
+            model=_model(model, engine, control),
             max_model_len=max_model_len,
             max_images_per_prompt=num_frames,
             device=device,
@@ -141,7 +145,11 @@ def upsample_prompts(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _model(model: str | None, engine: str) -> str:
+def _model(model: str | None, engine: str, control: str | None) -> str:
+    if model and Path(model).is_dir():
+        from cosmos_workflow.checkpoint import pick_variant
+
+        return str(pick_variant(Path(model), control))
     if model:
         return model
     if engine == "fake":
@@ -173,10 +181,14 @@ def _run_specs(input_dir: Path, options: RunOptions, quiet: bool) -> None:
         raise typer.Exit(EXIT_PARTIAL)
 
 
+def _silent(count: int, total: int | None = None) -> None:
+    """The progress callback of ``--quiet``."""
+
+
 @contextmanager
 def _progress(quiet: bool) -> Iterator[Progress]:
     if quiet:
-        yield lambda _count, _total=None: None
+        yield _silent
         return
     columns = (
         bars.TextColumn("upsampling"),

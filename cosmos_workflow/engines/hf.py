@@ -188,10 +188,13 @@ def _import_backend() -> tuple[Any, Any]:
     try:
         import torch
         from transformers import LlavaForConditionalGeneration
+        from transformers.utils import logging as transformers_logging
     except ImportError as exc:
         raise ModelLoadError(
             f"the hf engine needs torch and transformers ({exc}); run: {INSTALL_HINT}"
         ) from exc
+    # our own progress bar owns stderr; transformers' per-shard bars would interleave with it
+    transformers_logging.disable_progress_bar()
     return torch, LlavaForConditionalGeneration
 
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from transformers import LlavaConfig
 
 #: Bump when the architecture or seed changes, so stale caches are never reused.
-TINY_MODEL_NAME = "tiny-random-pixtral-v1"
+TINY_MODEL_NAME = "tiny-random-pixtral-v2"
+ANSWER_TOKENS = 48
 CACHE_ENV = "COSMOS_WORKFLOW_CACHE"
 SEED = 20240911
 #: Files that exist only in a finished build (the folder is renamed into place whole).
@@ -103,6 +104,11 @@ def _build(folder: Path) -> None:
     model.generation_config.bos_token_id = BOS_ID
     model.generation_config.eos_token_id = EOS_ID
     model.generation_config.pad_token_id = PAD_ID
+    # Random weights never pick EOS, so every answer would run to max_tokens and be refused as cut
+    # off. The checkpoint's own generation config raises EOS's score after ANSWER_TOKENS tokens
+    # (transformers' exponential_decay_length_penalty): answers end like a real model's, at random
+    # lengths near 90 tokens. Engines pass nothing special; this belongs to the tiny checkpoint.
+    model.generation_config.exponential_decay_length_penalty = (ANSWER_TOKENS, 1.1)
     model.save_pretrained(folder)
     shutil.copyfile(bundled_tokenizer_path(), folder / TEKKEN_FILE)
 
