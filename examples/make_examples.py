@@ -1,6 +1,6 @@
 """Regenerate the example videos (synthetic scenes; no third-party footage).
 
-    python examples/make_examples.py
+python examples/make_examples.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ SHOTS = {
 }
 
 
-def scene(t: int, width: int, height: int, sky: tuple[int, int, int], light: tuple[int, int, int]) -> np.ndarray:
+def scene(
+    t: int, width: int, height: int, sky: tuple[int, int, int], light: tuple[int, int, int]
+) -> np.ndarray:
     """A gradient sky, a horizon band and a light moving left to right."""
     ys = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     image = (np.array(sky, np.float32) * (1.0 - 0.6 * ys)).repeat(width, axis=1)
@@ -29,7 +31,9 @@ def scene(t: int, width: int, height: int, sky: tuple[int, int, int], light: tup
     return image.clip(0, 255).astype(np.uint8)
 
 
-def write(path: Path, width: int, height: int, sky: tuple[int, int, int], light: tuple[int, int, int]) -> None:
+def write(
+    path: Path, width: int, height: int, sky: tuple[int, int, int], light: tuple[int, int, int]
+) -> None:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=24)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"

@@ -194,7 +194,7 @@ def _import_backend() -> tuple[Any, Any]:
             f"the hf engine needs torch and transformers ({exc}); run: {INSTALL_HINT}"
         ) from exc
     # our own progress bar owns stderr; transformers' per-shard bars would interleave with it
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     return torch, LlavaForConditionalGeneration
 
 

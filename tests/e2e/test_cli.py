@@ -26,7 +26,10 @@ def cli(
 
 
 def test_help_and_version_do_not_import_torch() -> None:
-    code = "import sys; from cosmos_workflow.cli import app; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = (
+        "import sys; from cosmos_workflow.cli import app; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     for module in ("cosmos_workflow", "cosmos_workflow.main"):
