@@ -163,6 +163,11 @@ def _model(model: str | None, engine: str, control: str | None) -> str:
 def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir: Path | None) -> Path:
     if (prompts_file is None) == (input_dir is None):
         raise ConfigError("give either PROMPTS_FILE or --input-dir (one of them)")
+    if input_dir is not None and output_file is not None:
+        raise ConfigError(
+            "--output-file does not apply to --input-dir: results go into the spec files "
+            "(and DIR/.upsampling/results.json); drop -o"
+        )
     if output_file is not None:
         return output_file
     if prompts_file is not None:
