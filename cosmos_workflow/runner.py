@@ -28,7 +28,7 @@ from cosmos_workflow.engines import (
     Generation,
     SamplingParams,
 )
-from cosmos_workflow.errors import CosmosWorkflowError, GPUOutOfMemoryError
+from cosmos_workflow.errors import CosmosWorkflowError, EngineError, GPUOutOfMemoryError
 from cosmos_workflow.journal import Journal
 from cosmos_workflow.postprocess import accept
 from cosmos_workflow.specs.batch import BatchItem
@@ -166,12 +166,18 @@ class Runner:
             job.request, job.preprocessed_video = prepare_request(job, self.tokenizer, self.options)
         except CosmosWorkflowError as exc:
             job.failure = str(exc)
+        except Exception as exc:  # one bad item never stops the batch
+            log.debug("preprocessing %s failed", job.item.name, exc_info=True)
+            job.failure = f"preprocessing failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
         return job
 
     def _generate_batch(self, batch: list[Job]) -> list[UpsampleRecord]:
         ready = [j for j in batch if j.request is not None]
-        requests = [j.request for j in ready if j.request is not None]
-        generations = self._generate(requests) if requests else []
+        generations: list[Generation] = []
+        for start in range(0, len(ready), self.batch_size):  # batch_size shrinks after out-of-memory
+            generations += self._generate(
+                [j.request for j in ready[start : start + self.batch_size] if j.request]
+            )
         results = dict(zip((j.key for j in ready), generations, strict=True))
         records = []
         for job in batch:
@@ -182,15 +188,13 @@ class Runner:
         return records
 
     def _generate(self, requests: list[EncodedRequest]) -> list[Generation]:
-        """One engine call; out of memory halves the batch, down to a single request."""
+        """One engine call. Out of memory halves the batch, down to a single request; any other
+        engine error is isolated by retrying the requests one at a time."""
         try:
             return self.engine.generate(requests, self.options.sampling)
         except GPUOutOfMemoryError as exc:
             if len(requests) == 1:
-                message = (
-                    f"out of GPU memory even alone ({exc}); lower --max-resolution or "
-                    "--num-frames, or free the GPU"
-                )
+                message = f"out of GPU memory even alone ({exc}); lower --max-resolution or --num-frames"
                 return [Generation.failed(message, prompt_tokens=requests[0].num_tokens)]
             half = len(requests) // 2
             self.batch_size = max(1, min(self.batch_size, half))
@@ -201,6 +205,11 @@ class Runner:
                 len(requests) - half,
             )
             return self._generate(requests[:half]) + self._generate(requests[half:])
+        except EngineError as exc:
+            if len(requests) == 1:
+                return [Generation.failed(str(exc), prompt_tokens=requests[0].num_tokens)]
+            log.warning("engine failed on a batch of %d (%s); retrying one at a time", len(requests), exc)
+            return [g for request in requests for g in self._generate([request])]
 
     def _retry_smaller(self, job: Job) -> Generation | None:
         """The engine found the request too long: replan at three quarters of the size, once."""

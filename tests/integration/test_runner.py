@@ -12,7 +12,7 @@ from cosmos_workflow import api
 from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.engines import EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.fake import FakeEngine
-from cosmos_workflow.errors import ModelLoadError
+from cosmos_workflow.errors import EngineError, ModelLoadError
 from cosmos_workflow.journal import journal_path_for
 from cosmos_workflow.runner import RunOptions
 from cosmos_workflow.specs.batch import BatchItem, load_batch
@@ -220,3 +220,37 @@ def test_prompts_file_with_bad_items(tmp_path: Path) -> None:
     result, problems = api.upsample_file(prompts, tmp_path / "o.json", options(tmp_path), engine=FakeEngine())
     assert [r.name for r in result.records] == ["a"] and len(problems) == 1
     assert load_batch(prompts).problems[0].name == "b"
+
+
+class PoisonEngine(FakeEngine):
+    """Fails any call whose batch holds the prompt 'poison' (an engine error, not out-of-memory)."""
+
+    def generate(self, requests, sampling):
+        if any(r.prompt == "poison" for r in requests):
+            raise EngineError("the engine choked on this batch")
+        return super().generate(requests, sampling)
+
+
+def test_engine_error_is_isolated_to_its_request(tmp_path: Path) -> None:
+    items = [BatchItem(name=n, prompt=p) for n, p in (("a", "fine"), ("b", "poison"), ("c", "also fine"))]
+    result = api.upsample(
+        items, options(tmp_path, batch_size=3), output=tmp_path / "o.json", engine=PoisonEngine()
+    )
+    status = {r.name: r.status for r in result.records}
+    assert status == {"a": "text_only", "b": "error", "c": "text_only"}
+    assert "choked" in (result.records[1].error or "")
+
+
+def test_later_batches_keep_the_smaller_size_after_out_of_memory(tmp_path: Path) -> None:
+    items = [BatchItem(name=f"i{n}", prompt=f"prompt {n}") for n in range(8)]
+    engine = FakeEngine(oom_above=2)
+    api.upsample(items, options(tmp_path, batch_size=4), output=tmp_path / "o.json", engine=engine)
+    assert [len(b) for b in engine.batches] == [2, 2, 2, 2]
+
+
+def test_unexpected_preprocessing_failure_is_an_item_error(tmp_path: Path, items: list[BatchItem]) -> None:
+    (tmp_path / "clips").write_text("a file where the clips folder should be")
+    result = api.upsample(items, options(tmp_path), output=tmp_path / "o.json", engine=FakeEngine())
+    records = {r.name: r for r in result.records}
+    assert records["hd"].status == "error" and records["hd"].error
+    assert records["text"].status == "text_only"
