@@ -289,7 +289,7 @@ def _upsample_shard(
             options,
             output=output,
             journal_suffix=rank_journal_suffix(info.rank),
-            progress=_crash_hook(progress if info.rank == 0 else None, info.rank),
+            progress=_crash_hook(progress, info.rank),
             write_output=False,
         )
     if not elsewhere:

@@ -185,3 +185,22 @@ def test_tiny_model_on_two_cpu_ranks(tmp_path: Path, prompts: Path, tiny_model: 
     assert [r["status"] for r in records] == [r.status for r in single.records]
     assert {r["engine"] for r in records} == {"hf"}
     assert all(r["upsampled_prompt"] for r in records)
+
+
+def _cli_is_wired() -> bool:
+    source = Path(__file__).resolve().parents[2] / "cosmos_workflow" / "cli" / "upsample.py"
+    return "run_distributed_if_needed" in source.read_text()
+
+
+@pytest.mark.skipif(not _cli_is_wired(), reason="cli/upsample.py does not call run_distributed_if_needed yet")
+def test_cli_upsample_prompts_runs_as_torchrun_ranks(tmp_path: Path, prompts: Path) -> None:
+    output = tmp_path / "out.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "cosmos_workflow", "upsample-prompts", str(prompts), "-o", str(output)]
+    command += ["--engine", "fake", "--no-clips"]
+
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert names_in(output) == ["clip0", "clip1", "clip2", "clip3", "words"]
+    assert journal_names(output, 0) and journal_names(output, 1)
