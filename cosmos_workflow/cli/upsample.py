@@ -27,6 +27,7 @@ from cosmos_workflow.cli.options import (
 )
 from cosmos_workflow.engines import EngineConfig, SamplingParams
 from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.parallel.torchrun import RankResult, run_distributed_if_needed
 from cosmos_workflow.runner import Progress, RunOptions, RunResult
 
 #: finished, but some items failed (status error or fallback)
@@ -139,9 +140,13 @@ def upsample_prompts(
         return
     assert prompts_file is not None
     with _progress(quiet) as advance:
-        result, problems = api.upsample_file(prompts_file, output, options, progress=advance)
-    _summary(result, len(problems), output)
-    if result.failed:
+        # under torchrun this process is one rank: its shard, and the merge if it finishes last
+        outcome = run_distributed_if_needed(prompts_file, output, options, advance)
+        result, problems = outcome or api.upsample_file(prompts_file, output, options, progress=advance)
+    # a rank that did not merge exits 0: a non-zero exit makes torchrun stop the other ranks
+    merged = not isinstance(result, RankResult) or result.merged
+    _summary(result, len(problems), output if merged else None)
+    if result.failed and merged:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -215,7 +220,7 @@ def _progress(quiet: bool) -> Iterator[Progress]:
         yield advance
 
 
-def _summary(result: RunResult, invalid: int, output: Path) -> None:
+def _summary(result: RunResult, invalid: int, output: Path | None) -> None:
     table = Table(title="Summary", title_justify="left")
     table.add_column("status")
     table.add_column("items", justify="right")
@@ -229,7 +234,7 @@ def _summary(result: RunResult, invalid: int, output: Path) -> None:
     rate = done_now / result.elapsed_s if result.elapsed_s > 0 else 0.0
     stderr.print(
         f"{total} items ({result.resumed} already done) in {result.elapsed_s:.1f} s, "
-        f"{rate:.2f} items/s -> {output}",
+        f"{rate:.2f} items/s" + (f" -> {output}" if output else " (this rank's shard; another rank merges)"),
         markup=False,
         highlight=False,
     )

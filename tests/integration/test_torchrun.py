@@ -187,12 +187,6 @@ def test_tiny_model_on_two_cpu_ranks(tmp_path: Path, prompts: Path, tiny_model: 
     assert all(r["upsampled_prompt"] for r in records)
 
 
-def _cli_is_wired() -> bool:
-    source = Path(__file__).resolve().parents[2] / "cosmos_workflow" / "cli" / "upsample.py"
-    return "run_distributed_if_needed" in source.read_text()
-
-
-@pytest.mark.skipif(not _cli_is_wired(), reason="cli/upsample.py does not call run_distributed_if_needed yet")
 def test_cli_upsample_prompts_runs_as_torchrun_ranks(tmp_path: Path, prompts: Path) -> None:
     output = tmp_path / "out.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -219,12 +219,7 @@ def test_docker_command_line(prompts: Path, tmp_path: Path) -> None:
     assert output.parent.is_dir()  # created on the host, so docker does not create it as root
 
 
-def _cli_is_wired() -> bool:
-    return "run_distributed_if_needed" in (REPO / "cosmos_workflow" / "cli" / "upsample.py").read_text()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _cli_is_wired(), reason="cli/upsample.py does not call run_distributed_if_needed yet")
 def test_two_gpus_run_two_torchrun_ranks_here(prompts: Path, tmp_path: Path) -> None:
     output = tmp_path / "results" / "upsampled.json"
 
