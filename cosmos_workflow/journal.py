@@ -52,21 +52,26 @@ class Journal:
             os.replace(self.path, self.path.with_name(self.path.name + ".old"))
 
 
-def read_records(path: Path) -> Iterator[UpsampleRecord]:
-    if not path.exists():
+def read_records(path: Path, *, warn: bool = True) -> Iterator[UpsampleRecord]:
+    """Records of one journal; a torn line (a crash mid-write, or a writer still appending) is
+    skipped, with a warning unless ``warn=False`` (reading another rank's live journal)."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError:
         return
-    with path.open(encoding="utf-8") as handle:
+    with handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 yield UpsampleRecord.model_validate_json(line)
             except ValidationError:
-                log.warning(
-                    "%s line %d is incomplete (interrupted write); that item will be redone",
-                    path.name,
-                    number,
-                )
+                if warn:
+                    log.warning(
+                        "%s line %d is incomplete (interrupted write); that item will be redone",
+                        path.name,
+                        number,
+                    )
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.errors import ConfigError, GPUOutOfMemoryError, ModelLoadError
+from cosmos_workflow.parallel.environment import hidden_torchrun_environment
 from cosmos_workflow.tokenizer import tokenizer_path_for
 
 log = logging.getLogger(__name__)
@@ -64,28 +65,6 @@ COMPLETION_OUTPUT_ATTRS_USED = frozenset({"text", "finish_reason", "token_ids"})
 #: String values vLLM must accept for ``tokenizer_mode``/``load_format``/``config_format``.
 MISTRAL_MODE = "mistral"
 
-#: Variables torchrun sets that would make vLLM think it is part of a distributed job.
-TORCHRUN_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "GROUP_RANK",
-    "GROUP_WORLD_SIZE",
-    "ROLE_RANK",
-    "ROLE_NAME",
-    "ROLE_WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "TORCHELASTIC_RUN_ID",
-    "TORCHELASTIC_RESTART_COUNT",
-    "TORCHELASTIC_MAX_RESTARTS",
-    "TORCHELASTIC_USE_AGENT_STORE",
-    "TORCHELASTIC_ERROR_FILE",
-    "TORCHELASTIC_SIGNALS_TO_HANDLE",
-    "OMP_NUM_THREADS_SET_BY_TORCHRUN",
-)
-_TORCHELASTIC_PREFIX = "TORCHELASTIC_"
 
 CheckpointFormat = Literal["mistral", "hf"]
 INSTALL_HINT = "pip install 'cosmos-workflow[vllm]' or use --engine hf"
@@ -143,12 +122,10 @@ def engine_start_environment(device: str | None = None) -> Iterator[None]:
     saved = dict(os.environ)
     gpu = _pinned_gpu(device, os.environ)
     try:
-        for name in list(os.environ):
-            if name in TORCHRUN_VARIABLES or name.startswith(_TORCHELASTIC_PREFIX):
-                del os.environ[name]
-        if gpu is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-        yield
+        with hidden_torchrun_environment():
+            if gpu is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            yield
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from cosmos_workflow.journal import journal_path_for, write_json_atomic
+from cosmos_workflow.journal import journal_path_for, read_records, write_json_atomic
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import UpsampleRecord
 
@@ -87,26 +85,6 @@ def journals_for(output: Path) -> list[Path]:
     return paths + [path for _, path in sorted(ranked)]
 
 
-def read_journal(path: Path, *, warn: bool = True) -> Iterator[UpsampleRecord]:
-    """Records of one journal; a torn line (crash mid-write, or a rank still writing) is skipped.
-
-    ``warn=False`` is for reading another rank's journal while it may be appending.
-    """
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        return
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield UpsampleRecord.model_validate_json(line)
-            except ValidationError:
-                if warn:
-                    log.warning("%s line %d is incomplete (interrupted write); skipped", path.name, number)
-
-
 def merge_records(
     items: Sequence[BatchItem], journals: Sequence[Path], match: Matching = BY_NAME
 ) -> MergeResult:
@@ -114,7 +92,7 @@ def merge_records(
     wanted = {match.of_item(item) for item in items}
     best: dict[Ident, UpsampleRecord] = {}
     for path in journals:
-        for record in read_journal(path):
+        for record in read_records(path):
             ident = match.of_record(record)
             if ident in wanted and _better(record, best.get(ident)):
                 best[ident] = record

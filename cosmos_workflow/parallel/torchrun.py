@@ -14,7 +14,6 @@ runs: vLLM would otherwise try to join torchrun's process group (DOMAIN.md secti
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import heapq
 import json
@@ -22,20 +21,20 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cosmos_workflow import api
 from cosmos_workflow.budget import plan_item, probe_item
 from cosmos_workflow.errors import InputFileError
-from cosmos_workflow.journal import journal_path_for, write_json_atomic
+from cosmos_workflow.journal import journal_path_for, read_records, write_json_atomic
+from cosmos_workflow.parallel.environment import hidden_torchrun_environment
 from cosmos_workflow.parallel.merge import (
     by_key,
     journals_for,
     merge_output,
     rank_journal_suffix,
-    read_journal,
 )
 from cosmos_workflow.runner import Progress, RunOptions, RunResult, request_key
 from cosmos_workflow.specs.batch import BatchItem, Problem, load_batch
@@ -44,24 +43,6 @@ from cosmos_workflow.tokenizer import Tokenizer
 
 log = logging.getLogger("cosmos_workflow")
 
-#: Variables torchrun sets that would make an engine think it is part of a distributed job.
-TORCHRUN_VARIABLES = frozenset(
-    {
-        "RANK",
-        "LOCAL_RANK",
-        "WORLD_SIZE",
-        "LOCAL_WORLD_SIZE",
-        "GROUP_RANK",
-        "GROUP_WORLD_SIZE",
-        "ROLE_RANK",
-        "ROLE_NAME",
-        "ROLE_WORLD_SIZE",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "OMP_NUM_THREADS_SET_BY_TORCHRUN",
-    }
-)
-_TORCHELASTIC_PREFIX = "TORCHELASTIC_"
 #: engines that never touch a local GPU (no torch import needed to pick a device)
 _GPU_FREE_ENGINES = frozenset({"fake", "openai"})
 #: TEST ONLY: "RANK:N" makes that rank exit abruptly after N new items, to test recovery.
@@ -85,26 +66,6 @@ def rank_info(env: Mapping[str, str] | None = None) -> RankInfo | None:
         return None
     rank = int(env["RANK"])
     return RankInfo(rank=rank, world_size=world, local_rank=int(env.get("LOCAL_RANK", str(rank))))
-
-
-@contextlib.contextmanager
-def hidden_torchrun_environment() -> Iterator[None]:
-    """Remove torchrun's variables from ``os.environ`` for the block; restore them after.
-
-    Usable around any engine: each rank runs a self-contained single-GPU engine that must not
-    see (or try to join) torchrun's process group; its worker processes inherit the clean copy.
-    """
-    hidden = {name: value for name, value in os.environ.items() if _is_torchrun_variable(name)}
-    for name in hidden:
-        del os.environ[name]
-    try:
-        yield
-    finally:
-        os.environ.update(hidden)
-
-
-def _is_torchrun_variable(name: str) -> bool:
-    return name in TORCHRUN_VARIABLES or name.startswith(_TORCHELASTIC_PREFIX)
 
 
 def pin_device(options: RunOptions, info: RankInfo) -> RunOptions:
@@ -307,7 +268,7 @@ def _done_elsewhere(output: Path, rank: int, wanted: set[str]) -> dict[str, Upsa
         if path == own:
             continue
         # another rank may be appending right now: a torn last line is normal, not worth a warning
-        for record in read_journal(path, warn=False):
+        for record in read_records(path, warn=False):
             if record.key in wanted and record.done:
                 found[record.key] = record
     return found

@@ -18,7 +18,8 @@ import pytest
 
 from cosmos_workflow import api
 from cosmos_workflow.engines import EngineConfig
-from cosmos_workflow.parallel.torchrun import CRASH_HOOK_ENV, TORCHRUN_VARIABLES
+from cosmos_workflow.parallel.environment import TORCHRUN_VARIABLES
+from cosmos_workflow.parallel.torchrun import CRASH_HOOK_ENV
 from cosmos_workflow.runner import RunOptions
 
 pytestmark = pytest.mark.slow
