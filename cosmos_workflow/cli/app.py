@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -64,6 +65,10 @@ def main() -> None:
     except CosmosWorkflowError as exc:
         stderr.print(f"error: {exc}", highlight=False, markup=False)
         sys.exit(EXIT_FAILED)
+    except ValidationError as exc:  # an option combination the records refuse
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        stderr.print(f"error: invalid options: {problems}", highlight=False, markup=False)
+        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         stderr.print("interrupted; rerun the same command to resume", markup=False)
         sys.exit(130)

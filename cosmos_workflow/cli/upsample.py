@@ -97,8 +97,15 @@ def upsample_prompts(
     ] = OnError.error,
     force: Annotated[bool, typer.Option(help="redo every item, ignoring earlier results")] = False,
     clips: Annotated[
-        bool, typer.Option("--clips/--no-clips", help="write each preprocessed clip beside the output")
+        bool,
+        typer.Option(
+            "--clips/--no-clips", help="write each preprocessed clip (the output's preprocessed_video)"
+        ),
     ] = True,
+    clips_dir: Annotated[
+        Path | None,
+        typer.Option(help="folder for the preprocessed clips (default: <output>_clips beside the output)"),
+    ] = None,
     control: Annotated[
         str | None,
         typer.Option(help="vis, edge, depth or seg: picks the matching folder of a per-control checkpoint"),
@@ -133,7 +140,7 @@ def upsample_prompts(
         batch_size=batch_size,
         on_error=on_error.value,
         force=force,
-        clips_dir=output.with_name(f"{output.stem}_clips") if clips and preprocess else None,
+        clips_dir=(clips_dir or output.with_name(f"{output.stem}_clips")) if clips and preprocess else None,
     )
     if input_dir is not None:
         _run_specs(input_dir, options, quiet)

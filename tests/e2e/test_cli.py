@@ -226,3 +226,25 @@ def test_seed_script_flags(examples: Path, tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data[0]["frames"] == 1 and max(data[0]["width"], data[0]["height"]) == 320
     assert data[0]["preprocessed_video"] and Path(data[0]["preprocessed_video"]).is_file()
+
+
+def test_clips_dir_and_invalid_options(examples: Path, tmp_path: Path) -> None:
+    clips = tmp_path / "my clips"
+    out = tmp_path / "o.json"
+    result = cli(
+        "upsample-prompts",
+        str(examples),
+        "-o",
+        str(out),
+        "--engine",
+        "fake",
+        "--clips-dir",
+        str(clips),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    written = [d["preprocessed_video"] for d in json.loads(out.read_text()) if d["preprocessed_video"]]
+    assert len(written) == 3 and all(Path(p).parent == clips and Path(p).is_file() for p in written)
+    result = cli("upsample-prompts", str(examples), "-o", str(out), "--engine", "fake", "--top-p", "0")
+    assert result.returncode == 2 and "error: invalid options: top_p" in result.stderr
+    assert "Traceback" not in result.stderr
