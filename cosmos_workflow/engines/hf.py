@@ -5,8 +5,13 @@ counted them (image placeholders are ordinary ids in the sequence), so no transf
 processor, and no torchvision, is involved. Batches are left-padded; images of different sizes
 are zero-padded into one tensor and their real sizes passed alongside, as Pixtral expects.
 
-Speed on CUDA (issue 7): a static KV cache lets transformers compile the decoding step once per
-shape; padding the prompt length up to a bucket limits how many shapes (and compilations) occur.
+Speed on CUDA (issue 7, figures in BENCHMARKS.md): a static KV cache lets transformers compile the
+decoding step (CUDA graphs) once per shape; padding the prompt length up to a bucket limits how
+many shapes (and compilations) occur. Two changes to the stock transformers path matter at large
+batches: one-token decoding steps of grouped-query attention read each KV head once instead of
+through transformers' 4x ``repeat_kv`` copy (``gqa_decode``), and the Pixtral vision tower runs a
+few images at a time (``vision_chunk``) instead of one sequence of every patch in the batch, whose
+dense block mask alone would need tens of GB at batch 128.
 """
 
 from __future__ import annotations
@@ -34,15 +39,33 @@ logger = logging.getLogger("cosmos_workflow")
 TINY_MODEL = "tiny-random"
 PAD_ID = 11
 INSTALL_HINT = "pip install 'cosmos-workflow[hf]'"
-KNOWN_OPTIONS = ("static_cache", "batch_bucket")
+KNOWN_OPTIONS = ("static_cache", "batch_bucket", "compile", "gqa_decode", "vision_chunk", "ignore_eos")
+#: The attention implementation registered with transformers for the text decoder (see gqa_decode).
+GQA_ATTENTION = "cosmos_gqa_sdpa"
+#: GPU memory kept free beside the weights, the KV cache and prefill activations (allocator slack,
+#: CUDA graphs, the vision tower's chunk).
+GPU_RESERVE_BYTES = 4 * 1024**3
 
 
 @dataclass(frozen=True)
 class HFOptions:
-    """Speed options, from ``EngineConfig.options``; defaults depend on the device."""
+    """Speed options, from ``EngineConfig.options``; defaults depend on the device.
+
+    ``static_cache``: preallocated KV cache; on CUDA transformers then compiles the decoding step.
+    ``batch_bucket``: prompt length padded up to a multiple of this (fewer compiled shapes).
+    ``compile``: let transformers compile the decoding step when the cache is static (CUDA only).
+    ``gqa_decode``: decode steps read each KV head once (see :func:`gqa_sdpa_attention`).
+    ``vision_chunk``: at most this many image patches per vision-tower call.
+    ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
+    so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
+    """
 
     static_cache: bool
     batch_bucket: int
+    compile: bool = True
+    gqa_decode: bool = True
+    vision_chunk: int = 4096
+    ignore_eos: bool = False
 
     @classmethod
     def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
@@ -51,7 +74,14 @@ class HFOptions:
             logger.warning("hf engine ignores options %s (it knows %s)", unknown, list(KNOWN_OPTIONS))
         static = _as_bool(options.get("static_cache"), default=cuda, name="static_cache")
         bucket = _as_int(options.get("batch_bucket"), default=64 if cuda else 1, name="batch_bucket")
-        return cls(static_cache=static, batch_bucket=bucket)
+        return cls(
+            static_cache=static,
+            batch_bucket=bucket,
+            compile=_as_bool(options.get("compile"), default=True, name="compile"),
+            gqa_decode=_as_bool(options.get("gqa_decode"), default=True, name="gqa_decode"),
+            vision_chunk=_as_int(options.get("vision_chunk"), default=4096, name="vision_chunk"),
+            ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
+        )
 
 
 def _as_bool(value: str | int | float | bool | None, *, default: bool, name: str) -> bool:
@@ -75,7 +105,8 @@ def _as_int(value: str | int | float | bool | None, *, default: int, name: str) 
     except ValueError:
         raise ConfigError(f"engine option {name}={value!r} is not an integer; use e.g. 64") from None
     if number < 1:
-        raise ConfigError(f"engine option {name}={number} must be at least 1 (1 turns bucketing off)")
+        what = "1 turns bucketing off" if name == "batch_bucket" else "1 means one image per call"
+        raise ConfigError(f"engine option {name}={number} must be at least 1 ({what})")
     return number
 
 
@@ -134,7 +165,15 @@ def _pack_images(images: Sequence[np.ndarray]) -> dict[str, Any]:
 
 
 def load(config: EngineConfig) -> HFEngine:
-    """Load the checkpoint named by ``config.model`` ('tiny-random' builds the tiny model)."""
+    """Load the checkpoint named by ``config.model``.
+
+    'tiny-random' builds (once) and loads the tiny model; 'pixtral-12b-random' builds Pixtral-12B's
+    full-size architecture with random weights directly on the GPU (speed measurements only).
+    """
+    from cosmos_workflow.engines.tiny import RANDOM_12B_MODEL
+
+    if config.model == RANDOM_12B_MODEL:
+        return _load_random_12b(config)
     checkpoint = resolve_checkpoint(config.model)
     torch, llava = _import_backend()
     device = _pick_device(config.device)
@@ -153,8 +192,40 @@ def load(config: EngineConfig) -> HFEngine:
             f"cannot load {checkpoint} as a Llava/Pixtral checkpoint: {exc}; point --model at a "
             "Hugging Face Pixtral checkpoint folder (config.json + safetensors)"
         ) from exc
+    return _finish_load(config, model, checkpoint)
+
+
+def _load_random_12b(config: EngineConfig) -> HFEngine:
+    """Pixtral-12B's architecture with random bf16 weights, made on the GPU (no checkpoint)."""
+    from cosmos_workflow.engines.tiny import RANDOM_12B_MODEL, build_random_model, pixtral_12b_config
+
+    torch, _ = _import_backend()
+    device = _pick_device(config.device)
+    if device.type != "cuda":
+        raise ModelLoadError(
+            f"{RANDOM_12B_MODEL} is Pixtral-12B's full-size architecture (12.7B parameters, 25 GB in "
+            f"bf16) and is built only on a CUDA GPU, not on {device}; use --model {TINY_MODEL} on a "
+            "CPU, or run on a machine with a GPU of 40 GB or more"
+        )
+    try:
+        model = build_random_model(pixtral_12b_config(), device, torch.bfloat16, attn_implementation="sdpa")
+    except torch.cuda.OutOfMemoryError as exc:
+        _free_cuda(torch)
+        raise ModelLoadError(
+            f"{RANDOM_12B_MODEL} (25 GB of weights) does not fit in {device} memory; free the GPU "
+            "or pick another with --device"
+        ) from exc
+    return _finish_load(config, model, None)
+
+
+def _finish_load(config: EngineConfig, model: Any, checkpoint: Path | None) -> HFEngine:
+    device = model.device
     options = HFOptions.parse(config.options, cuda=device.type == "cuda")
-    logger.info("hf engine: %s on %s (%s), %s", checkpoint, device, dtype, options)
+    if options.gqa_decode:
+        use_gqa_decode(model)
+    chunk_vision_tower(model, options.vision_chunk)
+    model.generation_config.disable_compile = not options.compile
+    logger.info("hf engine: %s on %s (%s), %s", checkpoint or config.model, device, model.dtype, options)
     return HFEngine(config, model=model, checkpoint=checkpoint, options=options)
 
 
@@ -225,6 +296,131 @@ def _free_cuda(torch: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Speed: grouped-query decode attention, the vision tower in chunks
+# --------------------------------------------------------------------------------------------
+
+
+def gqa_sdpa_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, except for one-token decoding steps of grouped-query attention.
+
+    With a mask (always there with padding or a static cache) transformers' SDPA path copies
+    every KV head 4 times (``repeat_kv``) before attending, so each decoding step writes and reads
+    the whole KV cache 4 more times: at batch 128 that is most of the step. Here the 4 query heads
+    of a KV group are stacked as 4 rows of one matrix product against that group's keys, so the
+    cache is read once. Same arithmetic as transformers' eager attention (bf16 products, fp32
+    softmax). Prefill (many query tokens) stays on SDPA, which is compute-bound there anyway.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = int(getattr(module, "num_key_value_groups", 1))
+    bias = kwargs.get("position_bias")
+    if query.shape[2] != 1 or groups == 1 or bias is not None or (dropout and module.training):
+        result: tuple[torch.Tensor, None] = sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+        return result
+    batch, heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    scale = scaling if scaling is not None else dim**-0.5
+    grouped = query.reshape(batch, kv_heads, groups, dim)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * scale  # (B, kv_heads, groups, L)
+    if attention_mask is not None:
+        mask = attention_mask[:, :, -1:, :length]
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask.float()
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    output = torch.matmul(probs, value)  # (B, kv_heads, groups, D): query head = kv_head * groups + g
+    return output.reshape(batch, 1, heads, dim), None
+
+
+def use_gqa_decode(model: Any, enabled: bool = True) -> None:
+    """Switch the text decoder (not the vision tower) to :func:`gqa_sdpa_attention`, or back to SDPA."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(GQA_ATTENTION, gqa_sdpa_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(GQA_ATTENTION, sdpa_mask)
+    model.set_attn_implementation({"text_config": GQA_ATTENTION if enabled else "sdpa"})
+
+
+def chunk_vision_tower(model: Any, max_patches: int) -> None:
+    """Run the Pixtral vision tower on groups of images of at most ``max_patches`` patches.
+
+    transformers packs every image of a batch into one sequence with a dense block-diagonal mask:
+    memory and attention work grow with the square of the batch's total patch count (256 images
+    of 480x272: a 34 GB mask). Images never attend to each other, so running them a group at a
+    time gives the same features. Only the hidden states the projector uses are kept.
+    """
+    tower = model.model.vision_tower
+    if getattr(tower, "_cosmos_chunked", None) == max_patches:
+        return
+    forward = type(tower).forward
+    patch = int(tower.patch_size)
+    keep = _kept_layers(model.config.vision_feature_layer)
+
+    def chunked(pixel_values: torch.Tensor, image_sizes: Any = None, **kwargs: Any) -> Any:
+        groups = _image_groups(image_sizes, patch, max_patches)
+        if len(groups) <= 1:
+            return forward(tower, pixel_values, image_sizes=image_sizes, **kwargs)
+        outputs = [
+            forward(tower, pixel_values[start:end], image_sizes=image_sizes[start:end], **kwargs)
+            for start, end in groups
+        ]
+        return _joined(outputs, keep)
+
+    tower.forward = chunked
+    tower._cosmos_chunked = max_patches
+
+
+def _kept_layers(feature_layer: int | Sequence[int]) -> list[int]:
+    return [feature_layer] if isinstance(feature_layer, int) else list(feature_layer)
+
+
+def _image_groups(image_sizes: Any, patch: int, max_patches: int) -> list[tuple[int, int]]:
+    """Consecutive (start, end) image ranges of at most ``max_patches`` patches (one image at least)."""
+    if image_sizes is None:
+        return []
+    counts = [(int(h) // patch) * (int(w) // patch) for h, w in image_sizes]
+    groups: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for index, count in enumerate(counts):
+        if index > start and total + count > max_patches:
+            groups.append((start, index))
+            start, total = index, 0
+        total += count
+    if counts:
+        groups.append((start, len(counts)))
+    return groups
+
+
+def _joined(outputs: list[Any], keep: list[int]) -> Any:
+    """One vision-tower output from per-group outputs: patches concatenated along the sequence."""
+    import torch
+
+    first = outputs[0]
+    last = torch.cat([o.last_hidden_state for o in outputs], dim=1)
+    hidden = None
+    if first.hidden_states is not None:
+        layers: list[torch.Tensor | None] = [None] * len(first.hidden_states)
+        for index in keep:
+            layers[index] = torch.cat([o.hidden_states[index] for o in outputs], dim=1)
+        hidden = tuple(layers)
+    return type(first)(last_hidden_state=last, hidden_states=hidden)
+
+
+# --------------------------------------------------------------------------------------------
 # The engine
 # --------------------------------------------------------------------------------------------
 
@@ -234,7 +430,9 @@ class HFEngine(Engine):
 
     name = "hf"
 
-    def __init__(self, config: EngineConfig, *, model: Any, checkpoint: Path, options: HFOptions) -> None:
+    def __init__(
+        self, config: EngineConfig, *, model: Any, checkpoint: Path | None, options: HFOptions
+    ) -> None:
         super().__init__(config)
         self._model: Any = model
         self.checkpoint = checkpoint
@@ -244,8 +442,47 @@ class HFEngine(Engine):
 
     @property
     def tokenizer_path(self) -> Path | None:
+        if self.checkpoint is None:
+            return None
         path = self.checkpoint / TEKKEN_FILE
         return path if path.is_file() else None
+
+    def with_options(self, options: Mapping[str, str | int | float | bool | None]) -> HFEngine:
+        """Another engine on the same loaded model with other speed options, e.g. to compare
+        settings without loading the weights twice. ``gqa_decode``, ``vision_chunk`` and
+        ``compile`` belong to the shared model: the newest engine's values hold for both.
+        Each engine may be closed on its own.
+        """
+        self._require_open()
+        merged = {**self.config.options, **options}
+        parsed = HFOptions.parse(merged, cuda=self.device.type == "cuda")
+        use_gqa_decode(self._model, parsed.gqa_decode)
+        chunk_vision_tower(self._model, parsed.vision_chunk)
+        self._model.generation_config.disable_compile = not parsed.compile
+        config = self.config.model_copy(update={"options": merged})
+        return HFEngine(config, model=self._model, checkpoint=self.checkpoint, options=parsed)
+
+    def max_batch_size(self, prompt_tokens: int, max_tokens: int) -> int:
+        """How many requests of ``prompt_tokens`` fit on this GPU now, with ``max_tokens`` answers.
+
+        Each needs its KV cache (static: the bucketed prompt plus the answer) and its share of
+        the prefill activations (hidden states, the MLP's three intermediate tensors, the 4x
+        K/V copy SDPA makes). Counted against the memory free now, less a fixed reserve.
+        On the CPU there is no such limit that matters; 8 is returned.
+        """
+        self._require_open()
+        if self.device.type != "cuda":
+            return 8
+        import torch
+
+        text = self._model.config.text_config
+        tokens = _round_up(prompt_tokens, self.options.batch_bucket)
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        kv_per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * 2
+        act_per_token = (6 * text.hidden_size + 3 * text.intermediate_size) * 2
+        per_request = (tokens + max_tokens) * kv_per_token + tokens * act_per_token
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return max(1, int((free - GPU_RESERVE_BYTES) // per_request))
 
     @property
     def device(self) -> torch.device:
@@ -325,6 +562,8 @@ class HFEngine(Engine):
             kwargs.update(do_sample=False, temperature=None, top_p=None)
         if self.options.static_cache:
             kwargs["cache_implementation"] = "static"
+        if self.options.ignore_eos:
+            kwargs["min_new_tokens"] = sampling.max_tokens  # benchmark only: EOS masked until the end
         return kwargs
 
     @contextmanager

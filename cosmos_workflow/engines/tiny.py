@@ -1,9 +1,11 @@
-"""A tiny randomly initialised Pixtral-architecture checkpoint, built offline and cached on disk.
+"""Randomly initialised Pixtral-architecture models: a tiny checkpoint cached on disk, and the
+full-size Pixtral-12B layout built straight on a GPU.
 
 No model weights can be downloaded where this project is tested, so the transformers engine,
-the runner and the CLI are exercised end to end on this miniature: the real Llava/Pixtral code
+the runner and the CLI are exercised end to end on the tiny miniature: the real Llava/Pixtral code
 paths, the real Pixtral tokenizer (copied in from mistral-common), random weights. Its text is
-random: it proves the pipeline, not the wording.
+random: it proves the pipeline, not the wording. The full-size layout with random weights
+(``pixtral-12b-random``) measures real GPU speed without a checkpoint (issue 7).
 
 Importing this module is light; torch and transformers are imported only when a build is needed.
 """
@@ -14,16 +16,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.errors import ModelLoadError
 from cosmos_workflow.tokenizer import TEKKEN_FILE, bundled_tokenizer_path
 
 if TYPE_CHECKING:
+    import torch
     from transformers import LlavaConfig
 
 #: Bump when the architecture or seed changes, so stale caches are never reused.
 TINY_MODEL_NAME = "tiny-random-pixtral-v2"
+#: The model name that builds Pixtral-12B's full-size architecture with random weights on a GPU.
+RANDOM_12B_MODEL = "pixtral-12b-random"
 ANSWER_TOKENS = 48
 CACHE_ENV = "COSMOS_WORKFLOW_CACHE"
 SEED = 20240911
@@ -147,3 +152,97 @@ def tiny_config() -> LlavaConfig:
         multimodal_projector_bias=True,
         vision_feature_select_strategy="full",
     )
+
+
+def pixtral_12b_config() -> LlavaConfig:
+    """Pixtral-12B's published architecture: Mistral-NeMo-12B decoder, 400M-parameter vision encoder.
+
+    12.7B parameters, 25.4 GB in bf16. ``max_position_embeddings`` is cut from the checkpoint's
+    1M to 128k: only the rotary table's reach, never a weight, depends on it.
+    """
+    from transformers import LlavaConfig, MistralConfig, PixtralVisionConfig
+
+    vision = PixtralVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=1024,
+        patch_size=16,
+        rope_parameters={"rope_type": "axial", "rope_theta": 10000.0},
+        hidden_act="silu",
+    )
+    text = MistralConfig(
+        vocab_size=131072,
+        hidden_size=5120,
+        intermediate_size=14336,
+        num_hidden_layers=40,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=131072,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000_000.0},
+        rms_norm_eps=1e-5,
+        sliding_window=None,
+        tie_word_embeddings=False,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+    )
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=IMAGE_ID,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        multimodal_projector_bias=True,
+        vision_feature_select_strategy="full",
+        tie_word_embeddings=False,
+    )
+
+
+def build_random_model(
+    config: LlavaConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    seed: int = SEED,
+    attn_implementation: str = "sdpa",
+) -> Any:
+    """A Llava model with random weights made where it will run, without a CPU copy.
+
+    The module tree is built on the meta device (no memory, no initialisation), storage is then
+    allocated on ``device`` uninitialised, and transformers' own initialiser fills it there
+    (normal(0, 0.02) matrices, unit norms, zero biases, rotary tables recomputed). On a GPU the
+    fill runs at memory speed: a 12.7B model is ready in seconds instead of the minutes a CPU
+    initialisation plus a 25 GB copy would take.
+    """
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration._from_config(  # type: ignore[no-untyped-call]
+            config, dtype=dtype, attn_implementation=attn_implementation
+        )
+    model.to_empty(device=device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(seed)
+        model.init_weights()
+    _check_initialised(model)
+    model.generation_config.bos_token_id = BOS_ID
+    model.generation_config.eos_token_id = EOS_ID
+    model.generation_config.pad_token_id = PAD_ID
+    return model.eval()
+
+
+def _check_initialised(model: Any) -> None:
+    """Uninitialised storage would run silently with garbage: refuse NaN/inf anywhere."""
+    import torch
+
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelLoadError(
+                f"random initialisation left non-finite values in {name}; this transformers version "
+                "initialises differently: please report it with `pip show transformers`"
+            )
