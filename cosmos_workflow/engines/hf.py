@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +40,15 @@ logger = logging.getLogger("cosmos_workflow")
 TINY_MODEL = "tiny-random"
 PAD_ID = 11
 INSTALL_HINT = "pip install 'cosmos-workflow[hf]'"
-KNOWN_OPTIONS = ("static_cache", "batch_bucket", "compile", "gqa_decode", "vision_chunk", "ignore_eos")
+KNOWN_OPTIONS = (
+    "static_cache",
+    "batch_bucket",
+    "compile",
+    "gqa_decode",
+    "vision_chunk",
+    "prefill_chunk",
+    "ignore_eos",
+)
 #: The attention implementation registered with transformers for the text decoder (see gqa_decode).
 GQA_ATTENTION = "cosmos_gqa_sdpa"
 #: GPU memory kept free beside the weights, the KV cache and prefill activations (allocator slack,
@@ -56,6 +65,7 @@ class HFOptions:
     ``compile``: let transformers compile the decoding step when the cache is static (CUDA only).
     ``gqa_decode``: decode steps read each KV head once (see :func:`gqa_sdpa_attention`).
     ``vision_chunk``: at most this many image patches per vision-tower call.
+    ``prefill_chunk``: the decoder's norms and MLPs take at most this many tokens at a time.
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -65,6 +75,7 @@ class HFOptions:
     compile: bool = True
     gqa_decode: bool = True
     vision_chunk: int = 4096
+    prefill_chunk: int = 16384
     ignore_eos: bool = False
 
     @classmethod
@@ -80,6 +91,7 @@ class HFOptions:
             compile=_as_bool(options.get("compile"), default=True, name="compile"),
             gqa_decode=_as_bool(options.get("gqa_decode"), default=True, name="gqa_decode"),
             vision_chunk=_as_int(options.get("vision_chunk"), default=4096, name="vision_chunk"),
+            prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
             ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
         )
 
@@ -105,7 +117,9 @@ def _as_int(value: str | int | float | bool | None, *, default: int, name: str) 
     except ValueError:
         raise ConfigError(f"engine option {name}={value!r} is not an integer; use e.g. 64") from None
     if number < 1:
-        what = "1 turns bucketing off" if name == "batch_bucket" else "1 means one image per call"
+        what = {"batch_bucket": "1 turns bucketing off", "vision_chunk": "1 means one image per call"}.get(
+            name, "e.g. 16384"
+        )
         raise ConfigError(f"engine option {name}={number} must be at least 1 ({what})")
     return number
 
@@ -224,6 +238,7 @@ def _finish_load(config: EngineConfig, model: Any, checkpoint: Path | None) -> H
     if options.gqa_decode:
         use_gqa_decode(model)
     chunk_vision_tower(model, options.vision_chunk)
+    chunk_decoder_tokens(model, options.prefill_chunk)
     model.generation_config.disable_compile = not options.compile
     logger.info("hf engine: %s on %s (%s), %s", checkpoint or config.model, device, model.dtype, options)
     return HFEngine(config, model=model, checkpoint=checkpoint, options=options)
@@ -293,6 +308,35 @@ def _free_cuda(torch: Any) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _out_of_memory(exc: BaseException, torch: Any) -> bool:
+    """CUDA out-of-memory, also when torch.compile wraps it (BackendCompilerFailed) on the way up."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, torch.cuda.OutOfMemoryError):
+            return True
+        seen.add(id(current))
+        inner = getattr(current, "inner_exception", None)
+        current = inner if isinstance(inner, BaseException) else current.__cause__ or current.__context__
+    return False
+
+
+def _release(exc: BaseException, torch: Any) -> None:
+    """Free what the failed call held: its frames (KV cache, activations) live on in the traceback.
+
+    The caller keeps the exception (as the cause of ours) while it retries with a smaller batch;
+    without clearing those frames the retry would find the failed attempt's memory still taken.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        inner = getattr(current, "inner_exception", None)
+        current = inner if isinstance(inner, BaseException) else current.__cause__ or current.__context__
+    _free_cuda(torch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,6 +428,46 @@ def chunk_vision_tower(model: Any, max_patches: int) -> None:
     tower._cosmos_chunked = max_patches
 
 
+def chunk_decoder_tokens(model: Any, max_tokens: int) -> None:
+    """Run the decoder's RMS norms and MLPs on at most ``max_tokens`` tokens at a time.
+
+    Both work token by token, so chunks give the same result. A prefill of 128 requests of 1152
+    tokens otherwise holds four MLP intermediates of 147k x 14336 (4 GiB each) and the norms' fp32
+    copies at once: about 19 GiB beside a 28 GiB KV cache, which is what decides the batch size
+    that fits. Decoding steps (one token per request) never reach the limit.
+    """
+    language = model.model.language_model
+    modules = [language.norm]
+    for layer in language.layers:
+        modules += [layer.input_layernorm, layer.post_attention_layernorm, layer.mlp]
+    for module in modules:
+        _chunk_tokens(module, max_tokens)
+
+
+def _chunk_tokens(module: Any, max_tokens: int) -> None:
+    forward = getattr(module, "_cosmos_unchunked", None) or module.forward
+    module._cosmos_unchunked = forward
+
+    def chunked(hidden_states: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        width = hidden_states.shape[-1]
+        tokens = hidden_states.numel() // width
+        if tokens <= max_tokens:
+            result: torch.Tensor = forward(hidden_states)
+            return result
+        flat = hidden_states.reshape(1, tokens, width)
+        first = forward(flat[:, :max_tokens])
+        output = torch.empty((1, tokens, first.shape[-1]), dtype=first.dtype, device=first.device)
+        output[:, :max_tokens] = first
+        del first
+        for start in range(max_tokens, tokens, max_tokens):
+            output[:, start : start + max_tokens] = forward(flat[:, start : start + max_tokens])
+        return output.reshape(*hidden_states.shape[:-1], output.shape[-1])
+
+    module.forward = chunked
+
+
 def _kept_layers(feature_layer: int | Sequence[int]) -> list[int]:
     return [feature_layer] if isinstance(feature_layer, int) else list(feature_layer)
 
@@ -458,6 +542,7 @@ class HFEngine(Engine):
         parsed = HFOptions.parse(merged, cuda=self.device.type == "cuda")
         use_gqa_decode(self._model, parsed.gqa_decode)
         chunk_vision_tower(self._model, parsed.vision_chunk)
+        chunk_decoder_tokens(self._model, parsed.prefill_chunk)
         self._model.generation_config.disable_compile = not parsed.compile
         config = self.config.model_copy(update={"options": merged})
         return HFEngine(config, model=self._model, checkpoint=self.checkpoint, options=parsed)
@@ -466,8 +551,9 @@ class HFEngine(Engine):
         """How many requests of ``prompt_tokens`` fit on this GPU now, with ``max_tokens`` answers.
 
         Each needs its KV cache (static: the bucketed prompt plus the answer) and its share of
-        the prefill activations (hidden states, the MLP's three intermediate tensors, the 4x
-        K/V copy SDPA makes). Counted against the memory free now, less a fixed reserve.
+        the prefill activations (hidden states and residuals, q/k/v and the 4x K/V copy SDPA
+        makes; the MLPs run in ``prefill_chunk`` pieces). Counted against the memory free now,
+        less a fixed reserve.
         On the CPU there is no such limit that matters; 8 is returned.
         """
         self._require_open()
@@ -479,7 +565,8 @@ class HFEngine(Engine):
         tokens = _round_up(prompt_tokens, self.options.batch_bucket)
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         kv_per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * 2
-        act_per_token = (6 * text.hidden_size + 3 * text.intermediate_size) * 2
+        # hidden states and residuals, q/k/v and SDPA's 4x K/V copy; MLPs run in prefill_chunk pieces
+        act_per_token = (6 * text.hidden_size + 4 * text.num_attention_heads * head_dim) * 2
         per_request = (tokens + max_tokens) * kv_per_token + tokens * act_per_token
         free, _ = torch.cuda.mem_get_info(self.device)
         return max(1, int((free - GPU_RESERVE_BYTES) // per_request))
@@ -531,15 +618,15 @@ class HFEngine(Engine):
         try:
             with torch.inference_mode(), self._seeded(sampling.seed):
                 output = self._model.generate(**inputs, **self._generate_kwargs(sampling))
-        except torch.cuda.OutOfMemoryError as exc:
-            del inputs
-            _free_cuda(torch)
-            tokens = int(batch["attention_mask"].sum())
-            raise GPUOutOfMemoryError(
-                f"a batch of {len(requests)} requests ({tokens} prompt tokens) did not fit in "
-                f"{self.device} memory; retry with a smaller --batch-size"
-            ) from exc
         except (RuntimeError, ValueError) as exc:
+            if _out_of_memory(exc, torch):
+                del inputs
+                _release(exc, torch)
+                tokens = int(batch["attention_mask"].sum())
+                raise GPUOutOfMemoryError(
+                    f"a batch of {len(requests)} requests ({tokens} prompt tokens) did not fit in "
+                    f"{self.device} memory; retry with a smaller --batch-size"
+                ) from exc
             raise EngineError(
                 f"transformers generate failed on a batch of {len(requests)}: {exc}; rerun with "
                 "--batch-size 1 to find the request that triggers it"
