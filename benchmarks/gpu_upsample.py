@@ -440,6 +440,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ablation-tokens", type=int, default=64)
     parser.add_argument("--model", default=MODEL, help="tiny-random runs the script's logic on a CPU")
     parser.add_argument("--out", type=Path, default=Path("gpu_bench_out"))
+    parser.add_argument(
+        "--write-prompts",
+        type=Path,
+        help="only write a prompts file of --requests items (videos under --out) for the CLI, and exit",
+    )
     return parser.parse_args(argv)
 
 
@@ -478,13 +483,24 @@ def summary(results: Results) -> str:
     )
 
 
+def write_prompts(path: Path, items: Sequence[BatchItem]) -> None:
+    """The items as a prompts file for ``cosmos-workflow upsample-prompts`` (e.g. under torchrun)."""
+    rows = [{"name": i.name, "prompt": i.prompt, "video_path": str(i.video_path)} for i in items]
+    path.write_text(json.dumps(rows, indent=1))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.write_prompts:
+        write_prompts(
+            args.write_prompts, make_items(args.out / "videos", args.requests, args.videos, 1280, 720)
+        )
+        return 0
     import torch
 
     from cosmos_workflow.engines import load_engine
     from cosmos_workflow.engines.hf import HFEngine
 
-    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available()

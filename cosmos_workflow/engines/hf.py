@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -586,7 +587,15 @@ class HFEngine(Engine):
         results: list[Generation | None] = [self._reject_if_too_long(r, sampling) for r in requests]
         runnable = [i for i, result in enumerate(results) if result is None]
         if runnable:
+            started = time.perf_counter()
             produced = self._generate_batch([requests[i] for i in runnable], sampling)
+            logger.info(
+                "hf engine on %s: %d requests, %d prompt tokens, %.2f s",
+                self.device,
+                len(runnable),
+                sum(requests[i].num_tokens for i in runnable),
+                time.perf_counter() - started,
+            )
             for index, generation in zip(runnable, produced, strict=True):
                 results[index] = generation
         return [result for result in results if result is not None]
