@@ -1,0 +1,196 @@
+"""The transformers engine's speed options on the tiny random Pixtral model, on CPU: they change
+how the work is done, never the answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, SamplingParams
+from cosmos_workflow.engines.hf import GQA_ATTENTION, HFEngine, _finish_load, load
+from cosmos_workflow.engines.tiny import EOS_ID, build_random_model, tiny_config
+from cosmos_workflow.errors import GPUOutOfMemoryError
+from cosmos_workflow.tokenizer import load_tokenizer
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=10)
+STOCK = {"gqa_decode": False, "vision_chunk": 10**6, "prefill_chunk": 10**6}
+
+
+@pytest.fixture(scope="module")
+def requests(tiny_model: Path) -> list[EncodedRequest]:
+    """Three requests: two images, one image of another size, text only."""
+    tokenizer = load_tokenizer(tiny_model / "tekken.json")
+    rng = np.random.default_rng(3)
+
+    def encode(key: str, prompt: str, shapes: list[tuple[int, int]]) -> EncodedRequest:
+        frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+        encoding = tokenizer.encode(prompt, frames)
+        return EncodedRequest(
+            key=key,
+            prompt=prompt,
+            token_ids=encoding.token_ids,
+            frames=frames,
+            pixel_values=encoding.pixel_values,
+        )
+
+    return [
+        encode("two-frames", "a red car turns left at the crossing", [(64, 96), (64, 96)]),
+        encode("tall", "a person walks a dog", [(128, 48)]),
+        encode("text", "a quiet street at night", []),
+    ]
+
+
+@pytest.fixture(scope="module")
+def stock_texts(tiny_model: Path, requests: list[EncodedRequest]) -> list[str]:
+    with load(EngineConfig(model=str(tiny_model), options=STOCK)) as engine:
+        return [g.text for g in engine.generate(requests, GREEDY)]
+
+
+@pytest.fixture
+def engine(tiny_model: Path) -> Iterator[HFEngine]:
+    with load(EngineConfig(model=str(tiny_model))) as loaded:
+        yield loaded
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"gqa_decode": True},
+        {"vision_chunk": 1, "prefill_chunk": 7},
+        {
+            "gqa_decode": True,
+            "vision_chunk": 40,
+            "prefill_chunk": 5,
+            "static_cache": True,
+            "batch_bucket": 64,
+        },
+    ],
+    ids=["gqa-decode", "chunked", "all-with-static-cache"],
+)
+def test_speed_options_do_not_change_greedy_answers(
+    tiny_model: Path, requests: list[EncodedRequest], stock_texts: list[str], options: dict[str, bool | int]
+) -> None:
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        texts = [g.text for g in engine.generate(requests, GREEDY)]
+
+    assert texts == stock_texts
+    assert len(set(texts)) == 3
+
+
+def test_the_decoder_uses_gqa_decode_attention_and_the_vision_tower_does_not(engine: HFEngine) -> None:
+    config = engine._model.config
+
+    assert config.text_config._attn_implementation == GQA_ATTENTION
+    assert config.vision_config._attn_implementation == "sdpa"
+
+
+def test_the_vision_tower_runs_one_group_of_images_at_a_time(
+    tiny_model: Path, requests: list[EncodedRequest]
+) -> None:
+    with load(EngineConfig(model=str(tiny_model), options={"vision_chunk": 1})) as engine:
+        images_per_call: list[int] = []
+        conv = engine._model.model.vision_tower.patch_conv
+        conv.register_forward_hook(lambda _m, inputs, _o: images_per_call.append(inputs[0].shape[0]))
+
+        engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=2))
+
+    assert images_per_call == [1, 1, 1]  # three images in the batch, one per vision-tower call
+
+
+def test_ignore_eos_runs_every_answer_to_max_tokens(tiny_model: Path, requests: list[EncodedRequest]) -> None:
+    """EOS is made the certain choice: only the benchmark switch keeps the answers going."""
+    results = {}
+    for ignore in (False, True):
+        with load(EngineConfig(model=str(tiny_model), options={"ignore_eos": ignore})) as engine:
+            head = engine._model.lm_head
+            steered = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+            with torch.no_grad():
+                steered.weight.zero_()
+                steered.bias.zero_()
+                steered.bias[EOS_ID] = 10.0
+            engine._model.lm_head = steered
+            results[ignore] = engine.generate(requests, GREEDY)
+
+    assert [(r.finish_reason, r.completion_tokens) for r in results[False]] == [("stop", 1)] * 3
+    assert [(r.finish_reason, r.completion_tokens) for r in results[True]] == [("length", 10)] * 3
+
+
+def test_with_options_shares_the_loaded_model(engine: HFEngine, requests: list[EncodedRequest]) -> None:
+    other = engine.with_options({"static_cache": True, "batch_bucket": 32, "ignore_eos": True})
+
+    assert other._model is engine._model
+    assert (other.options.static_cache, other.options.batch_bucket, other.options.ignore_eos) == (
+        True,
+        32,
+        True,
+    )
+    assert other.config.options["batch_bucket"] == 32
+    other.close()
+    assert engine.generate(requests[2:], GREEDY)[0].error is None
+
+
+def test_turning_gqa_decode_off_restores_sdpa(engine: HFEngine) -> None:
+    stock = engine.with_options({"gqa_decode": False})
+
+    assert engine._model.config.text_config._attn_implementation == "sdpa"
+    assert stock.options.gqa_decode is False
+
+
+def test_batch_size_from_memory_is_only_a_gpu_matter(engine: HFEngine) -> None:
+    assert engine.max_batch_size(prompt_tokens=1100, max_tokens=300) == 8
+
+
+def test_each_batch_is_logged_with_its_time(
+    engine: HFEngine, requests: list[EncodedRequest], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cosmos_workflow"):
+        engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=2))
+
+    tokens = sum(r.num_tokens for r in requests)
+    assert f"hf engine on cpu: 3 requests, {tokens} prompt tokens, " in caplog.text
+
+
+def test_an_out_of_memory_error_wrapped_by_torch_compile_is_still_retryable(
+    engine: HFEngine, requests: list[EncodedRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No GPU here: the error is raised where torch.compile would raise it, wrapped as it wraps it."""
+
+    class BackendCompilerFailed(RuntimeError):
+        def __init__(self, inner: BaseException) -> None:
+            super().__init__(f"backend='inductor' raised: {inner}")
+            self.inner_exception = inner
+
+    def compile_fails(**_: object) -> None:
+        raise BackendCompilerFailed(
+            torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.25 GiB")
+        )
+
+    monkeypatch.setattr(engine._model, "generate", compile_fails)
+
+    with pytest.raises(GPUOutOfMemoryError, match=r"batch of 3 requests .* smaller --batch-size"):
+        engine.generate(requests, GREEDY)
+
+
+def test_a_model_built_in_place_matches_a_normally_built_one(requests: list[EncodedRequest]) -> None:
+    """The meta-device build (used for pixtral-12b-random on a GPU), here at tiny size on the CPU."""
+    from transformers import LlavaForConditionalGeneration
+
+    built = build_random_model(tiny_config(), torch.device("cpu"), torch.float32)
+    reference = LlavaForConditionalGeneration(tiny_config())
+
+    buffers = dict(reference.named_buffers())
+    for name, buffer in built.named_buffers():
+        torch.testing.assert_close(buffer, buffers[name])  # rotary tables recomputed, not garbage
+    weights = dict(built.named_parameters())
+    assert all(bool(torch.isfinite(p).all()) for p in weights.values())
+    assert 0.015 < float(weights["lm_head.weight"].detach().std()) < 0.025
+    assert bool((weights["model.language_model.norm.weight"] == 1).all())
+    with _finish_load(EngineConfig(model="built-in-place"), built, None) as engine:
+        results = engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=4))
+    assert [r.completion_tokens for r in results] == [4, 4, 4]
+    assert engine.tokenizer_path is None
