@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,7 +59,9 @@ class RunOptions(BaseModel):
     plan: PlanSettings = Field(default_factory=PlanSettings)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    batch_size: int = Field(8, ge=1, description="requests per engine call (halved on out-of-memory)")
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        8, description="requests per engine call, or 'auto' (from free GPU memory); halved on out-of-memory"
+    )
     on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
     force: bool = False
     clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
@@ -127,12 +129,14 @@ class Runner:
         self.tokenizer = tokenizer
         self.options = options
         self.journal = journal
-        self.batch_size = options.batch_size
+        self.batch_size = options.batch_size if isinstance(options.batch_size, int) else 8
 
     def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> list[UpsampleRecord]:
         """Process jobs; records come back in the order of ``jobs``."""
         done: dict[str, UpsampleRecord] = {}
         sendable = [j for j in jobs if j.plan.fits]
+        if self.options.batch_size == "auto" and sendable:
+            self.batch_size = self._auto_batch_size(max(j.plan.total_tokens for j in sendable))
         for job in jobs:
             if not job.plan.fits:
                 done[job.key] = self._record(job, None)
@@ -147,6 +151,13 @@ class Runner:
                 if progress:
                     progress(len(records))
         return [done[j.key] for j in jobs]
+
+    def _auto_batch_size(self, longest: int) -> int:
+        """What fits the engine's free memory for the longest planned request (8 if it cannot say)."""
+        estimate = getattr(self.engine, "max_batch_size", None)
+        size = int(estimate(longest, self.options.sampling.max_tokens)) if callable(estimate) else 8
+        log.info("batch size %d (auto, for requests of up to %d prompt tokens)", size, longest)
+        return max(1, size)
 
     def _prepared_batches(self, pool: ThreadPoolExecutor, jobs: list[Job]) -> Iterator[list[Job]]:
         """Length-sorted batches whose preprocessing runs ``prefetch_batches`` ahead of the model."""
@@ -189,13 +200,23 @@ class Runner:
 
     def _generate(self, requests: list[EncodedRequest]) -> list[Generation]:
         """One engine call. Out of memory halves the batch, down to a single request; any other
-        engine error is isolated by retrying the requests one at a time."""
+        engine error is isolated by retrying the requests one at a time.
+
+        Retries happen after the ``except`` block, so the failed attempt's traceback (and the GPU
+        memory its frames hold) is released first.
+        """
         try:
             return self.engine.generate(requests, self.options.sampling)
         except GPUOutOfMemoryError as exc:
-            if len(requests) == 1:
-                message = f"out of GPU memory even alone ({exc}); lower --max-resolution or --num-frames"
-                return [Generation.failed(message, prompt_tokens=requests[0].num_tokens)]
+            failure: EngineError = exc
+        except EngineError as exc:
+            failure = exc
+        if len(requests) == 1:
+            message = str(failure)
+            if isinstance(failure, GPUOutOfMemoryError):
+                message = f"out of GPU memory even alone ({failure}); lower --max-resolution or --num-frames"
+            return [Generation.failed(message, prompt_tokens=requests[0].num_tokens)]
+        if isinstance(failure, GPUOutOfMemoryError):
             half = len(requests) // 2
             self.batch_size = max(1, min(self.batch_size, half))
             log.warning(
@@ -205,11 +226,8 @@ class Runner:
                 len(requests) - half,
             )
             return self._generate(requests[:half]) + self._generate(requests[half:])
-        except EngineError as exc:
-            if len(requests) == 1:
-                return [Generation.failed(str(exc), prompt_tokens=requests[0].num_tokens)]
-            log.warning("engine failed on a batch of %d (%s); retrying one at a time", len(requests), exc)
-            return [g for request in requests for g in self._generate([request])]
+        log.warning("engine failed on a batch of %d (%s); retrying one at a time", len(requests), failure)
+        return [g for request in requests for g in self._generate([request])]
 
     def _retry_smaller(self, job: Job) -> Generation | None:
         """The engine found the request too long: replan at three quarters of the size, once."""

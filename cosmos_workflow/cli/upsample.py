@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich import progress as bars
@@ -85,7 +85,9 @@ def upsample_prompts(
         str, typer.Option(help="auto (vLLM with a GPU, else transformers), hf, vllm, openai, or fake")
     ] = "auto",
     model: Model = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="requests per engine call")] = 8,
+    batch_size: Annotated[
+        str, typer.Option(help="requests per engine call, or 'auto' (from free GPU memory; hf engine)")
+    ] = "8",
     max_model_len: MaxModelLen = 4096,
     max_tokens: MaxTokens = 300,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.6,
@@ -137,7 +139,7 @@ def upsample_prompts(
             device=device,
             options=parse_engine_options(engine_option or []),
         ),
-        batch_size=batch_size,
+        batch_size=_batch_size(batch_size),
         on_error=on_error.value,
         force=force,
         clips_dir=(clips_dir or output.with_name(f"{output.stem}_clips")) if clips and preprocess else None,
@@ -155,6 +157,14 @@ def upsample_prompts(
     _summary(result, len(problems), output if merged else None)
     if result.failed and merged:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _batch_size(value: str) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--batch-size {value!r} is not a positive number; pass e.g. 32, or 'auto'")
+    return int(value)
 
 
 def _model(model: str | None, engine: str, control: str | None) -> str:

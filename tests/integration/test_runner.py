@@ -254,3 +254,19 @@ def test_unexpected_preprocessing_failure_is_an_item_error(tmp_path: Path, items
     records = {r.name: r for r in result.records}
     assert records["hd"].status == "error" and records["hd"].error
     assert records["text"].status == "text_only"
+
+
+class SizedEngine(FakeEngine):
+    """Says how many requests fit, as the hf engine does from free GPU memory."""
+
+    def max_batch_size(self, prompt_tokens: int, max_tokens: int) -> int:
+        self.asked = (prompt_tokens, max_tokens)
+        return 3
+
+
+def test_auto_batch_size_asks_the_engine(tmp_path: Path) -> None:
+    items = [BatchItem(name=f"i{n}", prompt=f"prompt number {n}") for n in range(7)]
+    engine = SizedEngine()
+    api.upsample(items, options(tmp_path, batch_size="auto"), output=tmp_path / "o.json", engine=engine)
+    assert [len(b) for b in engine.batches] == [3, 3, 1]
+    assert engine.asked[1] == 300 and engine.asked[0] >= 7
