@@ -1,59 +1,41 @@
 #!/usr/bin/env bash
-# 1 rank vs N torchrun ranks, the same requests, hf engine, full-size Pixtral-12B with random weights.
+# Issue 5's figure: the same requests through 1 rank and through N ranks (torchrun), hf engine,
+# full-size Pixtral-12B architecture with random weights. Run on a host with N GPUs:
 #
-# Run from the repository root on a host with N GPUs (default 2):
+#   bash benchmarks/gpu_multi.sh            # REQUESTS=128 RANKS=2 COMPILE=false OUT=/tmp/gpu_multi
 #
-#   bash benchmarks/gpu_multi.sh
-#
-# Environment: GPUS (2), ITEMS (128), BATCH_SIZE (32), MAX_TOKENS (300), MAX_RESOLUTION (480),
-#   ARCH (pixtral-12b; "tiny" smoke-tests the script on CPU), WORK (a temp folder), OUT (results
-#   folder: log, outputs' timing, the table; default WORK), RUNS ("1 N": which rank counts to run).
-# Packages missing on the GPU machine (PyAV, mistral-common, pydantic, ...) are installed from
-# wheels in .whl/ when that folder exists (see the device notes for how to download them).
-#
-# Prints a markdown table for BENCHMARKS.md: requests/s for each run and the speed-up over 1 rank.
-
+# Prints, per run, wall time from process start to exit; the CLI's own summary (items/s) and the
+# engine's per-batch times are in the logs under $OUT. Records go to $OUT/r<ranks>.json.
 set -euo pipefail
-
-GPUS=${GPUS:-2}
-ITEMS=${ITEMS:-128}
-ARCH=${ARCH:-pixtral-12b}
-WORK=${WORK:-$(mktemp -d)}
-OUT=${OUT:-$WORK}
-RUNS=${RUNS:-"1 $GPUS"}
-PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1
-
-if [[ -d .whl ]] && ! "$PY" -c 'import av, mistral_common, pydantic' 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+REQUESTS=${REQUESTS:-128}
+RANKS=${RANKS:-2}
+COMPILE=${COMPILE:-false}
+OUT=${OUT:-/tmp/gpu_multi}
 mkdir -p "$OUT"
 
-run_args=(--arch "$ARCH" --batch-size "${BATCH_SIZE:-32}" --max-tokens "${MAX_TOKENS:-300}"
-    --max-resolution "${MAX_RESOLUTION:-480}")
+"$PY" benchmarks/gpu_upsample.py --write-prompts "$OUT/prompts.json" --requests "$REQUESTS" --videos 32 \
+    --out "$OUT/work"
 
-{
-    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
-    "$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
-    "$PY" benchmarks/gpu_multi.py prepare "$WORK" --items "$ITEMS"
-    outputs=()
-    for ranks in $RUNS; do
-        output=$WORK/r$ranks/out.json
-        rm -rf "$WORK/r$ranks"
-        mkdir -p "$WORK/r$ranks"
-        echo "=== $ranks rank(s)"
-        if ((ranks > 1)); then
-            "$PY" -m torch.distributed.run --standalone --nproc_per_node="$ranks" \
-                benchmarks/gpu_multi.py run "$WORK/prompts.json" "$output" "${run_args[@]}"
-        else
-            "$PY" benchmarks/gpu_multi.py run "$WORK/prompts.json" "$output" "${run_args[@]}"
-        fi
-        for timing in "$output".timing.rank*.json; do
-            cp "$timing" "$OUT/r$ranks-${timing##*/}"
-        done
-        outputs+=("$output")
-    done
-    "$PY" benchmarks/gpu_multi.py report "${outputs[@]}" | tee "$OUT/table.md"
-} 2>&1 | tee "$OUT/gpu_multi.log"
+common=(upsample-prompts "$OUT/prompts.json" --engine hf --model pixtral-12b-random --batch-size 64
+        --engine-option static_cache=true --engine-option batch_bucket=128 --engine-option ignore_eos=true
+        --engine-option "compile=$COMPILE" --no-clips --force)
+
+timed() {  # name, command...
+    local name=$1 start end
+    shift
+    start=$(date +%s%N)
+    "$@" >"$OUT/$name.log" 2>&1 || true  # exit 3: every ignore_eos answer is reported as cut off
+    end=$(date +%s%N)
+    printf '%s: %d ms wall\n' "$name" $(((end - start) / 1000000)) | tee -a "$OUT/table.txt"
+}
+
+timed r1 env CUDA_VISIBLE_DEVICES=0 "$PY" -m cosmos_workflow "${common[@]}" -o "$OUT/r1.json"
+timed "r$RANKS" "$PY" -m torch.distributed.run --standalone --nproc_per_node="$RANKS" \
+    -m cosmos_workflow "${common[@]}" -o "$OUT/r$RANKS.json"
+"$PY" - "$OUT/r1.json" "$OUT/r$RANKS.json" <<'PY'
+import json, sys
+sets = [sorted(r["name"] for r in json.load(open(p))) for p in sys.argv[1:]]
+print("same items in both runs:", sets[0] == sets[1], "-", len(sets[0]), "items")
+PY
