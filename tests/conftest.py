@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cosmos_workflow.engines import EncodedRequest
 from tests.videos import bad_videos, small_video, video_factory  # noqa: F401  (fixtures)
 
 
@@ -25,6 +26,35 @@ def tiny_model(cache_dir: Path) -> Path:
     from cosmos_workflow.engines.tiny import tiny_model_dir
 
     return tiny_model_dir()
+
+
+@pytest.fixture(scope="module")
+def requests(tiny_model: Path) -> list[EncodedRequest]:
+    """Requests as the runner would send them to the tiny model: two frames of one size, one
+    frame of another, and text only (a mixed batch)."""
+    import numpy as np
+
+    from cosmos_workflow.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model / "tekken.json")
+    rng = np.random.default_rng(0)
+
+    def encode(key: str, prompt: str, shapes: list[tuple[int, int]]) -> EncodedRequest:
+        frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+        encoding = tokenizer.encode(prompt, frames)
+        return EncodedRequest(
+            key=key,
+            prompt=prompt,
+            token_ids=encoding.token_ids,
+            frames=frames,
+            pixel_values=encoding.pixel_values,
+        )
+
+    return [
+        encode("two-frames", "a red car turns left at the crossing", [(64, 96), (64, 96)]),
+        encode("tall-frame", "a person walks a dog along the river", [(128, 48)]),
+        encode("text-only", "a quiet street at night", []),
+    ]
 
 
 @pytest.fixture

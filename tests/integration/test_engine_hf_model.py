@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,7 +15,6 @@ from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, SamplingP
 from cosmos_workflow.engines.hf import HFEngine, load
 from cosmos_workflow.engines.tiny import CACHE_ENV, EOS_ID
 from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError, ModelLoadError
-from cosmos_workflow.tokenizer import load_tokenizer
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
 
@@ -36,30 +34,6 @@ def tiny_dir(tiny_model: Path) -> Path:
 def engine(tiny_dir: Path) -> Iterator[HFEngine]:
     with load(EngineConfig(model=str(tiny_dir))) as loaded:
         yield loaded
-
-
-@pytest.fixture(scope="module")
-def requests(tiny_dir: Path) -> list[EncodedRequest]:
-    """Two requests with images of different sizes, and a text-only one."""
-    tokenizer = load_tokenizer(tiny_dir / "tekken.json")
-    rng = np.random.default_rng(0)
-
-    def encode(key: str, prompt: str, shapes: list[tuple[int, int]]) -> EncodedRequest:
-        frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
-        encoding = tokenizer.encode(prompt, frames)
-        return EncodedRequest(
-            key=key,
-            prompt=prompt,
-            token_ids=encoding.token_ids,
-            frames=frames,
-            pixel_values=encoding.pixel_values,
-        )
-
-    return [
-        encode("two-frames", "a red car turns left", [(64, 96), (64, 96)]),
-        encode("tall-frame", "a person walks a dog along the river", [(128, 48)]),
-        encode("text-only", "a quiet street at night", []),
-    ]
 
 
 def test_a_mixed_batch_gives_one_result_per_request_in_order(

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,34 +14,9 @@ from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, SamplingP
 from cosmos_workflow.engines.hf import GQA_ATTENTION, HFEngine, _finish_load, load
 from cosmos_workflow.engines.tiny import EOS_ID, build_random_model, tiny_config
 from cosmos_workflow.errors import GPUOutOfMemoryError
-from cosmos_workflow.tokenizer import load_tokenizer
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=10)
 STOCK = {"gqa_decode": False, "vision_chunk": 10**6, "prefill_chunk": 10**6}
-
-
-@pytest.fixture(scope="module")
-def requests(tiny_model: Path) -> list[EncodedRequest]:
-    """Three requests: two images, one image of another size, text only."""
-    tokenizer = load_tokenizer(tiny_model / "tekken.json")
-    rng = np.random.default_rng(3)
-
-    def encode(key: str, prompt: str, shapes: list[tuple[int, int]]) -> EncodedRequest:
-        frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
-        encoding = tokenizer.encode(prompt, frames)
-        return EncodedRequest(
-            key=key,
-            prompt=prompt,
-            token_ids=encoding.token_ids,
-            frames=frames,
-            pixel_values=encoding.pixel_values,
-        )
-
-    return [
-        encode("two-frames", "a red car turns left at the crossing", [(64, 96), (64, 96)]),
-        encode("tall", "a person walks a dog", [(128, 48)]),
-        encode("text", "a quiet street at night", []),
-    ]
 
 
 @pytest.fixture(scope="module")
