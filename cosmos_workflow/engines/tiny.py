@@ -120,37 +120,22 @@ def _build(folder: Path) -> None:
 
 def tiny_config() -> LlavaConfig:
     """Pixtral-12B's layout (vision tower + projector + Mistral decoder) at toy width and depth."""
-    from transformers import LlavaConfig, MistralConfig, PixtralVisionConfig
-
-    vision = PixtralVisionConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=1024,
-        patch_size=16,
-    )
-    text = MistralConfig(
-        vocab_size=131072,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=8192,
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID,
-    )
-    return LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=IMAGE_ID,
-        projector_hidden_act="gelu",
-        vision_feature_layer=-1,
-        multimodal_projector_bias=True,
-        vision_feature_select_strategy="full",
+    return pixtral_layout(
+        vision={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
+        text={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "max_position_embeddings": 8192,
+        },
     )
 
 
@@ -160,44 +145,48 @@ def pixtral_12b_config() -> LlavaConfig:
     12.7B parameters, 25.4 GB in bf16. ``max_position_embeddings`` is cut from the checkpoint's
     1M to 128k: only the rotary table's reach, never a weight, depends on it.
     """
+    return pixtral_layout(
+        vision={
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "rope_parameters": {"rope_type": "axial", "rope_theta": 10000.0},
+            "hidden_act": "silu",
+        },
+        text={
+            "hidden_size": 5120,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 40,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "max_position_embeddings": 131072,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000_000.0},
+            "rms_norm_eps": 1e-5,
+            "sliding_window": None,
+            "tie_word_embeddings": False,
+        },
+        tie_word_embeddings=False,
+    )
+
+
+def pixtral_layout(*, vision: dict[str, Any], text: dict[str, Any], **llava: Any) -> LlavaConfig:
+    """Pixtral at any size: a Pixtral vision tower (16-px patches, 1024-px images), a gelu
+    projector and a Mistral decoder over the Tekken vocabulary, with the tokenizer's special ids."""
     from transformers import LlavaConfig, MistralConfig, PixtralVisionConfig
 
-    vision = PixtralVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=1024,
-        patch_size=16,
-        rope_parameters={"rope_type": "axial", "rope_theta": 10000.0},
-        hidden_act="silu",
-    )
-    text = MistralConfig(
-        vocab_size=131072,
-        hidden_size=5120,
-        intermediate_size=14336,
-        num_hidden_layers=40,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        max_position_embeddings=131072,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000_000.0},
-        rms_norm_eps=1e-5,
-        sliding_window=None,
-        tie_word_embeddings=False,
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID,
-    )
     return LlavaConfig(
-        vision_config=vision,
-        text_config=text,
+        vision_config=PixtralVisionConfig(image_size=1024, patch_size=16, **vision),
+        text_config=MistralConfig(
+            vocab_size=131072, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID, **text
+        ),
         image_token_index=IMAGE_ID,
         projector_hidden_act="gelu",
         vision_feature_layer=-1,
         multimodal_projector_bias=True,
         vision_feature_select_strategy="full",
-        tie_word_embeddings=False,
+        **llava,
     )
 
 
