@@ -7,6 +7,7 @@ PyAV exposes the display matrix (phone videos store portrait clips as rotated la
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,9 +49,20 @@ class VideoInfo:
 
 
 def probe_video(path: Path) -> VideoInfo:
-    """Describe ``path``; raise :class:`VideoError` naming the file and the fix if it is unusable."""
+    """Describe ``path``; raise :class:`VideoError` naming the file and the fix if it is unusable.
+
+    Results are cached per process by the file's identity (path, size, modification time): the
+    planner, the runner and every torchrun rank's shard costing probe the same files, and a probe
+    decodes a frame. A changed file is probed again; failures are never cached.
+    """
     path = Path(path)
     _check_file(path)
+    stat = path.stat()
+    return _probe_file(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_file(path: Path, size: int, mtime_ns: int) -> VideoInfo:
     import av
 
     try:

@@ -125,6 +125,14 @@ def unique_names(specs: Sequence[PromptSpec]) -> list[str]:
     return names
 
 
+#: what a spec's upsampling_params copies from the run's record, field for field (status and
+#: video_path mean something else there and are set explicitly)
+_SHARED_FIGURES: set[str] = (set(UpsampleRecord.model_fields) & set(UpsamplingParams.model_fields)) - {
+    "status",
+    "video_path",
+}
+
+
 def apply_record(
     spec: PromptSpec, record: UpsampleRecord, choice: VideoChoice, options: RunOptions
 ) -> PromptSpec:
@@ -132,8 +140,6 @@ def apply_record(
     notes = [n for n in (choice.note, record.warning) if n]
     params = UpsamplingParams(
         tool_version=__version__,
-        model=record.model,
-        engine=record.engine,
         status="text_only" if record.status == "text_only" else "ok",
         video_path=choice.path if record.frames else None,
         video_source=choice.source,
@@ -141,22 +147,7 @@ def apply_record(
         preprocess=options.plan.preprocess,
         max_resolution=options.plan.max_resolution,
         frame_sampling=options.plan.frame_sampling,
-        frames=record.frames,
-        frame_indices=record.frame_indices,
-        width=record.width,
-        height=record.height,
-        source_width=record.source_width,
-        source_height=record.source_height,
-        prompt_tokens=record.prompt_tokens,
-        image_tokens=record.image_tokens,
-        text_tokens=record.text_tokens,
-        completion_tokens=record.completion_tokens,
-        max_tokens=record.max_tokens,
-        max_model_len=record.max_model_len,
-        finish_reason=record.finish_reason,
-        plan_changes=record.plan_changes,
-        sampling=record.sampling,
-        preprocessed_video=record.preprocessed_video,
+        **record.model_dump(include=_SHARED_FIGURES),
         request_key=record.key,
     )
     return spec.model_copy(
