@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Issue 5's figure: the same requests through 1 rank and through N ranks (torchrun), hf engine,
+# Issues 5 and 17: the same requests through 1 rank and through N ranks (torchrun), hf engine,
 # full-size Pixtral-12B architecture with random weights. Run on a host with N GPUs:
 #
-#   bash benchmarks/gpu_multi.sh            # REQUESTS=128 RANKS=2 COMPILE=false OUT=/tmp/gpu_multi
+#   REQUESTS=512 bash benchmarks/gpu_multi.sh   # defaults: REQUESTS=128 RANKS=2 COMPILE=false
+#                                               #   BATCH=64 OUT=/tmp/gpu_multi
+#
+# MODEL=tiny-random DEVICE=cpu REQUESTS=4 runs the same commands on a CPU (a check of the script,
+# not a measurement); DEVICE=cuda:0 puts every rank on one GPU (a check of the GPU path with one
+# card, not of scaling).
 #
 # Prints, per run, wall time from process start to exit; the CLI's own summary (items/s) and the
 # engine's per-batch times are in the logs under $OUT. Records go to $OUT/r<ranks>.json.
@@ -13,14 +18,20 @@ REQUESTS=${REQUESTS:-128}
 RANKS=${RANKS:-2}
 COMPILE=${COMPILE:-false}
 OUT=${OUT:-/tmp/gpu_multi}
+MODEL=${MODEL:-pixtral-12b-random}
+BATCH=${BATCH:-64}
+DEVICE=${DEVICE:-}
 mkdir -p "$OUT"
 
 "$PY" benchmarks/gpu_upsample.py --write-prompts "$OUT/prompts.json" --requests "$REQUESTS" --videos 32 \
     --out "$OUT/work"
 
-common=(upsample-prompts "$OUT/prompts.json" --engine hf --model pixtral-12b-random --batch-size 64
+common=(upsample-prompts "$OUT/prompts.json" --engine hf --model "$MODEL" --batch-size "$BATCH"
         --engine-option static_cache=true --engine-option batch_bucket=128 --engine-option ignore_eos=true
         --engine-option "compile=$COMPILE" --no-clips --force)
+if [[ -n $DEVICE ]]; then
+    common+=(--device "$DEVICE")
+fi
 
 timed() {  # name, command...
     local name=$1 start end
