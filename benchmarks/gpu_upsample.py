@@ -24,35 +24,58 @@ What it does, in one process, on one loaded model (random bf16 weights built on 
 6. optional **ablations** (``--ablations``): decoding-step time of one batch under other settings.
 
 It prints a summary and writes ``results.json`` (every figure) into ``--out``. The roofline uses
-the datasheet's 3.35 TB/s HBM and ~790 TFLOP/s dense bf16 (H100 SXM); the copy bandwidth and
-matrix rate measured on the card are reported beside it.
+the datasheet figures of the card in use (HBM bandwidth and dense bf16 rate: H200 4.8 TB/s, H100
+3.35 TB/s, both 989 TFLOP/s); the copy bandwidth and matrix rate measured on the card at the start
+are reported beside it, with the roofline they give.
+
+Start-up: the time from process start to the model being built and to the first fast batch being
+out (it includes compiling the decoding step, or loading it from the compile cache: pass
+``--compile-cache DIR`` with an empty DIR for a cold start).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import platform
-import statistics
-import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import numpy as np
+PROCESS_START = time.perf_counter()  # before the heavy imports: start-up is measured from here
 
-from cosmos_workflow.api import upsample
-from cosmos_workflow.budget import PlanSettings
-from cosmos_workflow.config import RunOptions
-from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
-from cosmos_workflow.executors import LocalExecutor
-from cosmos_workflow.specs.batch import BatchItem
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
-HBM_BYTES_PER_S = 3.35e12
-PEAK_FLOPS = 790e12
+import numpy as np  # noqa: E402
+
+from cosmos_workflow.api import upsample  # noqa: E402
+from cosmos_workflow.budget import PlanSettings  # noqa: E402
+from cosmos_workflow.config import RunOptions  # noqa: E402
+from cosmos_workflow.engines.base import (  # noqa: E402
+    EncodedRequest,
+    Engine,
+    EngineConfig,
+    Generation,
+    SamplingParams,
+)
+from cosmos_workflow.executors import LocalExecutor  # noqa: E402
+from cosmos_workflow.specs.batch import BatchItem  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """A card's memory bandwidth (bytes/s) and dense bf16 rate (FLOP/s)."""
+
+    bytes_per_s: float
+    flops: float
+
+
+#: datasheet figures (SXM parts; dense bf16 without sparsity), matched against the CUDA device name
+DATASHEETS = {"H200": Ceilings(4.8e12, 989e12), "H100": Ceilings(3.35e12, 989e12)}
 MODEL = "pixtral-12b-random"
 SCENES = (
     "a red car turns left at a busy crossing while pedestrians wait under umbrellas in the rain "
@@ -189,6 +212,7 @@ def run_phase(
         "engine_s": engine_s,
         "requests_per_s": len(items) / wall,
         "requests_per_engine_s": len(items) / engine_s if engine_s else None,
+        "output_tokens_per_s": sum(completions) / wall,
         "completion_tokens": {"min": min(completions), "max": max(completions)},
         "prompt_tokens": _stats([r.prompt_tokens for r in result.records]),
         "frame_sizes": sorted({f"{r.width}x{r.height}" for r in result.records}),
@@ -328,10 +352,19 @@ class Shape:
         )
 
 
+def datasheet(gpu: str) -> tuple[str, Ceilings]:
+    """The datasheet entry for the GPU named ``gpu`` (the H100's when the card is not listed)."""
+    for name, ceilings in DATASHEETS.items():
+        if name in gpu:
+            return name, ceilings
+    return "H100 (card not listed)", DATASHEETS["H100"]
+
+
 def roofline(
-    shape: Shape, prompts: Sequence[int], patches_per_request: int, max_tokens: int
+    shape: Shape, prompts: Sequence[int], patches_per_request: int, max_tokens: int, ceilings: Ceilings
 ) -> dict[str, float]:
-    """Ideal seconds for one batch: prefill FLOPs at peak, decoding bytes at HBM bandwidth.
+    """Ideal seconds for one batch: prefill FLOPs at ``ceilings.flops``, decoding bytes at
+    ``ceilings.bytes_per_s``.
 
     Prefill: 2 FLOPs per weight per prompt token in the decoder, causal attention (QK^T and PV),
     the vision tower and projector per patch with per-image attention. Decoding: every step reads
@@ -349,8 +382,8 @@ def roofline(
         (tokens + (max_tokens - 1) / 2) * max_tokens * shape.kv_bytes_per_token for tokens in prompts
     )
     decode_bytes = max_tokens * shape.decode_weight_bytes + kv_bytes
-    prefill_s = prefill_flops / PEAK_FLOPS
-    decode_s = decode_bytes / HBM_BYTES_PER_S
+    prefill_s = prefill_flops / ceilings.flops
+    decode_s = decode_bytes / ceilings.bytes_per_s
     return {
         "prefill_flops": prefill_flops,
         "prefill_s": prefill_s,
@@ -440,7 +473,24 @@ ABLATIONS: dict[str, dict[str, str | int | float | bool | None]] = {
     "static_eager_sdpa": {"static_cache": True, "compile": False, "gqa_decode": False},
     "static_eager_gqa": {"static_cache": True, "compile": False, "gqa_decode": True},
     "static_compiled_sdpa": {"static_cache": True, "compile": True, "gqa_decode": False},
-    "static_compiled_gqa": {"static_cache": True, "compile": True, "gqa_decode": True},
+    "static_compiled_gqa": {
+        "static_cache": True,
+        "compile": True,
+        "gqa_decode": True,
+        "decode_attention": "sdpa",
+    },
+    "static_eager_flex": {
+        "static_cache": True,
+        "compile": False,
+        "gqa_decode": True,
+        "decode_attention": "flex",
+    },
+    "static_compiled_flex": {
+        "static_cache": True,
+        "compile": True,
+        "gqa_decode": True,
+        "decode_attention": "flex",
+    },
 }
 
 
@@ -480,6 +530,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ablation-batch", type=int, default=0, help="0: the main batch size")
     parser.add_argument("--ablation-tokens", type=int, default=64)
     parser.add_argument("--profile", action="store_true", help="profile 6 decoding steps of one main batch")
+    parser.add_argument(
+        "--decode-attention",
+        choices=("sdpa", "flex"),
+        default="sdpa",
+        help="the fast path's decoding-step attention (engine option decode_attention)",
+    )
+    parser.add_argument(
+        "--compile-cache",
+        default="default",
+        help="folder of compiled kernels (engine option compile_cache); an empty one: cold start",
+    )
     parser.add_argument("--model", default=MODEL, help="tiny-random runs the script's logic on a CPU")
     parser.add_argument("--out", type=Path, default=Path("gpu_bench_out"))
     parser.add_argument(
@@ -498,7 +559,7 @@ class Results(dict[str, Any]):
         self.path = path
 
     def save(self) -> None:
-        clean = {k: _public(v) for k, v in self.items()}
+        clean = _public(dict(self))
         self.path.write_text(json.dumps(clean, indent=1, default=str))
 
 
@@ -510,17 +571,22 @@ def _public(value: Any) -> Any:
 
 def summary(results: Results) -> str:
     """One line with the figures that matter (the reply of a remote run shows only the end)."""
-    main_run, ideal, decode = results["main"], results["roofline_batch"], results["decode"]
+    main_run, decode = results["main"], results["decode"]
+    sheet = results["roofline_datasheet"]
+    measured = results.get("roofline_measured", {})
     baseline = results.get("baseline", {}).get("requests_per_s", float("nan"))
     return (
-        f"SUMMARY {results['environment'].get('gpu', 'cpu')}: main {main_run['requests_per_s']:.2f} req/s "
-        f"(engine only {main_run['requests_per_engine_s']:.2f}), baseline {baseline:.3f} req/s, "
+        f"SUMMARY {results['environment'].get('gpu', 'cpu')}: main {main_run['requests_per_s']:.2f} req/s, "
+        f"{main_run['output_tokens_per_s']:.0f} output tokens/s (engine only "
+        f"{main_run['requests_per_engine_s']:.2f} req/s), baseline {baseline:.3f} req/s, "
         f"speedup {results.get('speedup_vs_baseline', float('nan')):.1f}x; "
         f"batch {results['prefill']['requests']}: {decode['batch_s']:.2f} s, "
-        f"prefill {results['prefill']['seconds']:.2f} s, "
-        f"step {1000 * decode['step_s']:.1f} ms (roofline {1000 * ideal['decode_step_s']:.1f} ms); "
-        f"roofline {ideal['requests_per_s']:.2f} req/s, {100 * results['fraction_of_roofline']:.0f}% of it "
-        f"per batch, {100 * results['roofline_run']['fraction_of_wall']:.0f}% over the run; "
+        f"prefill {results['prefill']['seconds']:.2f} s, step {1000 * decode['step_s']:.1f} ms "
+        f"(datasheet roofline {1000 * sheet['batch']['decode_step_s']:.1f} ms); "
+        f"roofline {sheet['batch']['requests_per_s']:.2f} req/s (datasheet), "
+        f"{100 * sheet['fraction_of_batch']:.0f}% of it per batch, "
+        f"{100 * sheet['fraction_of_wall']:.0f}% over the run; "
+        f"{100 * measured.get('fraction_of_batch', float('nan')):.0f}% of the measured-ceiling roofline; "
         f"peak allocated {main_run.get('peak_allocated_gib', float('nan')):.1f} GiB"
     )
 
@@ -529,6 +595,111 @@ def write_prompts(path: Path, items: Sequence[BatchItem]) -> None:
     """The items as a prompts file for ``cosmos-workflow upsample-prompts`` (e.g. under torchrun)."""
     rows = [{"name": i.name, "prompt": i.prompt, "video_path": str(i.video_path)} for i in items]
     path.write_text(json.dumps(rows, indent=1))
+
+
+def fast_options(args: argparse.Namespace) -> dict[str, str | int | float | bool | None]:
+    return {
+        "static_cache": True,
+        "batch_bucket": args.bucket,
+        "gqa_decode": True,
+        "decode_attention": args.decode_attention,
+        "compile": True,
+        "compile_cache": args.compile_cache,
+        "ignore_eos": True,
+    }
+
+
+def card_ceilings(results: Results, cuda: bool) -> dict[str, Ceilings]:
+    """The datasheet's ceilings for the card in use and, on a GPU, the measured ones."""
+    name, sheet = datasheet(results["environment"].get("gpu", ""))
+    results["datasheet"] = {"card": name, "bytes_per_s": sheet.bytes_per_s, "flops": sheet.flops}
+    ceilings = {"datasheet": sheet}
+    if cuda:
+        measured = measure_ceilings()
+        results["ceilings"] = measured
+        ceilings["measured"] = Ceilings(measured["copy_bytes_per_s"], measured["bf16_matmul_flops"])
+    print(json.dumps({"datasheet": results["datasheet"], "measured": results.get("ceilings")}), flush=True)
+    return ceilings
+
+
+def load_stock(args: argparse.Namespace, results: Results, cuda: bool) -> Any:
+    import torch
+
+    from cosmos_workflow.engines import load_engine
+    from cosmos_workflow.engines.hf import HFEngine
+
+    started = time.perf_counter()
+    engine = load_engine(EngineConfig(engine="hf", model=args.model, options=STOCK_OPTIONS))
+    synchronize()
+    assert isinstance(engine, HFEngine)
+    results["build"] = {
+        "seconds": time.perf_counter() - started,
+        "since_process_start_s": time.perf_counter() - PROCESS_START,
+        "parameters": sum(p.numel() for p in engine._model.parameters()),
+        "allocated_gib": torch.cuda.memory_allocated() / 2**30 if cuda else None,
+    }
+    print(f"[build] {results['build']}", flush=True)
+    return engine
+
+
+def batch_figures(
+    results: Results, shape: Shape, last: Sequence[EncodedRequest], prefill_s: float, args: argparse.Namespace
+) -> None:
+    """Prefill, decoding step and the roofline of one batch against each set of ceilings."""
+    main_run = results["main"]
+    prompt_tokens = sum(r.num_tokens for r in last)
+    padded = len(last) * -(-max(r.num_tokens for r in last) // args.bucket) * args.bucket
+    results["prefill"] = {
+        "requests": len(last),
+        "prompt_tokens": prompt_tokens,
+        "padded_tokens": padded,
+        "padding_fraction": 1 - prompt_tokens / padded,
+        "seconds": prefill_s,
+        "tokens_per_s": prompt_tokens / prefill_s,
+    }
+    same_size = [c["seconds"] for c in main_run["calls"] if c["requests"] == len(last)]
+    batch_s = statistics.median(same_size)
+    step_s = (batch_s - prefill_s) / (args.max_tokens - 1)
+    patches = 2 * (272 // 16) * (480 // 16)
+    results["decode"] = {"batch_s": batch_s, "step_s": step_s}
+    for name, ceilings in results["_ceilings"].items():
+        ideal = roofline(shape, [r.num_tokens for r in last], patches, args.max_tokens, ceilings)
+        run_s = sum(
+            roofline(
+                shape,
+                [c["prompt_tokens"] // c["requests"]] * c["requests"],
+                patches,
+                args.max_tokens,
+                ceilings,
+            )["batch_s"]
+            for c in main_run["calls"]
+        )
+        results[f"roofline_{name}"] = {
+            "batch": ideal,
+            "fraction_of_batch": ideal["batch_s"] / batch_s,
+            "prefill_fraction": ideal["prefill_s"] / prefill_s,
+            "decode_step_fraction": ideal["decode_step_s"] / step_s,
+            "run_s": run_s,
+            "run_requests_per_s": args.requests / run_s,
+            "fraction_of_wall": run_s / main_run["wall_s"],
+            "fraction_of_engine": run_s / main_run["engine_s"],
+        }
+
+
+def startup_figures(results: Results) -> None:
+    """Cold or warm start-up (the compile cache decides): model built, first fast batch out."""
+    warm, main_run = results["warmup"], results["main"]
+    first = warm["calls"][0]["seconds"]
+    same = [c["seconds"] for c in main_run["calls"] if c["requests"] == warm["calls"][0]["requests"]]
+    results["startup"] = {
+        "model_built_after_s": results["build"]["since_process_start_s"],
+        "first_fast_batch_out_after_s": warm["ended_since_process_start_s"],
+        "first_fast_batch_wall_s": warm["wall_s"],
+        "first_fast_batch_engine_s": first,
+        "steady_batch_engine_s": statistics.median(same) if same else None,
+        "compile_overhead_s": first - statistics.median(same) if same else None,
+    }
+    print(f"[startup] {results['startup']}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -540,9 +711,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import torch
 
-    from cosmos_workflow.engines import load_engine
-    from cosmos_workflow.engines.hf import HFEngine
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available()
@@ -550,21 +718,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["command"] = " ".join(sys.argv)
     results["environment"] = environment()
     print(json.dumps(results["environment"]), flush=True)
-    if cuda:
-        results["ceilings"] = measure_ceilings()
-        print(json.dumps(results["ceilings"]), flush=True)
+    results["_ceilings"] = card_ceilings(results, cuda)
     items = make_items(args.out / "videos", args.requests, args.videos, 1280, 720)
-
-    started = time.perf_counter()
-    engine = load_engine(EngineConfig(engine="hf", model=args.model, options=STOCK_OPTIONS))
-    synchronize()
-    assert isinstance(engine, HFEngine)
-    results["build"] = {
-        "seconds": time.perf_counter() - started,
-        "parameters": sum(p.numel() for p in engine._model.parameters()),
-        "allocated_gib": torch.cuda.memory_allocated() / 2**30 if cuda else None,
-    }
-    print(f"[build] {results['build']}", flush=True)
+    engine = load_stock(args, results, cuda)
     shape = Shape.of(engine._model)
     results["shape"] = vars(shape)
     common: dict[str, Any] = {
@@ -584,15 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         results.save()
 
-    fast = engine.with_options(
-        {
-            "static_cache": True,
-            "batch_bucket": args.bucket,
-            "gqa_decode": True,
-            "compile": True,
-            "ignore_eos": True,
-        }
-    )
+    fast = engine.with_options(fast_options(args))
     longest = max(int(results.get("baseline", {}).get("prompt_tokens", {}).get("max", 1100)), 1100)
     auto = fast.max_batch_size(longest, args.max_tokens)
     results["auto_batch_size"] = {"prompt_tokens": longest, "estimate": auto}
@@ -603,6 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["warmup"] = run_phase(
             "warmup", fast, renamed(items[:batch], "warm-"), batch_size=batch, **common
         )
+        results["warmup"]["ended_since_process_start_s"] = time.perf_counter() - PROCESS_START
         results.save()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -615,39 +764,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.save()
 
     last: list[EncodedRequest] = main_run["_last_batch"]
-    prefill_s = time_generate(fast, last, 1)
-    prompt_tokens = sum(r.num_tokens for r in last)
-    padded = len(last) * -(-max(r.num_tokens for r in last) // args.bucket) * args.bucket
-    results["prefill"] = {
-        "requests": len(last),
-        "prompt_tokens": prompt_tokens,
-        "padded_tokens": padded,
-        "seconds": prefill_s,
-        "tokens_per_s": prompt_tokens / prefill_s,
-    }
-    same_size = [c["seconds"] for c in main_run["calls"] if c["requests"] == len(last)]
-    batch_s = statistics.median(same_size)
-    step_s = (batch_s - prefill_s) / (args.max_tokens - 1)
-    patches = 2 * (272 // 16) * (480 // 16)
-    ideal = roofline(shape, [r.num_tokens for r in last], patches, args.max_tokens)
-    results["decode"] = {"batch_s": batch_s, "step_s": step_s, "roofline_step_s": ideal["decode_step_s"]}
-    results["roofline_batch"] = ideal
-    results["fraction_of_roofline"] = ideal["batch_s"] / batch_s
-    ideal_run_s = sum(
-        roofline(shape, [c["prompt_tokens"] // c["requests"]] * c["requests"], patches, args.max_tokens)[
-            "batch_s"
-        ]
-        for c in main_run["calls"]
-    )
-    results["roofline_run"] = {
-        "seconds": ideal_run_s,
-        "requests_per_s": args.requests / ideal_run_s,
-        "fraction_of_wall": ideal_run_s / main_run["wall_s"],
-        "fraction_of_engine": ideal_run_s / main_run["engine_s"],
-    }
+    batch_figures(results, shape, last, time_generate(fast, last, 1), args)
+    if "warmup" in results:
+        startup_figures(results)
     if "baseline" in results:
         results["speedup_vs_baseline"] = main_run["requests_per_s"] / results["baseline"]["requests_per_s"]
     results.save()
+    print(summary(results), flush=True)
 
     if args.profile:
         results["profile"] = profile_decode(fast, last, args.out / "decode_profile.txt")
@@ -659,9 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["ablations"] = ablations(fast, group, args.ablation_tokens, args.ablations.split(","))
         results.save()
 
-    print(
-        json.dumps({k: results[k] for k in ("prefill", "decode", "roofline_batch", "roofline_run")}, indent=1)
-    )
+    print(json.dumps({k: results[k] for k in ("prefill", "decode", "roofline_datasheet")}, indent=1))
     print(summary(results), flush=True)
     engine.close()
     return 0

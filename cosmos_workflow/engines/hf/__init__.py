@@ -15,15 +15,19 @@ dense block mask alone would need tens of GB at batch 128.
 
 Files: ``options`` (speed options), ``batch`` (packing requests into tensors), ``device`` (device
 choice, GPU memory, out-of-memory detection), ``kernels`` (the GQA attention kernel and the chunking
-patches), ``loading`` (checkpoint resolution, loading, the full-size random build), ``engine``
-(the engine class). Importing this package imports neither torch nor transformers.
+patches), ``flex_decode`` (decode attention over the filled blocks of the KV cache),
+``compile_cache`` (where compiled kernels are kept across processes), ``loading`` (checkpoint
+resolution, loading, the full-size random build), ``engine`` (the engine class). Importing this
+package imports neither torch nor transformers.
 """
 
 from __future__ import annotations
 
 from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors
 from cosmos_workflow.engines.hf.engine import HFEngine
+from cosmos_workflow.engines.hf.flex_decode import filled_block_mask, flex_decode_attention
 from cosmos_workflow.engines.hf.kernels import (
+    FLEX_ATTENTION,
     GQA_ATTENTION,
     chunk_decoder_tokens,
     chunk_vision_tower,
@@ -34,6 +38,7 @@ from cosmos_workflow.engines.hf.loading import INSTALL_HINT, TINY_MODEL, load, r
 from cosmos_workflow.engines.hf.options import KNOWN_OPTIONS, HFOptions
 
 __all__ = [
+    "FLEX_ATTENTION",
     "GQA_ATTENTION",
     "INSTALL_HINT",
     "KNOWN_OPTIONS",
@@ -43,6 +48,8 @@ __all__ = [
     "HFOptions",
     "chunk_decoder_tokens",
     "chunk_vision_tower",
+    "filled_block_mask",
+    "flex_decode_attention",
     "gqa_sdpa_attention",
     "hf_batch_tensors",
     "load",

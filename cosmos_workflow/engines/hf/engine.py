@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors, round_up
+from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
 from cosmos_workflow.engines.hf.device import (
     GPU_RESERVE_BYTES,
     free_cuda,
@@ -52,17 +53,19 @@ class HFEngine(Engine):
 
     def with_options(self, options: Mapping[str, str | int | float | bool | None]) -> HFEngine:
         """Another engine on the same loaded model with other speed options, e.g. to compare
-        settings without loading the weights twice. ``gqa_decode``, ``vision_chunk`` and
-        ``compile`` belong to the shared model: the newest engine's values hold for both.
+        settings without loading the weights twice. ``gqa_decode``, ``decode_attention``,
+        ``vision_chunk`` and ``compile`` belong to the shared model: the newest engine's values hold for both.
         Each engine may be closed on its own.
         """
         self._require_open()
         merged = {**self.config.options, **options}
         parsed = HFOptions.parse(merged, cuda=self.device.type == "cuda")
-        use_gqa_decode(self._model, parsed.gqa_decode)
+        use_gqa_decode(self._model, parsed.gqa_decode, parsed.decode_attention)
         chunk_vision_tower(self._model, parsed.vision_chunk)
         chunk_decoder_tokens(self._model, parsed.prefill_chunk)
         self._model.generation_config.disable_compile = not parsed.compile
+        if parsed.compile and self.device.type == "cuda":
+            use_compile_cache(parsed.compile_cache)
         config = self.config.model_copy(update={"options": merged})
         return HFEngine(config, model=self._model, checkpoint=self.checkpoint, options=parsed)
 

@@ -8,11 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from cosmos_workflow.engines.hf.options import DECODE_ATTENTIONS
+
 if TYPE_CHECKING:
     import torch
 
-#: The attention implementation registered with transformers for the text decoder (see gqa_decode).
+#: The attention implementations registered with transformers for the text decoder (gqa_decode):
+#: decoding steps through SDPA over packed query groups, or through flex_attention (flex_decode.py)
 GQA_ATTENTION = "cosmos_gqa_sdpa"
+FLEX_ATTENTION = "cosmos_gqa_flex"
+DECODE_IMPLEMENTATIONS = dict(zip(DECODE_ATTENTIONS, (GQA_ATTENTION, FLEX_ATTENTION), strict=True))
 
 
 def gqa_sdpa_attention(
@@ -56,14 +61,20 @@ def gqa_sdpa_attention(
     return output.reshape(batch, 1, heads, dim), None
 
 
-def use_gqa_decode(model: Any, enabled: bool = True) -> None:
-    """Switch the text decoder (not the vision tower) to :func:`gqa_sdpa_attention`, or back to SDPA."""
+def use_gqa_decode(model: Any, enabled: bool = True, attention: str = "sdpa") -> None:
+    """Switch the text decoder (not the vision tower) to a decode attention of
+    :data:`DECODE_IMPLEMENTATIONS` ('sdpa': :func:`gqa_sdpa_attention`, 'flex':
+    :func:`~cosmos_workflow.engines.hf.flex_decode.flex_decode_attention`), or back to SDPA."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+    from cosmos_workflow.engines.hf.flex_decode import flex_decode_attention
+
     AttentionInterface.register(GQA_ATTENTION, gqa_sdpa_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(GQA_ATTENTION, sdpa_mask)
-    model.set_attn_implementation({"text_config": GQA_ATTENTION if enabled else "sdpa"})
+    AttentionInterface.register(FLEX_ATTENTION, flex_decode_attention)
+    for name in DECODE_IMPLEMENTATIONS.values():
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
+    model.set_attn_implementation({"text_config": DECODE_IMPLEMENTATIONS[attention] if enabled else "sdpa"})
 
 
 def chunk_vision_tower(model: Any, max_patches: int) -> None:

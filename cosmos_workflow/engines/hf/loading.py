@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmos_workflow.engines.base import EngineConfig
+from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
 from cosmos_workflow.engines.hf.device import free_cuda, pick_device
 from cosmos_workflow.engines.hf.engine import HFEngine
 from cosmos_workflow.engines.hf.kernels import chunk_decoder_tokens, chunk_vision_tower, use_gqa_decode
@@ -78,7 +79,9 @@ def finish_load(config: EngineConfig, model: Any, checkpoint: Path | None) -> HF
     device = model.device
     options = HFOptions.parse(config.options, cuda=device.type == "cuda")
     if options.gqa_decode:
-        use_gqa_decode(model)
+        use_gqa_decode(model, attention=options.decode_attention)
+    if device.type == "cuda" and options.compile:
+        use_compile_cache(options.compile_cache)
     chunk_vision_tower(model, options.vision_chunk)
     chunk_decoder_tokens(model, options.prefill_chunk)
     model.generation_config.disable_compile = not options.compile

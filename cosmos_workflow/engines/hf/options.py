@@ -10,11 +10,16 @@ from cosmos_workflow.errors import ConfigError
 
 logger = logging.getLogger("cosmos_workflow")
 
+#: the values of ``decode_attention`` (kernels.DECODE_ATTENTIONS maps them to implementations)
+DECODE_ATTENTIONS = ("sdpa", "flex")
+
 KNOWN_OPTIONS = (
     "static_cache",
     "batch_bucket",
     "compile",
     "gqa_decode",
+    "decode_attention",
+    "compile_cache",
     "vision_chunk",
     "prefill_chunk",
     "ignore_eos",
@@ -29,6 +34,12 @@ class HFOptions:
     ``batch_bucket``: prompt length padded up to a multiple of this (fewer compiled shapes).
     ``compile``: let transformers compile the decoding step when the cache is static (CUDA only).
     ``gqa_decode``: decode steps read each KV head once (see :func:`gqa_sdpa_attention`).
+    ``decode_attention``: with ``gqa_decode``, the kernel of a decoding step: ``sdpa`` (the fused
+    SDPA kernel over the whole static cache) or ``flex`` (flex_attention reading only the filled
+    blocks of the cache, see ``flex_decode``).
+    ``compile_cache``: the folder where compiled kernels are kept across processes (see
+    :func:`~cosmos_workflow.engines.hf.compile_cache.use_compile_cache`); ``off`` leaves torch's
+    own settings alone.
     ``vision_chunk``: at most this many image patches per vision-tower call.
     ``prefill_chunk``: the decoder's norms and MLPs take at most this many tokens at a time.
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
@@ -39,6 +50,8 @@ class HFOptions:
     batch_bucket: int
     compile: bool = True
     gqa_decode: bool = True
+    decode_attention: str = "sdpa"
+    compile_cache: str = "default"
     vision_chunk: int = 4096
     prefill_chunk: int = 16384
     ignore_eos: bool = False
@@ -55,10 +68,21 @@ class HFOptions:
             batch_bucket=bucket,
             compile=_as_bool(options.get("compile"), default=True, name="compile"),
             gqa_decode=_as_bool(options.get("gqa_decode"), default=True, name="gqa_decode"),
+            decode_attention=_as_choice(options.get("decode_attention"), DECODE_ATTENTIONS, "sdpa"),
+            compile_cache=str(options.get("compile_cache") or "default"),
             vision_chunk=_as_int(options.get("vision_chunk"), default=4096, name="vision_chunk"),
             prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
             ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
         )
+
+
+def _as_choice(value: str | int | float | bool | None, choices: tuple[str, ...], default: str) -> str:
+    if value is None:
+        return default
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ConfigError(f"engine option decode_attention={value!r} is not one of {', '.join(choices)}")
+    return text
 
 
 def _as_bool(value: str | int | float | bool | None, *, default: bool, name: str) -> bool:

@@ -1,0 +1,188 @@
+"""Greedy answers of the optimised hf paths against the stock path, token for token (issue 16).
+
+Run from the repository root on a CUDA machine (one GPU)::
+
+    python benchmarks/gpu_same_answers.py --out /tmp/same     # 4 requests, 300 greedy tokens
+
+The full-size Pixtral-12B architecture with random bf16 weights (``pixtral-12b-random``), 4 requests
+planned and encoded by the real runner (1280x720 clips, 2 frames at 480x272, prompts of 10-40
+words), answered greedily (temperature 0) with exactly ``--max-tokens`` tokens (``ignore_eos``) by:
+
+- ``stock``: dynamic KV cache, transformers' SDPA attention, no compilation (the reference; run
+  twice, to show it repeats itself);
+- ``static_eager_sdpa``, ``static_eager_flex``: static cache and our decode attention, eager;
+- ``fast_sdpa``, ``fast_flex``: the same with the decoding step compiled (CUDA graphs): what the
+  engine runs by default on a GPU.
+
+For each variant and request it prints whether the tokens are identical to the reference and, if
+not, the first step where they differ, with the reference's gap between its two best logits
+there (random weights give near-flat logits: a gap within bf16 rounding means two kernels that
+round differently may pick different tokens, which is not a change of the computed function).
+Writes ``same_answers.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gpu_upsample import MODEL, STOCK_OPTIONS, make_items, run_phase, synchronize
+
+from cosmos_workflow.engines.base import (
+    EncodedRequest,
+    Engine,
+    EngineConfig,
+    Generation,
+    SamplingParams,
+)
+
+FAST: dict[str, str | int | float | bool | None] = {
+    "static_cache": True,
+    "batch_bucket": 128,
+    "gqa_decode": True,
+}
+VARIANTS: dict[str, dict[str, str | int | float | bool | None]] = {
+    "stock": STOCK_OPTIONS,
+    "stock_again": STOCK_OPTIONS,
+    "static_eager_sdpa": {**FAST, "compile": False, "decode_attention": "sdpa"},
+    "static_eager_flex": {**FAST, "compile": False, "decode_attention": "flex"},
+    "fast_sdpa": {**FAST, "compile": True, "decode_attention": "sdpa"},
+    "fast_flex": {**FAST, "compile": True, "decode_attention": "flex"},
+}
+
+
+class Capture(Engine):
+    """Records the encoded requests the runner sends and answers nothing (no model call)."""
+
+    def __init__(self, inner: Engine) -> None:
+        super().__init__(inner.config)
+        self.name = inner.name
+        self.inner = inner
+        self.requests: list[EncodedRequest] = []
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
+        self.requests += requests
+        return [
+            Generation(text="-", finish_reason="stop", prompt_tokens=r.num_tokens, completion_tokens=1)
+            for r in requests
+        ]
+
+    def close(self) -> None:
+        """The wrapped engine belongs to the caller."""
+
+
+def greedy(engine: Any, batch: Sequence[EncodedRequest], max_tokens: int, margins: bool) -> dict[str, Any]:
+    """Greedy token ids of every request (and, if asked, the gap between the two best logits)."""
+    import torch
+
+    from cosmos_workflow.engines.hf import PAD_ID, hf_batch_tensors
+
+    model = engine._model
+    tensors = hf_batch_tensors(batch, PAD_ID, bucket=engine.options.batch_bucket)
+    inputs = {name: tensor.to(model.device) for name, tensor in tensors.items()}
+    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    kwargs = engine._generate_kwargs(SamplingParams(temperature=0.0, max_tokens=max_tokens))
+    synchronize()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(**inputs, **kwargs, return_dict_in_generate=True, output_logits=margins)
+    synchronize()
+    result: dict[str, Any] = {
+        "seconds": time.perf_counter() - started,
+        "tokens": out.sequences[:, inputs["input_ids"].shape[1] :].tolist(),
+    }
+    if margins:
+        logits = torch.stack(out.logits, dim=1).float()  # (batch, steps, vocab)
+        top = logits.topk(2, dim=-1).values
+        result["margins"] = (top[..., 0] - top[..., 1]).tolist()
+    return result
+
+
+def compare(reference: dict[str, Any], other: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for index, (ref, got) in enumerate(zip(reference["tokens"], other["tokens"], strict=True)):
+        first = next((i for i, (a, b) in enumerate(zip(ref, got, strict=True)) if a != b), None)
+        row: dict[str, Any] = {"request": index, "identical": first is None, "tokens": len(ref)}
+        if first is not None:
+            row |= {
+                "first_difference": first,
+                "reference_margin_there": reference["margins"][index][first],
+                "reference_median_margin": sorted(reference["margins"][index])[len(ref) // 2],
+            }
+        rows.append(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=300)
+    parser.add_argument("--model", default=MODEL, help="tiny-random runs the script's logic on a CPU")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; stock is always run")
+    parser.add_argument("--compile-cache", default="default", help="engine option compile_cache")
+    parser.add_argument("--out", type=Path, default=Path("same_answers_out"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    from cosmos_workflow.engines import load_engine
+
+    engine = load_engine(EngineConfig(engine="hf", model=args.model, options=STOCK_OPTIONS))
+    items = make_items(args.out / "videos", args.requests, args.requests, 1280, 720)
+    capture = Capture(engine)
+    run_phase(
+        "encode",
+        capture,
+        items,
+        batch_size=len(items),
+        max_tokens=args.max_tokens,
+        workers=4,
+        workdir=args.out,
+        sync=None,
+    )
+    batch = capture.requests
+    results: dict[str, Any] = {"prompt_tokens": [r.num_tokens for r in batch], "variants": {}}
+    reference = greedy(engine, batch, args.max_tokens, margins=True)
+    results["variants"]["stock"] = {"seconds": reference["seconds"]}
+    for name in [v for v in args.variants.split(",") if v != "stock"]:
+        variant = engine.with_options(
+            {**VARIANTS[name], "ignore_eos": True, "compile_cache": args.compile_cache}
+        )
+        try:
+            answer = greedy(variant, batch, args.max_tokens, margins=False)
+        except Exception as exc:  # keep the other variants' figures
+            results["variants"][name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        else:
+            rows = compare(reference, answer)
+            results["variants"][name] = {"seconds": answer["seconds"], "requests": rows}
+        print(f"[{name}] {json.dumps(results['variants'][name])}", flush=True)
+        (args.out / "same_answers.json").write_text(json.dumps(results, indent=1))
+    for name, figures in results["variants"].items():
+        rows = figures.get("requests", [])
+        same = sum(r["identical"] for r in rows)
+        print(
+            f"SAME {name}: {same}/{len(rows)} requests token-identical to stock "
+            f"{[r.get('first_difference') for r in rows]} {figures.get('error', '')}",
+            flush=True,
+        )
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
