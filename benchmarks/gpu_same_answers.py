@@ -126,6 +126,26 @@ def compare(reference: dict[str, Any], other: dict[str, Any]) -> list[dict[str, 
     return rows
 
 
+def load(args: argparse.Namespace) -> Any:
+    """The stock engine; with ``--float32``, the full-size random model built in float32."""
+    from cosmos_workflow.engines import load_engine
+
+    config = EngineConfig(engine="hf", model=args.model, options=STOCK_OPTIONS)
+    if not args.float32:
+        return load_engine(config)
+    import torch
+
+    from cosmos_workflow.engines.hf.loading import finish_load
+    from cosmos_workflow.engines.tiny import build_random_model, pixtral_12b_config
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = build_random_model(
+        pixtral_12b_config(), torch.device("cuda"), torch.float32, attn_implementation="sdpa"
+    )
+    return finish_load(config, model, None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -135,14 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default=MODEL, help="tiny-random runs the script's logic on a CPU")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; stock is always run")
     parser.add_argument("--compile-cache", default="default", help="engine option compile_cache")
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="random weights in float32 (TF32 off): logit gaps far above rounding, so kernels that "
+        "round differently still agree",
+    )
     parser.add_argument("--out", type=Path, default=Path("same_answers_out"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from cosmos_workflow.engines import load_engine
-
-    engine = load_engine(EngineConfig(engine="hf", model=args.model, options=STOCK_OPTIONS))
+    engine = load(args)
     items = make_items(args.out / "videos", args.requests, args.requests, 1280, 720)
     capture = Capture(engine)
     run_phase(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors
 from cosmos_workflow.engines.hf.engine import HFEngine
-from cosmos_workflow.engines.hf.flex_decode import filled_block_mask, flex_decode_attention
+from cosmos_workflow.engines.hf.flex_decode import filled_block_mask, flex_decode_attention, flex_decode_mask
 from cosmos_workflow.engines.hf.kernels import (
     FLEX_ATTENTION,
     GQA_ATTENTION,
@@ -50,6 +50,7 @@ __all__ = [
     "chunk_vision_tower",
     "filled_block_mask",
     "flex_decode_attention",
+    "flex_decode_mask",
     "gqa_sdpa_attention",
     "hf_batch_tensors",
     "load",

@@ -6,7 +6,17 @@ and each request's left padding too. Here the step's mask is turned into a block
 request, the blocks of ``KV_BLOCK`` slots that hold at least one token it may attend to. The
 flex-decoding kernel then reads only those blocks, splits each request's cache over several
 thread blocks (split-KV), and packs the query heads that share a KV head into one tile.
-Prefill (many query tokens) stays on the SDPA path.
+
+Two pieces, registered with transformers under one attention name (kernels.FLEX_ATTENTION):
+
+- :func:`flex_decode_mask`, the mask function: transformers' SDPA mask, turned into a block mask
+  for one-token decoding steps. With a static cache, ``generate`` builds the mask of each step
+  before calling the (compiled) forward, so the block mask is made eagerly and enters the
+  compiled step as an input (building it inside the compiled graph fails in torch 2.11's
+  Inductor);
+- :func:`flex_decode_attention`, the attention function: flex_attention for a block mask,
+  the SDPA path (:func:`~cosmos_workflow.engines.hf.kernels.gqa_sdpa_attention`) for anything
+  else (prefill, several query tokens).
 """
 
 from __future__ import annotations
@@ -22,46 +32,40 @@ if TYPE_CHECKING:
 KV_BLOCK = 128
 
 
+def flex_decode_mask(*args: Any, **kwargs: Any) -> Any:
+    """transformers' SDPA mask; for a one-token step outside compilation, its block mask."""
+    import torch
+    from transformers.masking_utils import sdpa_mask
+
+    mask = sdpa_mask(*args, **kwargs)
+    if mask is None or mask.shape[-2] != 1 or torch.compiler.is_compiling():
+        return mask
+    allowed = mask[:, 0, -1, :]
+    return filled_block_mask(allowed if allowed.dtype == torch.bool else allowed == 0)
+
+
 def flex_decode_attention(
     module: Any,
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
+    attention_mask: Any,
     dropout: float = 0.0,
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """transformers' attention signature; one-token decoding steps go to flex_attention."""
+    """transformers' attention signature; flex_attention when the mask is a block mask."""
+    from torch.nn.attention.flex_attention import BlockMask
+
     from cosmos_workflow.engines.hf.kernels import gqa_sdpa_attention
 
-    if (
-        query.shape[2] != 1
-        or attention_mask is None
-        or kwargs.get("position_bias") is not None
-        or (dropout and module.training)
-    ):
+    if not isinstance(attention_mask, BlockMask):
         return gqa_sdpa_attention(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    allowed = attention_mask[:, 0, -1, : key.shape[2]]
-    if allowed.dtype != _bool():
-        allowed = allowed == 0  # an additive mask: 0 where attending, a large negative elsewhere
-    output = _decoder(query.is_cuda)(query, key, value, allowed, scaling)
+    flex = _flex(query.is_cuda)
+    output = flex(query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=True)
     return output.transpose(1, 2), None  # (batch, 1, heads, head_dim), as transformers expects
-
-
-def decode_step_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor, scaling: float | None
-) -> torch.Tensor:
-    """flex_attention of one query token per request over the blocks ``allowed`` marks."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    block_mask = filled_block_mask(allowed)
-    output: torch.Tensor = flex_attention(
-        query, key, value, block_mask=block_mask, scale=scaling, enable_gqa=True
-    )
-    return output
 
 
 def filled_block_mask(allowed: torch.Tensor, block: int = KV_BLOCK) -> BlockMask:
@@ -69,8 +73,7 @@ def filled_block_mask(allowed: torch.Tensor, block: int = KV_BLOCK) -> BlockMask
 
     Each request lists the blocks that hold a slot it may attend to, in cache order; blocks of
     nothing but padding or unwritten slots are never read. Within a listed block, the mask
-    function reads ``allowed`` itself. Only tensor operations (no host sync), so the step stays
-    one CUDA graph.
+    function reads ``allowed`` itself. Tensor operations only (no host sync).
     """
     import torch
     from torch.nn.attention.flex_attention import BlockMask
@@ -96,28 +99,23 @@ def filled_block_mask(allowed: torch.Tensor, block: int = KV_BLOCK) -> BlockMask
     )
 
 
-def _bool() -> Any:
-    import torch
-
-    return torch.bool
-
-
-def _decoder(cuda: bool) -> Any:
-    """:func:`decode_step_attention`, compiled for GPU tensors unless the caller is being compiled.
+def _flex(cuda: bool) -> Any:
+    """flex_attention, compiled for GPU tensors unless the caller is being compiled already.
 
     Uncompiled flex_attention materialises every score (fine on the CPU for tests, slow on a
     GPU); inside transformers' compiled decoding step the plain function is traced into that graph.
-    The block mask is built inside the compiled function, so only tensors cross its boundary.
     """
     import torch
+    from torch.nn.attention.flex_attention import flex_attention
 
     if torch.compiler.is_compiling() or not cuda:
-        return decode_step_attention
-    return _compiled_decoder()
+        return flex_attention
+    return _compiled_flex()
 
 
 @cache
-def _compiled_decoder() -> Any:
+def _compiled_flex() -> Any:
     import torch
+    from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(decode_step_attention, dynamic=False)
+    return torch.compile(flex_attention, dynamic=False)

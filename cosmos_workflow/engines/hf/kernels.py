@@ -68,12 +68,12 @@ def use_gqa_decode(model: Any, enabled: bool = True, attention: str = "sdpa") ->
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
-    from cosmos_workflow.engines.hf.flex_decode import flex_decode_attention
+    from cosmos_workflow.engines.hf.flex_decode import flex_decode_attention, flex_decode_mask
 
     AttentionInterface.register(GQA_ATTENTION, gqa_sdpa_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(GQA_ATTENTION, sdpa_mask)
     AttentionInterface.register(FLEX_ATTENTION, flex_decode_attention)
-    for name in DECODE_IMPLEMENTATIONS.values():
-        ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(FLEX_ATTENTION, flex_decode_mask)
     model.set_attn_implementation({"text_config": DECODE_IMPLEMENTATIONS[attention] if enabled else "sdpa"})
 
 
