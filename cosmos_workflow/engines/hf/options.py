@@ -35,8 +35,8 @@ class HFOptions:
     ``compile``: let transformers compile the decoding step when the cache is static (CUDA only).
     ``gqa_decode``: decode steps read each KV head once (see :func:`gqa_sdpa_attention`).
     ``decode_attention``: with ``gqa_decode``, the kernel of a decoding step: ``sdpa`` (the fused
-    SDPA kernel over the whole static cache) or ``flex`` (flex_attention reading only the filled
-    blocks of the cache, see ``flex_decode``).
+    SDPA kernel over the whole static cache; the CPU default) or ``flex`` (flex_attention reading
+    only the filled blocks of the cache, see ``flex_decode``; the CUDA default).
     ``compile_cache``: the folder where compiled kernels are kept across processes (see
     :func:`~cosmos_workflow.engines.hf.compile_cache.use_compile_cache`); ``off`` leaves torch's
     own settings alone.
@@ -68,7 +68,10 @@ class HFOptions:
             batch_bucket=bucket,
             compile=_as_bool(options.get("compile"), default=True, name="compile"),
             gqa_decode=_as_bool(options.get("gqa_decode"), default=True, name="gqa_decode"),
-            decode_attention=_as_choice(options.get("decode_attention"), DECODE_ATTENTIONS, "sdpa"),
+            # flex measured faster on an H200 (BENCHMARKS.md); uncompiled on a CPU it is not
+            decode_attention=_as_choice(
+                options.get("decode_attention"), DECODE_ATTENTIONS, "flex" if cuda else "sdpa"
+            ),
             compile_cache=str(options.get("compile_cache") or "default"),
             vision_chunk=_as_int(options.get("vision_chunk"), default=4096, name="vision_chunk"),
             prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
