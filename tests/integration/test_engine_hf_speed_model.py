@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, SamplingParams
-from cosmos_workflow.engines.hf import GQA_ATTENTION, HFEngine, load
+from cosmos_workflow.engines.hf import FLEX_ATTENTION, GQA_ATTENTION, HFEngine, load
 from cosmos_workflow.engines.hf.loading import finish_load
 from cosmos_workflow.engines.tiny import EOS_ID, build_random_model, tiny_config
 from cosmos_workflow.errors import GPUOutOfMemoryError
@@ -44,8 +44,10 @@ def engine(tiny_model: Path) -> Iterator[HFEngine]:
             "static_cache": True,
             "batch_bucket": 64,
         },
+        {"gqa_decode": True, "decode_attention": "flex"},
+        {"gqa_decode": True, "decode_attention": "flex", "static_cache": True, "batch_bucket": 64},
     ],
-    ids=["gqa-decode", "chunked", "all-with-static-cache"],
+    ids=["gqa-decode", "chunked", "all-with-static-cache", "flex-decode", "flex-decode-static-cache"],
 )
 def test_speed_options_do_not_change_greedy_answers(
     tiny_model: Path, requests: list[EncodedRequest], stock_texts: list[str], options: dict[str, bool | int]
@@ -62,6 +64,27 @@ def test_the_decoder_uses_gqa_decode_attention_and_the_vision_tower_does_not(eng
 
     assert config.text_config._attn_implementation == GQA_ATTENTION
     assert config.vision_config._attn_implementation == "sdpa"
+    engine.with_options({"decode_attention": "flex"})
+    assert config.text_config._attn_implementation == FLEX_ATTENTION
+    assert config.vision_config._attn_implementation == "sdpa"
+
+
+def test_flex_decode_attention_reads_block_masks_in_every_decoding_step(
+    tiny_model: Path, requests: list[EncodedRequest]
+) -> None:
+    """The mask function hands the attention a block mask for each one-token step."""
+    with load(EngineConfig(model=str(tiny_model), options={"decode_attention": "flex"})) as engine:
+        masks: list[str] = []
+        attention = engine._model.model.language_model.layers[0].self_attn
+        attention.register_forward_hook(
+            lambda _m, _args, kwargs, _out: masks.append(type(kwargs["attention_mask"]).__name__),
+            with_kwargs=True,
+        )
+
+        engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=4))
+
+    assert engine.config.options == {"decode_attention": "flex"}
+    assert masks == ["Tensor", "BlockMask", "BlockMask", "BlockMask"]  # prefill, then 3 steps
 
 
 def test_the_vision_tower_runs_one_group_of_images_at_a_time(
