@@ -16,12 +16,15 @@ from cosmos_workflow import api
 from cosmos_workflow.cli.app import app, setup_logging, stderr
 from cosmos_workflow.cli.options import (
     ConfigFile,
+    CudaDevices,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
     MaxTokens,
     Model,
     NumFrames,
+    NumGpu,
+    Offload,
     Preprocess,
     Sampling,
     settings_from_flags,
@@ -92,13 +95,17 @@ def upsample_prompts(
     engine_option: Annotated[
         list[str] | None, typer.Option(help="engine setting KEY=VALUE, repeatable (e.g. base_url=...)")
     ] = None,
+    offload: Offload = True,
+    num_gpu: NumGpu = 1,
+    cuda_devices: CudaDevices = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
     config: ConfigFile = None,
 ) -> None:
     """Upsample every prompt with the model loaded once; rerun the same command to resume.
 
     Settings not given as flags come from the config file and COSMOS_* variables (see `config`).
-    Under torchrun each process runs its shard and the last one writes the output.
+    Under torchrun each process runs its shard and the last one writes the output; --num-gpu N
+    starts that torchrun itself.
     """
     settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
     setup_logging(quiet=quiet)
