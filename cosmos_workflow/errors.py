@@ -18,6 +18,7 @@ what to do next; the CLI prints it as one line and exits non-zero.
     │   ├── ContextLengthError   the engine rejected a request as too long
     │   └── GPUOutOfMemoryError  the batch did not fit in accelerator memory
     ├── SpecError            a PromptSpec file is invalid or cannot be written
+    ├── LaunchError          the processes started for a run (torchrun for num_gpu > 1) failed
     └── RemoteError          SSH, file transfer or the remote command failed
 """
 
@@ -78,6 +79,10 @@ class GPUOutOfMemoryError(EngineError):
 
 class SpecError(CosmosWorkflowError):
     """A PromptSpec file is invalid, or cannot be written."""
+
+
+class LaunchError(CosmosWorkflowError):
+    """The processes a run started (torchrun for ``num_gpu > 1``) ended with items not done."""
 
 
 class RemoteError(CosmosWorkflowError):
