@@ -16,7 +16,8 @@ what to do next; the CLI prints it as one line and exits non-zero.
     │   ├── ContextLengthError   the engine rejected a request as too long
     │   └── GPUOutOfMemoryError  the batch did not fit in accelerator memory
     ├── SpecError            a PromptSpec file is invalid or cannot be written
-    └── RemoteError          SSH, file transfer or the remote command failed
+    ├── RemoteError          SSH, file transfer or the remote command failed
+    └── ReportError          the review page cannot be written
 """
 
 from __future__ import annotations
@@ -72,3 +73,7 @@ class SpecError(CosmosWorkflowError):
 
 class RemoteError(CosmosWorkflowError):
     """SSH, file transfer or a remote command failed."""
+
+
+class ReportError(CosmosWorkflowError):
+    """The review page (``report``) cannot be written."""
