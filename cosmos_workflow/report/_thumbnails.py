@@ -133,10 +133,18 @@ def _scaled(image: Image.Image, scale: float) -> Image.Image:
 
 
 def _smallest_fitting(image: Image.Image) -> bytes | None:
-    """The best-quality JPEG of ``image`` within :data:`MAX_JPEG_BYTES`, or None."""
+    """The best-quality JPEG of ``image`` within :data:`MAX_JPEG_BYTES`, or None.
+
+    Qualities are tried with plain encoding (fast); the chosen one is encoded once more with
+    optimised Huffman tables, which is never larger.
+    """
     for quality in _QUALITIES:
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=quality, optimize=True)
-        if buffer.tell() <= MAX_JPEG_BYTES:
-            return buffer.getvalue()
+        if len(_jpeg(image, quality, optimize=False)) <= MAX_JPEG_BYTES:
+            return _jpeg(image, quality, optimize=True)
     return None
+
+
+def _jpeg(image: Image.Image, quality: int, *, optimize: bool) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality, optimize=optimize)
+    return buffer.getvalue()
