@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +15,9 @@ from tests.videos import make_video
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "cosmos_workflow", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
 
 def cards(page: Path) -> list[str]:
@@ -45,6 +47,19 @@ def test_report_of_an_output_file(tmp_path: Path) -> None:
     assert html.count('<img class="frame"') == 2 and "Video not found" in html
     custom = cli("report", str(output), "-o", str(tmp_path / "elsewhere" / "r.html"))
     assert custom.returncode == 0 and (tmp_path / "elsewhere" / "r.html").is_file()
+
+
+def test_open_hands_the_page_to_the_browser(tmp_path: Path) -> None:
+    """``--open`` goes through Python's webbrowser, which runs $BROWSER: here a script that notes the URL."""
+    results = tmp_path / "up.json"
+    results.write_text("[]", encoding="utf-8")
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {shlex.quote(str(opened))}\n', encoding="utf-8")
+    browser.chmod(0o755)
+    run = cli("report", str(results), "--open", env={**os.environ, "BROWSER": str(browser)})
+    assert run.returncode == 0, run.stderr
+    assert opened.read_text(encoding="utf-8") == (tmp_path / "up.html").as_uri()
 
 
 def test_report_of_a_spec_folder(tmp_path: Path) -> None:
