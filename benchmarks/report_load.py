@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cosmos_workflow.report import write_report_for_file  # noqa: E402
-from tests.browser import start_chromium  # noqa: E402
-from tests.report_batch import make_batch  # noqa: E402
+from cosmos_workflow.report import write_report_for_file
+from tests.browser import start_chromium
+from tests.report_batch import make_batch
 
 CLOCKS = """
 const nav = performance.getEntriesByType("navigation")[0];
