@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from cosmos_workflow import report as review
-from cosmos_workflow.cli.app import EXIT_USAGE, app, fail, stderr, stdout
+from cosmos_workflow.cli.app import app, stderr, stdout
+from cosmos_workflow.errors import InputFileError, UsageError
 
 SPEC_REPORT_NAME = "report.html"
 
@@ -32,7 +33,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML page: each shot's frames as sent, its prompts, tokens, status."""
     if (results is None) == (input_dir is None):
-        raise fail("give either RESULTS (an output JSON) or --input-dir (a spec folder)", EXIT_USAGE)
+        raise UsageError("give either RESULTS (an output JSON) or --input-dir (a spec folder)")
     if input_dir is not None:
         path = _spec_report(input_dir, output or input_dir / SPEC_REPORT_NAME)
     else:
@@ -45,7 +46,7 @@ def report(
 
 def _spec_report(input_dir: Path, output: Path) -> Path:
     if not input_dir.is_dir():
-        raise fail(f"--input-dir {input_dir} is not a folder; pass the spec folder, e.g. inputs/prompts")
+        raise InputFileError(f"--input-dir {input_dir} is not a folder; pass the spec folder")
     written = review.write_spec_report(input_dir, output)
     for problem in written.problems:
         stderr.print(f"skipped {problem}", markup=False, highlight=False)

@@ -22,7 +22,7 @@ from cosmos_workflow.report._page import Card, make_card, render_page, write_pag
 from cosmos_workflow.report._shots import PENDING, Shot, load_records, shot_from_spec, shots_from_records
 from cosmos_workflow.report._summary import Summary, summarise
 from cosmos_workflow.report._thumbnails import MAX_JPEG_BYTES, Frames, Thumbnail, shot_frames
-from cosmos_workflow.specs.manager import PromptSpecManager, SpecProblem
+from cosmos_workflow.specs.manager import SpecProblem, SpecStore
 from cosmos_workflow.specs.results import UpsampleRecord
 
 __all__ = [
@@ -116,7 +116,7 @@ class SpecReport:
 
 def write_spec_report(specs_dir: Path, output: Path, *, workers: int | None = None) -> SpecReport:
     """Write the page for every spec in ``specs_dir``; unreadable spec files come back as problems."""
-    scan = PromptSpecManager(specs_dir).scan()
+    scan = SpecStore(specs_dir).scan()
     shots = [shot_from_spec(stored) for stored in scan.specs]
     html = render_report(
         shots, title=f"Prompt specs: {specs_dir.name or specs_dir}", source=str(specs_dir), workers=workers

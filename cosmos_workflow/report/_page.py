@@ -8,9 +8,7 @@ and allowed by their SHA-256 hashes in a Content-Security-Policy, so nothing els
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cosmos_workflow import __version__
 from cosmos_workflow.errors import ReportError
+from cosmos_workflow.files import write_text_atomic
 from cosmos_workflow.report._shots import Shot
 from cosmos_workflow.report._summary import Budget, Summary, budget_of
 from cosmos_workflow.report._thumbnails import Frames
@@ -91,15 +90,10 @@ def render_page(cards: Sequence[Card], summary: Summary, *, title: str, source: 
 
 
 def write_page(path: Path, html: str) -> Path:
-    """Write atomically: a reader never sees half a page (temp file in the same folder + rename)."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write atomically: a reader never sees half a page."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_text(html, encoding="utf-8")
-        os.replace(temp, path)
+        write_text_atomic(path, html)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
         raise ReportError(
             f"cannot write the report {path}: {exc}; check the folder and free space, or pass -o"
         ) from exc
