@@ -12,8 +12,6 @@ from cosmos_workflow import report as review
 from cosmos_workflow.cli.app import app, stderr, stdout
 from cosmos_workflow.errors import InputFileError, UsageError
 
-SPEC_REPORT_NAME = "report.html"
-
 
 @app.command()
 def report(
@@ -35,7 +33,7 @@ def report(
     if (results is None) == (input_dir is None):
         raise UsageError("give either RESULTS (an output JSON) or --input-dir (a spec folder)")
     if input_dir is not None:
-        path = _spec_report(input_dir, output or input_dir / SPEC_REPORT_NAME)
+        path = _spec_report(input_dir, output or input_dir / review.SPEC_REPORT_NAME)
     else:
         assert results is not None
         path = review.write_report_for_file(results, output)

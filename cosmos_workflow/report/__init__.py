@@ -28,6 +28,7 @@ from cosmos_workflow.specs.results import UpsampleRecord
 __all__ = [
     "MAX_JPEG_BYTES",
     "PENDING",
+    "SPEC_REPORT_NAME",
     "Card",
     "Frames",
     "Shot",
@@ -42,6 +43,10 @@ __all__ = [
     "write_report_for_file",
     "write_spec_report",
 ]
+
+
+#: the page of a spec folder, inside it (``report --input-dir`` and ``upsample-prompts --report``)
+SPEC_REPORT_NAME = "report.html"
 
 
 def report_path_for(output: Path) -> Path:

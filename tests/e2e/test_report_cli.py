@@ -36,15 +36,22 @@ def test_report_of_an_output_file(tmp_path: Path) -> None:
     ]
     prompts.write_text(json.dumps(items), encoding="utf-8")
     output = tmp_path / "out" / "up.json"
-    run = cli("upsample-prompts", str(prompts), "-o", str(output), "--engine", "fake", "-q")
+    run = cli("upsample-prompts", str(prompts), "-o", str(output), "--engine", "fake", "-q", "--report")
     assert run.returncode == 0, run.stderr
-    made = cli("report", str(output))
-    assert made.returncode == 0, made.stderr
     page = output.with_suffix(".html")
-    assert made.stdout.strip() == str(page)
+    assert f"review page -> {page}" in run.stderr
     assert cards(page) == [("ok", "a"), ("text_only", "b"), ("text_only", "c")]
     html = page.read_text(encoding="utf-8")
     assert html.count('<img class="frame"') == 2 and "Video not found" in html
+    assert "<dt>run</dt>" in html and str(output) in html  # the run's duration; the output it reviews
+    page.unlink()
+    made = cli("report", str(output))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == str(page) and cards(page) == [
+        ("ok", "a"),
+        ("text_only", "b"),
+        ("text_only", "c"),
+    ]
     custom = cli("report", str(output), "-o", str(tmp_path / "elsewhere" / "r.html"))
     assert custom.returncode == 0 and (tmp_path / "elsewhere" / "r.html").is_file()
 
@@ -68,8 +75,9 @@ def test_report_of_a_spec_folder(tmp_path: Path) -> None:
     for name, prompt in (("city", "A city at night"), ("later", "A later shot")):
         made = cli("create-spec", name, prompt, "--video", str(video), "--specs-dir", str(specs))
         assert made.returncode == 0, made.stderr
-    done = cli("upsample-prompts", "--input-dir", str(specs), "--engine", "fake", "-q")
+    done = cli("upsample-prompts", "--input-dir", str(specs), "--engine", "fake", "-q", "--report")
     assert done.returncode == 0, done.stderr
+    assert sorted(cards(specs / "report.html")) == [("ok", "city"), ("ok", "later")]
     cli("create-spec", "new", "A new shot", "--video", str(video), "--specs-dir", str(specs))
     (specs / "broken.json").write_text("{", encoding="utf-8")
     report = cli("report", "--input-dir", str(specs))
