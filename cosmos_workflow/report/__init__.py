@@ -57,7 +57,7 @@ def report_path_for(output: Path) -> Path:
 def build_cards(
     shots: Sequence[Shot], base_dirs: Sequence[Path], *, workers: int | None = None
 ) -> list[Card]:
-    """Decode every shot's frames (in threads: PyAV and Pillow release the GIL) into cards."""
+    """Decode every shot's frames into cards, in threads (FFmpeg and libjpeg work outside the GIL)."""
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         frames = list(pool.map(lambda shot: shot_frames(shot, base_dirs), shots))
     return [make_card(number, shot, f) for number, (shot, f) in enumerate(zip(shots, frames, strict=True), 1)]
