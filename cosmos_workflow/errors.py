@@ -19,7 +19,8 @@ what to do next; the CLI prints it as one line and exits non-zero.
     │   └── GPUOutOfMemoryError  the batch did not fit in accelerator memory
     ├── SpecError            a PromptSpec file is invalid or cannot be written
     ├── LaunchError          the processes started for a run (torchrun for num_gpu > 1) failed
-    └── RemoteError          SSH, file transfer or the remote command failed
+    ├── RemoteError          SSH, file transfer or the remote command failed
+    └── ReportError          the review page cannot be written
 """
 
 from __future__ import annotations
@@ -87,3 +88,7 @@ class LaunchError(CosmosWorkflowError):
 
 class RemoteError(CosmosWorkflowError):
     """SSH, file transfer or a remote command failed."""
+
+
+class ReportError(CosmosWorkflowError):
+    """The review page (``report``) cannot be written."""

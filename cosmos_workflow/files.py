@@ -1,4 +1,4 @@
-"""File-system primitives shared by every layer: atomic JSON writes and one-writer locks."""
+"""File-system primitives shared by every layer: atomic JSON and text writes, one-writer locks."""
 
 from __future__ import annotations
 
@@ -23,6 +23,22 @@ def write_json_atomic(path: Path, data: object) -> None:
         with tmp.open("w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) like :func:`write_json_atomic`: temp file, fsync, rename; no debris."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -96,7 +96,9 @@ _RENAMED = {
     "offload": "offload_prompt_upsampler",
 }
 #: parameters that are not settings (what to run on, how to print)
-_NOT_SETTINGS = frozenset({"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json"})
+_NOT_SETTINGS = frozenset(
+    {"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json", "report"}
+)
 
 
 def given_settings(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
