@@ -18,7 +18,9 @@ what to do next; the CLI prints it as one line and exits non-zero.
     │   ├── ContextLengthError   the engine rejected a request as too long
     │   └── GPUOutOfMemoryError  the batch did not fit in accelerator memory
     ├── SpecError            a PromptSpec file is invalid or cannot be written
-    └── RemoteError          SSH, file transfer or the remote command failed
+    ├── LaunchError          the processes started for a run (torchrun for num_gpu > 1) failed
+    ├── RemoteError          SSH, file transfer or the remote command failed
+    └── ReportError          the review page cannot be written
 """
 
 from __future__ import annotations
@@ -80,5 +82,13 @@ class SpecError(CosmosWorkflowError):
     """A PromptSpec file is invalid, or cannot be written."""
 
 
+class LaunchError(CosmosWorkflowError):
+    """The processes a run started (torchrun for ``num_gpu > 1``) ended with items not done."""
+
+
 class RemoteError(CosmosWorkflowError):
     """SSH, file transfer or a remote command failed."""
+
+
+class ReportError(CosmosWorkflowError):
+    """The review page (``report``) cannot be written."""

@@ -69,14 +69,36 @@ Model = Annotated[
     typer.Option(
         "--model",
         "--checkpoint-dir",
-        help="checkpoint folder (its tekken.json is the tokenizer), 'tiny-random', or a served model name",
+        help="checkpoint folder (its tekken.json is the tokenizer), 'tiny-random', or a served model name "
+        "(default: checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer under $COSMOS_CHECKPOINT_DIR, "
+        "else here)",
     ),
 ]
 
+Offload = Annotated[
+    bool,
+    typer.Option(
+        "--offload/--keep-loaded",
+        help="free the model after the batch; --keep-loaded keeps it for the next batch of a "
+        "long-lived process (the orchestrator); one command is one batch",
+    ),
+]
+NumGpu = Annotated[int, typer.Option(min=1, help="processes, one GPU each; more than 1 starts torchrun")]
+CudaDevices = Annotated[
+    str | None,
+    typer.Option(help="the GPUs to use, as CUDA_VISIBLE_DEVICES: e.g. 0,1 (default: all visible)"),
+]
+
 #: parameters whose settings key differs from the parameter's name
-_RENAMED = {"preprocess": "preprocess_videos", "engine_option": "engine_options"}
+_RENAMED = {
+    "preprocess": "preprocess_videos",
+    "engine_option": "engine_options",
+    "offload": "offload_prompt_upsampler",
+}
 #: parameters that are not settings (what to run on, how to print)
-_NOT_SETTINGS = frozenset({"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json"})
+_NOT_SETTINGS = frozenset(
+    {"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json", "report"}
+)
 
 
 def given_settings(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:

@@ -13,15 +13,19 @@ from rich import progress as bars
 from rich.table import Table
 
 from cosmos_workflow import api
+from cosmos_workflow import report as review
 from cosmos_workflow.cli.app import app, setup_logging, stderr
 from cosmos_workflow.cli.options import (
     ConfigFile,
+    CudaDevices,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
     MaxTokens,
     Model,
     NumFrames,
+    NumGpu,
+    Offload,
     Preprocess,
     Sampling,
     settings_from_flags,
@@ -92,26 +96,39 @@ def upsample_prompts(
     engine_option: Annotated[
         list[str] | None, typer.Option(help="engine setting KEY=VALUE, repeatable (e.g. base_url=...)")
     ] = None,
+    offload: Offload = True,
+    num_gpu: NumGpu = 1,
+    cuda_devices: CudaDevices = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="also write the review page: OUT.html beside the output, DIR/report.html"
+        ),
+    ] = False,
     config: ConfigFile = None,
 ) -> None:
     """Upsample every prompt with the model loaded once; rerun the same command to resume.
 
     Settings not given as flags come from the config file and COSMOS_* variables (see `config`).
-    Under torchrun each process runs its shard and the last one writes the output.
+    Under torchrun each process runs its shard and the last one writes the output; --num-gpu N
+    starts that torchrun itself.
     """
     settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
     setup_logging(quiet=quiet)
     output = _output_path(prompts_file, output_file, input_dir)
     options = run_options(settings, output=output, force=force)
     if input_dir is not None:
-        _run_specs(input_dir, options, quiet)
+        _run_specs(input_dir, options, quiet, report)
         return
     assert prompts_file is not None
     with _progress(quiet) as advance:
         result, problems = api.upsample_file(prompts_file, output, options, progress=advance)
     # a rank that did not write the output exits 0: a non-zero exit makes torchrun stop the others
     _summary(result, len(problems), output if result.wrote_output else None)
+    if report and result.wrote_output:
+        page = review.report_path_for(output)
+        _wrote_page(review.write_report(result.records, page, source=output, elapsed=result.elapsed_s))
     if result.failed and result.wrote_output:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -132,14 +149,20 @@ def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir:
     return input_dir / ".upsampling" / "results.json"
 
 
-def _run_specs(input_dir: Path, options: RunOptions, quiet: bool) -> None:
+def _run_specs(input_dir: Path, options: RunOptions, quiet: bool, report: bool) -> None:
     from cosmos_workflow.workflow import upsample_spec_dir
 
     with _progress(quiet) as advance:
         summary = upsample_spec_dir(input_dir, options, progress=advance)
     stderr.print(summary.describe(), markup=False, highlight=False)
+    if report:
+        _wrote_page(review.write_spec_report(input_dir, input_dir / review.SPEC_REPORT_NAME).path)
     if summary.failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _wrote_page(path: Path) -> None:
+    stderr.print(f"review page -> {path}", markup=False, highlight=False)
 
 
 def _silent(count: int, total: int | None = None) -> None:
