@@ -533,7 +533,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--decode-attention",
         choices=("sdpa", "flex"),
-        default="sdpa",
+        default="flex",
         help="the fast path's decoding-step attention (engine option decode_attention)",
     )
     parser.add_argument(
