@@ -14,7 +14,7 @@ from torch.nn.attention.flex_attention import BlockMask
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
-from cosmos_workflow.engines.hf import HFOptions, filled_block_mask, flex_decode_attention, flex_decode_mask
+from cosmos_workflow.engines.hf import HFOptions, filled_block_mask, flex_decode_mask, gqa_flex_attention
 from cosmos_workflow.engines.hf.compile_cache import compile_cache_folder, use_compile_cache
 from cosmos_workflow.errors import ConfigError
 
@@ -54,7 +54,7 @@ def test_flex_decode_attention_matches_sdpa_over_the_whole_cache(seed: int) -> N
     query, key, value, allowed = _decode_inputs(seed=seed)
     module = _Attention(groups=4)
 
-    ours, _ = flex_decode_attention(module, query, key, value, filled_block_mask(allowed), scaling=0.3)
+    ours, _ = gqa_flex_attention(module, query, key, value, filled_block_mask(allowed), scaling=0.3)
     reference, _ = sdpa_attention_forward(module, query, key, value, allowed[:, None, None, :], scaling=0.3)
 
     assert ours.shape == reference.shape == (3, 1, 8, 16)
@@ -68,7 +68,7 @@ def test_a_dense_mask_or_several_query_tokens_stay_on_sdpa() -> None:
     value = torch.randn(2, 2, 5, 16, generator=generator)
     module = _Attention(groups=4)
 
-    ours, _ = flex_decode_attention(module, query, key, value, None, scaling=0.25, is_causal=True)
+    ours, _ = gqa_flex_attention(module, query, key, value, None, scaling=0.25, is_causal=True)
     reference, _ = sdpa_attention_forward(module, query, key, value, None, scaling=0.25, is_causal=True)
 
     torch.testing.assert_close(ours, reference)

@@ -31,6 +31,7 @@ from cosmos_workflow.engines.hf.kernels import (
     GQA_ATTENTION,
     chunk_decoder_tokens,
     chunk_vision_tower,
+    gqa_flex_attention,
     gqa_sdpa_attention,
     use_gqa_decode,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "filled_block_mask",
     "flex_decode_attention",
     "flex_decode_mask",
+    "gqa_flex_attention",
     "gqa_sdpa_attention",
     "hf_batch_tensors",
     "load",

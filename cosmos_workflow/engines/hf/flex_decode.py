@@ -14,9 +14,9 @@ Two pieces, registered with transformers under one attention name (kernels.FLEX_
   before calling the (compiled) forward, so the block mask is made eagerly and enters the
   compiled step as an input (building it inside the compiled graph fails in torch 2.11's
   Inductor);
-- :func:`flex_decode_attention`, the attention function: flex_attention for a block mask,
-  the SDPA path (:func:`~cosmos_workflow.engines.hf.kernels.gqa_sdpa_attention`) for anything
-  else (prefill, several query tokens).
+- :func:`flex_decode_attention`, flex_attention for a block mask; the attention function
+  registered (:func:`~cosmos_workflow.engines.hf.kernels.gqa_flex_attention`) calls it for block
+  masks and the SDPA path for anything else (prefill, several query tokens).
 """
 
 from __future__ import annotations
@@ -54,15 +54,8 @@ def flex_decode_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """transformers' attention signature; flex_attention when the mask is a block mask."""
-    from torch.nn.attention.flex_attention import BlockMask
-
-    from cosmos_workflow.engines.hf.kernels import gqa_sdpa_attention
-
-    if not isinstance(attention_mask, BlockMask):
-        return gqa_sdpa_attention(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-        )
+    """transformers' attention signature, for a block mask (kernels.gqa_flex_attention sends
+    every other call to the SDPA path)."""
     flex = _flex(query.is_cuda)
     output = flex(query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=True)
     return output.transpose(1, 2), None  # (batch, 1, heads, head_dim), as transformers expects

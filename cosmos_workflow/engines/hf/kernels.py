@@ -61,18 +61,41 @@ def gqa_sdpa_attention(
     return output.reshape(batch, 1, heads, dim), None
 
 
+def gqa_flex_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """``decode_attention=flex``: flex_attention over the filled KV blocks when transformers hands
+    over a block mask (a decoding step, see flex_decode), :func:`gqa_sdpa_attention` otherwise."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    from cosmos_workflow.engines.hf.flex_decode import flex_decode_attention
+
+    if isinstance(attention_mask, BlockMask):
+        return flex_decode_attention(module, query, key, value, attention_mask, scaling=scaling)
+    return gqa_sdpa_attention(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
+
+
 def use_gqa_decode(model: Any, enabled: bool = True, attention: str = "sdpa") -> None:
     """Switch the text decoder (not the vision tower) to a decode attention of
     :data:`DECODE_IMPLEMENTATIONS` ('sdpa': :func:`gqa_sdpa_attention`, 'flex':
-    :func:`~cosmos_workflow.engines.hf.flex_decode.flex_decode_attention`), or back to SDPA."""
+    :func:`gqa_flex_attention`), or back to SDPA."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
-    from cosmos_workflow.engines.hf.flex_decode import flex_decode_attention, flex_decode_mask
+    from cosmos_workflow.engines.hf.flex_decode import flex_decode_mask
 
     AttentionInterface.register(GQA_ATTENTION, gqa_sdpa_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(GQA_ATTENTION, sdpa_mask)
-    AttentionInterface.register(FLEX_ATTENTION, flex_decode_attention)
+    AttentionInterface.register(FLEX_ATTENTION, gqa_flex_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(FLEX_ATTENTION, flex_decode_mask)
     model.set_attn_implementation({"text_config": DECODE_IMPLEMENTATIONS[attention] if enabled else "sdpa"})
 
