@@ -69,7 +69,9 @@ def test_an_empty_batch_is_refused() -> None:
 
 
 def test_options_default_by_device() -> None:
-    assert HFOptions.parse({}, cuda=True) == HFOptions(static_cache=True, batch_bucket=64)
+    assert HFOptions.parse({}, cuda=True) == HFOptions(
+        static_cache=True, batch_bucket=64, decode_attention="flex"
+    )
     assert HFOptions.parse({}, cuda=False) == HFOptions(static_cache=False, batch_bucket=1)
 
 
