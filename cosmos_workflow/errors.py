@@ -7,6 +7,7 @@ what to do next; the CLI prints it as one line and exits non-zero.
 
     CosmosWorkflowError
     ├── ConfigError          bad options or configuration (whole run)
+    │   └── PathError        a path the user gave cannot be used (special file, the input itself, ...)
     ├── InputFileError       the prompts file or spec folder cannot be read at all (whole run)
     ├── ItemError            one item of a batch; reported, the rest go on
     │   ├── VideoError       missing, unreadable, empty or unusable video
@@ -28,6 +29,10 @@ class CosmosWorkflowError(Exception):
 
 class ConfigError(CosmosWorkflowError):
     """An option or configuration value is invalid."""
+
+
+class PathError(ConfigError):
+    """A path the user gave cannot be used: a special file, the input as output, an unwritable folder."""
 
 
 class InputFileError(CosmosWorkflowError):
