@@ -6,17 +6,31 @@ item it held is simply done again. The final output is written atomically from t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import stat
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
+from cosmos_workflow.errors import PathError
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.specs.text import clean_strings, replace_lone_surrogates, replacement_note
 
 log = logging.getLogger("cosmos_workflow")
+
+#: records appended by this process, per journal: what an interrupted run reports as saved
+_saved: Counter[Path] = Counter()
+
+
+def saved_this_process() -> dict[Path, int]:
+    """Journal path -> records this process appended to it (for the interrupt message)."""
+    return dict(_saved)
 
 
 def journal_path_for(output: Path, suffix: str = "") -> Path:
@@ -35,7 +49,8 @@ class Journal:
         return {record.key: record for record in read_records(self.path)}
 
     def append(self, records: Iterable[UpsampleRecord]) -> None:
-        lines = "".join(r.model_dump_json() + "\n" for r in records)
+        encoded = [_json_line(r) for r in records]
+        lines = "".join(encoded)
         if not lines:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +60,7 @@ class Journal:
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
+        _saved[self.path] += len(encoded)
 
     def reset(self) -> None:
         """Start over (``--force``): the old journal is kept aside, not deleted."""
@@ -74,6 +90,17 @@ def read_records(path: Path, *, warn: bool = True) -> Iterator[UpsampleRecord]:
                     )
 
 
+def _json_line(record: UpsampleRecord) -> str:
+    """One journal line; never fails on text UTF-8 cannot hold (the record then says what changed)."""
+    try:
+        return record.model_dump_json() + "\n"
+    except PydanticSerializationError:
+        data, fields = clean_strings(record.model_dump())
+        note = replacement_note(fields)
+        data["warning"] = f"{data['warning']}; {note}" if data.get("warning") else note
+        return UpsampleRecord.model_validate(data).model_dump_json() + "\n"
+
+
 def _ends_with_newline(path: Path) -> bool:
     with path.open("rb") as handle:
         handle.seek(-1, os.SEEK_END)
@@ -81,12 +108,33 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
+    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``.
+
+    The temp file is removed on any failure (disk full, Ctrl-C); a special file or a folder at
+    ``path`` is never replaced. Text UTF-8 cannot hold (a lone surrogate) is written as U+FFFD.
+    """
+    _refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for chunk in encoder.iterencode(data):  # a surrogate is one character: never split
+                handle.write(replace_lone_surrogates(chunk))
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _refuse_special(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(mode):
+        raise PathError(f"{path} exists and is not a regular file; it is left alone: pass another path")
