@@ -309,7 +309,7 @@ def build_record(
         preprocessed_video=str(job.preprocessed_video) if job.preprocessed_video else None,
         status=status,
         error=problem,
-        warning=plan.message if plan.status == "text_only" and job.item.video_path else None,
+        warning=_warning(job),
         frames=plan.frames,
         frame_indices=plan.frame_indices,
         width=plan.width,
@@ -329,6 +329,12 @@ def build_record(
         sampling=options.sampling.model_dump(mode="json"),
         key=job.key,
     )
+
+
+def _warning(job: Job) -> str | None:
+    """What the loader changed in the item, and why a video was not used."""
+    video = job.plan.message if job.plan.status == "text_only" and job.item.video_path else None
+    return "; ".join(w for w in (job.item.warning, video) if w) or None
 
 
 def _problem(job: Job, generation: Generation | None) -> str | None:
