@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,14 +24,17 @@ from pydantic import ValidationError
 
 from cosmos_workflow.errors import ItemError, SpecError
 from cosmos_workflow.journal import write_json_atomic
+from cosmos_workflow.paths import check_paths, describe_os_error, safe_file_name
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsampleFrom, new_spec
+from cosmos_workflow.specs.text import clean_strings, replacement_note
 
 if TYPE_CHECKING:
     from cosmos_workflow.engines import Engine
     from cosmos_workflow.runner import RunOptions
 
+log = logging.getLogger("cosmos_workflow")
+
 DEFAULT_SPECS_DIR = Path("inputs/prompts")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,8 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def file_stem(name: str) -> str:
-    """A file-name-safe form of a spec name (other characters become ``_``)."""
-    return _UNSAFE.sub("_", name).strip("._") or "spec"
+    """A file-name-safe, bounded form of a spec name (other characters become ``_``)."""
+    return safe_file_name(name, fallback="spec")
 
 
 def load_spec(path: Path) -> PromptSpec:
@@ -83,17 +86,23 @@ def load_spec(path: Path) -> PromptSpec:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"spec file {path} not found; check the path or run list-specs") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc}") from exc
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {describe_os_error(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"spec file {path} is not UTF-8 text (byte {exc.start}); fix or delete it") from exc
     try:
-        data = json.loads(text)
+        data, replaced = clean_strings(json.loads(text))
     except json.JSONDecodeError as exc:
         raise SpecError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "fix or delete the file"
         ) from exc
+    except RecursionError:
+        raise SpecError(f"{path} is nested too deeply to be a spec; fix or delete the file") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path} holds a JSON {type(data).__name__}, not a spec object; fix or delete it")
+    if replaced:
+        log.warning("%s: %s", path, replacement_note(replaced))
     try:
         return PromptSpec.model_validate(data)
     except ValidationError as exc:
@@ -143,6 +152,11 @@ class PromptSpecManager:
         timestamp: datetime | None = None,
     ) -> StoredSpec:
         """Write a new spec; the same prompt, video and controls twice is refused (same id)."""
+        if not prompt.strip():
+            raise SpecError(f"spec {name!r}: the prompt is empty; write a short prompt for the shot")
+        if input_video_path is not None and not input_video_path.strip():
+            raise SpecError(f"spec {name!r}: the input video path is empty; pass the video's path")
+        check_paths(folders=[self.specs_dir])
         try:
             spec = new_spec(
                 name,

@@ -21,7 +21,7 @@ from cosmos_workflow.journal import read_records
 from cosmos_workflow.runner import Progress, RunOptions, RunResult
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.manager import PromptSpecManager, StoredSpec, load_spec
-from cosmos_workflow.specs.prompt_spec import Modality, UpsampleFrom
+from cosmos_workflow.specs.prompt_spec import Modality, UpsampleFrom, new_spec
 from cosmos_workflow.specs.workflow import local_executor, upsample_spec_dir
 from tests.videos import make_video
 
@@ -82,7 +82,8 @@ def test_folder_of_fifty_mixed_specs(tmp_path: Path, videos: dict[str, str]) -> 
     root = tmp_path / "prompts"
     expected = make_folder(root, videos)
     manager = PromptSpecManager(root)
-    blank = manager.create("blank", "   ", input_video_path=videos["input"])
+    blank_spec = new_spec("blank", "   ", input_video_path=videos["input"])  # hand-made: create() refuses
+    blank = StoredSpec(manager.save(blank_spec), blank_spec)
     done = manager.create("done", "Already done", input_video_path=videos["input"])
     manager.update(done.path, lambda s: s.model_copy(update={"upsampled_prompt": "kept as it is"}))
     untouched = {p: p.read_bytes() for p in (blank.path, done.path, root / "broken.json")}
