@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cosmos_workflow.budget import Plan, PlanSettings, plan_batch, plan_item, probe_item
+from cosmos_workflow.budget import Plan, PlanSettings, plan_for, plan_item, probe_item
 from cosmos_workflow.engines import Engine, load_engine
 from cosmos_workflow.errors import InputFileError, ModelLoadError
 from cosmos_workflow.journal import Journal, journal_path_for, write_json_atomic
@@ -24,7 +24,8 @@ log = logging.getLogger("cosmos_workflow")
 
 @dataclass(frozen=True)
 class PlanReport:
-    plans: list[Plan]
+    plans: Iterator[Plan]
+    """Planned one by one as they are read (a 50,000-item file streams): iterate once."""
     problems: list[Problem]
 
 
@@ -36,7 +37,8 @@ def tokenizer_for(model: str | Path | None) -> Tokenizer:
 def plan(prompts_file: Path, settings: PlanSettings, *, model: str | Path | None = None) -> PlanReport:
     """Validate a prompts file and plan every good item; bad items come back as problems."""
     batch = load_batch(prompts_file)
-    plans = plan_batch(batch.items, settings, tokenizer_for(model))
+    tokenizer = tokenizer_for(model)
+    plans = (plan_for(item, settings, tokenizer) for item in batch.items)
     return PlanReport(plans=plans, problems=batch.problems)
 
 
