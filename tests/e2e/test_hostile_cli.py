@@ -175,3 +175,37 @@ def test_case10_sigterm_says_what_was_saved_and_how_to_resume(tmp_path: Path, ti
     saved = journal.read_text().count("\n")
     assert f"interrupted by SIGTERM; results saved: {saved} in {journal}; rerun the same command" in stderr
     assert "Traceback" not in stderr and not out.exists()
+
+
+def test_case3_one_lone_surrogate_prompt_no_longer_kills_the_run(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.json"
+    items = [f'{{"name": "shot{i}", "prompt": "a street, take {i}"}}' for i in range(19)]
+    prompts.write_text("[" + ", ".join([*items, '{"name": "cut", "prompt": "x\\ud83d"}']) + "]")
+    out = tmp_path / "o.json"
+    for _ in range(2):  # the rerun resumes from the journal, as it must
+        result = cli("upsample-prompts", str(prompts), "-o", str(out), "--engine", "fake", "-q")
+        no_traceback(result)
+        assert result.returncode == 0, result.stderr
+    records = json.loads(out.read_text(encoding="utf-8"))
+    assert len(records) == 20 and {r["status"] for r in records} == {"text_only"}
+    assert records[-1]["original_prompt"] == "x\ufffd"
+    assert "U+FFFD" in records[-1]["warning"]
+    assert (tmp_path / "o.json.journal.jsonl").read_text(encoding="utf-8").count("\n") == 20
+
+
+def test_case4_nul_or_surrogate_in_video_path_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.json"
+    prompts.write_text(
+        '[{"name": "nul", "prompt": "x", "video_path": "a\\u0000b.mp4"},'
+        ' {"name": "half", "prompt": "y", "video_path": "v\\ud83d.mp4"}, {"name": "ok", "prompt": "z"}]'
+    )
+    plan = cli("plan", str(prompts))
+    no_traceback(plan)
+    assert plan.returncode == 0
+    assert "skipped p.json item 1 ('nul'): video_path: contains a NUL character; fix the path" in plan.stderr
+    out = tmp_path / "o.json"
+    run = cli("upsample-prompts", str(prompts), "-o", str(out), "--engine", "fake", "-q")
+    no_traceback(run)
+    half, ok = json.loads(out.read_text(encoding="utf-8"))
+    assert half["status"] == "text_only" and "U+FFFD" in half["warning"] and "not found" in half["warning"]
+    assert ok["name"] == "ok"
