@@ -6,11 +6,9 @@ item it held is simply done again. The final output is written atomically from t
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import stat
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,9 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from cosmos_workflow.errors import PathError
 from cosmos_workflow.specs.results import UpsampleRecord
-from cosmos_workflow.specs.text import clean_strings, replace_lone_surrogates, replacement_note
+from cosmos_workflow.text import clean_strings, replacement_note
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -107,34 +104,36 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``.
-
-    The temp file is removed on any failure (disk full, Ctrl-C); a special file or a folder at
-    ``path`` is never replaced. Text UTF-8 cannot hold (a lone surrogate) is written as U+FFFD.
-    """
-    _refuse_special(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for chunk in encoder.iterencode(data):  # a surrogate is one character: never split
-                handle.write(replace_lone_surrogates(chunk))
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+def rank_journal_suffix(rank: int) -> str:
+    """The journal suffix of torchrun rank ``rank``: ``out.json.rank1.journal.jsonl``."""
+    return f".rank{rank}"
 
 
-def _refuse_special(path: Path) -> None:
-    try:
-        mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    if not stat.S_ISREG(mode):
-        raise PathError(f"{path} exists and is not a regular file; it is left alone: pass another path")
+def journals_for(output: Path) -> list[Path]:
+    """Every journal of ``output`` that exists: single-process first, then ranks in order."""
+    single = journal_path_for(output)
+    pattern = re.compile(re.escape(output.name) + r"\.rank(\d+)\.journal\.jsonl")
+    ranked: list[tuple[int, Path]] = []
+    if output.parent.is_dir():
+        for path in output.parent.iterdir():
+            found = pattern.fullmatch(path.name)
+            if found:
+                ranked.append((int(found.group(1)), path))
+    paths = [single] if single.is_file() else []
+    return paths + [path for _, path in sorted(ranked)]
+
+
+def done_keys(output: Path) -> set[str]:
+    """Resume, the one question asked of the journals: which request keys are finished (any
+    journal of ``output``: this process', another rank's, an earlier run's)."""
+    done: set[str] = set()
+    for path in journals_for(output):
+        # another rank may be appending right now: a torn last line is normal there
+        done.update(r.key for r in read_records(path, warn=False) if r.done)
+    return done
+
+
+def set_aside(journals: Iterable[Path]) -> None:
+    """``--force``: keep each journal as ``.old`` so nothing in it counts as done any more."""
+    for path in journals:
+        Journal(path).reset()

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from cosmos_workflow import __version__
 from cosmos_workflow.cli.display import PlainLogText, text
-from cosmos_workflow.errors import CosmosWorkflowError
+from cosmos_workflow.errors import CosmosWorkflowError, UsageError
 from cosmos_workflow.journal import saved_this_process
 from cosmos_workflow.paths import describe_os_error
 
@@ -98,6 +98,9 @@ def main() -> None:
         signal.signal(signum, _interrupt)
     try:
         app()
+    except UsageError as exc:
+        stderr.print(text(f"error: {exc}"), highlight=False)
+        sys.exit(EXIT_USAGE)
     except CosmosWorkflowError as exc:
         stderr.print(text(f"error: {exc}"), highlight=False)
         sys.exit(EXIT_FAILED)

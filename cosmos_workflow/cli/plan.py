@@ -16,6 +16,7 @@ from cosmos_workflow.budget import Plan
 from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
+    ConfigFile,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
@@ -25,14 +26,17 @@ from cosmos_workflow.cli.options import (
     Preprocess,
     PromptsFile,
     Sampling,
-    plan_settings,
+    settings_from_flags,
 )
+from cosmos_workflow.config import plan_settings
+from cosmos_workflow.specs.batch import load_batch
 
 STATUS_STYLE = {"ok": "green", "adjusted": "yellow", "text_only": "cyan", "overflow": "red", "error": "red"}
 
 
 @app.command()
 def plan(
+    ctx: typer.Context,
     prompts_file: PromptsFile,
     preprocess: Preprocess = True,
     max_resolution: MaxResolution = "480",
@@ -42,20 +46,15 @@ def plan(
     max_model_len: MaxModelLen = 4096,
     model: Model = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
+    config: ConfigFile = None,
 ) -> None:
     """Plan every item's frames, size and tokens against the model's context, without a model."""
-    settings = plan_settings(
-        preprocess=preprocess,
-        max_resolution=max_resolution,
-        num_frames=num_frames,
-        frame_sampling=frame_sampling,
-        max_tokens=max_tokens,
-        max_model_len=max_model_len,
-    )
-    report = api.plan(prompts_file, settings, model=model)
-    for problem in report.problems:
+    settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
+    batch = load_batch(prompts_file)
+    for problem in batch.problems:
         stderr.print(text(f"skipped {problem}"), highlight=False)
-    planned, fit = _print_json(report.plans) if as_json else _print_table(list(report.plans))
+    plans = api.plan(batch.items, plan_settings(settings), model=settings.model)
+    planned, fit = _print_json(plans) if as_json else _print_table(list(plans))
     if not planned or not fit:
         raise typer.Exit(EXIT_FAILED)
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.paths import describe_os_error
-from cosmos_workflow.specs.text import replace_lone_surrogates, replacement_note
+from cosmos_workflow.text import replace_lone_surrogates, replacement_note
 
 
 class BatchItem(BaseModel):

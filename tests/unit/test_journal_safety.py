@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cosmos_workflow.errors import PathError
-from cosmos_workflow.journal import Journal, read_records, saved_this_process, write_json_atomic
+from cosmos_workflow.files import write_json_atomic
+from cosmos_workflow.journal import Journal, read_records, saved_this_process
 from cosmos_workflow.specs.results import UpsampleRecord
 
 
@@ -40,7 +41,7 @@ def test_case6_atomic_write_leaves_no_temp_file_when_the_disk_is_full(tmp_path: 
     code = (
         "import resource, signal, sys\n"
         "from pathlib import Path\n"
-        "from cosmos_workflow.journal import write_json_atomic\n"
+        "from cosmos_workflow.files import write_json_atomic\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
         "try:\n"
