@@ -73,8 +73,8 @@ def upsample(
     started = time.monotonic()
     executor = executor or executor_for()
     options = executor.adapt(options)
+    check_run_paths(output, executor.journal_suffix, options, inputs=inputs)
     journal = Journal(journal_path_for(output, executor.journal_suffix))
-    check_run_paths(output, journal.path, options, inputs=inputs)
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     tokenizer = tokenizer_for(options.engine.model)
     with exclusive_lock(journal.path, owner_of=output):
@@ -93,13 +93,14 @@ def upsample(
     return _result(keyed if complete else mine, output, complete, started, resumed=finished.resumed)
 
 
-def check_run_paths(output: Path, journal: Path, options: RunOptions, *, inputs: Sequence[Path] = ()) -> None:
+def check_run_paths(output: Path, suffix: str, options: RunOptions, *, inputs: Sequence[Path] = ()) -> None:
     """Refuse, before the lock, the plan or the model, every path this run would fail on or harm:
     the output, its journal and lock (a device, a folder, the input itself, an unwritable
     folder, a name too long) and the clips folder."""
+    check_paths(read=inputs, write=[output])
+    journal = journal_path_for(output, suffix)
     check_paths(
-        read=inputs,
-        write=[output, journal, lock_path_for(journal)],
+        write=[journal, lock_path_for(journal)],
         folders=[options.clips_dir] if options.clips_dir is not None else [],
     )
 

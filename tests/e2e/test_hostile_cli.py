@@ -209,3 +209,110 @@ def test_case4_nul_or_surrogate_in_video_path_is_reported_not_a_traceback(tmp_pa
     half, ok = json.loads(out.read_text(encoding="utf-8"))
     assert half["status"] == "text_only" and "U+FFFD" in half["warning"] and "not found" in half["warning"]
     assert ok["name"] == "ok"
+
+
+def upsample(prompts: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli("upsample-prompts", str(prompts), *args, "--engine", "fake", "-q")
+
+
+def small_batch(tmp_path: Path) -> Path:
+    prompts = tmp_path / "in" / "p.json"
+    prompts.parent.mkdir(exist_ok=True)
+    prompts.write_text(json.dumps([{"name": "a", "prompt": "a city"}, {"name": "b", "prompt": "a forest"}]))
+    return prompts
+
+
+def test_case1_output_device_or_fifo_is_refused_and_left_alone(tmp_path: Path) -> None:
+    prompts = small_batch(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    specials = {"fifo": "a FIFO (named pipe)"}
+    os.mkfifo(out / "fifo")
+    if os.geteuid() == 0:  # the reproduction: a copy of /dev/null
+        os.mknod(out / "null", 0o666 | 0o020000, os.makedev(1, 3))
+        specials["null"] = "a character device"
+    for name, kind in specials.items():
+        result = upsample(prompts, "-o", str(out / name))
+        no_traceback(result)
+        assert result.returncode == 1
+        assert f"error: output {out / name} is {kind}; writing would replace it" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(specials)  # no journal, lock or clips
+    assert (out / "fifo").is_fifo() and ("null" not in specials or (out / "null").is_char_device())
+
+
+def test_case2_output_equal_to_the_prompts_file_is_refused(tmp_path: Path) -> None:
+    prompts = small_batch(tmp_path)
+    before = prompts.read_bytes()
+    for same in (str(prompts), str(prompts.parent / "." / "p.json")):
+        result = upsample(prompts, "-o", same)
+        no_traceback(result)
+        assert result.returncode == 1
+        assert f"is the input file {prompts}; pass a different output file" in result.stderr
+    assert prompts.read_bytes() == before
+    assert sorted(p.name for p in prompts.parent.iterdir()) == ["p.json"]
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("{out}", "is a folder; pass a file path"),
+        ("{out}/afile/o.json", "afile is a file, not a folder"),
+        ("", "the output path is empty"),
+        ("{out}/" + "n" * 240 + ".json", "file name too long"),
+    ],
+)
+def test_case6_bad_output_paths_fail_first_in_one_line(tmp_path: Path, output: str, message: str) -> None:
+    prompts = small_batch(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "afile").write_text("")
+    result = upsample(prompts, "-o", output.format(out=out))
+    no_traceback(result)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert sorted(p.name for p in out.iterdir()) == ["afile"]
+
+
+def test_case6_unwritable_clips_folder_fails_before_any_work(tmp_path: Path) -> None:
+    prompts = small_batch(tmp_path)
+    clips = Path("/sys/clips") if os.geteuid() == 0 else tmp_path / "ro" / "clips"
+    if not clips.is_relative_to("/sys"):
+        clips.parent.mkdir()
+        clips.parent.chmod(0o555)
+    result = upsample(prompts, "-o", str(tmp_path / "o.json"), "--clips-dir", str(clips))
+    no_traceback(result)
+    assert result.returncode == 1
+    assert f"error: cannot write in folder {clips.parent}: permission denied" in result.stderr
+    assert not (tmp_path / "o.json.journal.jsonl").exists()
+
+
+def test_case8_items_skipped_as_invalid_count_as_failed(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps([{"name": "a", "prompt": "x"}, {"name": "b", "prompt": ""}, {"name": "c"}]))
+    result = cli("upsample-prompts", str(prompts), "-o", str(tmp_path / "o.json"), "--engine", "fake")
+    no_traceback(result)
+    assert result.returncode == 3
+    assert "│ invalid (skipped) │     2 │" in result.stderr
+    summary = result.stderr[result.stderr.index("Summary") :]
+    assert "invalid (skipped) p.json item 2 ('b'): prompt: prompt is empty" in summary
+    assert "invalid (skipped) p.json item 3 ('c'): missing 'prompt'; add it" in summary
+    assert [r["name"] for r in json.loads((tmp_path / "o.json").read_text())] == ["a"]
+
+
+def test_case15_invalid_combinations_exit_2_and_hints_do_not_mislead(tmp_path: Path) -> None:
+    prompts = small_batch(tmp_path)
+    both = cli("upsample-prompts", str(prompts), "--input-dir", str(tmp_path), "--engine", "fake")
+    assert both.returncode == 2 and "give either PROMPTS_FILE or --input-dir" in both.stderr
+    neither = cli("upsample-prompts", "--engine", "fake")
+    assert neither.returncode == 2 and "give either PROMPTS_FILE or --input-dir" in neither.stderr
+    with_o = cli("upsample-prompts", "--input-dir", str(tmp_path), "-o", "x.json", "--engine", "fake")
+    assert with_o.returncode == 2 and "--output-file does not apply to --input-dir" in with_o.stderr
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    nothing = upsample(empty, "-o", str(tmp_path / "o.json"))
+    assert nothing.returncode == 1
+    assert "holds no items; add {name, prompt, video_path} objects" in nothing.stderr
+    assert "problems" not in nothing.stderr
+    for result in (both, neither, with_o, nothing):
+        no_traceback(result)
