@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cosmos_workflow.cli.app import app, stderr, stdout
 from cosmos_workflow.cli.display import text
-from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.errors import UsageError
 from cosmos_workflow.specs.manager import DEFAULT_SPECS_DIR, SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import MODALITIES, Modality, UpsampleFrom
 
@@ -25,7 +25,7 @@ def parse_controls(pairs: list[str]) -> dict[Modality, str | None]:
         key, sep, raw = pair.partition("=")
         modality = _modality(key.strip(), pair)
         if modality in controls:
-            raise ConfigError(f"--control {modality} given twice; give each modality once")
+            raise UsageError(f"--control {modality} given twice; give each modality once")
         controls[modality] = _video_arg(raw, f"--control {modality}=") if sep and raw.strip() else None
     return controls
 
@@ -34,7 +34,7 @@ def _modality(key: str, pair: str) -> Modality:
     for modality in MODALITIES:
         if key == modality:
             return modality
-    raise ConfigError(
+    raise UsageError(
         f"--control {pair!r}: unknown modality {key!r}; "
         f"use one of {', '.join(MODALITIES)}, e.g. --control depth=d.mp4"
     )
@@ -43,9 +43,9 @@ def _modality(key: str, pair: str) -> Modality:
 def _video_arg(raw: str, option: str = "--video") -> str:
     """An existing local file is stored absolute; any other path as given (it may live on the GPU host)."""
     if not raw.strip():
-        raise ConfigError(f"{option} is empty; pass the video's path")
+        raise UsageError(f"{option} is empty; pass the video's path")
     if "\x00" in raw:
-        raise ConfigError(f"{option} contains a NUL character; fix the path")
+        raise UsageError(f"{option} contains a NUL character; fix the path")
     path = Path(raw).expanduser()
     if path.is_file():
         return str(path.resolve())
@@ -87,7 +87,7 @@ def _upsample_from(value: str) -> UpsampleFrom:
     try:
         return TypeAdapter(UpsampleFrom).validate_python(value)
     except ValidationError:
-        raise ConfigError(
+        raise UsageError(
             f"--upsample-from {value!r}; use one of {', '.join(get_args(UpsampleFrom))}"
         ) from None
 

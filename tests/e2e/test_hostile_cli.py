@@ -98,7 +98,7 @@ def test_case13_create_spec_refuses_empty_prompt_and_video(tmp_path: Path) -> No
     assert empty_prompt.returncode == 1
     assert "error: spec 'x': the prompt is empty; write a short prompt for the shot" in empty_prompt.stderr
     empty_video = cli("create-spec", "x", "a prompt", "--video", "", "--specs-dir", str(specs))
-    assert empty_video.returncode == 1
+    assert empty_video.returncode == 2
     assert "error: --video is empty; pass the video's path" in empty_video.stderr
     assert not specs.exists()
 
