@@ -108,7 +108,9 @@ def _check_file(path: Path) -> os.stat_result:
     except ValueError:  # a NUL or an unencodable character in the path
         raise VideoError(f"Video path {str(path)!r} is not a valid file name; fix the path.") from None
     if not stat.S_ISREG(status.st_mode):
-        raise VideoError(f"Video path {path} is not a regular file; point the item at a video file.")
+        raise VideoError(
+            f"Video path {path} is not a file (a folder, device or FIFO); point the item at a video file."
+        )
     if status.st_size == 0:
         raise VideoError(f"Video {path} is empty (0 bytes); copy it again or remove the item's video.")
     return status
