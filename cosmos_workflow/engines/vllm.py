@@ -30,7 +30,7 @@ from typing import Any, Literal
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.errors import ConfigError, GPUOutOfMemoryError, ModelLoadError
 from cosmos_workflow.parallel.environment import hidden_torchrun_environment
-from cosmos_workflow.tokenizer import tokenizer_path_for
+from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
 
 log = logging.getLogger(__name__)
 
@@ -257,14 +257,7 @@ def collapse_image_runs(ids: Sequence[int], image_ids: tuple[int, int, int]) -> 
 
 def _image_special_ids(model: Path) -> tuple[int, int, int]:
     """(img, img_break, img_end) from the checkpoint's tokenizer (or the bundled Pixtral one)."""
-    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
-
-    tok = MistralTokenizer.from_file(str(tokenizer_path_for(model)))
-    encoder = tok.instruct_tokenizer.image_encoder
-    if encoder is None:
-        raise ModelLoadError(f"the tokenizer of {model} has no image encoder: it is not a Pixtral checkpoint")
-    ids = encoder.special_ids
-    return int(ids.img), int(ids.img_break), int(ids.img_end)
+    return load_tokenizer(tokenizer_path_for(model)).image_ids
 
 
 def _generation(output: Any, request: EncodedRequest) -> Generation:
