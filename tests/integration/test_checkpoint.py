@@ -490,3 +490,13 @@ def test_unknown_keys_are_named_in_a_warning(
     params = read_params(source)
     assert params.head_dim == 24 and params.vision_encoder.image_break_token_id == 12
     assert "['flavour', 'vision_encoder.colour']" in caplog.text
+
+
+def test_the_vision_section_may_sit_under_multimodal(good_source: Path, tmp_path: Path) -> None:
+    """Newer Mistral files nest the vision encoder as multimodal.vision_encoder_args."""
+    from cosmos_workflow.checkpoint import read_params
+
+    params = json.loads(json.dumps(mistral_format.PARAMS))
+    params["multimodal"] = {"vision_encoder_args": params.pop("vision_encoder")}
+    nested = _with_params(good_source, tmp_path / "nested", json.dumps(params))
+    assert read_params(nested) == read_params(good_source)
