@@ -29,7 +29,9 @@
 #     DOCKER_ARGS      more `docker run` arguments, one per line
 #     COSMOS_WORKFLOW_PIP  pip requirement installed in the container when cosmos_workflow is not
 #                      importable there (e.g. a wheel under a mounted folder); default: this checkout,
-#                      mounted read-only at /opt/cosmos-workflow and installed from a copy
+#                      mounted read-only at /opt/cosmos-workflow and installed from a copy. Either way
+#                      pip is constrained to the image's own `pip list --format=freeze`: no package the
+#                      image has (vLLM, transformers, numpy, ...) changes version.
 #
 # Exit code: that of cosmos-workflow (0 ok, 3 some items failed, 1 error), 2 for bad arguments.
 
@@ -202,9 +204,13 @@ ensure_installed() {
         spec=$(mktemp -d)
         tar -C "$CONTAINER_SRC" --exclude=.venv --exclude=.git -cf - . | tar -C "$spec" -xf -
     fi
-    printf 'installing cosmos-workflow from %s\n' "$spec" >&2
-    "$PY" -m pip install --quiet --no-warn-script-location "$spec" ||
-        die "pip could not install cosmos-workflow from $spec; set COSMOS_WORKFLOW_PIP to a wheel" 1
+    # every package the image already has stays at the image's version: constraints from its own freeze
+    local constraints
+    constraints=$(mktemp)
+    "$PY" -m pip list --format=freeze --exclude cosmos-workflow >"$constraints"
+    printf 'installing cosmos-workflow from %s, the image'\''s packages kept as they are\n' "$spec" >&2
+    "$PY" -m pip install --quiet --no-warn-script-location --constraint "$constraints" "$spec" ||
+        die "pip could not install cosmos-workflow from $spec without changing a package the image pins; see pip's message above, or set COSMOS_WORKFLOW_PIP to a wheel" 1
 }
 
 # values joined with '=' and the file after '--': a path starting with '-' is never read as an option
