@@ -25,8 +25,9 @@ from cosmos_workflow.config import RunOptions
 from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.executors import Executor, KeyedItem, executor_for, launcher_for
 from cosmos_workflow.executors.merge import by_key, merge_records
-from cosmos_workflow.files import exclusive_lock, write_json_atomic
+from cosmos_workflow.files import exclusive_lock, lock_path_for, write_json_atomic
 from cosmos_workflow.journal import Journal, done_keys, journal_path_for, journals_for, set_aside
+from cosmos_workflow.paths import check_paths
 from cosmos_workflow.runner import Job, Progress, RunResult, request_key
 from cosmos_workflow.specs.batch import BatchItem, Problem, load_batch
 from cosmos_workflow.tokenizer import Tokenizer, load_tokenizer, tokenizer_path_for
@@ -68,20 +69,24 @@ def upsample(
     executor: Executor | None = None,
     progress: Progress | None = None,
     shard: bool = True,
+    inputs: Sequence[Path] = (),
 ) -> RunResult:
     """Upsample ``items`` into ``output``, resuming from its journals; only one run per output.
 
     Items already done in any journal of ``output`` are not redone (unless ``options.force``).
     ``executor`` decides where the jobs run (default: this process, or this torchrun rank unless
     ``shard`` is off; with ``options.num_gpu > 1``, a torchrun child process). An executor made
-    here is closed at the end; the caller's stays open (it may keep an engine loaded).
+    here is closed at the end; the caller's stays open (it may keep an engine loaded). Every path
+    is checked before any work (:func:`check_run_paths`); ``inputs`` are the files the items came
+    from, which the output must not be.
     """
     if executor is None and (launcher := launcher_for(options)) is not None:
+        check_run_paths(output, "", options, inputs=inputs)
         return launch(launcher, items, options, output=output, progress=progress)
     owned = executor is None
     executor = executor or executor_for(shard=shard)
     with closing(executor) if owned else nullcontext():
-        return _run(executor, items, options, output=output, progress=progress)
+        return _run(executor, items, options, output=output, progress=progress, inputs=inputs)
 
 
 def _run(
@@ -91,12 +96,14 @@ def _run(
     *,
     output: Path,
     progress: Progress | None,
+    inputs: Sequence[Path],
 ) -> RunResult:
     started = time.monotonic()
     options = executor.adapt(options)
+    check_run_paths(output, executor.journal_suffix, options, inputs=inputs)
+    journal = Journal(journal_path_for(output, executor.journal_suffix))
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     tokenizer = tokenizer_for(options.engine.model)
-    journal = Journal(journal_path_for(output, executor.journal_suffix))
     with exclusive_lock(journal.path, owner_of=output):
         executor.start(output, options)
         if options.force:
@@ -129,6 +136,18 @@ def launch(
     with exclusive_lock(journal_path_for(output), owner_of=output):
         resumed = launcher.run(keyed, options, output=output, source=source, progress=progress)
     return _result(keyed, output, True, started, resumed=resumed)
+
+
+def check_run_paths(output: Path, suffix: str, options: RunOptions, *, inputs: Sequence[Path] = ()) -> None:
+    """Refuse, before the lock, the plan or the model, every path this run would fail on or harm:
+    the output, its journal and lock (a device, a folder, the input itself, an unwritable
+    folder, a name too long) and the clips folder."""
+    check_paths(read=inputs, write=[output])
+    journal = journal_path_for(output, suffix)
+    check_paths(
+        write=[journal, lock_path_for(journal)],
+        folders=[options.clips_dir] if options.clips_dir is not None else [],
+    )
 
 
 def _own_journals(output: Path, own: Path, executor: Executor) -> list[Path]:
@@ -177,10 +196,19 @@ def upsample_file(
         for problem in batch.problems:
             log.warning("skipped %s", problem)
     if not batch.items:
-        raise InputFileError(f"{prompts_file} has no valid items; fix the problems listed above")
+        raise InputFileError(_no_items(prompts_file, batch.problems))
     if launcher is not None:  # the ranks read the same file: the same items, the same outputs
+        check_run_paths(output, "", options, inputs=[prompts_file])
         result = launch(launcher, batch.items, options, output=output, progress=progress, source=prompts_file)
         return result, batch.problems
     with closing(executor) if owned else nullcontext():
-        result = upsample(batch.items, options, output=output, executor=executor, progress=progress)
+        result = upsample(
+            batch.items, options, output=output, executor=executor, progress=progress, inputs=[prompts_file]
+        )
     return result, batch.problems
+
+
+def _no_items(prompts_file: Path, problems: Sequence[Problem]) -> str:
+    if problems:
+        return f"{prompts_file} has no valid items; fix the problems listed above"
+    return f"{prompts_file} holds no items; add {{name, prompt, video_path}} objects to its list"

@@ -402,7 +402,8 @@ def _clips_dir(settings: UpsampleSettings, output: Path | None) -> Path | None:
         return None
     if settings.clips_dir is not None:
         return settings.clips_dir
-    return output.with_name(f"{output.stem}_clips") if output is not None else None
+    # no name ("-o ''" is Path('.')): no clips folder; the run refuses that output (paths.check_paths)
+    return output.with_name(f"{output.stem}_clips") if output is not None and output.name else None
 
 
 def resolve_model(

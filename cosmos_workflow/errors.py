@@ -8,7 +8,8 @@ what to do next; the CLI prints it as one line and exits non-zero.
     CosmosWorkflowError
     ├── ConfigError          bad options or configuration (whole run)
     │   ├── UsageError       a flag's value or a combination of flags is invalid (exit 2)
-    │   └── OutputBusyError  another live run is writing the same output
+    │   ├── OutputBusyError  another live run is writing the same output
+    │   └── PathError        a path the user gave cannot be used (special file, the input itself, ...)
     ├── InputFileError       the prompts file or spec folder cannot be read at all (whole run)
     ├── ItemError            one item of a batch; reported, the rest go on
     │   ├── VideoError       missing, unreadable, empty or unusable video
@@ -40,6 +41,10 @@ class UsageError(ConfigError):
 
 class OutputBusyError(ConfigError):
     """Another live run holds the output's lock (one writer per output)."""
+
+
+class PathError(ConfigError):
+    """A path the user gave cannot be used: a special file, the input as output, an unwritable folder."""
 
 
 class InputFileError(CosmosWorkflowError):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from cosmos_workflow.config import ResolvedSettings, resolve_settings
-from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.errors import UsageError
 
 
 def parse_resolution(value: str) -> int | Literal["auto"]:
@@ -22,9 +22,9 @@ def parse_resolution(value: str) -> int | Literal["auto"]:
     try:
         number = int(value)
     except ValueError:
-        raise ConfigError(f"--max-resolution {value!r} is not a number; pass e.g. 480, or 'auto'") from None
+        raise UsageError(f"--max-resolution {value!r} is not a number; pass e.g. 480, or 'auto'") from None
     if number < 16:
-        raise ConfigError(f"--max-resolution {number} is below one 16-px patch; pass 16 or more")
+        raise UsageError(f"--max-resolution {number} is below one 16-px patch; pass 16 or more")
     return number
 
 
@@ -131,7 +131,7 @@ def parse_batch_size(value: str) -> int | Literal["auto"]:
     if value == "auto":
         return "auto"
     if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"--batch-size {value!r} is not a positive number; pass e.g. 32, or 'auto'")
+        raise UsageError(f"--batch-size {value!r} is not a positive number; pass e.g. 32, or 'auto'")
     return int(value)
 
 
@@ -141,7 +141,7 @@ def parse_engine_options(pairs: list[str]) -> dict[str, str | int | float | bool
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(
+            raise UsageError(
                 f"--engine-option {pair!r} is not KEY=VALUE; e.g. --engine-option max_num_seqs=64"
             )
         options[key] = _scalar(raw)
