@@ -64,10 +64,11 @@ def upsample(
     """Upsample ``items`` into ``output``, resuming from its journals; only one run per output.
 
     Items already done in any journal of ``output`` are not redone (unless ``options.force``).
-    ``executor`` decides where the jobs run (default: this process, or this torchrun rank).
+    ``executor`` decides where the jobs run (default: ``options.executor``: this process, or this
+    torchrun rank, or a Ray cluster).
     """
     started = time.monotonic()
-    executor = executor or executor_for()
+    executor = executor or executor_for(options)
     options = executor.adapt(options)
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     tokenizer = tokenizer_for(options.engine.model)
@@ -126,7 +127,7 @@ def upsample_file(
     progress: Progress | None = None,
 ) -> tuple[RunResult, list[Problem]]:
     """Read a prompts file, report its bad items, upsample the good ones into ``output``."""
-    executor = executor or executor_for()
+    executor = executor or executor_for(options)
     batch = load_batch(prompts_file)
     if executor.primary:
         for problem in batch.problems:

@@ -40,6 +40,7 @@ CONFIG_ENV = "COSMOS_WORKFLOW_CONFIG"
 DEFAULT_IMAGE = "nvcr.io/ubuntu/cosmos-transfer1:latest"
 
 OnError = Literal["error", "original"]
+Executor = Literal["local", "ray"]
 Control = Literal["vis", "edge", "depth", "seg"]
 EngineOptionValue = str | int | float | bool | None
 
@@ -73,6 +74,11 @@ class UpsampleSettings(_Section):
     clips_dir: Path | None = None
     workers: int = Field(2, ge=1, description="background preprocessing threads")
     prefetch_batches: int = Field(2, ge=1)
+    executor: Executor = Field("local", description="local (this process, or a torchrun rank) or ray")
+    ray_address: str | None = Field(None, description="a running Ray cluster; none starts a local one")
+    ray_actors: int | None = Field(
+        None, ge=1, description="engines in the Ray actor pool (default: one per GPU, 1 without GPUs)"
+    )
 
 
 class RemoteSettings(_Section):
@@ -289,6 +295,9 @@ class RunOptions(BaseModel):
     clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
     workers: int = Field(2, ge=1, description="background preprocessing threads")
     prefetch_batches: int = Field(2, ge=1)
+    executor: Executor = Field("local", description="where the jobs run: 'local' (or a torchrun rank), 'ray'")
+    ray_address: str | None = Field(None, description="the Ray cluster to join; None starts a local one")
+    ray_actors: int | None = Field(None, ge=1, description="engines in the Ray actor pool; None: one per GPU")
 
 
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:
@@ -326,6 +335,9 @@ def run_options(settings: UpsampleSettings, *, output: Path | None = None, force
         clips_dir=_clips_dir(settings, output),
         workers=settings.workers,
         prefetch_batches=settings.prefetch_batches,
+        executor=settings.executor,
+        ray_address=settings.ray_address,
+        ray_actors=settings.ray_actors,
     )
 
 

@@ -18,7 +18,8 @@ what to do next; the CLI prints it as one line and exits non-zero.
     │   ├── ContextLengthError   the engine rejected a request as too long
     │   └── GPUOutOfMemoryError  the batch did not fit in accelerator memory
     ├── SpecError            a PromptSpec file is invalid or cannot be written
-    └── RemoteError          SSH, file transfer or the remote command failed
+    ├── RemoteError          SSH, file transfer or the remote command failed
+    └── ClusterError         the Ray cluster cannot be reached, or its pipeline failed
 """
 
 from __future__ import annotations
@@ -82,3 +83,7 @@ class SpecError(CosmosWorkflowError):
 
 class RemoteError(CosmosWorkflowError):
     """SSH, file transfer or a remote command failed."""
+
+
+class ClusterError(CosmosWorkflowError):
+    """The Ray cluster cannot be reached, or the pipeline on it failed as a whole."""

@@ -39,6 +39,11 @@ class OnError(StrEnum):
     original = "original"
 
 
+class ExecutorName(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command("upsample-prompts")
 def upsample_prompts(
     ctx: typer.Context,
@@ -92,13 +97,26 @@ def upsample_prompts(
     engine_option: Annotated[
         list[str] | None, typer.Option(help="engine setting KEY=VALUE, repeatable (e.g. base_url=...)")
     ] = None,
+    executor: Annotated[
+        ExecutorName,
+        typer.Option(help="where the batch runs: local (this process, or torchrun's ranks) or a ray cluster"),
+    ] = ExecutorName.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="with --executor ray: the cluster (HEAD:6379); default: start a local one"),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="with --executor ray: engines in the actor pool (default: one per GPU)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
     config: ConfigFile = None,
 ) -> None:
     """Upsample every prompt with the model loaded once; rerun the same command to resume.
 
     Settings not given as flags come from the config file and COSMOS_* variables (see `config`).
-    Under torchrun each process runs its shard and the last one writes the output.
+    Under torchrun each process runs its shard and the last one writes the output; with
+    --executor ray the batch runs on a Ray cluster's actor pool and this process writes the output.
     """
     settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
     setup_logging(quiet=quiet)

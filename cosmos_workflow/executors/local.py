@@ -46,13 +46,13 @@ class LocalExecutor(Executor):
         except ModelLoadError as exc:
             if options.on_error != "original":
                 raise
-            _write_fallbacks(jobs, options, journal, str(exc), progress)
+            write_fallbacks(jobs, options, journal, str(exc), progress)
             return
         with loaded:
             Runner(loaded, tokenizer, options, journal).run(jobs, progress)
 
 
-def _write_fallbacks(
+def write_fallbacks(
     jobs: Sequence[Job], options: RunOptions, journal: Journal, reason: str, progress: Progress | None
 ) -> None:
     """``--on-error original`` when the model cannot load: every item gets its original prompt."""

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from cosmos_workflow import __version__, api
 from cosmos_workflow.errors import InputFileError, SpecError
-from cosmos_workflow.executors import LocalExecutor
+from cosmos_workflow.executors import executor_for
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.manager import SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsamplingParams, utc_now
@@ -175,7 +175,11 @@ def upsample_specs(
         items = [p.item for p in sendable if p.item is not None]
         # spec runs are not sharded: every process of a torchrun job would wait on the folder lock
         result = api.upsample(
-            items, options, output=output, executor=executor or LocalExecutor(), progress=progress
+            items,
+            options,
+            output=output,
+            executor=executor or executor_for(options, sharded=False),
+            progress=progress,
         )
         records = {id(p): r for p, r in zip(sendable, result.records, strict=True)}
     return [_finish(p, records.get(id(p)), options) for p in prepared]
