@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -38,32 +38,50 @@ def lock_path_for(target: Path) -> Path:
 
 
 @contextmanager
-def exclusive_lock(target: Path, *, owner_of: Path | None = None) -> Iterator[None]:
-    """Be the only process writing ``target``; refuse at once (no waiting) if another live one is.
+def flocked(lock: Path, *, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[int]:
+    """Hold an exclusive ``flock`` on the file ``lock`` (created if missing) for the block.
 
-    The lock is an ``flock`` on a hidden sidecar file holding the owner's pid. The kernel drops it
-    when the owner dies, even by SIGKILL, so a killed run never blocks its rerun. The file itself
-    stays: removing it while another process has it open would let two owners in. ``owner_of``
-    names what the user knows the lock by (the output file) in the refusal.
+    Busy: with ``wait`` (after calling ``on_wait``) block until it is free, else raise
+    :class:`BlockingIOError`. The kernel drops the lock when its process dies, even by SIGKILL.
     """
-    lock = lock_path_for(target)
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputBusyError(_busy_message(owner_of or target, _owner(fd))) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
+            if not wait:
+                raise
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
     finally:
         os.close(fd)  # closing releases the lock
 
 
-def _owner(fd: int) -> str:
+@contextmanager
+def exclusive_lock(target: Path, *, owner_of: Path | None = None) -> Iterator[None]:
+    """Be the only process writing ``target``; refuse at once (no waiting) if another live one is.
+
+    The lock is an ``flock`` on a hidden sidecar file holding the owner's pid (see
+    :func:`flocked`), so a killed run never blocks its rerun. The file itself stays: removing it
+    while another process has it open would let two owners in. ``owner_of`` names what the user
+    knows the lock by (the output file) in the refusal.
+    """
+    lock = lock_path_for(target)
+    try:
+        with flocked(lock, wait=False) as fd:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+    except BlockingIOError:
+        raise OutputBusyError(_busy_message(owner_of or target, _owner(lock))) from None
+
+
+def _owner(lock: Path) -> str:
     with suppress(OSError, ValueError):
-        text = os.pread(fd, 32, 0).decode().strip()
+        text = lock.read_text(encoding="ascii")[:32].strip()
         if text.isdigit():
             return f"pid {text}"
     return "another process"

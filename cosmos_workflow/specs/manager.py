@@ -11,9 +11,7 @@ process waits on it would break the exclusion); they are hidden and tiny.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cosmos_workflow.errors import SpecError
-from cosmos_workflow.files import write_json_atomic
+from cosmos_workflow.files import flocked, write_json_atomic
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsampleFrom, new_spec
 
 DEFAULT_SPECS_DIR = Path("inputs/prompts")
@@ -59,14 +57,8 @@ class SpecScan:
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold the exclusive lock of spec file ``path`` (blocks while another process holds it)."""
-    lock = path.with_name(f".{path.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with flocked(path.with_name(f".{path.name}.lock")):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def file_stem(name: str) -> str:
