@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.engines import EngineConfig, SamplingParams
@@ -298,6 +298,21 @@ class RunOptions(BaseModel):
     executor: Executor = Field("local", description="where the jobs run: 'local' (or a torchrun rank), 'ray'")
     ray_address: str | None = Field(None, description="the Ray cluster to join; None starts a local one")
     ray_actors: int | None = Field(None, ge=1, description="engines in the Ray actor pool; None: one per GPU")
+
+    @model_validator(mode="after")
+    def _engine_runs_on_the_executor(self) -> RunOptions:
+        if self.executor == "ray":
+            check_ray_engine(self.engine.engine)
+        return self
+
+
+def check_ray_engine(engine: str) -> None:
+    """The ``openai`` engine does not run on Ray: its server already batches (a UsageError)."""
+    if engine == "openai":
+        raise UsageError(
+            "--executor ray does not take --engine openai: the server already batches requests; "
+            "drop --executor ray"
+        )
 
 
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:

@@ -10,12 +10,13 @@ still finds too long shrinks its own plan and is retried once; an answer cut off
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import secrets
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,13 +106,22 @@ class Runner:
     """Runs items through one loaded engine and records every outcome in the journal."""
 
     def __init__(
-        self, engine: Engine, tokenizer: Tokenizer, options: RunOptions, journal: Journal | None = None
+        self,
+        engine: Engine,
+        tokenizer: Tokenizer | Callable[[], Tokenizer],
+        options: RunOptions,
+        journal: Journal | None = None,
     ) -> None:
         self.engine = engine
-        self.tokenizer = tokenizer
+        self._tokenizer = tokenizer
         self.options = options
         self.journal = journal
         self.batch_size = options.batch_size if isinstance(options.batch_size, int) else 8
+
+    @functools.cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer; given as a loader, it loads on first use (a Ray actor seldom needs one)."""
+        return self._tokenizer if isinstance(self._tokenizer, Tokenizer) else self._tokenizer()
 
     def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> list[UpsampleRecord]:
         """Process jobs; records come back in the order of ``jobs`` (and go to the journal, if any)."""

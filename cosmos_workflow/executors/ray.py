@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cosmos_workflow.config import check_ray_engine
 from cosmos_workflow.engines import Engine, EngineConfig, load_engine
 from cosmos_workflow.errors import ClusterError, CosmosWorkflowError, ModelLoadError, UsageError
 from cosmos_workflow.executors.base import Executor
@@ -140,11 +141,7 @@ class RayExecutor(Executor):
         self.engine_factory = engine_factory
 
     def adapt(self, options: RunOptions) -> RunOptions:
-        if options.engine.engine == "openai":
-            raise UsageError(
-                "--executor ray does not take --engine openai: the server already batches requests; "
-                "drop --executor ray"
-            )
+        check_ray_engine(options.engine.engine)
         return options
 
     def execute(
@@ -167,9 +164,7 @@ class RayExecutor(Executor):
                 where.gpus,
                 where.cpus,
             )
-            left = self._run(jobs, options, where, journal, progress)
-        if left:
-            log.error("ray: %d item(s) came back without a result; rerun the same command", len(left))
+            self._run(jobs, options, where, journal, progress)
 
     def _run(
         self,
@@ -178,8 +173,9 @@ class RayExecutor(Executor):
         where: Placement,
         journal: Journal,
         progress: Progress | None,
-    ) -> list[Job]:
-        """Stream the records into the journal; the jobs still without one are returned."""
+    ) -> None:
+        """Stream the records into the journal, each key once (a job without one stays pending:
+        the api names it, and a rerun does it)."""
         pending = {job.key: job for job in jobs}
         try:
             for records in stream(jobs, options, where, self.engine_factory):
@@ -191,14 +187,13 @@ class RayExecutor(Executor):
             cause = our_error(exc)
             if isinstance(cause, ModelLoadError) and options.on_error == "original":
                 write_fallbacks(list(pending.values()), options, journal, _first_line(cause), progress)
-                return []
+                return
             if cause is not None:  # its own line: Ray appends notes on its retries to the text
                 raise type(cause)(_first_line(cause)) from exc
             raise ClusterError(
                 f"the Ray pipeline failed ({type(exc).__name__}: {_first_line(exc)}); the finished "
                 "items are in the journal: rerun the same command to do the rest"
             ) from exc
-        return list(pending.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +209,8 @@ def stream(
 
     batches = engine_batches(jobs, options)
     longest = max((j.plan.total_tokens for j in jobs if j.plan.fits), default=0)
-    environment = {"env_vars": forwarded_environment()}
+    forwarded = forwarded_environment()
+    environment = {"env_vars": forwarded} if forwarded else None  # none: the idle workers serve
     rows = [{"jobs": _dumps(batch)} for batch in batches]
     with data_context():
         dataset = (
@@ -263,7 +259,9 @@ class Generator:
             # its exception, and a batch's failure with it (so the driver can name the cause)
             self.load_error = exc
             return
-        self.runner = Runner(engine, load_tokenizer(tokenizer_path_for(options.engine.model)), options)
+        # the tokenizer loads only if a request must shrink: the batches come encoded
+        tokenizer = functools.partial(load_tokenizer, tokenizer_path_for(options.engine.model))
+        self.runner = Runner(engine, tokenizer, options)
         self.runner.size_batches(longest)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
