@@ -74,6 +74,8 @@ _CHATTY_LOGGERS = {
     "ray.data._internal.progress": logging.ERROR,  # "progress bars disabled"
     "ray.data._internal.execution.streaming_executor": logging.WARNING,  # start and end banners
 }
+#: how long the pipeline waits for every actor to load its engine before the run fails
+ENGINE_START_S = 1800
 #: engines that need no GPU even on a GPU cluster
 _CPU_ENGINES = frozenset({"fake"})
 #: variables of the driver that the workers get too (the model cache, test hooks)
@@ -221,7 +223,7 @@ def stream(
                 runtime_env=environment,
             )
             .map_batches(
-                Generator,
+                EngineActor,
                 batch_size=1,
                 fn_constructor_kwargs={"options": options, "factory": factory, "longest": longest},
                 compute=ray.data.ActorPoolStrategy(size=where.actors),
@@ -246,7 +248,7 @@ def prepare_row(row: dict[str, Any], options: RunOptions) -> dict[str, Any]:
         return {"jobs": _dumps(list(pool.map(prepare, jobs)))}
 
 
-class Generator:
+class EngineActor:
     """One actor of the pool: an engine loaded once, and the runner's batch step around it."""
 
     def __init__(self, options: RunOptions, factory: EngineFactory | None, longest: int) -> None:
@@ -331,8 +333,9 @@ def forwarded_environment(env: Mapping[str, str] | None = None) -> dict[str, str
 @contextmanager
 def data_context() -> Iterator[None]:
     """Ray Data as the CLI wants it: no progress bars or banners (it shows its own progress;
-    warnings stay), and a failing batch raises its own exception (a cosmos-workflow error the
-    driver can name) rather than a generic one."""
+    warnings stay); a failing batch raises its own exception (a cosmos-workflow error the driver
+    can name) rather than a generic one; and batches go out once every actor has its engine, so
+    the first actor up does not take them all (Ray gives each batch to the least busy actor)."""
     from ray.data import DataContext
 
     context = DataContext.get_current()
@@ -340,6 +343,7 @@ def data_context() -> Iterator[None]:
         "enable_progress_bars": False,
         "print_on_execution_start": False,
         "raise_original_map_exception": True,
+        "wait_for_min_actors_s": ENGINE_START_S,
     }
     saved = {name: getattr(context, name) for name in fields}
     levels = {name: logging.getLogger(name).level for name in _CHATTY_LOGGERS}

@@ -35,20 +35,34 @@ pytestmark = pytest.mark.slow
 class Logged(FakeEngine):
     """The fake engine; appends each batch it serves (its pid, the keys) to ``folder``. Prompts
     containing "engine-fails" get a failed generation. With ``crash_marker``, the first engine
-    to reach its second batch creates the marker and dies by SIGKILL (one death in the run)."""
+    to reach its second batch creates the marker and dies by SIGKILL (one death in the run).
+    With ``rendezvous`` N, an engine holds its first batch until N engines hold one (or 60 s
+    pass): Ray gives a batch to the least busy actor, so the others get the next ones."""
 
     def __init__(
-        self, config: EngineConfig, *, folder: str, delay: float = 0.0, crash_marker: str | None = None
+        self,
+        config: EngineConfig,
+        *,
+        folder: str,
+        delay: float = 0.0,
+        crash_marker: str | None = None,
+        rendezvous: int = 0,
     ) -> None:
         super().__init__(config)
         self.folder = Path(folder)
         self.delay = delay
         self.crash_marker = crash_marker
+        self.rendezvous = rendezvous
         self.served = 0
         (self.folder / f"load-{os.getpid()}-{time.monotonic_ns()}").touch()
 
     def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
         self.served += 1
+        if self.served == 1 and self.rendezvous:
+            (self.folder / f"serving-{os.getpid()}").touch()
+            deadline = time.monotonic() + 60
+            while len(list(self.folder.glob("serving-*"))) < self.rendezvous and time.monotonic() < deadline:
+                time.sleep(0.05)
         if self.crash_marker and self.served == 2 and _first_to_create(Path(self.crash_marker)):
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(self.delay)
@@ -138,7 +152,7 @@ def test_two_actors_serve_uneven_batches_and_give_a_local_runs_records(
     items[1] = items[1].model_copy(update={"prompt": "engine-fails on this one"})
     items[2] = items[2].model_copy(update={"video_path": tmp_path / "missing.mp4"})
     options = fake_options(batch_size=2)
-    engine = functools.partial(Logged, folder=str(log_dir), delay=0.2)
+    engine = functools.partial(Logged, folder=str(log_dir), delay=0.2, rendezvous=2)
 
     ray_run = api.upsample(items, options, output=tmp_path / "ray.json", executor=RayExecutor(engine))
     local_engine = Logged(options.engine, folder=str(tmp_path))
@@ -148,7 +162,7 @@ def test_two_actors_serve_uneven_batches_and_give_a_local_runs_records(
     assert [r.status for r in ray_run.records] == ["ok", "error", "text_only", "ok", "text_only"]
     assert "the fake engine refused it" in (ray_run.records[1].error or "")
     served = served_batches(log_dir)
-    assert len(served) == 2  # both actors served batches
+    assert len(served) == 2  # both actors served batches (see rendezvous)
     assert sorted(len(batch) for batches in served.values() for batch in batches) == [1, 2, 2]
     assert sorted(journal_keys(tmp_path / "ray.json")) == sorted(r.key for r in local.records)
 
