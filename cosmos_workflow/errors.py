@@ -8,7 +8,8 @@ what to do next; the CLI prints it as one line and exits non-zero.
     CosmosWorkflowError
     ├── ConfigError          bad options or configuration (whole run)
     │   ├── UsageError       a flag's value or a combination of flags is invalid (exit 2)
-    │   └── OutputBusyError  another live run is writing the same output
+    │   ├── OutputBusyError  another live run is writing the same output
+    │   └── PathError        a path the user gave cannot be used (special file, the input itself, ...)
     ├── InputFileError       the prompts file or spec folder cannot be read at all (whole run)
     ├── ItemError            one item of a batch; reported, the rest go on
     │   ├── VideoError       missing, unreadable, empty or unusable video
@@ -18,7 +19,9 @@ what to do next; the CLI prints it as one line and exits non-zero.
     │   ├── ContextLengthError   the engine rejected a request as too long
     │   └── GPUOutOfMemoryError  the batch did not fit in accelerator memory
     ├── SpecError            a PromptSpec file is invalid or cannot be written
+    ├── LaunchError          the processes started for a run (torchrun for num_gpu > 1) failed
     ├── RemoteError          SSH, file transfer or the remote command failed
+    ├── ReportError          the review page cannot be written
     └── ClusterError         the Ray cluster cannot be reached, or its pipeline failed
 """
 
@@ -39,6 +42,10 @@ class UsageError(ConfigError):
 
 class OutputBusyError(ConfigError):
     """Another live run holds the output's lock (one writer per output)."""
+
+
+class PathError(ConfigError):
+    """A path the user gave cannot be used: a special file, the input as output, an unwritable folder."""
 
 
 class InputFileError(CosmosWorkflowError):
@@ -81,8 +88,16 @@ class SpecError(CosmosWorkflowError):
     """A PromptSpec file is invalid, or cannot be written."""
 
 
+class LaunchError(CosmosWorkflowError):
+    """The processes a run started (torchrun for ``num_gpu > 1``) ended with items not done."""
+
+
 class RemoteError(CosmosWorkflowError):
     """SSH, file transfer or a remote command failed."""
+
+
+class ReportError(CosmosWorkflowError):
+    """The review page (``report``) cannot be written."""
 
 
 class ClusterError(CosmosWorkflowError):

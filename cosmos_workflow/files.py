@@ -1,28 +1,44 @@
-"""File-system primitives shared by every layer: atomic JSON writes and one-writer locks."""
+"""File-system primitives shared by every layer: atomic JSON and text writes, one-writer locks."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
-from collections.abc import Callable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from cosmos_workflow.errors import OutputBusyError
+from cosmos_workflow.errors import OutputBusyError, PathError
+from cosmos_workflow.text import replace_lone_surrogates
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``.
+    """Write JSON atomically (see :func:`write_atomic`), indented, UTF-8."""
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+    write_atomic(path, [*encoder.iterencode(data), "\n"])
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` atomically (see :func:`write_atomic`), UTF-8."""
+    write_atomic(path, [text])
+
+
+def write_atomic(path: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to a temp file in the same folder, fsync, then rename over ``path``.
 
     The temp file is removed if anything fails (a full disk, an interrupt), so no debris is left.
+    A special file or a folder at ``path`` is never replaced. Text UTF-8 cannot hold (a lone
+    surrogate) is written as U+FFFD rather than failing the write.
     """
+    _refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
+            for chunk in chunks:  # a JSON chunk never splits a surrogate: it is one character
+                handle.write(replace_lone_surrogates(chunk))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -30,6 +46,15 @@ def write_json_atomic(path: Path, data: object) -> None:
         with suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _refuse_special(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(mode):
+        raise PathError(f"{path} exists and is not a regular file; it is left alone: pass another path")
 
 
 def lock_path_for(target: Path) -> Path:

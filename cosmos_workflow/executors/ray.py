@@ -21,12 +21,13 @@ A failure of one item (its video, its plan, the engine's answer) stays that item
 
 Engines. ``hf`` and ``vllm`` run one engine per actor, loaded through the engine registry as in a
 local run. Ray Data LLM's vLLM processor was read (Ray 2.60, ``ray.llm``) and not used: it pins
-its own vLLM (0.29) where the Cosmos image has 0.11.2; it drives vLLM's async engine itself, so
-our runner would not see the batch: no out-of-memory back-off, no cut-off retry with a new seed,
-no shrinking of a request the engine finds too long, and different records from a local run; and
-with its defaults one failing row fails the whole dataset (``should_continue_on_error`` off).
-One vLLM instance per actor keeps the planner's exact token ids, per-item isolation and the
-records of a local run. ``openai`` is refused: its server already batches.
+its own vLLM (``ray[llm]`` wants 0.29.0; the Cosmos image has 0.8.1); it drives vLLM's async
+engine itself, so our runner would not see the batch: no out-of-memory back-off, no cut-off retry
+with a new seed, no shrinking of a request the engine finds too long, and different records from
+a local run; and with its defaults one failing row fails the whole dataset
+(``should_continue_on_error`` off). One vLLM instance per actor keeps the planner's exact token
+ids, per-item isolation and the records of a local run. ``openai`` is refused: its server
+already batches.
 
 The cluster: ``ray_address`` (``--ray-address``), else Ray's own rule (``$RAY_ADDRESS``, else the
 cluster ``ray start`` last started on this machine, else a new local one, stopped at the end).

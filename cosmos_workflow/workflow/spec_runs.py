@@ -28,7 +28,6 @@ from pydantic import ValidationError
 
 from cosmos_workflow import __version__, api
 from cosmos_workflow.errors import InputFileError, SpecError
-from cosmos_workflow.executors import executor_for
 from cosmos_workflow.files import flocked
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.manager import SpecStore, StoredSpec
@@ -173,12 +172,9 @@ def upsample_specs(
     if sendable:
         items = [p.item for p in sendable if p.item is not None]
         # spec runs are not sharded: every process of a torchrun job would wait on the folder lock
+        # (num_gpu > 1 from one process does shard them, in the torchrun child it starts)
         result = api.upsample(
-            items,
-            options,
-            output=output,
-            executor=executor or executor_for(options, sharded=False),
-            progress=progress,
+            items, options, output=output, executor=executor, progress=progress, shard=False
         )
         records = {id(p): r for p, r in zip(sendable, result.records, strict=True)}
     return [_finish(p, records.get(id(p)), options) for p in prepared]

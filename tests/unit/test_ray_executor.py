@@ -122,7 +122,17 @@ def test_only_cosmos_workflow_variables_reach_the_workers() -> None:
 def test_the_openai_engine_is_refused_with_one_line() -> None:
     with pytest.raises(UsageError, match="does not take --engine openai: the server already batches"):
         RayExecutor().adapt(options("openai"))
+    with pytest.raises(UsageError, match="does not take --engine openai"):
+        RunOptions(engine=EngineConfig(engine="openai", model="served"), executor="ray")
     assert RayExecutor().adapt(options("vllm")).engine.engine == "vllm"
+
+
+@pytest.mark.parametrize("gpus", [{"num_gpu": 2}, {"cuda_devices": "0,1"}], ids=["num_gpu", "cuda_devices"])
+def test_torchrun_gpu_settings_are_refused_on_ray(gpus: dict[str, object]) -> None:
+    with pytest.raises(
+        UsageError, match="the cluster gives each actor its GPU: drop them and pass --ray-actors"
+    ):
+        RunOptions(engine=EngineConfig(engine="hf", model="tiny-random"), executor="ray", **gpus)
 
 
 def test_executor_for_follows_the_options(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,12 +12,13 @@ from cosmos_workflow.engines.hf.engine import HFEngine
 from cosmos_workflow.engines.hf.kernels import chunk_decoder_tokens, chunk_vision_tower, use_gqa_decode
 from cosmos_workflow.engines.hf.options import HFOptions
 from cosmos_workflow.errors import ModelLoadError
+from cosmos_workflow.requirements import HF_INSTALL_HINT, require_transformers
 
 logger = logging.getLogger("cosmos_workflow")
 
 TINY_MODEL = "tiny-random"
 
-INSTALL_HINT = "pip install 'cosmos-workflow[hf]'"
+INSTALL_HINT = HF_INSTALL_HINT
 
 
 def load(config: EngineConfig) -> HFEngine:
@@ -28,6 +29,7 @@ def load(config: EngineConfig) -> HFEngine:
     """
     from cosmos_workflow.engines.tiny import RANDOM_12B_MODEL
 
+    require_transformers("the hf engine")
     if config.model == RANDOM_12B_MODEL:
         return _load_random_12b(config)
     checkpoint = resolve_checkpoint(config.model)
