@@ -74,8 +74,9 @@ def upsample(
     """Upsample ``items`` into ``output``, resuming from its journals; only one run per output.
 
     Items already done in any journal of ``output`` are not redone (unless ``options.force``).
-    ``executor`` decides where the jobs run (default: this process, or this torchrun rank unless
-    ``shard`` is off; with ``options.num_gpu > 1``, a torchrun child process). An executor made
+    ``executor`` decides where the jobs run (default: ``options.executor``: this process, or this
+    torchrun rank unless ``shard`` is off, or a Ray cluster; with ``options.num_gpu > 1``, a
+    torchrun child process). An executor made
     here is closed at the end; the caller's stays open (it may keep an engine loaded). Every path
     is checked before any work (:func:`check_run_paths`); ``inputs`` are the files the items came
     from, which the output must not be.
@@ -84,7 +85,7 @@ def upsample(
         check_run_paths(output, "", options, inputs=inputs)
         return launch(launcher, items, options, output=output, progress=progress)
     owned = executor is None
-    executor = executor or executor_for(shard=shard)
+    executor = executor or executor_for(options, shard=shard)
     with closing(executor) if owned else nullcontext():
         return _run(executor, items, options, output=output, progress=progress, inputs=inputs)
 
@@ -190,7 +191,7 @@ def upsample_file(
     """Read a prompts file, report its bad items, upsample the good ones into ``output``."""
     launcher = launcher_for(options) if executor is None else None
     owned = executor is None
-    executor = executor or executor_for()
+    executor = executor or executor_for(options)
     batch = load_batch(prompts_file)
     if executor.primary:
         for problem in batch.problems:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.engines import EngineConfig, SamplingParams
@@ -55,6 +55,7 @@ UPSAMPLER_CHECKPOINT = Path("nvidia/Cosmos-UpsamplePrompt1-12B-Transfer")
 CHECKPOINT_DIR_ENV = "COSMOS_CHECKPOINT_DIR"
 
 OnError = Literal["error", "original"]
+Executor = Literal["local", "ray"]
 Control = Literal["vis", "edge", "depth", "seg"]
 EngineOptionValue = str | int | float | bool | None
 
@@ -110,6 +111,12 @@ class UpsampleSettings(_Section):
         if len(set(devices)) != len(devices):
             raise ValueError("a GPU is listed twice; list each once, e.g. '0,1'")
         return ",".join(devices)
+
+    executor: Executor = Field("local", description="local (this process, or a torchrun rank) or ray")
+    ray_address: str | None = Field(None, description="a running Ray cluster; none starts a local one")
+    ray_actors: int | None = Field(
+        None, ge=1, description="engines in the Ray actor pool (default: one per GPU, 1 without GPUs)"
+    )
 
 
 class RemoteSettings(_Section):
@@ -354,6 +361,29 @@ class RunOptions(BaseModel):
     )
     num_gpu: int = Field(1, ge=1, description="processes, one GPU each (torchrun here or on the remote)")
     cuda_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the run, e.g. '0,1'")
+    executor: Executor = Field("local", description="where the jobs run: 'local' (or a torchrun rank), 'ray'")
+    ray_address: str | None = Field(None, description="the Ray cluster to join; None starts a local one")
+    ray_actors: int | None = Field(None, ge=1, description="engines in the Ray actor pool; None: one per GPU")
+
+    @model_validator(mode="after")
+    def _runs_on_the_executor(self) -> RunOptions:
+        if self.executor == "ray":
+            check_ray_engine(self.engine.engine)
+            if self.num_gpu > 1 or self.cuda_devices:
+                raise UsageError(
+                    "--num-gpu and --cuda-devices start torchrun on this host; with --executor ray the "
+                    "cluster gives each actor its GPU: drop them and pass --ray-actors N"
+                )
+        return self
+
+
+def check_ray_engine(engine: str) -> None:
+    """The ``openai`` engine does not run on Ray: its server already batches (a UsageError)."""
+    if engine == "openai":
+        raise UsageError(
+            "--executor ray does not take --engine openai: the server already batches requests; "
+            "drop --executor ray"
+        )
 
 
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:
@@ -394,6 +424,9 @@ def run_options(settings: UpsampleSettings, *, output: Path | None = None, force
         offload_prompt_upsampler=settings.offload_prompt_upsampler,
         num_gpu=settings.num_gpu,
         cuda_devices=settings.cuda_devices,
+        executor=settings.executor,
+        ray_address=settings.ray_address,
+        ray_actors=settings.ray_actors,
     )
 
 

@@ -21,7 +21,8 @@ what to do next; the CLI prints it as one line and exits non-zero.
     ├── SpecError            a PromptSpec file is invalid or cannot be written
     ├── LaunchError          the processes started for a run (torchrun for num_gpu > 1) failed
     ├── RemoteError          SSH, file transfer or the remote command failed
-    └── ReportError          the review page cannot be written
+    ├── ReportError          the review page cannot be written
+    └── ClusterError         the Ray cluster cannot be reached, or its pipeline failed
 """
 
 from __future__ import annotations
@@ -97,3 +98,7 @@ class RemoteError(CosmosWorkflowError):
 
 class ReportError(CosmosWorkflowError):
     """The review page (``report``) cannot be written."""
+
+
+class ClusterError(CosmosWorkflowError):
+    """The Ray cluster cannot be reached, or the pipeline on it failed as a whole."""

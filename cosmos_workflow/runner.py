@@ -10,12 +10,13 @@ still finds too long shrinks its own plan and is retried once; an answer cut off
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import secrets
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,65 +105,75 @@ def _video_identity(path: Path | None) -> list[object] | None:
 class Runner:
     """Runs items through one loaded engine and records every outcome in the journal."""
 
-    def __init__(self, engine: Engine, tokenizer: Tokenizer, options: RunOptions, journal: Journal) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tokenizer: Tokenizer | Callable[[], Tokenizer],
+        options: RunOptions,
+        journal: Journal | None = None,
+    ) -> None:
         self.engine = engine
-        self.tokenizer = tokenizer
+        self._tokenizer = tokenizer
         self.options = options
         self.journal = journal
         self.batch_size = options.batch_size if isinstance(options.batch_size, int) else 8
 
+    @functools.cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer; given as a loader, it loads on first use (a Ray actor seldom needs one)."""
+        return self._tokenizer if isinstance(self._tokenizer, Tokenizer) else self._tokenizer()
+
     def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> list[UpsampleRecord]:
-        """Process jobs; records come back in the order of ``jobs``."""
+        """Process jobs; records come back in the order of ``jobs`` (and go to the journal, if any)."""
         done: dict[str, UpsampleRecord] = {}
         sendable = [j for j in jobs if j.plan.fits]
-        if self.options.batch_size == "auto" and sendable:
-            self.batch_size = self._auto_batch_size(max(j.plan.total_tokens for j in sendable))
+        if sendable:
+            self.size_batches(max(j.plan.total_tokens for j in sendable))
         for job in jobs:
             if not job.plan.fits:
                 done[job.key] = self._record(job, None)
-        self.journal.append(done.values())
+        self._append(done.values())
         if progress:
             progress(len(done))
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="preprocess") as pool:
             for batch in self._prepared_batches(pool, sendable):
-                records = self._generate_batch(batch)
-                self.journal.append(records)
+                records = self.generate_batch(batch)
+                self._append(records)
                 done.update((r.key, r) for r in records)
                 if progress:
                     progress(len(records))
         return [done[j.key] for j in jobs]
 
-    def _auto_batch_size(self, longest: int) -> int:
-        """What fits the engine's free memory for the longest planned request (8 if it cannot say)."""
+    def _append(self, records: Iterable[UpsampleRecord]) -> None:
+        if self.journal is not None:
+            self.journal.append(records)
+
+    def size_batches(self, longest: int) -> None:
+        """With ``batch_size`` 'auto': what fits the engine's free memory for the longest planned
+        request (``longest`` prompt tokens; 8 if the engine cannot say)."""
+        if self.options.batch_size != "auto":
+            return
         estimate = getattr(self.engine, "max_batch_size", None)
         size = int(estimate(longest, self.options.sampling.max_tokens)) if callable(estimate) else 8
         log.info("batch size %d (auto, for requests of up to %d prompt tokens)", size, longest)
-        return max(1, size)
+        self.batch_size = max(1, size)
 
     def _prepared_batches(self, pool: ThreadPoolExecutor, jobs: list[Job]) -> Iterator[list[Job]]:
         """Length-sorted batches whose preprocessing runs ``prefetch_batches`` ahead of the model."""
-        ordered = sorted(jobs, key=lambda j: j.plan.total_tokens)
-        chunks = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
         pending: deque[list[Future[Job]]] = deque()
-        for chunk in chunks:
-            pending.append([pool.submit(self._prepare, job) for job in chunk])
+        for chunk in length_sorted_batches(jobs, self.batch_size):
+            pending.append([pool.submit(self.prepare, job) for job in chunk])
             if len(pending) > self.options.prefetch_batches:
                 yield [f.result() for f in pending.popleft()]
         while pending:
             yield [f.result() for f in pending.popleft()]
 
-    def _prepare(self, job: Job) -> Job:
+    def prepare(self, job: Job) -> Job:
         """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
-        try:
-            job.request, job.preprocessed_video = prepare_request(job, self.tokenizer, self.options)
-        except CosmosWorkflowError as exc:
-            job.failure = str(exc)
-        except Exception as exc:  # one bad item never stops the batch
-            log.debug("preprocessing %s failed", job.item.name, exc_info=True)
-            job.failure = f"preprocessing failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
-        return job
+        return prepare_job(job, self.tokenizer, self.options)
 
-    def _generate_batch(self, batch: list[Job]) -> list[UpsampleRecord]:
+    def generate_batch(self, batch: list[Job]) -> list[UpsampleRecord]:
+        """One batch of prepared jobs through the engine: a record per job, in batch order."""
         ready = [j for j in batch if j.request is not None]
         generations: list[Generation] = []
         for start in range(0, len(ready), self.batch_size):  # batch_size shrinks after out-of-memory
@@ -242,13 +253,31 @@ class Runner:
             smaller.height,
         )
         job.plan = smaller
-        self._prepare(job)
+        self.prepare(job)
         if job.request is None:
             return None
         return self._generate([job.request])[0]
 
     def _record(self, job: Job, generation: Generation | None) -> UpsampleRecord:
         return build_record(job, generation, self.engine, self.options)
+
+
+def length_sorted_batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
+    """Batches of ``size`` jobs, shortest requests first (similar lengths pad little)."""
+    ordered = sorted(jobs, key=lambda j: j.plan.total_tokens)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def prepare_job(job: Job, tokenizer: Tokenizer, options: RunOptions) -> Job:
+    """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
+    try:
+        job.request, job.preprocessed_video = prepare_request(job, tokenizer, options)
+    except CosmosWorkflowError as exc:
+        job.failure = str(exc)
+    except Exception as exc:  # one bad item never stops the batch
+        log.debug("preprocessing %s failed", job.item.name, exc_info=True)
+        job.failure = f"preprocessing failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
+    return job
 
 
 def prepare_request(

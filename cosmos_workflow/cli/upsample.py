@@ -45,6 +45,11 @@ class OnError(StrEnum):
     original = "original"
 
 
+class ExecutorName(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command("upsample-prompts")
 def upsample_prompts(
     ctx: typer.Context,
@@ -101,6 +106,18 @@ def upsample_prompts(
     offload: Offload = True,
     num_gpu: NumGpu = 1,
     cuda_devices: CudaDevices = None,
+    executor: Annotated[
+        ExecutorName,
+        typer.Option(help="where the batch runs: local (this process, or torchrun's ranks) or a ray cluster"),
+    ] = ExecutorName.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="with --executor ray: the cluster (HEAD:6379); default: start a local one"),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="with --executor ray: engines in the actor pool (default: one per GPU)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
     report: Annotated[
         bool,
@@ -114,7 +131,8 @@ def upsample_prompts(
 
     Settings not given as flags come from the config file and COSMOS_* variables (see `config`).
     Under torchrun each process runs its shard and the last one writes the output; --num-gpu N
-    starts that torchrun itself.
+    starts that torchrun itself; with --executor ray the batch runs on a Ray cluster's actor pool
+    and this process writes the output.
     """
     settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
     setup_logging(quiet=quiet)

@@ -67,7 +67,7 @@ class LocalExecutor(Executor):
         except ModelLoadError as exc:
             if options.on_error != "original":
                 raise
-            _write_fallbacks(jobs, options, journal, str(exc), progress)
+            write_fallbacks(jobs, options, journal, str(exc), progress)
             return
         try:
             Runner(loaded, tokenizer, options, journal).run(jobs, progress)
@@ -95,7 +95,7 @@ def visible_index(device: str, env: Mapping[str, str]) -> int:
     )
 
 
-def _write_fallbacks(
+def write_fallbacks(
     jobs: Sequence[Job], options: RunOptions, journal: Journal, reason: str, progress: Progress | None
 ) -> None:
     """``--on-error original`` when the model cannot load: every item gets its original prompt."""

@@ -101,9 +101,17 @@ class WorkflowOrchestrator:
         return [spec for spec, _ in results]
 
     def _executor_for(self, options: RunOptions) -> Executor | None:
-        """The caller's executor; for several GPUs none (the api starts torchrun); else ours."""
+        """The caller's executor; for a Ray cluster or several GPUs none (the api picks Ray, or
+        starts torchrun); else ours."""
         if self.executor is not None:
             return self.executor
+        if options.executor == "ray":
+            if self.engine is not None:
+                raise ConfigError(
+                    "executor 'ray' loads an engine in each actor and cannot use the engine given to "
+                    "this orchestrator; drop engine= or executor"
+                )
+            return None
         if options.num_gpu == 1:
             return self.local
         if self.engine is not None:
