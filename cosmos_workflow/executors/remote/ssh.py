@@ -237,7 +237,7 @@ class Connection:
                 channel.sendall(stdin)
             channel.shutdown_write()
             out, err = _drain(channel, timeout, command)
-            code = channel.recv_exit_status()
+            code = _exit_status(channel)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._dropped(command, exc) from exc
         finally:
@@ -254,7 +254,7 @@ class Connection:
         buffer = b""
         try:
             channel.shutdown_write()
-            while not (channel.exit_status_ready() and not channel.recv_ready()):
+            while not _finished(channel):
                 select.select([channel], [], [], _POLL_S)
                 while channel.recv_stderr_ready():
                     log.debug("%s: %s", argv[0], channel.recv_stderr(65536).decode(errors="replace"))
@@ -264,6 +264,7 @@ class Connection:
                     yield from (line.decode(errors="replace") for line in lines)
             if buffer:
                 yield buffer.decode(errors="replace")
+            _exit_status(channel)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._dropped(command, exc) from exc
         finally:
@@ -310,25 +311,45 @@ class Connection:
         return path
 
 
+def _exit_status(channel: paramiko.Channel) -> int:
+    """The command's exit status; a channel closed without one means the connection dropped."""
+    code = int(channel.recv_exit_status())
+    transport = channel.get_transport()
+    if code == -1 and not (transport is not None and transport.is_active()):
+        raise EOFError("the connection closed before the command ended")
+    return code
+
+
 def _banner_problem(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, paramiko.SSHException) and ("banner" in text or "eof" in text or "reset" in text)
 
 
 def _drain(channel: paramiko.Channel, timeout: float | None, command: str) -> tuple[bytes, bytes]:
-    """Both output streams until the command exits; stderr read alongside so neither fills up."""
+    """Both output streams until the command's end; stderr read alongside so neither fills up."""
     deadline = None if timeout is None else time.monotonic() + timeout
     out, err = bytearray(), bytearray()
-    while True:
+    while not _finished(channel):
+        if deadline is not None and time.monotonic() > deadline:
+            raise RemoteCommandError(f"`{_short(command)}` timed out after {timeout:.0f} s on the host")
+        select.select([channel], [], [], _POLL_S)
         while channel.recv_ready():
             out += channel.recv(65536)
         while channel.recv_stderr_ready():
             err += channel.recv_stderr(65536)
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-            return bytes(out), bytes(err)
-        if deadline is not None and time.monotonic() > deadline:
-            raise RemoteCommandError(f"`{_short(command)}` timed out after {timeout:.0f} s on the host")
-        select.select([channel], [], [], _POLL_S)
+    return bytes(out), bytes(err)
+
+
+def _finished(channel: paramiko.Channel) -> bool:
+    """All output read and the exit status in. sshd may send the status before the last output, so
+    the end is the channel's EOF (it follows every byte of both streams), then the status."""
+    if channel.recv_ready() or channel.recv_stderr_ready():
+        return False
+    if channel.closed:
+        return True
+    if not channel.eof_received:
+        return False
+    return bool(channel.status_event.wait(_POLL_S))
 
 
 def command_failed(settings: RemoteSettings, result: CommandResult) -> RemoteCommandError:

@@ -54,7 +54,7 @@ def safe_name(text: str, *, limit: int = 60) -> str:
     """A file name made from any string: ``[A-Za-z0-9._-]`` only, plus a hash of the original so
     two strings that sanitise alike stay apart (``a b`` and ``a_b``)."""
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    stem = _SAFE.sub("_", text).strip("._")[:limit] or "item"
+    stem = _SAFE.sub("_", text).strip("._-")[:limit] or "item"
     return f"{stem}-{digest}"
 
 
@@ -67,6 +67,16 @@ def safe_suffix(path: Path | str) -> str:
 def file_sha256(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def inside_path(relative: str) -> str:
+    """``relative`` normalised; refused when absolute or when it climbs out with ``..``."""
+    if not relative or "\0" in relative or relative.startswith("/"):
+        raise TransferError(f"remote path {relative!r} must be a path relative to remote_dir; refused")
+    normal = posixpath.normpath(relative)
+    if normal in (".", "..") or normal.startswith("../"):
+        raise TransferError(f"remote path {relative!r} leaves remote_dir; refused")
+    return normal
 
 
 @dataclass(frozen=True)
@@ -103,12 +113,7 @@ class RemoteDir:
 
     def path(self, relative: str) -> str:
         """The absolute remote path of ``relative``; refused when it would leave ``remote_dir``."""
-        if not relative or "\0" in relative or relative.startswith("/"):
-            raise TransferError(f"remote path {relative!r} must be relative to remote_dir {self.configured}")
-        normal = posixpath.normpath(relative)
-        if normal == ".." or normal.startswith("../") or normal == ".":
-            raise TransferError(f"remote path {relative!r} leaves remote_dir {self.configured}; refused")
-        return f"{self.root}/{normal}"
+        return f"{self.root}/{inside_path(relative)}"
 
     def _inside(self, absolute: str) -> str:
         """``absolute`` after resolving symlinks on the host; refused when that leaves remote_dir."""
