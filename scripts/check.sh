@@ -6,5 +6,5 @@ PY=${PY:-.venv/bin/python}
 "$PY" -m ruff check cosmos_workflow tests benchmarks scripts examples
 "$PY" -m ruff format --check cosmos_workflow tests benchmarks scripts examples
 "$PY" -m mypy
-if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh benchmarks/*.sh .ci/run; fi
+if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh scripts/ci/*.sh benchmarks/*.sh .ci/run; fi
 "$PY" -m pytest "$@"

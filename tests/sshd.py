@@ -77,7 +77,6 @@ def config_for(sshd: Sshd, known_hosts: Path, remote_dir: str, **remote: object)
                 "ssh_key": str(sshd.client_key),
                 "known_hosts": str(known_hosts),
                 "mode": "venv",
-                "gpus": 0,
                 "connect_attempts": 2,
                 **remote,
             },

@@ -11,7 +11,7 @@ environment variable.
     host_key_policy = "strict"         # or "accept-new": record an unknown key, refuse a changed one
     mode = "docker"                    # or "venv": run `python` below directly
     python = "python3"                 # venv mode: the remote interpreter (its venv gets the wheel)
-    gpus = 1                           # 0: no GPU (CPU, tiny model only)
+    gpus = 1                           # more than 1: torchrun; a host without GPU runs on the CPU
 
     [paths]
     remote_dir = "~/cosmos-workflow"   # everything remote lives under it; created when missing
@@ -76,7 +76,7 @@ class RemoteSettings(BaseModel):
         "docker", description="docker: scripts/upsample_prompt.sh in [docker] image; venv: `python` directly"
     )
     python: str = Field("python3", description="remote interpreter (venv mode)")
-    gpus: int = Field(1, ge=0, description="GPUs to use; more than 1 runs torchrun; 0 runs on CPU")
+    gpus: int = Field(1, ge=1, description="GPUs to use; more than 1 runs torchrun (none found: the CPU)")
     connect_timeout: float = Field(20.0, gt=0, description="seconds for TCP connect, banner and auth each")
     keepalive: int = Field(15, ge=0, description="seconds between SSH keepalives (0: none)")
     connect_attempts: int = Field(4, ge=1, description="tries on transient network errors, with backoff")
