@@ -67,7 +67,9 @@ class RemoteSettings(BaseModel):
     ssh_key: Path | None = Field(
         None, description="private key file; ssh-agent keys are tried as well (passwords never)"
     )
-    known_hosts: Path = Field(Path("~/.ssh/known_hosts"), description="host keys trusted", validate_default=True)
+    known_hosts: Path = Field(
+        Path("~/.ssh/known_hosts"), description="host keys trusted", validate_default=True
+    )
     host_key_policy: Literal["strict", "accept-new"] = Field(
         "strict",
         description="strict: refuse an unknown key; accept-new: record it. A changed key is refused.",

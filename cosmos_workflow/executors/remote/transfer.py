@@ -206,14 +206,21 @@ class RemoteDir:
     ) -> Upload:
         """Put ``local`` in ``blobs/`` by content; not sent when the host has it already."""
         digest = sha256 or file_sha256(local)
+        return self._put(local, f"{BLOBS}/{digest}{safe_suffix(local)}", digest, progress, by_content=True)
+
+    def upload_as(self, local: Path, relative: str, *, progress: ByteProgress | None = None) -> Upload:
+        """Put ``local`` at ``relative`` (verified, atomic); not sent when the same content is there."""
+        return self._put(local, relative, file_sha256(local), progress, by_content=False)
+
+    def _put(
+        self, local: Path, final: str, digest: str, progress: ByteProgress | None, *, by_content: bool
+    ) -> Upload:
         size = local.stat().st_size
-        name = f"{digest}{safe_suffix(local)}"
-        final = f"{BLOBS}/{name}"
-        if self.size(final) == size:
+        if self.size(final) == size and (by_content or self.sha256(final) == digest):
             return Upload(final, digest, size, sent=0)
-        self.makedirs(BLOBS)
+        self.makedirs(posixpath.dirname(inside_path(final)))
         self.makedirs(PARTS)
-        part = f"{PARTS}/{name}.part"
+        part = f"{PARTS}/{digest}{safe_suffix(local)}.part"
         offset = self._resumable(part, size)
         sent = self._send(local, part, offset, progress)
         if self.sha256(part) != digest:
