@@ -23,13 +23,14 @@
 #   DOCKER=1           run inside a container: this script re-invokes itself there
 #     IMAGE            image (default nvcr.io/ubuntu/cosmos-transfer1:latest)
 #     DOCKER_BIN       docker client (default docker)
-#     DOCKER_GPUS      value of --gpus (default all)
+#     DOCKER_GPUS      value of --gpus (default all; "none": no --gpus, for a host without GPU)
 #     MOUNTS           more host folders to mount at the same path, one per line (e.g. video folders;
 #                      the prompts, output and checkpoint folders are mounted already)
 #     DOCKER_ARGS      more `docker run` arguments, one per line
-#     COSMOS_WORKFLOW_PIP  pip requirement installed in the container when cosmos_workflow is not
-#                      importable there (e.g. a wheel under a mounted folder); default: this checkout,
-#                      mounted read-only at /opt/cosmos-workflow and installed from a copy
+#     COSMOS_WORKFLOW_PIP  pip requirement installed in the container (e.g. a wheel under a mounted
+#                      folder), even over a cosmos_workflow the image has; default: when the image
+#                      has none, this checkout, mounted read-only at /opt/cosmos-workflow, from a copy.
+#                      The image's torch, transformers, vLLM (PINNED below) are never changed.
 #
 # Exit code: that of cosmos-workflow (0 ok, 3 some items failed, 1 error), 2 for bad arguments.
 
@@ -142,7 +143,9 @@ docker_command() {
     lines_to_array mounts "${MOUNTS:-}"
     lines_to_array extra_docker "${DOCKER_ARGS:-}"
     mounts+=("$(dirname -- "$prompts")" "$(dirname -- "$output")")
-    cmd=("${DOCKER_BIN:-docker}" run --rm --gpus "${DOCKER_GPUS:-all}" --ipc=host)
+    cmd=("${DOCKER_BIN:-docker}" run --rm)
+    if [[ "${DOCKER_GPUS:-all}" != none ]]; then cmd+=(--gpus "${DOCKER_GPUS:-all}"); fi
+    cmd+=(--ipc=host)
     cmd+=(-v "$repo:$CONTAINER_SRC:ro")
     if [[ -n "${CHECKPOINT_DIR:-}" ]]; then
         path=$(cd "$CHECKPOINT_DIR" && pwd -P)
@@ -175,18 +178,29 @@ fi
 PY=$(pick_python)
 command -v "$PY" >/dev/null 2>&1 || die "python interpreter '$PY' not found; set PYTHON=/path/to/python" 1
 
+# what the image's GPU stack depends on: pinned at the installed versions while installing
+# (cosmos_workflow/executors/remote/code.py pins the same names in a remote venv)
+readonly PINNED='torch|torchvision|torchaudio|transformers|tokenizers|vllm|triton|xformers|flash-attn|flashinfer-python|numpy'
+
 ensure_installed() {
-    "$PY" -c 'import cosmos_workflow' 2>/dev/null && return 0
+    if "$PY" -c 'import cosmos_workflow' 2>/dev/null; then
+        [[ "${IN_CONTAINER:-0}" == 1 && -n "${COSMOS_WORKFLOW_PIP:-}" ]] || return 0
+    fi
     [[ "${IN_CONTAINER:-0}" == 1 ]] || die "cosmos_workflow is not importable by $PY; run: pip install -e . (or set PYTHON)" 1
-    local spec=${COSMOS_WORKFLOW_PIP:-}
+    local spec=${COSMOS_WORKFLOW_PIP:-} pins
     if [[ -z "$spec" ]]; then
         # the checkout is mounted read-only; pip builds in the source folder, so build from a copy
         spec=$(mktemp -d)
         tar -C "$CONTAINER_SRC" --exclude=.venv --exclude=.git -cf - . | tar -C "$spec" -xf -
     fi
+    pins=$(mktemp)
+    "$PY" -m pip freeze 2>/dev/null | grep -iE "^(${PINNED//-/[-_]})==" >"$pins" || true
     printf 'installing cosmos-workflow from %s\n' "$spec" >&2
-    "$PY" -m pip install --quiet --no-warn-script-location "$spec" ||
+    "$PY" -m pip install --quiet --no-warn-script-location -c "$pins" "$spec" ||
         die "pip could not install cosmos-workflow from $spec; set COSMOS_WORKFLOW_PIP to a wheel" 1
+    # the same version may be installed already: this exact build replaces it
+    "$PY" -m pip install --quiet --no-warn-script-location --no-deps --force-reinstall "$spec" ||
+        die "pip could not install cosmos-workflow from $spec" 1
 }
 
 CLI=(upsample-prompts "$PROMPTS_FILE" --output-file "$OUTPUT_FILE" "$PREPROCESS_FLAG")

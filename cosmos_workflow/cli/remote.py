@@ -35,7 +35,9 @@ def check(config: ConfigFile = None) -> None:
     setup_logging(quiet=True)
     failed = 0
     for result in check_remote(load_remote_config(config)):
-        line = Text.assemble((f"{result.verdict.upper():<4}", _STYLES[result.verdict]), f"  {result.name:<14} ")
+        line = Text.assemble(
+            (f"{result.verdict.upper():<4}", _STYLES[result.verdict]), f"  {result.name:<14} "
+        )
         line.append(result.detail)
         if result.fix:
             line.append(f"  -> fix: {result.fix}", style="cyan")

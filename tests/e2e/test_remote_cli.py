@@ -53,12 +53,17 @@ def lines(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
     return {line.split()[1]: line for line in result.stdout.splitlines() if line.strip()}
 
 
-def test_check_refuses_unknown_host_then_trust_then_check_passes(config: Path, sshd: Sshd, tmp_path: Path) -> None:
+def test_check_refuses_unknown_host_then_trust_then_check_passes(
+    config: Path, sshd: Sshd, tmp_path: Path
+) -> None:
     refused = cli("remote", "check", "--config", str(config))
     assert refused.returncode == 1
     by_name = lines(refused)
     assert by_name["host"].startswith("FAIL  host key") and "SHA256:" in by_name["host"]
-    assert "fix: check the fingerprint with the host's admin, then: cosmos-workflow remote trust" in by_name["host"]
+    assert (
+        "fix: check the fingerprint with the host's admin, then: cosmos-workflow remote trust"
+        in by_name["host"]
+    )
     assert by_name["authentication"].startswith("SKIP")
 
     declined = cli("remote", "trust", "--config", str(config), stdin="n\n")
@@ -95,7 +100,9 @@ def test_check_reports_each_broken_part_with_its_fix(config: Path, tmp_path: Pat
     assert result.returncode == 1
     by_name = lines(result)
     assert by_name["interpreter"].startswith("FAIL") and "fix: set [remote] python" in by_name["interpreter"]
-    assert by_name["checkpoint"].startswith("FAIL") and "fix: download the checkpoint" in by_name["checkpoint"]
+    assert (
+        by_name["checkpoint"].startswith("FAIL") and "fix: download the checkpoint" in by_name["checkpoint"]
+    )
     if shutil.which("nvidia-smi") is not None:
         assert by_name["gpus"].startswith("FAIL") and "fix: set gpus = " in by_name["gpus"]
 
@@ -118,8 +125,12 @@ def test_docker_mode_checks_the_daemon_and_the_image(config: Path, docker_image:
     result = cli("remote", "check", "--config", str(config), env=env)
     assert result.returncode == 0, result.stdout
     by_name = lines(result)
-    assert by_name["docker"].startswith("OK") and by_name["image"].startswith(f"OK    image          {docker_image}")
-    missing = cli("remote", "check", "--config", str(config), env=env | {"COSMOS_REMOTE_IMAGE": "no/such:image"})
+    assert by_name["docker"].startswith("OK") and by_name["image"].startswith(
+        f"OK    image          {docker_image}"
+    )
+    missing = cli(
+        "remote", "check", "--config", str(config), env=env | {"COSMOS_REMOTE_IMAGE": "no/such:image"}
+    )
     assert missing.returncode == 1
     assert "fix: on the host: docker pull no/such:image" in lines(missing)["image"]
 

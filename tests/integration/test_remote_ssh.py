@@ -50,7 +50,10 @@ def test_large_output_on_both_streams_does_not_stall(remote_config: RemoteConfig
 
 
 def test_command_timeout(remote_config: RemoteConfig) -> None:
-    with Connection(remote_config.remote) as connection, pytest.raises(RemoteCommandError, match="timed out after 1 s"):
+    with (
+        Connection(remote_config.remote) as connection,
+        pytest.raises(RemoteCommandError, match="timed out after 1 s"),
+    ):
         connection.run(["sleep", "30"], timeout=1)
 
 
@@ -66,7 +69,9 @@ def test_home_is_expanded_for_configured_paths(remote_config: RemoteConfig, sshd
         assert connection.expand("/abs/~") == "/abs/~"
 
 
-def test_unknown_host_key_is_refused_with_its_fingerprint(remote_config: RemoteConfig, tmp_path: Path) -> None:
+def test_unknown_host_key_is_refused_with_its_fingerprint(
+    remote_config: RemoteConfig, tmp_path: Path
+) -> None:
     config = _settings(remote_config, known_hosts=tmp_path / "empty_known_hosts")
     with pytest.raises(HostKeyError) as caught:
         Connection(config.remote).open()
@@ -77,7 +82,9 @@ def test_unknown_host_key_is_refused_with_its_fingerprint(remote_config: RemoteC
     assert not (tmp_path / "empty_known_hosts").exists()
 
 
-def test_accept_new_records_the_key_then_connects(remote_config: RemoteConfig, tmp_path: Path, sshd: Sshd) -> None:
+def test_accept_new_records_the_key_then_connects(
+    remote_config: RemoteConfig, tmp_path: Path, sshd: Sshd
+) -> None:
     path = tmp_path / "new" / "known_hosts"
     config = _settings(remote_config, known_hosts=path, host_key_policy="accept-new")
     with Connection(config.remote) as connection:
@@ -114,9 +121,13 @@ def _other_ed25519_key(tmp_path: Path) -> paramiko.PKey:
     return paramiko.Ed25519Key.from_private_key_file(str(key))
 
 
-def test_trust_records_then_replace_swaps_a_changed_key(remote_config: RemoteConfig, tmp_path: Path, sshd: Sshd) -> None:
+def test_trust_records_then_replace_swaps_a_changed_key(
+    remote_config: RemoteConfig, tmp_path: Path, sshd: Sshd
+) -> None:
     path = tmp_path / "known_hosts"
-    path.write_text("# kept comment\nother.example ssh-ed25519 " + _other_ed25519_key(tmp_path).get_base64() + "\n")
+    path.write_text(
+        "# kept comment\nother.example ssh-ed25519 " + _other_ed25519_key(tmp_path).get_base64() + "\n"
+    )
     settings = _settings(remote_config, known_hosts=path).remote
     assert trust_host(host_key_status(settings), settings) == "recorded"
     assert trust_host(host_key_status(settings), settings) == "already"
@@ -132,7 +143,9 @@ def test_trust_records_then_replace_swaps_a_changed_key(remote_config: RemoteCon
         assert connection.run(["true"]).returncode == 0
 
 
-def test_hashed_known_hosts_entries_are_honoured(remote_config: RemoteConfig, tmp_path: Path, sshd: Sshd) -> None:
+def test_hashed_known_hosts_entries_are_honoured(
+    remote_config: RemoteConfig, tmp_path: Path, sshd: Sshd
+) -> None:
     path = tmp_path / "known_hosts"
     name = f"[{sshd.host}]:{sshd.port}"
     hashed = paramiko.HostKeys.hash_host(name)
@@ -144,7 +157,9 @@ def test_hashed_known_hosts_entries_are_honoured(remote_config: RemoteConfig, tm
     assert KnownHosts(path).forget(name) == 1
 
 
-def test_wrong_client_key_is_refused(remote_config: RemoteConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_client_key_is_refused(
+    remote_config: RemoteConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     import subprocess
 
@@ -174,7 +189,9 @@ def test_missing_key_file_is_a_config_error(remote_config: RemoteConfig, tmp_pat
         Connection(config.remote).open()
 
 
-def test_unreachable_port_is_retried_then_reported(remote_config: RemoteConfig, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_port_is_retried_then_reported(
+    remote_config: RemoteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     import socket
 
     with socket.socket() as probe:  # a port nobody listens on

@@ -94,7 +94,9 @@ def test_download_cut_midway_resumes(folder: RemoteDir, blob: Path, tmp_path: Pa
     assert received[0] > 1_000_000  # it went on from the part, not from zero
 
 
-def test_hostile_remote_dir_is_used_literally(sshd: Sshd, known_hosts: Path, blob: Path, tmp_path: Path) -> None:
+def test_hostile_remote_dir_is_used_literally(
+    sshd: Sshd, known_hosts: Path, blob: Path, tmp_path: Path
+) -> None:
     config = config_for(sshd, known_hosts, HOSTILE_DIR)
     with Connection(config.remote) as connection:
         folder = RemoteDir(connection, config.paths.remote_dir)

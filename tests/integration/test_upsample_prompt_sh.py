@@ -230,3 +230,16 @@ def test_two_gpus_run_two_torchrun_ranks_here(prompts: Path, tmp_path: Path) -> 
     assert run.returncode == 0, run.stderr
     assert [r["name"] for r in json.loads(output.read_text())] == ["item0", "item1", "item2"]
     assert output.with_name("upsampled.json.rank1.journal.jsonl").exists()
+
+
+def test_docker_without_gpu_leaves_out_the_gpus_flag(prompts: Path, tmp_path: Path) -> None:
+    argv = dry_run(str(prompts), str(tmp_path / "o.json"), DOCKER="1", IMAGE="img:1", DOCKER_GPUS="none")
+    assert argv[:4] == ["docker", "run", "--rm", "--ipc=host"]
+    assert "--gpus" not in argv
+
+
+def test_the_script_pins_what_the_remote_venv_install_pins() -> None:
+    from cosmos_workflow.executors.remote.code import PINNED
+
+    line = next(line for line in SCRIPT.read_text().splitlines() if line.startswith("readonly PINNED="))
+    assert line.split("=", 1)[1].strip("'").split("|") == list(PINNED)

@@ -14,7 +14,9 @@ import pytest
 from cosmos_workflow.errors import RemoteAuthError, RemoteConnectionError
 from cosmos_workflow.executors.remote import Connection, RemoteSettings
 
-SETTINGS = RemoteSettings(host="gpu.example", user="me", known_hosts="/nonexistent/known_hosts", connect_attempts=4)
+SETTINGS = RemoteSettings(
+    host="gpu.example", user="me", known_hosts="/nonexistent/known_hosts", connect_attempts=4
+)
 
 
 def scripted(errors: list[BaseException]) -> tuple[Callable[[], paramiko.SSHClient], list[int]]:
@@ -62,7 +64,9 @@ def test_retries_stop_after_the_configured_attempts() -> None:
         (paramiko.SSHException("Incompatible ssh peer"), RemoteConnectionError, "Incompatible ssh peer"),
     ],
 )
-def test_configuration_errors_are_not_retried(error: BaseException, kind: type[Exception], message: str) -> None:
+def test_configuration_errors_are_not_retried(
+    error: BaseException, kind: type[Exception], message: str
+) -> None:
     factory, calls = scripted([error])
     with pytest.raises(kind, match=message):
         Connection(SETTINGS, client_factory=factory, sleep=lambda _: None).open()

@@ -77,11 +77,17 @@ def test_environment_alone_is_enough() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[paths]\nremote_dir = '/x'\n", "no [remote] host; add host = ... under [remote] or set COSMOS_REMOTE_HOST"),
+        (
+            "[paths]\nremote_dir = '/x'\n",
+            "no [remote] host; add host = ... under [remote] or set COSMOS_REMOTE_HOST",
+        ),
         ("[remote]\nhost = 'h'\nuser = 'u'\n", "no [paths] remote_dir"),
         ("[remote]\nhost = 'h'\nuser = 'u'\nport = 0\n[paths]\nremote_dir = '/x'\n", "[remote] port:"),
         ("[remote]\nhost = 'h'\nuser = 'u'\nmode = 'k8s'\n[paths]\nremote_dir = '/x'\n", "[remote] mode:"),
-        ("[remote]\nhost = 'h'\nuser = 'u'\npasword = 'x'\n[paths]\nremote_dir = '/x'\n", "[remote] pasword:"),
+        (
+            "[remote]\nhost = 'h'\nuser = 'u'\npasword = 'x'\n[paths]\nremote_dir = '/x'\n",
+            "[remote] pasword:",
+        ),
         ("[remote]\nhost = 'h; rm -rf /'\nuser = 'u'\n[paths]\nremote_dir = '/x'\n", "not a host name"),
         ("[remote]\nhost = 'h'\nuser = '-oProxyCommand=x'\n[paths]\nremote_dir = '/x'\n", "not a user name"),
         ("[remote]\nhost = 'h'\nuser = 'u'\n[paths]\nremote_dir = 'relative/dir'\n", "must be absolute"),

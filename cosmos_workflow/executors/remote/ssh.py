@@ -16,6 +16,7 @@ an OpenSSH server on 127.0.0.1 (``scripts/ci/sshd.sh``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import shlex
@@ -147,10 +148,13 @@ class Connection:
         return transport is not None and transport.is_active()
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        if self._client is not None:
-            self._client.close()
+        """Close the connection; a dead one (its transport gone) closes without complaint."""
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if self._sftp is not None:
+                self._sftp.close()
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if self._client is not None:
+                self._client.close()
         self._client, self._sftp = None, None
 
     def reconnect(self) -> Connection:

@@ -160,6 +160,15 @@ class RemoteDir:
         attributes = self._stat(self.path(relative))
         return attributes.st_size if attributes is not None else None
 
+    def listdir(self, relative: str) -> list[str]:
+        """Names in a remote folder; empty when it does not exist."""
+        absolute = self.path(relative)
+        try:
+            self._inside(absolute)
+            return [str(name) for name in self._sftp_call(self.connection.sftp().listdir, absolute)]
+        except FileNotFoundError:
+            return []
+
     def exists(self, relative: str) -> bool:
         return self._stat(self.path(relative)) is not None
 
