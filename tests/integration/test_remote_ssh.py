@@ -9,10 +9,15 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from cosmos_workflow.errors import ConfigError, HostKeyError, RemoteAuthError, RemoteCommandError
-from cosmos_workflow.errors import RemoteConnectionError
+from cosmos_workflow.errors import (
+    ConfigError,
+    HostKeyError,
+    RemoteAuthError,
+    RemoteCommandError,
+    RemoteConnectionError,
+)
 from cosmos_workflow.executors.remote import Connection, KnownHosts, RemoteConfig, host_key_status, trust_host
-from tests.sshd import Sshd, config_for, drop
+from tests.sshd import Sshd, drop
 
 HOSTILE = ["a b", "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "x; touch pwned", "a\\b", "*", "~"]
 
@@ -166,7 +171,7 @@ def test_wrong_client_key_is_refused(
     wrong = tmp_path / "wrong_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
     config = _settings(remote_config, ssh_key=wrong)
-    with pytest.raises(RemoteAuthError, match="refused key .*wrong_key.*authorized_keys"):
+    with pytest.raises(RemoteAuthError, match=r"refused key .*wrong_key.*authorized_keys"):
         Connection(config.remote).open()
 
 
