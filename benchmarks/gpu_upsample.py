@@ -46,8 +46,9 @@ import numpy as np
 
 from cosmos_workflow.api import upsample
 from cosmos_workflow.budget import PlanSettings
+from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
-from cosmos_workflow.runner import RunOptions
+from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.specs.batch import BatchItem
 
 HBM_BYTES_PER_S = 3.35e12
@@ -177,7 +178,7 @@ def run_phase(
         force=True,
     )
     started = time.perf_counter()
-    result = upsample(items, options, output=workdir / f"{name}.json", engine=timed)
+    result = upsample(items, options, output=workdir / f"{name}.json", executor=LocalExecutor(timed))
     wall = time.perf_counter() - started
     completions = [r.completion_tokens for r in result.records]
     engine_s = sum(c.seconds for c in timed.calls)

@@ -1,31 +1,33 @@
-"""The few public functions the CLI, the scripts and the orchestrator call."""
+"""The few public functions the CLI, the scripts and the spec workflow call.
+
+One flow, one direction::
+
+    items -> keys -> resume (journals: which keys are done) -> this process' items (executor)
+          -> plan each remaining item once -> executor runs the jobs -> journal -> output
+
+Only the executor varies (:mod:`cosmos_workflow.executors`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-from cosmos_workflow.budget import Plan, PlanSettings, plan_batch, plan_item, probe_item
-from cosmos_workflow.engines import Engine, load_engine
-from cosmos_workflow.errors import InputFileError, ModelLoadError
-from cosmos_workflow.journal import Journal, journal_path_for, write_json_atomic
-from cosmos_workflow.runner import Job, Progress, Runner, RunOptions, RunResult, build_record, request_key
+from cosmos_workflow.budget import Plan, PlanSettings, plan_item, probe_item
+from cosmos_workflow.config import RunOptions
+from cosmos_workflow.errors import InputFileError
+from cosmos_workflow.executors import Executor, KeyedItem, executor_for
+from cosmos_workflow.executors.merge import by_key, merge_records
+from cosmos_workflow.files import exclusive_lock, write_json_atomic
+from cosmos_workflow.journal import Journal, done_keys, journal_path_for, journals_for, set_aside
+from cosmos_workflow.runner import Job, Progress, RunResult, request_key
 from cosmos_workflow.specs.batch import BatchItem, Problem, load_batch
-from cosmos_workflow.specs.results import UpsampleRecord
 from cosmos_workflow.tokenizer import Tokenizer, load_tokenizer, tokenizer_path_for
 
 log = logging.getLogger("cosmos_workflow")
-
-
-@dataclass(frozen=True)
-class PlanReport:
-    plans: list[Plan]
-    problems: list[Problem]
 
 
 def tokenizer_for(model: str | Path | None) -> Tokenizer:
@@ -33,11 +35,22 @@ def tokenizer_for(model: str | Path | None) -> Tokenizer:
     return load_tokenizer(tokenizer_path_for(model))
 
 
-def plan(prompts_file: Path, settings: PlanSettings, *, model: str | Path | None = None) -> PlanReport:
-    """Validate a prompts file and plan every good item; bad items come back as problems."""
-    batch = load_batch(prompts_file)
-    plans = plan_batch(batch.items, settings, tokenizer_for(model))
-    return PlanReport(plans=plans, problems=batch.problems)
+def plan(
+    items: Sequence[BatchItem], settings: PlanSettings, *, model: str | Path | None = None
+) -> Iterator[Plan]:
+    """Plan each item (lazily, so 50,000 items stream): probe its video, count its tokens exactly."""
+    tokenizer = tokenizer_for(model)
+    for item in items:
+        yield plan_job(KeyedItem(item, ""), settings, tokenizer).plan
+
+
+def plan_job(keyed: KeyedItem, settings: PlanSettings, tokenizer: Tokenizer) -> Job:
+    """The planner's one call for an item: probe the video, fit the request, keep both on the job."""
+    video, problem = probe_item(keyed.item)
+    planned = plan_item(keyed.item.name, keyed.item.prompt, video, settings, tokenizer, video_problem=problem)
+    if problem:
+        log.warning("%s: %s", keyed.item.name, problem)
+    return Job(item=keyed.item, key=keyed.key, plan=planned, video=video)
 
 
 def upsample(
@@ -45,79 +58,80 @@ def upsample(
     options: RunOptions,
     *,
     output: Path,
-    journal_suffix: str = "",
-    engine: Engine | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
-    write_output: bool = True,
 ) -> RunResult:
-    """Upsample ``items`` with the engine loaded once; resume from the journal beside ``output``.
+    """Upsample ``items`` into ``output``, resuming from its journals; only one run per output.
 
-    Items already done in the journal are not redone (unless ``options.force``). The output JSON
-    list, in input order, is written atomically at the end.
+    Items already done in any journal of ``output`` are not redone (unless ``options.force``).
+    ``executor`` decides where the jobs run (default: this process, or this torchrun rank).
     """
     started = time.monotonic()
-    journal = Journal(journal_path_for(output, journal_suffix))
-    if options.force:
-        journal.reset()
-    previous = journal.read()
-    keyed = [(item, request_key(item, options)) for item in items]
-    todo = [(item, key) for item, key in keyed if not (key in previous and previous[key].done)]
+    executor = executor or executor_for()
+    options = executor.adapt(options)
+    keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     tokenizer = tokenizer_for(options.engine.model)
-    jobs = [_job(item, key, options, tokenizer) for item, key in todo]
-    if progress:
-        progress(len(keyed) - len(todo), total=len(keyed))
-    fresh = {r.key: r for r in _run_jobs(jobs, options, tokenizer, journal, engine, progress)}
-    records = [fresh.get(key) or previous[key] for _, key in keyed]
-    if write_output:
-        write_json_atomic(output, [r.model_dump(mode="json") for r in records])
-    counts = Counter(r.status for r in records)
-    return RunResult(records, time.monotonic() - started, resumed=len(keyed) - len(todo), counts=counts)
+    journal = Journal(journal_path_for(output, executor.journal_suffix))
+    with exclusive_lock(journal.path, owner_of=output):
+        executor.start(output, options)
+        if options.force:
+            set_aside(_own_journals(output, journal.path, executor))
+        mine = executor.select(keyed, options, tokenizer)
+        done = set() if options.force else done_keys(output)
+        todo = [k for k in mine if k.key not in done]
+        if progress:
+            progress(len(mine) - len(todo), total=len(mine))
+        jobs = [plan_job(k, options.plan, tokenizer) for k in todo]
+        executor.execute(jobs, options, tokenizer, journal, progress)
+        finished = executor.finish(output, mine, len(mine) - len(todo))
+    complete = finished.writes_output
+    return _result(keyed if complete else mine, output, complete, started, resumed=finished.resumed)
 
 
-def _job(item: BatchItem, key: str, options: RunOptions, tokenizer: Tokenizer) -> Job:
-    video, problem = probe_item(item)
-    plan = plan_item(item.name, item.prompt, video, options.plan, tokenizer, video_problem=problem)
-    if problem:
-        log.warning("%s: %s", item.name, problem)
-    return Job(item=item, key=key, plan=plan, video=video)
+def _own_journals(output: Path, own: Path, executor: Executor) -> list[Path]:
+    """``--force`` sets aside this process' journal and the single-process one (a rank never
+    touches another rank's live journal)."""
+    single = journal_path_for(output)
+    if executor.journal_suffix:
+        return [own, single]
+    return journals_for(output)
 
 
-def _run_jobs(
-    jobs: list[Job],
-    options: RunOptions,
-    tokenizer: Tokenizer,
-    journal: Journal,
-    engine: Engine | None,
-    progress: Progress | None,
-) -> list[UpsampleRecord]:
-    if not jobs:
-        return []
-    if engine is not None:  # the caller's engine: used, not closed
-        return Runner(engine, tokenizer, options, journal).run(jobs, progress)
-    try:
-        loaded = load_engine(options.engine)
-    except ModelLoadError as exc:
-        if options.on_error != "original":
-            raise
-        log.error("%s; writing the original prompts (status 'fallback')", exc)
-        failed = [replace_failure(job, str(exc)) for job in jobs]
-        return [build_record(job, None, None, options) for job in failed]
-    with loaded:
-        return Runner(loaded, tokenizer, options, journal).run(jobs, progress)
-
-
-def replace_failure(job: Job, message: str) -> Job:
-    job.failure = message
-    return job
+def _result(
+    keyed: Sequence[KeyedItem], output: Path, complete: bool, started: float, *, resumed: int
+) -> RunResult:
+    """Records from the journals in input order; the output JSON is written when ``complete``."""
+    keys = {k.item.name: k.key for k in keyed}
+    merged = merge_records([k.item for k in keyed], journals_for(output), by_key(keys))
+    if merged.missing:
+        log.error(
+            "%d item(s) have no result in any journal (%s); rerun the same command to do them",
+            len(merged.missing),
+            ", ".join(merged.missing[:10]),
+        )
+    if complete:
+        write_json_atomic(output, [r.model_dump(mode="json") for r in merged.records])
+    counts = Counter(r.status for r in merged.records)
+    return RunResult(
+        merged.records, time.monotonic() - started, resumed=resumed, counts=counts, wrote_output=complete
+    )
 
 
 def upsample_file(
-    prompts_file: Path, output: Path, options: RunOptions, **kwargs: Any
+    prompts_file: Path,
+    output: Path,
+    options: RunOptions,
+    *,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
 ) -> tuple[RunResult, list[Problem]]:
     """Read a prompts file, report its bad items, upsample the good ones into ``output``."""
+    executor = executor or executor_for()
     batch = load_batch(prompts_file)
-    for problem in batch.problems:
-        log.warning("skipped %s", problem)
+    if executor.primary:
+        for problem in batch.problems:
+            log.warning("skipped %s", problem)
     if not batch.items:
-        raise InputFileError(f"{prompts_file} has no valid items; fix the problems above")
-    return upsample(batch.items, options, output=output, **kwargs), batch.problems
+        raise InputFileError(f"{prompts_file} has no valid items; fix the problems listed above")
+    result = upsample(batch.items, options, output=output, executor=executor, progress=progress)
+    return result, batch.problems

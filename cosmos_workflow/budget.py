@@ -12,7 +12,6 @@ is ever truncated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,6 +68,35 @@ class Plan(BaseModel):
     @property
     def headroom(self) -> int:
         return self.max_model_len - self.total_tokens - self.max_tokens
+
+    def shrunk(self, tokenizer: Tokenizer, reason: str) -> Plan | None:
+        """This plan at three quarters of its long side, same frames (None if it cannot shrink).
+
+        For a request the engine still found too long: the plan shrinks itself; nothing is
+        planned again and the video is not probed again.
+        """
+        if self.width is None or self.height is None or not self.frames:
+            return None
+        current = max(self.width, self.height)
+        long_side = max(PATCH, current * 3 // 4 // PATCH * PATCH)
+        if long_side >= current:
+            return None
+        width, height = snap_size(
+            self.source_width or self.width, self.source_height or self.height, long_side
+        )
+        images = self.frames * tokenizer.image_tokens(width, height)
+        changes = [*self.changes, f"resolution {current}->{long_side} px long side: {reason}"]
+        return self.model_copy(
+            update={
+                "width": width,
+                "height": height,
+                "image_tokens": images,
+                "total_tokens": images + self.text_tokens,
+                "status": "adjusted",
+                "message": "; ".join(changes),
+                "changes": changes,
+            }
+        )
 
 
 def snap_size(width: int, height: int, long_side: int) -> tuple[int, int]:
@@ -240,16 +268,6 @@ def _extreme_aspect(video: VideoInfo) -> str:
         f"video {video.path.name} is {video.width}x{video.height} (aspect {ratio:.0f}:1), beyond the "
         f"{MAX_ASPECT:.0f}:1 the planner accepts; crop it to a usual aspect ratio"
     )
-
-
-def plan_batch(items: Sequence[BatchItem], settings: PlanSettings, tokenizer: Tokenizer) -> list[Plan]:
-    """Probe each item's video and plan it; a bad video makes that item text-only, never a crash."""
-    return [plan_for(item, settings, tokenizer) for item in items]
-
-
-def plan_for(item: BatchItem, settings: PlanSettings, tokenizer: Tokenizer) -> Plan:
-    video, problem = probe_item(item)
-    return plan_item(item.name, item.prompt, video, settings, tokenizer, video_problem=problem)
 
 
 def probe_item(item: BatchItem) -> tuple[VideoInfo | None, str | None]:

@@ -7,6 +7,8 @@ what to do next; the CLI prints it as one line and exits non-zero.
 
     CosmosWorkflowError
     ├── ConfigError          bad options or configuration (whole run)
+    │   ├── UsageError       a flag's value or a combination of flags is invalid (exit 2)
+    │   └── OutputBusyError  another live run is writing the same output
     ├── InputFileError       the prompts file or spec folder cannot be read at all (whole run)
     ├── ItemError            one item of a batch; reported, the rest go on
     │   ├── VideoError       missing, unreadable, empty or unusable video
@@ -33,6 +35,14 @@ class CosmosWorkflowError(Exception):
 
 class ConfigError(CosmosWorkflowError):
     """An option or configuration value is invalid."""
+
+
+class UsageError(ConfigError):
+    """A command-line flag, or a combination of flags, is invalid: the CLI exits 2."""
+
+
+class OutputBusyError(ConfigError):
+    """Another live run holds the output's lock (one writer per output)."""
 
 
 class InputFileError(CosmosWorkflowError):

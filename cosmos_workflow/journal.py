@@ -6,9 +6,9 @@ item it held is simply done again. The final output is written atomically from t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -80,13 +80,36 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def rank_journal_suffix(rank: int) -> str:
+    """The journal suffix of torchrun rank ``rank``: ``out.json.rank1.journal.jsonl``."""
+    return f".rank{rank}"
+
+
+def journals_for(output: Path) -> list[Path]:
+    """Every journal of ``output`` that exists: single-process first, then ranks in order."""
+    single = journal_path_for(output)
+    pattern = re.compile(re.escape(output.name) + r"\.rank(\d+)\.journal\.jsonl")
+    ranked: list[tuple[int, Path]] = []
+    if output.parent.is_dir():
+        for path in output.parent.iterdir():
+            found = pattern.fullmatch(path.name)
+            if found:
+                ranked.append((int(found.group(1)), path))
+    paths = [single] if single.is_file() else []
+    return paths + [path for _, path in sorted(ranked)]
+
+
+def done_keys(output: Path) -> set[str]:
+    """Resume, the one question asked of the journals: which request keys are finished (any
+    journal of ``output``: this process', another rank's, an earlier run's)."""
+    done: set[str] = set()
+    for path in journals_for(output):
+        # another rank may be appending right now: a torn last line is normal there
+        done.update(r.key for r in read_records(path, warn=False) if r.done)
+    return done
+
+
+def set_aside(journals: Iterable[Path]) -> None:
+    """``--force``: keep each journal as ``.old`` so nothing in it counts as done any more."""
+    for path in journals:
+        Journal(path).reset()

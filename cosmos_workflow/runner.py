@@ -1,9 +1,11 @@
-"""The batch loop: plan, preprocess ahead of the model, generate in length-sorted batches,
-postprocess, journal.
+"""One executor's loop over planned jobs: preprocess ahead of the model, generate in
+length-sorted batches, postprocess, journal.
 
-The engine is loaded once per run. Video decoding and encoding run in background threads a few
-batches ahead, so the model does not wait on preprocessing. Out-of-memory halves the batch; a
-request the engine still finds too long is replanned smaller and retried once.
+The runner never plans: it receives jobs whose plans were made once, upstream. The engine is
+loaded once per run. Video decoding and encoding run in background threads a few batches ahead,
+so the model does not wait on preprocessing. Out-of-memory halves the batch; a request the engine
+still finds too long shrinks its own plan and is retried once; an answer cut off at
+``max_tokens`` is generated once more with a new seed before the item fails.
 """
 
 from __future__ import annotations
@@ -11,23 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from cosmos_workflow.budget import Plan, PlanSettings, plan_item
-from cosmos_workflow.engines import (
-    EncodedRequest,
-    Engine,
-    EngineConfig,
-    Generation,
-    SamplingParams,
-)
+from cosmos_workflow.budget import Plan
+from cosmos_workflow.config import RunOptions
+from cosmos_workflow.engines import EncodedRequest, Engine, Generation, SamplingParams
 from cosmos_workflow.errors import CosmosWorkflowError, EngineError, GPUOutOfMemoryError
 from cosmos_workflow.journal import Journal
 from cosmos_workflow.postprocess import accept
@@ -42,31 +38,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cosmos_workflow")
 
-OnError = Literal["error", "original"]
-
 
 class Progress(Protocol):
     """Told how many items finished (and, once, how many there are in all)."""
 
     def __call__(self, count: int, total: int | None = None) -> None: ...
-
-
-class RunOptions(BaseModel):
-    """Everything that shapes a run besides the items."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    plan: PlanSettings = Field(default_factory=PlanSettings)
-    sampling: SamplingParams = Field(default_factory=SamplingParams)
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        8, description="requests per engine call, or 'auto' (from free GPU memory); halved on out-of-memory"
-    )
-    on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
-    force: bool = False
-    clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
-    workers: int = Field(2, ge=1, description="background preprocessing threads")
-    prefetch_batches: int = Field(2, ge=1)
 
 
 @dataclass
@@ -81,6 +57,8 @@ class Job:
     preprocessed_video: Path | None = None
     failure: str | None = None
     retried: bool = False
+    attempts: int = 1
+    retry_note: str | None = None
 
 
 @dataclass
@@ -89,6 +67,8 @@ class RunResult:
     elapsed_s: float
     resumed: int = 0
     counts: Counter[Status] = field(default_factory=Counter)
+    #: False for a torchrun rank that did not write the output (``records`` are its shard's)
+    wrote_output: bool = True
 
     @property
     def failed(self) -> int:
@@ -189,7 +169,8 @@ class Runner:
             generations += self._generate(
                 [j.request for j in ready[start : start + self.batch_size] if j.request]
             )
-        results = dict(zip((j.key for j in ready), generations, strict=True))
+        results: dict[str, Generation | None] = dict(zip((j.key for j in ready), generations, strict=True))
+        self._retry_cut_off([j for j in ready if _cut_off(results[j.key])], results)
         records = []
         for job in batch:
             generation = results.get(job.key)
@@ -198,15 +179,34 @@ class Runner:
             records.append(self._record(job, generation))
         return records
 
-    def _generate(self, requests: list[EncodedRequest]) -> list[Generation]:
+    def _retry_cut_off(self, jobs: list[Job], results: dict[str, Generation | None]) -> None:
+        """Answers cut off at ``max_tokens`` are generated once more, with a new seed, together."""
+        if not jobs or self.options.engine.options.get("ignore_eos"):
+            return  # ignore_eos (benchmarks) cuts every answer on purpose
+        seed = _next_seed(self.options.sampling.seed)
+        sampling = self.options.sampling.model_copy(update={"seed": seed})
+        log.warning("%d answer(s) cut off at max_tokens; retrying them once with seed %d", len(jobs), seed)
+        again = self._generate([j.request for j in jobs if j.request], sampling)
+        for job, generation in zip(jobs, again, strict=True):
+            job.attempts += 1
+            job.retry_note = (
+                f"the first answer was cut off at {self.options.sampling.max_tokens} tokens; "
+                f"generated again with seed {seed}"
+            )
+            results[job.key] = generation
+
+    def _generate(
+        self, requests: list[EncodedRequest], sampling: SamplingParams | None = None
+    ) -> list[Generation]:
         """One engine call. Out of memory halves the batch, down to a single request; any other
         engine error is isolated by retrying the requests one at a time.
 
         Retries happen after the ``except`` block, so the failed attempt's traceback (and the GPU
         memory its frames hold) is released first.
         """
+        sampling = sampling or self.options.sampling
         try:
-            return self.engine.generate(requests, self.options.sampling)
+            return self.engine.generate(requests, sampling)
         except GPUOutOfMemoryError as exc:
             failure: EngineError = exc
         except EngineError as exc:
@@ -225,24 +225,23 @@ class Runner:
                 half,
                 len(requests) - half,
             )
-            return self._generate(requests[:half]) + self._generate(requests[half:])
+            return self._generate(requests[:half], sampling) + self._generate(requests[half:], sampling)
         log.warning("engine failed on a batch of %d (%s); retrying one at a time", len(requests), failure)
-        return [g for request in requests for g in self._generate([request])]
+        return [g for request in requests for g in self._generate([request], sampling)]
 
     def _retry_smaller(self, job: Job) -> Generation | None:
-        """The engine found the request too long: replan at three quarters of the size, once."""
+        """The engine found the request too long: the plan shrinks itself, and is tried once more."""
         job.retried = True
-        if job.plan.width is None or job.plan.height is None or job.video is None:
+        smaller = job.plan.shrunk(self.tokenizer, "the engine reported the request too long")
+        if smaller is None or job.video is None:
             return None
-        smaller = max(job.plan.width, job.plan.height) * 3 // 4 // 16 * 16
-        settings = self.options.plan.model_copy(update={"max_resolution": max(16, smaller)})
-        log.warning("%s: the engine reported the request too long; retrying at %d px", job.item.name, smaller)
-        job.plan = plan_item(job.item.name, job.item.prompt, job.video, settings, self.tokenizer)
-        job.plan = job.plan.model_copy(
-            update={"changes": [*job.plan.changes, "replanned after a context-length error"]}
+        log.warning(
+            "%s: the engine reported the request too long; retrying at %sx%s",
+            job.item.name,
+            smaller.width,
+            smaller.height,
         )
-        if not job.plan.fits:
-            return None
+        job.plan = smaller
         self._prepare(job)
         if job.request is None:
             return None
@@ -327,8 +326,19 @@ def build_record(
         model=engine.model_name if engine else options.engine.model,
         engine=engine.name if engine else options.engine.engine,
         sampling=options.sampling.model_dump(mode="json"),
+        attempts=job.attempts,
+        retry=job.retry_note,
         key=job.key,
     )
+
+
+def _cut_off(generation: Generation | None) -> bool:
+    return generation is not None and generation.error is None and generation.finish_reason == "length"
+
+
+def _next_seed(seed: int | None) -> int:
+    """A reproducible run stays reproducible (seed + 1); an unseeded one draws a fresh seed."""
+    return seed + 1 if seed is not None else secrets.randbelow(2**31)
 
 
 def _problem(job: Job, generation: Generation | None) -> str | None:

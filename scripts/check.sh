@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Every check, in the order that fails fastest: lint, types, tests. CI runs exactly this.
+# The README's second command, and what CI runs: set up what is missing, then every check in the
+# order that fails fastest: lint, format, types, layers, shell scripts, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${PY:-}" ]; then
+  bash scripts/setup.sh
+fi
 PY=${PY:-.venv/bin/python}
 "$PY" -m ruff check cosmos_workflow tests benchmarks scripts examples
 "$PY" -m ruff format --check cosmos_workflow tests benchmarks scripts examples
 "$PY" -m mypy
-if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh scripts/ci/*.sh benchmarks/*.sh .ci/run; fi
+"$(dirname "$PY")/lint-imports" --no-cache
+shopt -s nullglob
+shell_scripts=(scripts/*.sh scripts/ci/*.sh benchmarks/*.sh .ci/run)
+if command -v shellcheck >/dev/null 2>&1; then shellcheck "${shell_scripts[@]}"; fi
 "$PY" -m pytest "$@"

@@ -80,7 +80,8 @@ def config_for(sshd: Sshd, known_hosts: Path, remote_dir: str, **remote: object)
                 "connect_attempts": 2,
                 **remote,
             },
-            "paths": {"remote_dir": remote_dir},
+            "remote_dir": remote_dir,
+            "image": TEST_IMAGE,
         }
     )
 

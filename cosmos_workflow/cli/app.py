@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from cosmos_workflow import __version__
-from cosmos_workflow.errors import CosmosWorkflowError
+from cosmos_workflow.errors import CosmosWorkflowError, UsageError
 
 app = typer.Typer(
     name="cosmos-workflow",
@@ -62,6 +62,9 @@ def main() -> None:
     """Console entry point: library errors become one line and a non-zero exit, here only."""
     try:
         app()
+    except UsageError as exc:
+        stderr.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(EXIT_USAGE)
     except CosmosWorkflowError as exc:
         stderr.print(f"error: {exc}", highlight=False, markup=False)
         sys.exit(EXIT_FAILED)

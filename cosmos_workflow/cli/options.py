@@ -1,14 +1,18 @@
-"""Options shared by several commands, declared once."""
+"""Options shared by several commands, declared once, and how flags become settings.
+
+Only flags given on the command line become settings (a flag left at its default does not
+override the config file or the environment: see :mod:`cosmos_workflow.config`).
+"""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
-from cosmos_workflow.budget import PlanSettings
+from cosmos_workflow.config import ResolvedSettings, resolve_settings
 from cosmos_workflow.errors import ConfigError
 
 
@@ -39,6 +43,14 @@ MaxResolution = Annotated[
     str, typer.Option(help="long side cap in pixels (16-px grid), or 'auto' for the largest that fits")
 ]
 NumFrames = Annotated[int, typer.Option(min=0, max=16, help="frames per video")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML settings file (default: $COSMOS_WORKFLOW_CONFIG, else ./cosmos-workflow.toml if present)",
+        show_default=False,
+    ),
+]
 
 
 class Sampling(StrEnum):
@@ -61,23 +73,66 @@ Model = Annotated[
     ),
 ]
 
+#: parameters whose settings key differs from the parameter's name
+_RENAMED = {"preprocess": "preprocess_videos", "engine_option": "engine_options"}
+#: parameters that are not settings (what to run on, how to print)
+_NOT_SETTINGS = frozenset({"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json"})
 
-def plan_settings(
-    *,
-    preprocess: bool,
-    max_resolution: str,
-    num_frames: int,
-    frame_sampling: Sampling,
-    max_tokens: int,
-    max_model_len: int,
-) -> PlanSettings:
-    return PlanSettings.model_validate(
-        {
-            "preprocess": preprocess,
-            "max_resolution": parse_resolution(max_resolution),
-            "num_frames": num_frames,
-            "frame_sampling": frame_sampling.value,
-            "max_tokens": max_tokens,
-            "max_model_len": max_model_len,
-        }
-    )
+
+def given_settings(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The ``[upsample]`` settings the user gave as flags (defaults left out), by settings key."""
+    flags: dict[str, Any] = {}
+    for name, value in values.items():
+        source = ctx.get_parameter_source(name)
+        if name in _NOT_SETTINGS or source is None or source.name != "COMMANDLINE":
+            continue
+        flags[_RENAMED.get(name, name)] = _flag_value(name, value)
+    return flags
+
+
+def _flag_value(name: str, value: Any) -> Any:
+    if name == "max_resolution":
+        return parse_resolution(value)
+    if name == "batch_size":
+        return parse_batch_size(value)
+    if name == "engine_option":
+        return parse_engine_options(value or [])
+    return value.value if isinstance(value, Enum) else value
+
+
+def settings_from_flags(ctx: typer.Context, values: dict[str, Any], config: Path | None) -> ResolvedSettings:
+    """Defaults < config file < environment < these flags."""
+    return resolve_settings(flags={"upsample": given_settings(ctx, values)}, config_file=config)
+
+
+def parse_batch_size(value: str) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--batch-size {value!r} is not a positive number; pass e.g. 32, or 'auto'")
+    return int(value)
+
+
+def parse_engine_options(pairs: list[str]) -> dict[str, str | int | float | bool | None]:
+    """``KEY=VALUE`` pairs; numbers and true/false are converted."""
+    options: dict[str, str | int | float | bool | None] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"--engine-option {pair!r} is not KEY=VALUE; e.g. --engine-option max_num_seqs=64"
+            )
+        options[key] = _scalar(raw)
+    return options
+
+
+def _scalar(raw: str) -> str | int | float | bool:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw

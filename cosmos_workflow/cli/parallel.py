@@ -5,7 +5,7 @@ a rank died and its results are to be collected without a rerun, ranks ran as se
 the output file was lost. It needs no option flags: records are matched to items by name and
 original prompt, not by request key, because keys hash every option and the videos' absolute
 paths and mtimes, which differ across a Docker mount or a copied folder (see
-:mod:`cosmos_workflow.parallel.merge`).
+:mod:`cosmos_workflow.executors.merge`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import typer
 from cosmos_workflow.cli.app import app, setup_logging, stderr
 from cosmos_workflow.cli.options import PromptsFile
 from cosmos_workflow.errors import InputFileError
-from cosmos_workflow.parallel.merge import MergeResult, journals_for, merge_output
+from cosmos_workflow.executors.merge import MergeResult, merge_output
+from cosmos_workflow.journal import journals_for
 from cosmos_workflow.specs.batch import load_batch
 
 #: written, but some items have no result or failed

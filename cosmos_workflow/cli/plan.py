@@ -12,6 +12,7 @@ from cosmos_workflow import api
 from cosmos_workflow.budget import Plan
 from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
 from cosmos_workflow.cli.options import (
+    ConfigFile,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
@@ -21,14 +22,17 @@ from cosmos_workflow.cli.options import (
     Preprocess,
     PromptsFile,
     Sampling,
-    plan_settings,
+    settings_from_flags,
 )
+from cosmos_workflow.config import plan_settings
+from cosmos_workflow.specs.batch import load_batch
 
 STATUS_STYLE = {"ok": "green", "adjusted": "yellow", "text_only": "cyan", "overflow": "red", "error": "red"}
 
 
 @app.command()
 def plan(
+    ctx: typer.Context,
     prompts_file: PromptsFile,
     preprocess: Preprocess = True,
     max_resolution: MaxResolution = "480",
@@ -38,27 +42,22 @@ def plan(
     max_model_len: MaxModelLen = 4096,
     model: Model = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
+    config: ConfigFile = None,
 ) -> None:
     """Plan every item's frames, size and tokens against the model's context, without a model."""
-    settings = plan_settings(
-        preprocess=preprocess,
-        max_resolution=max_resolution,
-        num_frames=num_frames,
-        frame_sampling=frame_sampling,
-        max_tokens=max_tokens,
-        max_model_len=max_model_len,
-    )
-    report = api.plan(prompts_file, settings, model=model)
-    for problem in report.problems:
+    settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
+    batch = load_batch(prompts_file)
+    for problem in batch.problems:
         stderr.print(f"skipped {problem}", markup=False, highlight=False)
+    plans = list(api.plan(batch.items, plan_settings(settings), model=settings.model))
     if as_json:
-        stdout.print_json(json.dumps([p.model_dump(mode="json") for p in report.plans]))
+        stdout.print_json(json.dumps([p.model_dump(mode="json") for p in plans]))
     else:
-        stdout.print(_table(report.plans))
-        for p in report.plans:
+        stdout.print(_table(plans))
+        for p in plans:
             if p.message:
                 stdout.print(f"{p.name}: {p.message}", markup=False, highlight=False)
-    if not report.plans or any(not p.fits for p in report.plans):
+    if not plans or any(not p.fits for p in plans):
         raise typer.Exit(EXIT_FAILED)
 
 

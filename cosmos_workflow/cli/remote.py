@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
 from cosmos_workflow.cli.app import EXIT_FAILED, app, setup_logging, stderr, stdout
+from cosmos_workflow.cli.options import ConfigFile
 
 remote_app = typer.Typer(
     name="remote", help="The remote GPU host of --remote: check it, trust its key.", no_args_is_help=True
 )
 app.add_typer(remote_app)
-
-ConfigFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="TOML file with [remote], [paths], [docker] (default: $COSMOS_CONFIG, else ./config.toml)",
-    ),
-]
 
 _STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cosmos_workflow.cli.app import app, stderr, stdout
 from cosmos_workflow.errors import ConfigError
-from cosmos_workflow.specs.manager import DEFAULT_SPECS_DIR, PromptSpecManager, StoredSpec
+from cosmos_workflow.specs.manager import DEFAULT_SPECS_DIR, SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import MODALITIES, Modality, UpsampleFrom
 
 SpecsDir = Annotated[Path, typer.Option(help="the spec folder")]
@@ -66,7 +66,7 @@ def create_spec(
     specs_dir: SpecsDir = DEFAULT_SPECS_DIR,
 ) -> None:
     """Write a new PromptSpec file and print its path."""
-    stored = PromptSpecManager(specs_dir).create(
+    stored = SpecStore(specs_dir).create(
         name,
         prompt,
         input_video_path=_video_arg(video),
@@ -90,7 +90,7 @@ def _upsample_from(value: str) -> UpsampleFrom:
 @app.command("list-specs")
 def list_specs(specs_dir: SpecsDir = DEFAULT_SPECS_DIR) -> None:
     """Show the folder's specs as a table; unreadable files are listed on stderr."""
-    scan = PromptSpecManager(specs_dir).scan()
+    scan = SpecStore(specs_dir).scan()
     for problem in scan.problems:
         stderr.print(f"invalid {problem}", markup=False, highlight=False)
     if not scan.specs:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich import progress as bars
@@ -15,6 +15,7 @@ from rich.table import Table
 from cosmos_workflow import api
 from cosmos_workflow.cli.app import app, setup_logging, stderr
 from cosmos_workflow.cli.options import (
+    ConfigFile,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
@@ -23,12 +24,11 @@ from cosmos_workflow.cli.options import (
     NumFrames,
     Preprocess,
     Sampling,
-    plan_settings,
+    settings_from_flags,
 )
-from cosmos_workflow.engines import EngineConfig, SamplingParams
+from cosmos_workflow.config import RunOptions, run_options
 from cosmos_workflow.errors import ConfigError
-from cosmos_workflow.parallel.torchrun import RankResult, run_distributed_if_needed
-from cosmos_workflow.runner import Progress, RunOptions, RunResult
+from cosmos_workflow.runner import Progress, RunResult
 
 #: finished, but some items failed (status error or fallback)
 EXIT_PARTIAL = 3
@@ -39,33 +39,9 @@ class OnError(StrEnum):
     original = "original"
 
 
-def parse_engine_options(pairs: list[str]) -> dict[str, str | int | float | bool | None]:
-    """``KEY=VALUE`` pairs; numbers and true/false are converted."""
-    options: dict[str, str | int | float | bool | None] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(
-                f"--engine-option {pair!r} is not KEY=VALUE; e.g. --engine-option max_num_seqs=64"
-            )
-        options[key] = _scalar(raw)
-    return options
-
-
-def _scalar(raw: str) -> str | int | float | bool:
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
-
-
 @app.command("upsample-prompts")
 def upsample_prompts(
+    ctx: typer.Context,
     prompts_file: Annotated[
         Path | None,
         typer.Argument(help="JSON list (or .jsonl) of {name, prompt, video_path}", show_default=False),
@@ -117,69 +93,27 @@ def upsample_prompts(
         list[str] | None, typer.Option(help="engine setting KEY=VALUE, repeatable (e.g. base_url=...)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
+    config: ConfigFile = None,
 ) -> None:
-    """Upsample every prompt with the model loaded once; rerun the same command to resume."""
+    """Upsample every prompt with the model loaded once; rerun the same command to resume.
+
+    Settings not given as flags come from the config file and COSMOS_* variables (see `config`).
+    Under torchrun each process runs its shard and the last one writes the output.
+    """
+    settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
     setup_logging(quiet=quiet)
     output = _output_path(prompts_file, output_file, input_dir)
-    options = RunOptions(
-        plan=plan_settings(
-            preprocess=preprocess,
-            max_resolution=max_resolution,
-            num_frames=num_frames,
-            frame_sampling=frame_sampling,
-            max_tokens=max_tokens,
-            max_model_len=max_model_len,
-        ),
-        sampling=SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
-        engine=EngineConfig(
-            engine=engine,
-            model=_model(model, engine, control),
-            max_model_len=max_model_len,
-            max_images_per_prompt=num_frames,
-            device=device,
-            options=parse_engine_options(engine_option or []),
-        ),
-        batch_size=_batch_size(batch_size),
-        on_error=on_error.value,
-        force=force,
-        clips_dir=(clips_dir or output.with_name(f"{output.stem}_clips")) if clips and preprocess else None,
-    )
+    options = run_options(settings, output=output, force=force)
     if input_dir is not None:
         _run_specs(input_dir, options, quiet)
         return
     assert prompts_file is not None
     with _progress(quiet) as advance:
-        # under torchrun this process is one rank: its shard, and the merge if it finishes last
-        outcome = run_distributed_if_needed(prompts_file, output, options, advance)
-        result, problems = outcome or api.upsample_file(prompts_file, output, options, progress=advance)
-    # a rank that did not merge exits 0: a non-zero exit makes torchrun stop the other ranks
-    merged = not isinstance(result, RankResult) or result.merged
-    _summary(result, len(problems), output if merged else None)
-    if result.failed and merged:
+        result, problems = api.upsample_file(prompts_file, output, options, progress=advance)
+    # a rank that did not write the output exits 0: a non-zero exit makes torchrun stop the others
+    _summary(result, len(problems), output if result.wrote_output else None)
+    if result.failed and result.wrote_output:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _batch_size(value: str) -> int | Literal["auto"]:
-    if value == "auto":
-        return "auto"
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"--batch-size {value!r} is not a positive number; pass e.g. 32, or 'auto'")
-    return int(value)
-
-
-def _model(model: str | None, engine: str, control: str | None) -> str:
-    if model and Path(model).is_dir():
-        from cosmos_workflow.checkpoint import pick_variant
-
-        return str(pick_variant(Path(model), control))
-    if model:
-        return model
-    if engine == "fake":
-        return "fake"
-    raise ConfigError(
-        "no model given: pass --model PATH to a Pixtral/Cosmos upsampler checkpoint, a served model name "
-        "with --engine openai, or --model tiny-random to try the pipeline with a tiny random model"
-    )
 
 
 def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir: Path | None) -> Path:
@@ -199,10 +133,10 @@ def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir:
 
 
 def _run_specs(input_dir: Path, options: RunOptions, quiet: bool) -> None:
-    from cosmos_workflow.specs import workflow
+    from cosmos_workflow.workflow import upsample_spec_dir
 
     with _progress(quiet) as advance:
-        summary = workflow.upsample_spec_dir(input_dir, options, progress=advance)
+        summary = upsample_spec_dir(input_dir, options, progress=advance)
     stderr.print(summary.describe(), markup=False, highlight=False)
     if summary.failed:
         raise typer.Exit(EXIT_PARTIAL)

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.errors import ConfigError, GPUOutOfMemoryError, ModelLoadError
-from cosmos_workflow.parallel.environment import hidden_torchrun_environment
 from cosmos_workflow.tokenizer import tokenizer_path_for
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""PromptSpecManager: create, list, load and save PromptSpec files, safely shared between processes.
+"""SpecStore: create, list, load and save PromptSpec files, safely shared between processes.
+
+(:class:`cosmos_workflow.workflow.PromptSpecManager` adds upsampling on top of this store.)
 
 Files live at ``<specs_dir>/<YYYY-MM-DD>/<name>_<id>.json``. Every write is atomic (temp file +
 rename) and happens under an exclusive ``flock`` on a hidden sidecar ``.<file>.lock``; an update
@@ -18,17 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from cosmos_workflow.errors import ItemError, SpecError
-from cosmos_workflow.journal import write_json_atomic
+from cosmos_workflow.errors import SpecError
+from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsampleFrom, new_spec
-
-if TYPE_CHECKING:
-    from cosmos_workflow.engines import Engine
-    from cosmos_workflow.runner import RunOptions
 
 DEFAULT_SPECS_DIR = Path("inputs/prompts")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -121,7 +118,7 @@ def write_spec(path: Path, spec: PromptSpec) -> None:
     write_json_atomic(path, data)
 
 
-class PromptSpecManager:
+class SpecStore:
     """The spec folder: create, list, load, save and update specs."""
 
     def __init__(self, specs_dir: Path = DEFAULT_SPECS_DIR) -> None:
@@ -207,32 +204,3 @@ class PromptSpecManager:
                 return current
             write_spec(path, updated)
             return updated
-
-    def upsample_prompt(
-        self,
-        spec: PromptSpec,
-        options: RunOptions | None = None,
-        *,
-        path: Path | None = None,
-        engine: Engine | None = None,
-    ) -> PromptSpec:
-        """Upsample one spec, save it, and return it (``prompt`` keeps the original text).
-
-        Raises :class:`ItemError` with the reason when the item fails; the file is then unchanged.
-        """
-        from cosmos_workflow.runner import RunOptions
-        from cosmos_workflow.specs import workflow
-
-        target = path or self.path_for(spec)
-        if not target.exists():
-            self.save(spec, target)
-        summary = workflow.upsample_stored(
-            [StoredSpec(target, spec)],
-            options or RunOptions(),
-            output=self.specs_dir / workflow.WORK_DIR / f"{spec.id}.json",
-            engine=engine,
-        )
-        outcome = summary.outcomes[0]
-        if outcome.spec is None or not outcome.updated:
-            raise ItemError(f"{spec.name}: {outcome.reason}", item=spec.name)
-        return outcome.spec

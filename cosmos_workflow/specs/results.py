@@ -48,6 +48,8 @@ class UpsampleRecord(BaseModel):
     model: str = ""
     engine: str = ""
     sampling: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = Field(1, description="generations tried: 2 when a cut-off answer was retried")
+    retry: str | None = Field(None, description="why the item was generated again, if it was")
     key: str = Field(description="hash of everything that determines the answer; the journal's key")
     timestamp: str = Field(default_factory=utc_now)
 

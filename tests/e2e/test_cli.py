@@ -246,5 +246,5 @@ def test_clips_dir_and_invalid_options(examples: Path, tmp_path: Path) -> None:
     written = [d["preprocessed_video"] for d in json.loads(out.read_text()) if d["preprocessed_video"]]
     assert len(written) == 3 and all(Path(p).parent == clips and Path(p).is_file() for p in written)
     result = cli("upsample-prompts", str(examples), "-o", str(out), "--engine", "fake", "--top-p", "0")
-    assert result.returncode == 2 and "error: invalid options: top_p" in result.stderr
+    assert result.returncode == 2 and "invalid setting: [upsample] top_p = 0.0 (flag)" in result.stderr
     assert "Traceback" not in result.stderr

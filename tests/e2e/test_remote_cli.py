@@ -93,7 +93,7 @@ def test_check_reports_each_broken_part_with_its_fix(config: Path, tmp_path: Pat
     assert cli("remote", "trust", "--config", str(config), "--yes").returncode == 0
     broken = {
         "COSMOS_REMOTE_PYTHON": "/nonexistent/python3",
-        "COSMOS_REMOTE_CHECKPOINT_DIR": "~/no checkpoint here",
+        "COSMOS_DOCKER_CHECKPOINT_DIR": "~/no checkpoint here",
         "COSMOS_REMOTE_GPUS": "64",
     }
     result = cli("remote", "check", "--config", str(config), env=broken)
@@ -121,7 +121,7 @@ def test_wrong_key_fails_authentication_and_skips_the_rest(config: Path, tmp_pat
 
 def test_docker_mode_checks_the_daemon_and_the_image(config: Path, docker_image: str) -> None:
     assert cli("remote", "trust", "--config", str(config), "--yes").returncode == 0
-    env = {"COSMOS_REMOTE_MODE": "docker", "COSMOS_REMOTE_IMAGE": docker_image}
+    env = {"COSMOS_REMOTE_MODE": "docker", "COSMOS_DOCKER_IMAGE": docker_image}
     result = cli("remote", "check", "--config", str(config), env=env)
     assert result.returncode == 0, result.stdout
     by_name = lines(result)
@@ -129,7 +129,7 @@ def test_docker_mode_checks_the_daemon_and_the_image(config: Path, docker_image:
         f"OK    image          {docker_image}"
     )
     missing = cli(
-        "remote", "check", "--config", str(config), env=env | {"COSMOS_REMOTE_IMAGE": "no/such:image"}
+        "remote", "check", "--config", str(config), env=env | {"COSMOS_DOCKER_IMAGE": "no/such:image"}
     )
     assert missing.returncode == 1
     assert "fix: on the host: docker pull no/such:image" in lines(missing)["image"]
@@ -139,5 +139,5 @@ def test_missing_config_is_one_line(tmp_path: Path) -> None:
     result = cli("remote", "check", "--config", str(tmp_path / "none.toml"))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: config file {tmp_path / 'none.toml'} not found; pass an existing --config"
+        f"error: config file {tmp_path / 'none.toml'} not found; check --config or $COSMOS_WORKFLOW_CONFIG"
     ]

@@ -14,7 +14,7 @@ from tests.sshd import drop
 @pytest.fixture
 def folder(remote_config: RemoteConfig) -> RemoteDir:
     connection = Connection(remote_config.remote).open()
-    yield RemoteDir(connection, remote_config.paths.remote_dir)
+    yield RemoteDir(connection, remote_config.remote_dir)
     connection.close()
 
 

@@ -26,7 +26,7 @@ def blob(tmp_path: Path) -> Path:
 @pytest.fixture
 def folder(remote_config: RemoteConfig) -> RemoteDir:
     connection = Connection(remote_config.remote).open()
-    yield RemoteDir(connection, remote_config.paths.remote_dir)
+    yield RemoteDir(connection, remote_config.remote_dir)
     connection.close()
 
 
@@ -99,7 +99,7 @@ def test_hostile_remote_dir_is_used_literally(
 ) -> None:
     config = config_for(sshd, known_hosts, HOSTILE_DIR)
     with Connection(config.remote) as connection:
-        folder = RemoteDir(connection, config.paths.remote_dir)
+        folder = RemoteDir(connection, config.remote_dir)
         assert folder.root == HOSTILE_DIR.replace("~", sshd.home, 1)
         remote = folder.upload(blob).remote
         folder.download(remote, tmp_path / "back")
@@ -131,4 +131,4 @@ def test_a_symlink_leading_out_of_remote_dir_is_refused(folder: RemoteDir, tmp_p
 def test_unwritable_remote_dir_names_the_fix(sshd: Sshd, known_hosts: Path, blob: Path) -> None:
     config = config_for(sshd, known_hosts, "/root/cosmos-not-allowed")
     with Connection(config.remote) as connection, pytest.raises(TransferError, match="remote_dir"):
-        RemoteDir(connection, config.paths.remote_dir).upload(blob)
+        RemoteDir(connection, config.remote_dir).upload(blob)

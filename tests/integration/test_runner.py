@@ -10,11 +10,12 @@ import pytest
 
 from cosmos_workflow import api
 from cosmos_workflow.budget import PlanSettings
+from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import EngineError, ModelLoadError
+from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.journal import journal_path_for
-from cosmos_workflow.runner import RunOptions
 from cosmos_workflow.specs.batch import BatchItem, load_batch
 from cosmos_workflow.tokenizer import load_tokenizer
 from tests.videos import frame_colour, make_video
@@ -41,7 +42,9 @@ def items(tmp_path: Path) -> list[BatchItem]:
 
 def test_what_reached_the_model(tmp_path: Path, items: list[BatchItem]) -> None:
     engine = FakeEngine()
-    result = api.upsample(items, options(tmp_path), output=tmp_path / "out.json", engine=engine)
+    result = api.upsample(
+        items, options(tmp_path), output=tmp_path / "out.json", executor=LocalExecutor(engine)
+    )
     by_key = {r.key: r for r in engine.received}
     tok = load_tokenizer()
     records = {r.name: r for r in result.records}
@@ -61,7 +64,7 @@ def test_what_reached_the_model(tmp_path: Path, items: list[BatchItem]) -> None:
 
 
 def test_output_format_and_statuses(tmp_path: Path, items: list[BatchItem]) -> None:
-    api.upsample(items, options(tmp_path), output=tmp_path / "out.json", engine=FakeEngine())
+    api.upsample(items, options(tmp_path), output=tmp_path / "out.json", executor=LocalExecutor(FakeEngine()))
     data = json.loads((tmp_path / "out.json").read_text())
     assert [d["name"] for d in data] == [i.name for i in items]
     seed_keys = {"name", "original_prompt", "upsampled_prompt", "video_path", "preprocessed_video"}
@@ -79,7 +82,9 @@ def test_output_format_and_statuses(tmp_path: Path, items: list[BatchItem]) -> N
 
 def test_batches_are_grouped_by_length(tmp_path: Path, items: list[BatchItem]) -> None:
     engine = FakeEngine()
-    result = api.upsample(items, options(tmp_path, batch_size=2), output=tmp_path / "o.json", engine=engine)
+    result = api.upsample(
+        items, options(tmp_path, batch_size=2), output=tmp_path / "o.json", executor=LocalExecutor(engine)
+    )
     tokens = {r.key: r.prompt_tokens for r in result.records}
     sizes = [[tokens[k] for k in batch] for batch in engine.batches]
     flat = [t for batch in sizes for t in batch]
@@ -88,7 +93,9 @@ def test_batches_are_grouped_by_length(tmp_path: Path, items: list[BatchItem]) -
 
 def test_out_of_memory_halves_the_batch(tmp_path: Path, items: list[BatchItem]) -> None:
     engine = FakeEngine(oom_above=1)
-    result = api.upsample(items, options(tmp_path, batch_size=4), output=tmp_path / "o.json", engine=engine)
+    result = api.upsample(
+        items, options(tmp_path, batch_size=4), output=tmp_path / "o.json", executor=LocalExecutor(engine)
+    )
     assert all(len(b) == 1 for b in engine.batches)
     assert result.counts["ok"] + result.counts["text_only"] == len(items)
 
@@ -100,25 +107,48 @@ def test_cut_off_empty_and_failed_answers_never_count_as_upsampled(tmp_path: Pat
         Generation(text="  ", finish_reason="stop", prompt_tokens=5, completion_tokens=1),
         Generation.failed("boom", prompt_tokens=5),
         "Here is the prompt: **A good answer.**",
+        Generation(text="Cut again", finish_reason="length", prompt_tokens=5, completion_tokens=300),
     ]
     result = api.upsample(
-        items, options(tmp_path, batch_size=4), output=tmp_path / "o.json", engine=FakeEngine(answers=script)
+        items,
+        options(tmp_path, batch_size=4),
+        output=tmp_path / "o.json",
+        executor=LocalExecutor(FakeEngine(answers=script)),
     )
     records = {r.name: r for r in result.records}
     assert records["good"].upsampled_prompt == "A good answer." and records["good"].status == "text_only"
     for name, reason in (("cut", "cut off"), ("empty", "empty"), ("failed", "boom")):
         assert records[name].status == "error" and records[name].upsampled_prompt is None
         assert reason in (records[name].error or "")
+    assert records["cut"].attempts == 2 and "cut off at 300 tokens" in (records["cut"].retry or "")
+    assert records["empty"].attempts == records["failed"].attempts == 1
+
+
+def test_a_cut_off_answer_is_retried_once_with_a_new_seed(tmp_path: Path) -> None:
+    items = [BatchItem(name=n, prompt=f"prompt {n}") for n in ("long", "short")]
+    cut = Generation(text="A half", finish_reason="length", prompt_tokens=5, completion_tokens=300)
+    engine = FakeEngine(answers=[cut, "A short answer.", "A whole answer this time."])
+    opts = options(tmp_path, sampling=SamplingParams(seed=41))
+    result = api.upsample(items, opts, output=tmp_path / "o.json", executor=LocalExecutor(engine))
+    records = {r.name: r for r in result.records}
+    assert (
+        records["long"].status == "text_only"
+        and records["long"].upsampled_prompt == "A whole answer this time."
+    )
+    assert records["long"].attempts == 2 and "seed 42" in (records["long"].retry or "")
+    assert records["short"].attempts == 1 and records["short"].retry is None
+    assert [s.seed for s in engine.sampling] == [41, 42] and len(engine.batches[1]) == 1
 
 
 def test_on_error_original_falls_back(tmp_path: Path) -> None:
     items = [BatchItem(name="a", prompt="keep me")]
-    script = [Generation(text="", finish_reason="length", prompt_tokens=5, completion_tokens=300)]
+    cut = Generation(text="", finish_reason="length", prompt_tokens=5, completion_tokens=300)
+    script = [cut, cut]
     result = api.upsample(
         items,
         options(tmp_path, on_error="original"),
         output=tmp_path / "o.json",
-        engine=FakeEngine(answers=script),
+        executor=LocalExecutor(FakeEngine(answers=script)),
     )
     assert result.records[0].status == "fallback"
     assert result.records[0].upsampled_prompt == "keep me"
@@ -128,18 +158,24 @@ def test_context_length_error_is_replanned_smaller_once(tmp_path: Path, items: l
     script = [Generation.failed("too long", prompt_tokens=1, kind="context_length")]
     engine = FakeEngine(answers=script)
     single = [items[0]]
-    result = api.upsample(single, options(tmp_path), output=tmp_path / "o.json", engine=engine)
+    result = api.upsample(
+        single, options(tmp_path), output=tmp_path / "o.json", executor=LocalExecutor(engine)
+    )
     record = result.records[0]
     assert record.status == "ok"
     assert (record.width, record.height) == (352, 192)  # 480 * 3/4 = 360 -> 352 on the grid
-    assert "replanned after a context-length error" in record.plan_changes
+    assert record.plan_changes == [
+        "resolution 480->352 px long side: the engine reported the request too long"
+    ]
     assert len(engine.batches) == 2
 
 
 def test_prompt_too_long_is_an_item_error_and_the_rest_go_on(tmp_path: Path, items: list[BatchItem]) -> None:
     batch = [*items, BatchItem(name="huge", prompt="word " * 5000)]
     engine = FakeEngine()
-    result = api.upsample(batch, options(tmp_path), output=tmp_path / "o.json", engine=engine)
+    result = api.upsample(
+        batch, options(tmp_path), output=tmp_path / "o.json", executor=LocalExecutor(engine)
+    )
     records = {r.name: r for r in result.records}
     assert records["huge"].status == "error" and "shorten the prompt" in (records["huge"].error or "")
     assert records["huge"].key not in {r.key for r in engine.received}
@@ -149,7 +185,7 @@ def test_prompt_too_long_is_an_item_error_and_the_rest_go_on(tmp_path: Path, ite
 def test_no_preprocess_overflow_is_never_sent(tmp_path: Path, items: list[BatchItem]) -> None:
     engine = FakeEngine()
     opts = options(tmp_path, plan=PlanSettings(preprocess=False))
-    result = api.upsample(items, opts, output=tmp_path / "o.json", engine=engine)
+    result = api.upsample(items, opts, output=tmp_path / "o.json", executor=LocalExecutor(engine))
     records = {r.name: r for r in result.records}
     assert records["hd"].status == "error" and "4096" in (records["hd"].error or "")
     assert records["small"].status == "ok" and records["small"].width == 320
@@ -172,17 +208,20 @@ def test_model_load_failure(tmp_path: Path, items: list[BatchItem]) -> None:
 def test_rerun_resumes_and_force_redoes(tmp_path: Path, items: list[BatchItem]) -> None:
     out = tmp_path / "o.json"
     first = FakeEngine()
-    api.upsample(items, options(tmp_path), output=out, engine=first)
+    api.upsample(items, options(tmp_path), output=out, executor=LocalExecutor(first))
     again = FakeEngine()
-    result = api.upsample(items, options(tmp_path), output=out, engine=again)
+    result = api.upsample(items, options(tmp_path), output=out, executor=LocalExecutor(again))
     assert again.received == [] and result.resumed == len(items)
     forced = FakeEngine()
-    api.upsample(items, options(tmp_path, force=True), output=out, engine=forced)
+    api.upsample(items, options(tmp_path, force=True), output=out, executor=LocalExecutor(forced))
     assert len(forced.received) == len(items)
     # a change that alters the answer (sampling) is a new request, not a resumed one
     changed = FakeEngine()
     api.upsample(
-        items, options(tmp_path, sampling=SamplingParams(temperature=0.1)), output=out, engine=changed
+        items,
+        options(tmp_path, sampling=SamplingParams(temperature=0.1)),
+        output=out,
+        executor=LocalExecutor(changed),
     )
     assert len(changed.received) == len(items)
 
@@ -194,22 +233,22 @@ def test_failed_items_are_retried_on_rerun(tmp_path: Path) -> None:
         items,
         options(tmp_path),
         output=out,
-        engine=FakeEngine(answers=[Generation.failed("x", prompt_tokens=1)]),
+        executor=LocalExecutor(FakeEngine(answers=[Generation.failed("x", prompt_tokens=1)])),
     )
     second = FakeEngine()
-    result = api.upsample(items, options(tmp_path), output=out, engine=second)
+    result = api.upsample(items, options(tmp_path), output=out, executor=LocalExecutor(second))
     assert [r.prompt for r in second.received] == ["x"]
     assert {r.status for r in result.records} == {"text_only"}
 
 
 def test_torn_journal_line_is_ignored(tmp_path: Path, items: list[BatchItem]) -> None:
     out = tmp_path / "o.json"
-    api.upsample(items[:2], options(tmp_path), output=out, engine=FakeEngine())
+    api.upsample(items[:2], options(tmp_path), output=out, executor=LocalExecutor(FakeEngine()))
     journal = journal_path_for(out)
     lines = journal.read_text().splitlines(keepends=True)
     journal.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # a crash mid-write
     engine = FakeEngine()
-    result = api.upsample(items[:2], options(tmp_path), output=out, engine=engine)
+    result = api.upsample(items[:2], options(tmp_path), output=out, executor=LocalExecutor(engine))
     assert len(engine.received) == 1 and result.resumed == 1
     assert [json.loads(line)["name"] for line in journal.read_text().splitlines()[-1:]]
 
@@ -217,7 +256,9 @@ def test_torn_journal_line_is_ignored(tmp_path: Path, items: list[BatchItem]) ->
 def test_prompts_file_with_bad_items(tmp_path: Path) -> None:
     prompts = tmp_path / "p.json"
     prompts.write_text(json.dumps([{"name": "a", "prompt": "x"}, {"name": "b", "prompt": ""}]))
-    result, problems = api.upsample_file(prompts, tmp_path / "o.json", options(tmp_path), engine=FakeEngine())
+    result, problems = api.upsample_file(
+        prompts, tmp_path / "o.json", options(tmp_path), executor=LocalExecutor(FakeEngine())
+    )
     assert [r.name for r in result.records] == ["a"] and len(problems) == 1
     assert load_batch(prompts).problems[0].name == "b"
 
@@ -234,7 +275,10 @@ class PoisonEngine(FakeEngine):
 def test_engine_error_is_isolated_to_its_request(tmp_path: Path) -> None:
     items = [BatchItem(name=n, prompt=p) for n, p in (("a", "fine"), ("b", "poison"), ("c", "also fine"))]
     result = api.upsample(
-        items, options(tmp_path, batch_size=3), output=tmp_path / "o.json", engine=PoisonEngine()
+        items,
+        options(tmp_path, batch_size=3),
+        output=tmp_path / "o.json",
+        executor=LocalExecutor(PoisonEngine()),
     )
     status = {r.name: r.status for r in result.records}
     assert status == {"a": "text_only", "b": "error", "c": "text_only"}
@@ -244,13 +288,17 @@ def test_engine_error_is_isolated_to_its_request(tmp_path: Path) -> None:
 def test_later_batches_keep_the_smaller_size_after_out_of_memory(tmp_path: Path) -> None:
     items = [BatchItem(name=f"i{n}", prompt=f"prompt {n}") for n in range(8)]
     engine = FakeEngine(oom_above=2)
-    api.upsample(items, options(tmp_path, batch_size=4), output=tmp_path / "o.json", engine=engine)
+    api.upsample(
+        items, options(tmp_path, batch_size=4), output=tmp_path / "o.json", executor=LocalExecutor(engine)
+    )
     assert [len(b) for b in engine.batches] == [2, 2, 2, 2]
 
 
 def test_unexpected_preprocessing_failure_is_an_item_error(tmp_path: Path, items: list[BatchItem]) -> None:
     (tmp_path / "clips").write_text("a file where the clips folder should be")
-    result = api.upsample(items, options(tmp_path), output=tmp_path / "o.json", engine=FakeEngine())
+    result = api.upsample(
+        items, options(tmp_path), output=tmp_path / "o.json", executor=LocalExecutor(FakeEngine())
+    )
     records = {r.name: r for r in result.records}
     assert records["hd"].status == "error" and records["hd"].error
     assert records["text"].status == "text_only"
@@ -267,6 +315,11 @@ class SizedEngine(FakeEngine):
 def test_auto_batch_size_asks_the_engine(tmp_path: Path) -> None:
     items = [BatchItem(name=f"i{n}", prompt=f"prompt number {n}") for n in range(7)]
     engine = SizedEngine()
-    api.upsample(items, options(tmp_path, batch_size="auto"), output=tmp_path / "o.json", engine=engine)
+    api.upsample(
+        items,
+        options(tmp_path, batch_size="auto"),
+        output=tmp_path / "o.json",
+        executor=LocalExecutor(engine),
+    )
     assert [len(b) for b in engine.batches] == [3, 3, 1]
     assert engine.asked[1] == 300 and engine.asked[0] >= 7

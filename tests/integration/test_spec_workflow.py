@@ -11,18 +11,20 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EncodedRequest, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import InputFileError
+from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.journal import read_records
-from cosmos_workflow.runner import Progress, RunOptions, RunResult
-from cosmos_workflow.specs.batch import BatchItem
-from cosmos_workflow.specs.manager import PromptSpecManager, StoredSpec, load_spec
+from cosmos_workflow.specs.manager import StoredSpec, load_spec
 from cosmos_workflow.specs.prompt_spec import Modality, UpsampleFrom
-from cosmos_workflow.specs.workflow import local_executor, upsample_spec_dir
+from cosmos_workflow.workflow import PromptSpecManager
+from cosmos_workflow.workflow.spec_runs import upsample_spec_dir
 from tests.videos import make_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +90,7 @@ def test_folder_of_fifty_mixed_specs(tmp_path: Path, videos: dict[str, str]) -> 
     untouched = {p: p.read_bytes() for p in (blank.path, done.path, root / "broken.json")}
 
     engine = FakeEngine()
-    summary = upsample_spec_dir(root, OPTIONS, engine=engine)
+    summary = upsample_spec_dir(root, OPTIONS, executor=LocalExecutor(engine))
 
     assert [len(summary.of(s)) for s in ("updated", "skipped", "failed", "invalid")] == [50, 1, 1, 1]
     assert summary.failed == 1
@@ -121,13 +123,13 @@ def test_folder_of_fifty_mixed_specs(tmp_path: Path, videos: dict[str, str]) -> 
     assert text.count("(text only: ") == 5
 
     again = FakeEngine()
-    rerun = upsample_spec_dir(root, OPTIONS, engine=again)
+    rerun = upsample_spec_dir(root, OPTIONS, executor=LocalExecutor(again))
     assert again.received == [] and len(rerun.of("skipped")) == 51
     assert rerun.describe().startswith(f"specs in {root}: 0 updated, 51 skipped")
     assert rerun.failed == 1  # the blank prompt is tried (and fails) on every run until fixed
 
     forced = FakeEngine()
-    redo = upsample_spec_dir(root, OPTIONS.model_copy(update={"force": True}), engine=forced)
+    redo = upsample_spec_dir(root, OPTIONS.model_copy(update={"force": True}), executor=LocalExecutor(forced))
     assert len(forced.received) == 51 and len(redo.of("updated")) == 51
 
 
@@ -136,11 +138,13 @@ def test_legacy_upsampled_spec_is_skipped_and_forced_from_its_parent_prompt(tmp_
 
     shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "specs_v0", tmp_path / "specs")
     engine = FakeEngine()
-    summary = upsample_spec_dir(tmp_path / "specs", OPTIONS, engine=engine)
+    summary = upsample_spec_dir(tmp_path / "specs", OPTIONS, executor=LocalExecutor(engine))
     assert [o.name for o in summary.of("skipped")] == ["forest_upsampled"]
     assert [r.prompt for r in engine.received] == ["A futuristic city at night"]  # videos missing: text only
     forced = FakeEngine()
-    upsample_spec_dir(tmp_path / "specs", OPTIONS.model_copy(update={"force": True}), engine=forced)
+    upsample_spec_dir(
+        tmp_path / "specs", OPTIONS.model_copy(update={"force": True}), executor=LocalExecutor(forced)
+    )
     assert sorted(r.prompt for r in forced.received) == [
         "A futuristic city at night",
         "Serene forest landscape",
@@ -152,10 +156,10 @@ def test_failed_specs_keep_their_content_and_are_listed(tmp_path: Path, videos: 
     paths = [manager.create(f"s{i}", f"Prompt {i}", input_video_path=videos["input"]).path for i in range(3)]
     before = [p.read_bytes() for p in paths]
     engine = FakeEngine(answers=[Generation.failed("CUDA error: device lost", prompt_tokens=1)] * 3)
-    summary = upsample_spec_dir(tmp_path, OPTIONS, engine=engine)
+    summary = upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(engine))
     assert summary.failed == 3 and [p.read_bytes() for p in paths] == before
     assert summary.describe().count("CUDA error: device lost (file unchanged: ") == 3
-    fixed = upsample_spec_dir(tmp_path, OPTIONS, engine=FakeEngine())
+    fixed = upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(FakeEngine()))
     assert len(fixed.of("updated")) == 3  # failures are retried by the next run
 
 
@@ -175,13 +179,13 @@ class Interrupted(FakeEngine):
 def test_interrupted_run_resumes_without_redoing_work(tmp_path: Path, videos: dict[str, str]) -> None:
     make_folder(tmp_path, videos, count=12)
     with pytest.raises(KeyboardInterrupt):
-        upsample_spec_dir(tmp_path, OPTIONS, engine=Interrupted(calls=2))
+        upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(Interrupted(calls=2)))
     journal = list(read_records(tmp_path / ".upsampling" / "results.json.journal.jsonl"))
     assert len(journal) == 8
     assert all(not s.spec.upsampled for s in specs_by_name(tmp_path).values())
 
     engine = FakeEngine()
-    summary = upsample_spec_dir(tmp_path, OPTIONS, engine=engine)
+    summary = upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(engine))
     assert len(engine.received) == 4 and not {r.key for r in engine.received} & {r.key for r in journal}
     assert len(summary.of("updated")) == 12
     results = json.loads((tmp_path / ".upsampling" / "results.json").read_text())
@@ -192,16 +196,13 @@ def test_spec_edited_during_the_run_is_not_overwritten(tmp_path: Path, videos: d
     manager = PromptSpecManager(tmp_path)
     edited = manager.create("edited", "A city", input_video_path=videos["input"])
     other = manager.create("other", "A town", input_video_path=videos["input"])
-    run = local_executor(FakeEngine())
 
-    def edit_meanwhile(
-        items: Sequence[BatchItem], options: RunOptions, output: Path, progress: Progress | None
-    ) -> RunResult:
-        result = run(items, options, output, progress)
-        manager.update(edited.path, lambda s: s.model_copy(update={"prompt": "A city in the rain"}))
-        return result
+    class EditMeanwhile(LocalExecutor):
+        def execute(self, *args: Any, **kwargs: Any) -> None:
+            super().execute(*args, **kwargs)
+            manager.update(edited.path, lambda s: s.model_copy(update={"prompt": "A city in the rain"}))
 
-    summary = upsample_spec_dir(tmp_path, OPTIONS, executor=edit_meanwhile)
+    summary = upsample_spec_dir(tmp_path, OPTIONS, executor=EditMeanwhile(FakeEngine()))
     assert [o.name for o in summary.of("failed")] == ["edited"]
     assert "edited during the run" in summary.describe()
     now = load_spec(edited.path)
@@ -211,7 +212,7 @@ def test_spec_edited_during_the_run_is_not_overwritten(tmp_path: Path, videos: d
 
 def test_missing_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="run create-spec first"):
-        upsample_spec_dir(tmp_path / "nowhere", OPTIONS, engine=FakeEngine())
+        upsample_spec_dir(tmp_path / "nowhere", OPTIONS, executor=LocalExecutor(FakeEngine()))
 
 
 def _wait_for(paths: list[Path], text: str, deadline_s: float = 120) -> None:

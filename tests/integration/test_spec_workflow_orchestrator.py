@@ -1,4 +1,4 @@
-"""WorkflowOrchestrator.upsample_prompts_batch: the seed's signature over the local executor."""
+"""WorkflowOrchestrator.upsample_prompts_batch: the seed's signature over the executor seam."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from cosmos_workflow.config import RunOptions, options_from_keywords
 from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import ConfigError
-from cosmos_workflow.remote import WorkflowOrchestrator, build_run_options
-from cosmos_workflow.runner import Progress, RunOptions, RunResult
-from cosmos_workflow.specs.batch import BatchItem
+from cosmos_workflow.executors import LocalExecutor
+from cosmos_workflow.journal import Journal
+from cosmos_workflow.runner import Job, Progress
 from cosmos_workflow.specs.prompt_spec import new_spec
-from cosmos_workflow.specs.workflow import local_executor
+from cosmos_workflow.tokenizer import Tokenizer
+from cosmos_workflow.workflow import WorkflowOrchestrator
 from tests.videos import make_video
 
 
@@ -51,30 +53,48 @@ def test_batch_in_order_with_options_and_failures(tmp_path: Path) -> None:
     assert [s.upsampled_prompt for s in rerun] == [s.upsampled_prompt for s in out]
 
 
-def test_executor_seam_receives_the_batch(tmp_path: Path) -> None:
-    seen: list[list[BatchItem]] = []
-    local = local_executor(FakeEngine())
+class RecordingExecutor(LocalExecutor):
+    """A stand-in for a remote executor: sees the planned jobs, runs them here."""
 
-    def remote_stand_in(
-        items: Sequence[BatchItem], options: RunOptions, output: Path, progress: Progress | None
-    ) -> RunResult:
-        seen.append(list(items))
-        return local(items, options, output, progress)
+    def __init__(self) -> None:
+        super().__init__(FakeEngine())
+        self.seen: list[list[Job]] = []
 
+    def execute(
+        self,
+        jobs: Sequence[Job],
+        options: RunOptions,
+        tokenizer: Tokenizer,
+        journal: Journal,
+        progress: Progress | None,
+    ) -> None:
+        self.seen.append(list(jobs))
+        super().execute(jobs, options, tokenizer, journal, progress)
+
+
+def test_executor_seam_receives_the_planned_jobs(tmp_path: Path) -> None:
+    executor = RecordingExecutor()
     spec = new_spec("s", "A city", input_video_path=str(tmp_path / "missing.mp4"))
-    [out] = WorkflowOrchestrator(work_dir=tmp_path, executor=remote_stand_in).upsample_prompts_batch([spec])
-    assert [[(i.name, i.video_path) for i in batch] for batch in seen] == [
-        [(spec.id, tmp_path / "missing.mp4")]
-    ]
+    [out] = WorkflowOrchestrator(work_dir=tmp_path, executor=executor).upsample_prompts_batch(
+        [spec], engine="fake"
+    )
+    [[job]] = executor.seen
+    assert (job.item.name, job.item.video_path) == (spec.id, tmp_path / "missing.mp4")
+    assert job.plan.status == "text_only" and "not found" in job.plan.message
     assert out.upsampling_params and out.upsampling_params.status == "text_only"
 
 
-def test_bad_options_are_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) colour; allowed: batch_size"):
-        build_run_options(colour="red")
+def test_bad_options_are_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'colour' in \[upsample\]; known keys: preprocess_videos"
+    ):
+        options_from_keywords(colour="red")
     with pytest.raises(ConfigError, match="not both"):
-        WorkflowOrchestrator(executor=local_executor(), engine=FakeEngine())
-    options = build_run_options(
+        WorkflowOrchestrator(executor=LocalExecutor(), engine=FakeEngine())
+    with pytest.raises(ConfigError, match="no model given"):
+        WorkflowOrchestrator(work_dir=tmp_path).upsample_prompts_batch([new_spec("s", "A city")])
+    options = options_from_keywords(
         preprocess_videos=False, max_resolution="auto", checkpoint_dir="/ckpt", max_tokens=64
     )
     assert options.plan.preprocess is False and options.plan.max_resolution == "auto"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from cosmos_workflow import api
+from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EngineConfig
-from cosmos_workflow.parallel.environment import TORCHRUN_VARIABLES
-from cosmos_workflow.parallel.torchrun import CRASH_HOOK_ENV
-from cosmos_workflow.runner import RunOptions
+from cosmos_workflow.engines.environment import TORCHRUN_VARIABLES
+from cosmos_workflow.executors.torchrun import CRASH_HOOK_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +31,9 @@ from pathlib import Path
 from cosmos_workflow.cli.app import setup_logging
 from cosmos_workflow.engines import ENGINES
 from cosmos_workflow.engines.fake import FakeEngine
-from cosmos_workflow.parallel.torchrun import run_distributed_if_needed
-from cosmos_workflow.runner import RunOptions
+from cosmos_workflow import api
+from cosmos_workflow.config import RunOptions
+from cosmos_workflow.executors.torchrun import rank_info
 
 
 def envprobe(config):
@@ -44,12 +45,11 @@ def envprobe(config):
 ENGINES["envprobe"] = "__main__:envprobe"
 setup_logging()
 options = RunOptions.model_validate_json(Path(sys.argv[3]).read_text())
-outcome = run_distributed_if_needed(Path(sys.argv[1]), Path(sys.argv[2]), options, None)
-if outcome is None:
+if rank_info() is None:
     sys.exit("not under torchrun")
-result, problems = outcome
+result, problems = api.upsample_file(Path(sys.argv[1]), Path(sys.argv[2]), options)
 print("RESULT", json.dumps({"items": len(result.records), "resumed": result.resumed}))
-sys.exit(3 if result.failed and result.merged else 0)
+sys.exit(3 if result.failed and result.wrote_output else 0)
 """
 
 

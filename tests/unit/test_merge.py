@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from cosmos_workflow.cli.app import app
 from cosmos_workflow.cli.parallel import EXIT_INCOMPLETE
+from cosmos_workflow.executors.merge import BY_NAME, by_key, journals_for, merge_output, merge_records
 from cosmos_workflow.journal import Journal, journal_path_for
-from cosmos_workflow.parallel.merge import BY_NAME, by_key, journals_for, merge_output, merge_records
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import Status, UpsampleRecord
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cosmos_workflow.specs.prompt_spec import Modality, UpsampleFrom, new_spec
-from cosmos_workflow.specs.workflow import VideoChoice, choose_video
+from cosmos_workflow.workflow.spec_runs import VideoChoice, choose_video
 
 
 def choice(

@@ -12,9 +12,9 @@ import paramiko
 import pytest
 
 from cosmos_workflow.errors import RemoteAuthError, RemoteConnectionError
-from cosmos_workflow.executors.remote import Connection, RemoteSettings
+from cosmos_workflow.executors.remote import Connection, SSHSettings
 
-SETTINGS = RemoteSettings(
+SETTINGS = SSHSettings(
     host="gpu.example", user="me", known_hosts="/nonexistent/known_hosts", connect_attempts=4
 )
 

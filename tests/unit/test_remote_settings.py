@@ -1,4 +1,5 @@
-"""The remote settings: the seed's config.toml names, COSMOS_REMOTE_* overrides, clear errors."""
+"""The remote settings: the seed's config.toml names, COSMOS_REMOTE_* (and _PATHS_, _DOCKER_)
+overrides, clear errors."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ remote_dir = "/home/ubuntu/NatsFS/cosmos-transfer1"
 image = "nvcr.io/ubuntu/cosmos-transfer1:latest"
 checkpoint_dir = "/home/ubuntu/checkpoints"
 
-[other]
-anything = 1
+[upsample]
+max_tokens = 200
 """
 
 
@@ -44,8 +45,8 @@ def test_seed_config_file_loads_with_defaults(seed_config: Path) -> None:
     assert config.remote.known_hosts == Path("~/.ssh/known_hosts").expanduser()
     assert config.remote.host_key_policy == "strict"
     assert (config.remote.mode, config.remote.gpus) == ("docker", 1)
-    assert config.paths.remote_dir == "/home/ubuntu/NatsFS/cosmos-transfer1"
-    assert config.docker.checkpoint_dir == "/home/ubuntu/checkpoints"
+    assert config.remote_dir == "/home/ubuntu/NatsFS/cosmos-transfer1"
+    assert config.checkpoint_dir == "/home/ubuntu/checkpoints"
 
 
 def test_environment_overrides_each_table(seed_config: Path) -> None:
@@ -54,24 +55,25 @@ def test_environment_overrides_each_table(seed_config: Path) -> None:
         "COSMOS_REMOTE_PORT": "22",
         "COSMOS_REMOTE_HOST_KEY_POLICY": "accept-new",
         "COSMOS_REMOTE_GPUS": "4",
-        "COSMOS_REMOTE_DIR": "~/work",
-        "COSMOS_REMOTE_IMAGE": "local/cosmos:1",
+        "COSMOS_PATHS_REMOTE_DIR": "~/work",
+        "COSMOS_DOCKER_IMAGE": "local/cosmos:1",
     }
     config = load_remote_config(seed_config, env=env)
     assert (config.remote.host, config.remote.port, config.remote.gpus) == ("gpu.example.org", 22, 4)
     assert config.remote.host_key_policy == "accept-new"
-    assert (config.paths.remote_dir, config.docker.image) == ("~/work", "local/cosmos:1")
+    assert (config.remote_dir, config.image) == ("~/work", "local/cosmos:1")
 
 
-def test_config_file_found_through_cosmos_config(seed_config: Path) -> None:
-    config = load_remote_config(env={"COSMOS_CONFIG": str(seed_config)})
+def test_config_file_found_through_the_environment(seed_config: Path) -> None:
+    config = load_remote_config(env={"COSMOS_WORKFLOW_CONFIG": str(seed_config)})
     assert config.remote.user == "ubuntu"
 
 
-def test_environment_alone_is_enough() -> None:
-    env = {"COSMOS_REMOTE_HOST": "h", "COSMOS_REMOTE_USER": "u", "COSMOS_REMOTE_DIR": "/data"}
+def test_environment_alone_is_enough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"COSMOS_REMOTE_HOST": "h", "COSMOS_REMOTE_USER": "u", "COSMOS_PATHS_REMOTE_DIR": "/data"}
     config = load_remote_config(env=env)
-    assert (config.remote.host, config.remote.user, config.paths.remote_dir) == ("h", "u", "/data")
+    assert (config.remote.host, config.remote.user, config.remote_dir) == ("h", "u", "/data")
 
 
 @pytest.mark.parametrize(
@@ -81,17 +83,24 @@ def test_environment_alone_is_enough() -> None:
             "[paths]\nremote_dir = '/x'\n",
             "no [remote] host; add host = ... under [remote] or set COSMOS_REMOTE_HOST",
         ),
-        ("[remote]\nhost = 'h'\nuser = 'u'\n", "no [paths] remote_dir"),
-        ("[remote]\nhost = 'h'\nuser = 'u'\nport = 0\n[paths]\nremote_dir = '/x'\n", "[remote] port:"),
-        ("[remote]\nhost = 'h'\nuser = 'u'\nmode = 'k8s'\n[paths]\nremote_dir = '/x'\n", "[remote] mode:"),
+        (
+            "[remote]\nhost = 'h'\nuser = 'u'\n",
+            "no [paths] remote_dir; add remote_dir = ... under [paths] or set COSMOS_PATHS_REMOTE_DIR",
+        ),
+        ("[remote]\nhost = 'h'\nuser = 'u'\nport = 0\n[paths]\nremote_dir = '/x'\n", "[remote] port = 0"),
+        (
+            "[remote]\nhost = 'h'\nuser = 'u'\nmode = 'k8s'\n[paths]\nremote_dir = '/x'\n",
+            "[remote] mode = 'k8s'",
+        ),
         (
             "[remote]\nhost = 'h'\nuser = 'u'\npasword = 'x'\n[paths]\nremote_dir = '/x'\n",
-            "[remote] pasword:",
+            "unknown key 'pasword'",
         ),
         ("[remote]\nhost = 'h; rm -rf /'\nuser = 'u'\n[paths]\nremote_dir = '/x'\n", "not a host name"),
         ("[remote]\nhost = 'h'\nuser = '-oProxyCommand=x'\n[paths]\nremote_dir = '/x'\n", "not a user name"),
         ("[remote]\nhost = 'h'\nuser = 'u'\n[paths]\nremote_dir = 'relative/dir'\n", "must be absolute"),
-        ("[remote]\nhost = = 'h'\n", "cannot be read"),
+        ("[remote]\nhost = 'h'\nuser = 'u'\n[docker]\ncheckpoint_dir = 'ckpt'\n", "must be absolute"),
+        ("[remote]\nhost = = 'h'\n", "invalid TOML"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
@@ -105,7 +114,7 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -
 
 
 def test_missing_config_file_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found; pass an existing --config"):
+    with pytest.raises(ConfigError, match="not found; check --config"):
         load_remote_config(tmp_path / "nope.toml", env={})
 
 

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from cosmos_workflow.api import tokenizer_for
+from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EngineConfig
-from cosmos_workflow.parallel import torchrun
-from cosmos_workflow.parallel.torchrun import (
+from cosmos_workflow.engines.environment import hidden_torchrun_environment
+from cosmos_workflow.executors import KeyedItem, torchrun
+from cosmos_workflow.executors.torchrun import (
     RankInfo,
-    hidden_torchrun_environment,
+    TorchrunExecutor,
     item_cost,
     pin_device,
-    plan_ranks,
     rank_info,
     shard_by_cost,
 )
-from cosmos_workflow.runner import RunOptions
 from cosmos_workflow.specs.batch import BatchItem
 
 
@@ -59,24 +59,30 @@ def test_same_shards_every_time_even_with_ties() -> None:
     assert shard_by_cost(costs, 3) == [[0, 3], [1, 4, 6], [2, 5]]
 
 
-def test_a_video_item_costs_its_image_tokens(small_video: Path) -> None:
+def test_a_video_item_costs_its_requested_image_tokens(small_video: Path) -> None:
     options = RunOptions()
     tokenizer = tokenizer_for(None)
-    text_only = item_cost(BatchItem(name="t", prompt="a cat"), options, tokenizer)
-    with_video = item_cost(BatchItem(name="v", prompt="a cat", video_path=small_video), options, tokenizer)
-    assert text_only == tokenizer.text_tokens("a cat") + options.plan.max_tokens
+    text_only = item_cost(BatchItem(name="t", prompt="a cat sits"), options, tokenizer)
+    with_video = item_cost(BatchItem(name="v", prompt="a cat sits"), options, tokenizer)
+    assert text_only == len("a cat sits") // 4 + options.plan.max_tokens == with_video
+    with_video = item_cost(
+        BatchItem(name="v", prompt="a cat sits", video_path=small_video), options, tokenizer
+    )
     assert with_video > text_only
 
 
-def test_every_rank_plans_the_same_fingerprints(small_video: Path) -> None:
+def test_every_rank_computes_the_same_shards(small_video: Path) -> None:
     items = [
-        BatchItem(name=f"i{n}", prompt="x " * (n + 1), video_path=small_video if n % 2 else None)
+        KeyedItem(
+            BatchItem(name=f"i{n}", prompt="x " * (n + 1), video_path=small_video if n % 2 else None), f"k{n}"
+        )
         for n in range(5)
     ]
-    first = plan_ranks(items, RunOptions(), 2)
-    again = plan_ranks(list(items), RunOptions(), 2)
-    assert first.fingerprints == again.fingerprints
-    assert len(set(first.fingerprints)) == 2
+    tokenizer = tokenizer_for(None)
+    ranks = [TorchrunExecutor(RankInfo(rank=r, world_size=2, local_rank=r)) for r in range(2)]
+    shards = [rank.select(items, RunOptions(), tokenizer) for rank in ranks]
+    assert ranks[0].fingerprints == ranks[1].fingerprints and len(set(ranks[0].fingerprints)) == 2
+    assert sorted(k.key for shard in shards for k in shard) == [f"k{n}" for n in range(5)]
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EngineConfig
 from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import ItemError, SpecError
-from cosmos_workflow.runner import RunOptions
-from cosmos_workflow.specs.manager import PromptSpecManager, file_stem, load_spec
+from cosmos_workflow.executors import LocalExecutor
+from cosmos_workflow.specs.manager import file_stem, load_spec
+from cosmos_workflow.workflow import PromptSpecManager
 from tests.videos import make_video
+
+FAKE = RunOptions(engine=EngineConfig(engine="fake", model="fake"))
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEN = datetime(2025, 7, 4, 12, 30, tzinfo=UTC)
@@ -75,7 +79,7 @@ def test_update_returning_none_leaves_the_file_alone(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from cosmos_workflow.specs.manager import PromptSpecManager
+from cosmos_workflow.workflow import PromptSpecManager
 path, tag, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 manager = PromptSpecManager(path.parent)
 for i in range(count):
@@ -105,7 +109,7 @@ def test_upsample_prompt_keeps_the_original_and_saves(tmp_path: Path) -> None:
     stored = manager.create("city", "A city at night", input_video_path=str(video))
     engine = FakeEngine(answers=["A sprawling neon city at night, seen from a rooftop."])
     options = RunOptions(engine=EngineConfig(engine="fake", model="tiny-random"))
-    updated = manager.upsample_prompt(stored.spec, options, path=stored.path, engine=engine)
+    updated = manager.upsample_prompt(stored.spec, options, path=stored.path, executor=LocalExecutor(engine))
     assert updated.prompt == "A city at night"
     assert updated.upsampled_prompt == "A sprawling neon city at night, seen from a rooftop."
     assert updated.upsampling_params is not None and updated.upsampling_params.frames == 2
@@ -118,7 +122,7 @@ def test_upsample_prompt_failure_raises_and_keeps_the_file(tmp_path: Path) -> No
     stored = manager.create("blank", " ")
     before = stored.path.read_bytes()
     with pytest.raises(ItemError, match="prompt is empty"):
-        manager.upsample_prompt(stored.spec, path=stored.path, engine=FakeEngine())
+        manager.upsample_prompt(stored.spec, FAKE, path=stored.path, executor=LocalExecutor(FakeEngine()))
     assert stored.path.read_bytes() == before
 
 

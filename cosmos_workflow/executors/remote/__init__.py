@@ -8,11 +8,10 @@ from __future__ import annotations
 from cosmos_workflow.executors.remote.check import CheckResult, check_remote
 from cosmos_workflow.executors.remote.hostkeys import HostKeyStatus, KnownHosts, host_key_status, trust_host
 from cosmos_workflow.executors.remote.settings import (
-    DockerSettings,
-    PathsSettings,
     RemoteConfig,
-    RemoteSettings,
+    SSHSettings,
     load_remote_config,
+    remote_config,
 )
 from cosmos_workflow.executors.remote.ssh import CommandResult, Connection
 from cosmos_workflow.executors.remote.transfer import RemoteDir, Upload, safe_name
@@ -21,17 +20,16 @@ __all__ = [
     "CheckResult",
     "CommandResult",
     "Connection",
-    "DockerSettings",
     "HostKeyStatus",
     "KnownHosts",
-    "PathsSettings",
     "RemoteConfig",
     "RemoteDir",
-    "RemoteSettings",
+    "SSHSettings",
     "Upload",
     "check_remote",
     "host_key_status",
     "load_remote_config",
+    "remote_config",
     "safe_name",
     "trust_host",
 ]

@@ -118,7 +118,7 @@ def _authentication(config: RemoteConfig, connection: Connection) -> CheckResult
 
 
 def _remote_dir(config: RemoteConfig, connection: Connection) -> CheckResult:
-    folder = RemoteDir(connection, config.paths.remote_dir)
+    folder = RemoteDir(connection, config.remote_dir)
     probe = "tmp/.write-probe"
     folder.write_bytes(probe, b"ok")
     folder.remove(probe)
@@ -151,7 +151,7 @@ def _docker(config: RemoteConfig, connection: Connection) -> CheckResult:
 
 
 def _image(config: RemoteConfig, connection: Connection) -> CheckResult:
-    image = config.docker.image
+    image = config.image
     result = connection.run(["docker", "image", "inspect", "--format", "{{.Id}}", image], check=False)
     if result.returncode != 0:
         return CheckResult(
@@ -203,7 +203,7 @@ def gpu_names(connection: Connection) -> list[str]:
 
 
 def _checkpoint(config: RemoteConfig, connection: Connection) -> CheckResult:
-    configured = config.docker.checkpoint_dir
+    configured = config.checkpoint_dir
     if configured is None:
         return CheckResult(
             "checkpoint", "skip", "no [docker] checkpoint_dir: the run's --model names the model"

@@ -15,7 +15,7 @@ from pathlib import Path
 import paramiko
 
 from cosmos_workflow.errors import ConfigError, HostKeyError, RemoteConnectionError
-from cosmos_workflow.executors.remote.settings import RemoteSettings
+from cosmos_workflow.executors.remote.settings import SSHSettings
 
 
 def host_key_name(host: str, port: int) -> str:
@@ -100,7 +100,7 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
-def unknown_key_error(settings: RemoteSettings, name: str, key: paramiko.PKey) -> HostKeyError:
+def unknown_key_error(settings: SSHSettings, name: str, key: paramiko.PKey) -> HostKeyError:
     return HostKeyError(
         f"host key of {name} is unknown: {describe_key(key)} is not in {settings.known_hosts}; "
         "check that fingerprint with the host's admin (on the host: ssh-keygen -lf "
@@ -112,7 +112,7 @@ def unknown_key_error(settings: RemoteSettings, name: str, key: paramiko.PKey) -
 
 
 def changed_key_error(
-    settings: RemoteSettings, name: str, sent: paramiko.PKey, known: paramiko.PKey
+    settings: SSHSettings, name: str, sent: paramiko.PKey, known: paramiko.PKey
 ) -> HostKeyError:
     return HostKeyError(
         f"host key of {name} has CHANGED: {settings.known_hosts} has {describe_key(known)}, the host "
@@ -124,7 +124,7 @@ def changed_key_error(
     )
 
 
-def fetch_host_key(settings: RemoteSettings) -> paramiko.PKey:
+def fetch_host_key(settings: SSHSettings) -> paramiko.PKey:
     """The key the host presents, without authenticating (for ``remote trust`` and ``remote check``)."""
     name = host_key_name(settings.host, settings.port)
     known = KnownHosts(settings.known_hosts).keys_for(name)
@@ -163,13 +163,13 @@ class HostKeyStatus:
         return bool(self.known) and not self.trusted
 
 
-def host_key_status(settings: RemoteSettings) -> HostKeyStatus:
+def host_key_status(settings: SSHSettings) -> HostKeyStatus:
     name = host_key_name(settings.host, settings.port)
     key = fetch_host_key(settings)
     return HostKeyStatus(name, key, tuple(KnownHosts(settings.known_hosts).keys_for(name)))
 
 
-def trust_host(status: HostKeyStatus, settings: RemoteSettings, *, replace: bool = False) -> str:
+def trust_host(status: HostKeyStatus, settings: SSHSettings, *, replace: bool = False) -> str:
     """Record the host's key in known_hosts; a different key on record is replaced only with
     ``replace``. Returns what was done: ``already``, ``recorded`` or ``replaced``."""
     if status.trusted:
@@ -183,7 +183,7 @@ def trust_host(status: HostKeyStatus, settings: RemoteSettings, *, replace: bool
     return "replaced" if status.changed else "recorded"
 
 
-def unreachable(settings: RemoteSettings, exc: BaseException, tries: int = 1) -> RemoteConnectionError:
+def unreachable(settings: SSHSettings, exc: BaseException, tries: int = 1) -> RemoteConnectionError:
     after = f" (after {tries} tries)" if tries > 1 else ""
     return RemoteConnectionError(
         f"cannot reach {settings.host}:{settings.port}{after}: {exc or type(exc).__name__}; check [remote] "

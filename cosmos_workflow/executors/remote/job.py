@@ -81,9 +81,10 @@ class RemoteJob:
     def stop(self, *, grace_s: float = 20.0) -> JobStatus:
         """SIGTERM to the job's process group, then SIGKILL when it has not ended after ``grace_s``."""
         status = self.status()
-        if status.state != "running" or status.pid is None:
+        pid = status.pid
+        if status.state != "running" or pid is None:
             return status
-        self._signal("TERM", status.pid)
+        self._signal("TERM", pid)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             time.sleep(0.5)
@@ -91,7 +92,7 @@ class RemoteJob:
             if status.state != "running":
                 return status
         log.warning("the remote job did not stop on SIGTERM within %.0f s; killing it", grace_s)
-        self._signal("KILL", status.pid)
+        self._signal("KILL", pid)
         if self.container:
             self.connection.run(["docker", "rm", "-f", self.container], check=False, timeout=60)
         return self.status()

@@ -43,7 +43,7 @@ from cosmos_workflow.executors.remote.hostkeys import (
     unknown_key_error,
     unreachable,
 )
-from cosmos_workflow.executors.remote.settings import RemoteSettings
+from cosmos_workflow.executors.remote.settings import SSHSettings
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -65,7 +65,7 @@ _POLL_S = 0.5
 class _UnknownKeyPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     """strict: refuse (with the fingerprint and the fix); accept-new: record and go on."""
 
-    def __init__(self, settings: RemoteSettings) -> None:
+    def __init__(self, settings: SSHSettings) -> None:
         self.settings = settings
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
@@ -99,7 +99,7 @@ class Connection:
 
     def __init__(
         self,
-        settings: RemoteSettings,
+        settings: SSHSettings,
         *,
         client_factory: ClientFactory = paramiko.SSHClient,
         sleep: Callable[[float], None] = time.sleep,
@@ -356,7 +356,7 @@ def _finished(channel: paramiko.Channel) -> bool:
     return bool(channel.status_event.wait(_POLL_S))
 
 
-def command_failed(settings: RemoteSettings, result: CommandResult) -> RemoteCommandError:
+def command_failed(settings: SSHSettings, result: CommandResult) -> RemoteCommandError:
     detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
     return RemoteCommandError(
         f"`{_short(shlex.join(result.argv))}` failed on {settings.host} "

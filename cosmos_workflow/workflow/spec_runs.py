@@ -1,7 +1,8 @@
 """Upsample PromptSpecs: choose each spec's video, run one batch, write the results back.
 
 ``upsample_spec_dir`` is what ``upsample-prompts --input-dir DIR`` runs. It picks the specs not
-yet upsampled (all with ``force``), runs them through :func:`cosmos_workflow.api.upsample` with
+yet upsampled (all with ``force``), runs them through :func:`cosmos_workflow.api.upsample` (on any
+executor: this process, or a remote host) with
 the model loaded once and the journal in ``DIR/.upsampling`` (so an interrupted run resumes),
 then writes each result into its spec file under the file's lock. A spec that failed keeps its
 previous content and is listed with the reason; a corrupt spec file is listed and skipped.
@@ -19,7 +20,7 @@ import fcntl
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +28,20 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
-from cosmos_workflow import __version__
+from cosmos_workflow import __version__, api
 from cosmos_workflow.errors import InputFileError, SpecError
+from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.specs.batch import BatchItem
-from cosmos_workflow.specs.manager import PromptSpecManager, StoredSpec
+from cosmos_workflow.specs.manager import SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsamplingParams, utc_now
 from cosmos_workflow.specs.results import UpsampleRecord
 
 if TYPE_CHECKING:
-    from cosmos_workflow.engines import Engine
-    from cosmos_workflow.runner import Progress, RunOptions, RunResult
+    from cosmos_workflow.config import RunOptions
+    from cosmos_workflow.executors import Executor
+    from cosmos_workflow.runner import Progress
 
 log = logging.getLogger("cosmos_workflow")
-
-#: runs a batch and returns its records in input order (locally now; remotely later)
-Executor = Callable[[Sequence[BatchItem], "RunOptions", Path, "Progress | None"], "RunResult"]
 
 WORK_DIR = ".upsampling"
 State = Literal["updated", "skipped", "failed", "invalid"]
@@ -159,25 +159,12 @@ def apply_record(
     )
 
 
-def local_executor(engine: Engine | None = None) -> Executor:
-    """Run the batch in this process through :func:`cosmos_workflow.api.upsample`."""
-
-    def run(
-        items: Sequence[BatchItem], options: RunOptions, output: Path, progress: Progress | None
-    ) -> RunResult:
-        from cosmos_workflow import api
-
-        return api.upsample(items, options, output=output, engine=engine, progress=progress)
-
-    return run
-
-
 def upsample_specs(
     specs: Sequence[PromptSpec],
     options: RunOptions,
     *,
     output: Path,
-    executor: Executor,
+    executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> list[tuple[PromptSpec, str | None]]:
     """Upsample in one batch; per spec, in input order: (updated spec, None) or (spec, reason)."""
@@ -186,7 +173,10 @@ def upsample_specs(
     records: dict[int, UpsampleRecord] = {}
     if sendable:
         items = [p.item for p in sendable if p.item is not None]
-        result = executor(items, options, output, progress)
+        # spec runs are not sharded: every process of a torchrun job would wait on the folder lock
+        result = api.upsample(
+            items, options, output=output, executor=executor or LocalExecutor(), progress=progress
+        )
         records = {id(p): r for p, r in zip(sendable, result.records, strict=True)}
     return [_finish(p, records.get(id(p)), options) for p in prepared]
 
@@ -261,14 +251,13 @@ def upsample_spec_dir(
     options: RunOptions,
     *,
     progress: Progress | None = None,
-    engine: Engine | None = None,
     executor: Executor | None = None,
 ) -> SpecRunSummary:
     """Upsample the folder's specs that need it and write the results into their files."""
     if not input_dir.is_dir():
         raise InputFileError(f"spec folder {input_dir} not found; check --input-dir or run create-spec first")
     with _run_lock(input_dir / WORK_DIR / "run.lock"):
-        scan = PromptSpecManager(input_dir).scan()
+        scan = SpecStore(input_dir).scan()
         outcomes = [SpecOutcome(p.path, p.path.name, "invalid", p.message) for p in scan.problems]
         todo = [s for s in scan.specs if options.force or not s.spec.upsampled]
         outcomes += [_skipped(s) for s in scan.specs if not (options.force or not s.spec.upsampled)]
@@ -276,7 +265,6 @@ def upsample_spec_dir(
             todo,
             options,
             output=input_dir / WORK_DIR / "results.json",
-            engine=engine,
             executor=executor,
             progress=progress,
         )
@@ -295,14 +283,12 @@ def upsample_stored(
     options: RunOptions,
     *,
     output: Path,
-    engine: Engine | None = None,
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> SpecRunSummary:
     """Upsample specs read from files and write each success back under the file's lock."""
-    run = executor or local_executor(engine)
     results = upsample_specs(
-        [s.spec for s in stored], options, output=output, executor=run, progress=progress
+        [s.spec for s in stored], options, output=output, executor=executor, progress=progress
     )
     outcomes = [_write_back(s, spec, reason) for s, (spec, reason) in zip(stored, results, strict=True)]
     return SpecRunSummary(None, outcomes)
@@ -321,7 +307,7 @@ def _write_back(stored: StoredSpec, result: PromptSpec, reason: str | None) -> S
         return current.model_copy(update=_result_fields(result))
 
     try:
-        written = PromptSpecManager(stored.path.parent).update(stored.path, merge)
+        written = SpecStore(stored.path.parent).update(stored.path, merge)
     except SpecError as exc:
         return SpecOutcome(stored.path, name, "failed", f"could not write the result: {exc}", stored.spec)
     if changed:

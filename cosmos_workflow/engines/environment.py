@@ -2,7 +2,7 @@
 
 Each torchrun rank runs a self-contained single-GPU engine; an engine that sees RANK, WORLD_SIZE
 or MASTER_* tries to join torchrun's process group (vLLM fails that way). Kept apart from
-:mod:`cosmos_workflow.parallel.torchrun` so engines can use it without importing the runner.
+:mod:`cosmos_workflow.executors.torchrun` so engines can use it without importing the runner.
 """
 
 from __future__ import annotations

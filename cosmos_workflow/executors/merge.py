@@ -22,12 +22,12 @@ Matching comes in two kinds:
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cosmos_workflow.journal import journal_path_for, read_records, write_json_atomic
+from cosmos_workflow.files import write_json_atomic
+from cosmos_workflow.journal import journals_for, read_records
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import UpsampleRecord
 
@@ -64,25 +64,6 @@ class MergeResult:
     @property
     def complete(self) -> bool:
         return not self.missing
-
-
-def rank_journal_suffix(rank: int) -> str:
-    """The journal suffix of torchrun rank ``rank``: ``out.json.rank1.journal.jsonl``."""
-    return f".rank{rank}"
-
-
-def journals_for(output: Path) -> list[Path]:
-    """Every journal of ``output`` that exists: single-process first, then ranks in order."""
-    single = journal_path_for(output)
-    pattern = re.compile(re.escape(output.name) + r"\.rank(\d+)\.journal\.jsonl")
-    ranked: list[tuple[int, Path]] = []
-    if output.parent.is_dir():
-        for path in output.parent.iterdir():
-            found = pattern.fullmatch(path.name)
-            if found:
-                ranked.append((int(found.group(1)), path))
-    paths = [single] if single.is_file() else []
-    return paths + [path for _, path in sorted(ranked)]
 
 
 def merge_records(

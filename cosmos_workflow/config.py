@@ -1,0 +1,405 @@
+"""Settings, built once, in rising precedence: defaults < a TOML file < ``COSMOS_*`` environment
+variables < command-line flags (or the orchestrator's keyword arguments).
+
+The TOML file is ``--config PATH``, else ``$COSMOS_WORKFLOW_CONFIG``, else ``cosmos-workflow.toml``
+in the working directory, if any. Its sections are the seed's ``config.toml`` names::
+
+    [upsample]            # run options, named like the flags: max_tokens = 300, engine = "hf", ...
+    [remote]              # host, port, user, ssh_key, known_hosts, host_key_policy, mode, python, gpus
+    [paths]               # remote_dir
+    [docker]              # image, checkpoint_dir
+
+Environment variables: ``COSMOS_<KEY>`` for ``[upsample]`` keys (``COSMOS_MAX_TOKENS=200``) and
+``COSMOS_<SECTION>_<KEY>`` for the others (``COSMOS_REMOTE_HOST=gpu1``). An unknown key in the
+file is an error naming the key and the file; every value remembers where it came from
+(``cosmos-workflow config`` prints them).
+
+:func:`run_options` turns the ``[upsample]`` settings into the one frozen :class:`RunOptions` a run
+carries from start to end.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cosmos_workflow.budget import PlanSettings
+from cosmos_workflow.engines import EngineConfig, SamplingParams
+from cosmos_workflow.errors import ConfigError, UsageError
+
+CONFIG_FILE = "cosmos-workflow.toml"
+CONFIG_ENV = "COSMOS_WORKFLOW_CONFIG"
+DEFAULT_IMAGE = "nvcr.io/ubuntu/cosmos-transfer1:latest"
+
+OnError = Literal["error", "original"]
+Control = Literal["vis", "edge", "depth", "seg"]
+EngineOptionValue = str | int | float | bool | None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UpsampleSettings(_Section):
+    """``[upsample]``: what ``upsample-prompts`` and ``plan`` take, named like their flags."""
+
+    preprocess_videos: bool = Field(True, description="fit frames to the token budget")
+    max_resolution: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
+        480, description="long side cap in pixels, or 'auto'"
+    )
+    num_frames: int = Field(2, ge=0, le=16)
+    frame_sampling: Literal["first", "uniform"] = "first"
+    engine: str = Field("auto", description="auto, hf, vllm, openai or fake")
+    model: str | None = Field(None, description="checkpoint folder, 'tiny-random', or a served model name")
+    control: Control | None = Field(None, description="picks the folder of a per-control checkpoint")
+    device: str | None = None
+    engine_options: dict[str, EngineOptionValue] = Field(default_factory=dict)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8
+    max_model_len: int = Field(4096, ge=16)
+    max_tokens: int = Field(300, ge=1)
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    on_error: OnError = "error"
+    clips: bool = Field(True, description="write each preprocessed clip")
+    clips_dir: Path | None = None
+    workers: int = Field(2, ge=1, description="background preprocessing threads")
+    prefetch_batches: int = Field(2, ge=1)
+
+
+#: a host name, IPv4 or IPv6 literal: no spaces, quotes or leading dash
+_HOST = re.compile(r"[A-Za-z0-9_.:%-]+")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*\$?")
+
+
+def remote_path(value: str | None) -> str | None:
+    """An absolute path on the host, or one under its home (``~/...``); no NUL or newline."""
+    if value is None:
+        return None
+    if not value or "\0" in value or "\n" in value:
+        raise ValueError("must be a non-empty path without NUL or newline characters")
+    if not (value.startswith("/") or value == "~" or value.startswith("~/")):
+        raise ValueError(f"{value!r} must be absolute (/data/cosmos) or under the remote home (~/cosmos)")
+    return value
+
+
+class RemoteSettings(_Section):
+    """``[remote]``: the GPU host that ``--remote`` runs on."""
+
+    host: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = None
+    ssh_key: Path | None = Field(None, description="private key file; None uses the SSH agent")
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    host_key_policy: Literal["strict", "accept-new"] = "strict"
+    mode: Literal["docker", "venv"] = "docker"
+    python: str = Field("python3", description="venv mode: the remote interpreter")
+    gpus: int = Field(1, ge=1)
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value is not None and (not _HOST.fullmatch(value) or value.startswith("-")):
+            raise ValueError(f"{value!r} is not a host name or IP address")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, value: str | None) -> str | None:
+        if value is not None and not _USER.fullmatch(value):
+            raise ValueError(f"{value!r} is not a user name")
+        return value
+
+    @field_validator("python")
+    @classmethod
+    def _check_python(cls, value: str) -> str:
+        if not value or "\0" in value or "\n" in value:
+            raise ValueError("must be an interpreter name or path")
+        return value
+
+
+class PathsSettings(_Section):
+    """``[paths]``: where things live on the remote host."""
+
+    remote_dir: str | None = None
+
+    _check_remote_dir = field_validator("remote_dir")(remote_path)
+
+
+class DockerSettings(_Section):
+    """``[docker]``: the image the remote job runs in, and the checkpoint on the host (both modes)."""
+
+    image: str = Field(DEFAULT_IMAGE, min_length=1)
+    checkpoint_dir: str | None = None
+
+    _check_checkpoint_dir = field_validator("checkpoint_dir")(remote_path)
+
+
+class Settings(_Section):
+    upsample: UpsampleSettings = Field(default_factory=UpsampleSettings)
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "upsample": UpsampleSettings,
+    "remote": RemoteSettings,
+    "paths": PathsSettings,
+    "docker": DockerSettings,
+}
+
+Layer = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """The effective settings, where each value came from, and the file read (if any)."""
+
+    settings: Settings
+    sources: dict[str, str]
+    config_file: Path | None = None
+
+    def rows(self) -> list[tuple[str, object, str]]:
+        """``(section.key, value, source)`` for every setting, in declaration order."""
+        rows = []
+        for section, model in SECTIONS.items():
+            values = getattr(self.settings, section)
+            for key in model.model_fields:
+                name = f"{section}.{key}"
+                rows.append((name, getattr(values, key), self.sources.get(name, "default")))
+        return rows
+
+
+def resolve_settings(
+    *,
+    flags: Layer | None = None,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ResolvedSettings:
+    """Defaults < file < environment < ``flags`` (``{"upsample": {"max_tokens": 200}}``)."""
+    env = os.environ if env is None else env
+    path = find_config_file(config_file, env, cwd or Path.cwd())
+    layers: list[tuple[str, Layer]] = []
+    if path is not None:
+        layers.append((str(path), read_config_file(path)))
+    layers.append(("env", _env_layer(env)))
+    layers.append(
+        ("flag", {s: {k: v for k, v in f.items() if v is not None} for s, f in (flags or {}).items()})
+    )
+    merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    sources: dict[str, str] = {}
+    for origin, layer in layers:
+        for section, values in layer.items():
+            _check_keys(section, values, origin)
+            for key, value in values.items():
+                merged[section][key] = value
+                sources[f"{section}.{key}"] = _describe_origin(origin, section, key)
+    return ResolvedSettings(_validate(merged, sources), sources, path)
+
+
+def find_config_file(given: Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    """``--config``, else ``$COSMOS_WORKFLOW_CONFIG``, else ``./cosmos-workflow.toml`` if present."""
+    if given is None and env.get(CONFIG_ENV):
+        given = Path(env[CONFIG_ENV])
+    if given is not None:
+        if not given.is_file():
+            raise ConfigError(f"config file {given} not found; check --config or ${CONFIG_ENV}")
+        return given
+    default = cwd / CONFIG_FILE
+    return default if default.is_file() else None
+
+
+def read_config_file(path: Path) -> dict[str, dict[str, Any]]:
+    """The file's sections; a syntax error or an unknown section is one line naming the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc}); fix the file or pass another --config") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{path}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}; "
+                f"known sections: {', '.join(f'[{s}]' for s in SECTIONS)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: {section} must be a [{section}] table of keys")
+    return data
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    layer: dict[str, dict[str, Any]] = {}
+    for section, model in SECTIONS.items():
+        for key in model.model_fields:
+            name = env_name(section, key)
+            if env.get(name, "") != "":
+                layer.setdefault(section, {})[key] = _env_value(name, env[name], model, key)
+    return layer
+
+
+def env_name(section: str, key: str) -> str:
+    """``COSMOS_MAX_TOKENS`` for ``[upsample] max_tokens``; ``COSMOS_REMOTE_HOST`` for the others."""
+    prefix = "COSMOS_" if section == "upsample" else f"COSMOS_{section.upper()}_"
+    return prefix + key.upper()
+
+
+def _env_value(name: str, raw: str, model: type[_Section], key: str) -> Any:
+    if model.model_fields[key].annotation is dict or key == "engine_options":
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ConfigError(
+                f"${name} must be a JSON object, e.g. {name}='{{\"max_num_seqs\": 64}}'"
+            ) from None
+    return raw
+
+
+def _check_keys(section: str, values: Mapping[str, Any], origin: str) -> None:
+    known = SECTIONS[section].model_fields
+    for key in values:
+        if key not in known:
+            where = "the flags" if origin == "flag" else origin
+            raise (UsageError if origin == "flag" else ConfigError)(
+                f"{where}: unknown key {key!r} in [{section}]{_did_you_mean(key, known)}; "
+                f"known keys: {', '.join(known)}"
+            )
+
+
+def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe_origin(origin: str, section: str, key: str) -> str:
+    if origin == "env":
+        return f"env {env_name(section, key)}"
+    return origin if origin == "flag" else f"file {origin}"
+
+
+def _validate(merged: dict[str, dict[str, Any]], sources: Mapping[str, str]) -> Settings:
+    sections = {}
+    for section, model in SECTIONS.items():
+        try:
+            sections[section] = model.model_validate(merged[section])
+        except ValidationError as exc:
+            message = _invalid(section, exc, merged[section], sources)
+            raise (UsageError if "(flag)" in message else ConfigError)(message) from None
+    return Settings.model_validate(sections)
+
+
+def _invalid(
+    section: str, exc: ValidationError, values: Mapping[str, Any], sources: Mapping[str, str]
+) -> str:
+    problems = []
+    for error in exc.errors():
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        origin = sources.get(f"{section}.{key}", "default")
+        problems.append(f"[{section}] {key} = {values.get(key)!r} ({origin}): {error['msg']}")
+    return "invalid setting: " + "; ".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# The run's options
+# --------------------------------------------------------------------------------------------
+
+
+class RunOptions(BaseModel):
+    """Everything that shapes a run besides the items; built once by :func:`run_options`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan: PlanSettings = Field(default_factory=PlanSettings)
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        8, description="requests per engine call, or 'auto' (from free GPU memory); halved on out-of-memory"
+    )
+    on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
+    force: bool = False
+    clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
+    workers: int = Field(2, ge=1, description="background preprocessing threads")
+    prefetch_batches: int = Field(2, ge=1)
+
+
+def plan_settings(settings: UpsampleSettings) -> PlanSettings:
+    return PlanSettings(
+        preprocess=settings.preprocess_videos,
+        max_resolution=settings.max_resolution,
+        num_frames=settings.num_frames,
+        frame_sampling=settings.frame_sampling,
+        max_tokens=settings.max_tokens,
+        max_model_len=settings.max_model_len,
+    )
+
+
+def run_options(settings: UpsampleSettings, *, output: Path | None = None, force: bool = False) -> RunOptions:
+    """The run's options; clips go to ``clips_dir``, else ``<output stem>_clips`` beside ``output``."""
+    return RunOptions(
+        plan=plan_settings(settings),
+        sampling=SamplingParams(
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_tokens=settings.max_tokens,
+            seed=settings.seed,
+        ),
+        engine=EngineConfig(
+            engine=settings.engine,
+            model=resolve_model(settings),
+            max_model_len=settings.max_model_len,
+            max_images_per_prompt=settings.num_frames,
+            device=settings.device,
+            options=dict(settings.engine_options),
+        ),
+        batch_size=settings.batch_size,
+        on_error=settings.on_error,
+        force=force,
+        clips_dir=_clips_dir(settings, output),
+        workers=settings.workers,
+        prefetch_batches=settings.prefetch_batches,
+    )
+
+
+def _clips_dir(settings: UpsampleSettings, output: Path | None) -> Path | None:
+    if not (settings.clips and settings.preprocess_videos):
+        return None
+    if settings.clips_dir is not None:
+        return settings.clips_dir
+    return output.with_name(f"{output.stem}_clips") if output is not None else None
+
+
+def resolve_model(settings: UpsampleSettings) -> str:
+    """The checkpoint to load: a per-control folder picked by ``control``, or why there is none."""
+    model = settings.model
+    if model and Path(model).is_dir():
+        from cosmos_workflow.checkpoint import pick_variant
+
+        return str(pick_variant(Path(model), settings.control))
+    if model:
+        return model
+    if settings.engine == "fake":
+        return "fake"
+    raise ConfigError(
+        "no model given: pass --model PATH to a Pixtral/Cosmos upsampler checkpoint, a served model name "
+        "with --engine openai, or --model tiny-random to try the pipeline with a tiny random model"
+    )
+
+
+def options_from_keywords(*, output: Path | None = None, force: bool = False, **keywords: Any) -> RunOptions:
+    """RunOptions from Python keyword arguments (the orchestrator's), with the same precedence as
+    flags over the file and environment; ``checkpoint_dir`` is accepted for ``model``."""
+    if "checkpoint_dir" in keywords:
+        keywords["model"] = str(keywords.pop("checkpoint_dir"))
+    resolved = resolve_settings(flags={"upsample": keywords})
+    return run_options(resolved.settings.upsample, output=output, force=force)

@@ -1,0 +1,82 @@
+"""WorkflowOrchestrator: upsample a list of PromptSpecs in one batch, the model loaded once.
+
+The batch runs through an executor (:mod:`cosmos_workflow.executors`): by default this process
+(or this torchrun rank); a remote or Ray executor runs the same plans elsewhere without touching
+this class. Options come from the same place as the CLI's (:mod:`cosmos_workflow.config`): the
+keyword arguments here take the flags' place above the config file and the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from cosmos_workflow.config import options_from_keywords
+from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.executors import LocalExecutor
+from cosmos_workflow.specs.prompt_spec import PromptSpec
+from cosmos_workflow.workflow.spec_runs import upsample_specs
+
+if TYPE_CHECKING:
+    from cosmos_workflow.engines import Engine
+    from cosmos_workflow.executors import Executor
+    from cosmos_workflow.runner import Progress
+
+log = logging.getLogger("cosmos_workflow")
+
+
+class WorkflowOrchestrator:
+    """Runs spec batches through an executor; the journal and clips go under ``work_dir``."""
+
+    def __init__(
+        self,
+        *,
+        work_dir: Path = Path("outputs/upsampling"),
+        executor: Executor | None = None,
+        engine: Engine | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        if executor is not None and engine is not None:
+            raise ConfigError("give an executor or an engine, not both; the executor decides where it runs")
+        self.work_dir = work_dir
+        self.executor = executor or (LocalExecutor(engine) if engine is not None else None)
+        self.progress = progress
+        #: spec id -> reason, for the specs of the last batch that were not upsampled
+        self.failures: dict[str, str] = {}
+
+    def upsample_prompts_batch(
+        self,
+        prompt_specs: Sequence[PromptSpec],
+        preprocess_videos: bool = True,
+        max_resolution: int | Literal["auto"] = 480,
+        *,
+        force: bool = False,
+        **options: Any,
+    ) -> list[PromptSpec]:
+        """Upsample multiple prompts without running inference; same order as ``prompt_specs``.
+
+        ``options`` are the ``[upsample]`` settings by name (``num_frames=2``, ``temperature=0.6``,
+        ``model=...`` or ``checkpoint_dir=...``). Each returned spec carries ``upsampled_prompt``,
+        ``upsampled_at`` and ``upsampling_params``; a spec that failed comes back unchanged and its
+        reason is in :attr:`failures`. Rerunning with the same ``work_dir`` resumes from the journal.
+        """
+        output = self.work_dir / "results.json"
+        if options.get("clips", True) and "clips_dir" not in options:
+            options["clips_dir"] = self.work_dir / "clips"
+        run_options = options_from_keywords(
+            output=output,
+            force=force,
+            preprocess_videos=preprocess_videos,
+            max_resolution=max_resolution,
+            **options,
+        )
+        results = upsample_specs(
+            prompt_specs, run_options, output=output, executor=self.executor, progress=self.progress
+        )
+        self.failures = {spec.id: reason for spec, reason in results if reason is not None}
+        for spec, reason in results:
+            if reason is not None:
+                log.warning("%s (%s) not upsampled: %s", spec.name, spec.id, reason)
+        return [spec for spec, _ in results]
