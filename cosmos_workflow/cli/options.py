@@ -76,7 +76,9 @@ Model = Annotated[
 #: parameters whose settings key differs from the parameter's name
 _RENAMED = {"preprocess": "preprocess_videos", "engine_option": "engine_options"}
 #: parameters that are not settings (what to run on, how to print)
-_NOT_SETTINGS = frozenset({"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json"})
+_NOT_SETTINGS = frozenset(
+    {"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json", "remote"}
+)
 
 
 def given_settings(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:

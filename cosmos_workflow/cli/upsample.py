@@ -26,8 +26,9 @@ from cosmos_workflow.cli.options import (
     Sampling,
     settings_from_flags,
 )
-from cosmos_workflow.config import RunOptions, run_options
+from cosmos_workflow.config import ResolvedSettings, RunOptions, run_options
 from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.executors import Executor
 from cosmos_workflow.runner import Progress, RunResult
 
 #: finished, but some items failed (status error or fallback)
@@ -94,22 +95,28 @@ def upsample_prompts(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
     config: ConfigFile = None,
+    remote: Annotated[
+        bool, typer.Option(help="run on the GPU host of [remote] over SSH (see `remote check`)")
+    ] = False,
 ) -> None:
     """Upsample every prompt with the model loaded once; rerun the same command to resume.
 
     Settings not given as flags come from the config file and COSMOS_* variables (see `config`).
     Under torchrun each process runs its shard and the last one writes the output.
     """
-    settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
+    resolved = settings_from_flags(ctx, dict(locals()), config)
     setup_logging(quiet=quiet)
     output = _output_path(prompts_file, output_file, input_dir)
-    options = run_options(settings, output=output, force=force)
+    options = run_options(resolved.settings.upsample, output=output, force=force)
+    executor = _remote_executor(resolved) if remote else None
     if input_dir is not None:
-        _run_specs(input_dir, options, quiet)
+        _run_specs(input_dir, options, quiet, executor)
         return
     assert prompts_file is not None
     with _progress(quiet) as advance:
-        result, problems = api.upsample_file(prompts_file, output, options, progress=advance)
+        result, problems = api.upsample_file(
+            prompts_file, output, options, executor=executor, progress=advance
+        )
     # a rank that did not write the output exits 0: a non-zero exit makes torchrun stop the others
     _summary(result, len(problems), output if result.wrote_output else None)
     if result.failed and result.wrote_output:
@@ -132,11 +139,17 @@ def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir:
     return input_dir / ".upsampling" / "results.json"
 
 
-def _run_specs(input_dir: Path, options: RunOptions, quiet: bool) -> None:
+def _remote_executor(resolved: ResolvedSettings) -> Executor:
+    from cosmos_workflow.executors.remote import RemoteExecutor, remote_config
+
+    return RemoteExecutor(remote_config(resolved))
+
+
+def _run_specs(input_dir: Path, options: RunOptions, quiet: bool, executor: Executor | None) -> None:
     from cosmos_workflow.workflow import upsample_spec_dir
 
     with _progress(quiet) as advance:
-        summary = upsample_spec_dir(input_dir, options, progress=advance)
+        summary = upsample_spec_dir(input_dir, options, progress=advance, executor=executor)
     stderr.print(summary.describe(), markup=False, highlight=False)
     if summary.failed:
         raise typer.Exit(EXIT_PARTIAL)

@@ -6,6 +6,7 @@ Needs the ``remote`` extra (paramiko): ``pip install "cosmos-workflow[remote]"``
 from __future__ import annotations
 
 from cosmos_workflow.executors.remote.check import CheckResult, check_remote
+from cosmos_workflow.executors.remote.executor import PlanMismatchError, RemoteExecutor
 from cosmos_workflow.executors.remote.hostkeys import HostKeyStatus, KnownHosts, host_key_status, trust_host
 from cosmos_workflow.executors.remote.settings import (
     RemoteConfig,
@@ -22,8 +23,10 @@ __all__ = [
     "Connection",
     "HostKeyStatus",
     "KnownHosts",
+    "PlanMismatchError",
     "RemoteConfig",
     "RemoteDir",
+    "RemoteExecutor",
     "SSHSettings",
     "Upload",
     "check_remote",

@@ -75,7 +75,8 @@ def remote_config(resolved: ResolvedSettings) -> RemoteConfig:
     for section, key in (("remote", "host"), ("remote", "user"), ("paths", "remote_dir")):
         if getattr(getattr(settings, section), key) is None:
             raise ConfigError(
-                f"{where}: no [{section}] {key}; add {key} = ... under [{section}] or set {env_name(section, key)}"
+                f"{where}: no [{section}] {key}; add {key} = ... under [{section}] "
+                f"or set {env_name(section, key)}"
             )
     remote = settings.remote
     ssh = SSHSettings.model_validate(

@@ -46,6 +46,8 @@ from cosmos_workflow.executors.remote.hostkeys import (
 from cosmos_workflow.executors.remote.settings import SSHSettings
 
 log = logging.getLogger("cosmos_workflow")
+# paramiko reports every connection and SFTP session at INFO; our own messages say what matters
+logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 ClientFactory = Callable[[], paramiko.SSHClient]
 
