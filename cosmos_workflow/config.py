@@ -396,10 +396,12 @@ def resolve_model(settings: UpsampleSettings) -> str:
     )
 
 
-def options_from_keywords(*, output: Path | None = None, force: bool = False, **keywords: Any) -> RunOptions:
+def options_from_keywords(
+    *, output: Path | None = None, force: bool = False, config_file: Path | None = None, **keywords: Any
+) -> RunOptions:
     """RunOptions from Python keyword arguments (the orchestrator's), with the same precedence as
     flags over the file and environment; ``checkpoint_dir`` is accepted for ``model``."""
     if "checkpoint_dir" in keywords:
         keywords["model"] = str(keywords.pop("checkpoint_dir"))
-    resolved = resolve_settings(flags={"upsample": keywords})
+    resolved = resolve_settings(flags={"upsample": keywords}, config_file=config_file)
     return run_options(resolved.settings.upsample, output=output, force=force)

@@ -76,6 +76,9 @@ def _temp_beside(path: Path) -> str:
     """A fresh hidden file in the clip's own folder (created if needed), so os.replace is atomic."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    # mkstemp makes it private (0600); a clip is an output like the JSON beside it, readable by
+    # whoever reads the results (the remote executor's user, when a container wrote it as root)
+    os.fchmod(handle, 0o644)
     os.close(handle)
     return temp_name
 

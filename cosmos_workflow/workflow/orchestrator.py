@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from cosmos_workflow.config import options_from_keywords
+from cosmos_workflow.config import options_from_keywords, resolve_settings
 from cosmos_workflow.errors import ConfigError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.specs.prompt_spec import PromptSpec
@@ -37,10 +37,16 @@ class WorkflowOrchestrator:
         executor: Executor | None = None,
         engine: Engine | None = None,
         progress: Progress | None = None,
+        config_file: Path | None = None,
+        remote: bool | None = None,
     ) -> None:
+        """``remote``: run on the GPU host of ``[remote]`` (None: when the config names a host)."""
         if executor is not None and engine is not None:
             raise ConfigError("give an executor or an engine, not both; the executor decides where it runs")
         self.work_dir = work_dir
+        self.config_file = config_file
+        if executor is None and engine is None:
+            executor = _remote_executor(config_file, remote)
         self.executor = executor or (LocalExecutor(engine) if engine is not None else None)
         self.progress = progress
         #: spec id -> reason, for the specs of the last batch that were not upsampled
@@ -68,6 +74,7 @@ class WorkflowOrchestrator:
         run_options = options_from_keywords(
             output=output,
             force=force,
+            config_file=self.config_file,
             preprocess_videos=preprocess_videos,
             max_resolution=max_resolution,
             **options,
@@ -80,3 +87,15 @@ class WorkflowOrchestrator:
             if reason is not None:
                 log.warning("%s (%s) not upsampled: %s", spec.name, spec.id, reason)
         return [spec for spec, _ in results]
+
+
+def _remote_executor(config_file: Path | None, remote: bool | None) -> Executor | None:
+    """The remote executor when asked for, or (``remote`` None) when the config names a host."""
+    if remote is False:
+        return None
+    resolved = resolve_settings(config_file=config_file)
+    if remote is None and resolved.settings.remote.host is None:
+        return None
+    from cosmos_workflow.executors.remote import RemoteExecutor, remote_config
+
+    return RemoteExecutor(remote_config(resolved))

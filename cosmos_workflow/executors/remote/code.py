@@ -172,13 +172,15 @@ def install_in_venv(connection: Connection, folder: RemoteDir, python: str, whee
     log.info("installing cosmos-workflow %s in %s on the host", cosmos_workflow.__version__, python)
     folder.upload_as(wheel.path, wheel.remote_path)
     freeze = connection.run([python, "-m", "pip", "freeze"], timeout=300).stdout
-    constraints = f"{wheel.remote_dir}/constraints.txt"
-    folder.write_bytes(constraints, pins(freeze).encode())
+    folder.write_bytes(f"{wheel.remote_dir}/constraints.txt", pins(freeze).encode())
+    # pip reads a requirement's ';' as a marker: name the wheel relative to its own folder
+    here = folder.path(wheel.remote_dir)
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location"]
     requirements = core_requirements()
     if requirements:
-        connection.run([*pip, "-c", folder.path(constraints), *requirements], timeout=3600)
-    connection.run([*pip, "--no-deps", "--force-reinstall", folder.path(wheel.remote_path)], timeout=900)
+        connection.run([*pip, "-c", "constraints.txt", *requirements], timeout=3600, cwd=here)
+    wheel_file = f"./{wheel.path.name}"
+    connection.run([*pip, "--no-deps", "--force-reinstall", wheel_file], timeout=900, cwd=here)
     if installed_hash(connection, python) != wheel.code_hash:
         raise RemoteError(
             f"{python} on the host still imports another cosmos-workflow after installing the wheel; "

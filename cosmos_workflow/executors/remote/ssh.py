@@ -62,6 +62,8 @@ _TRANSIENT_OS = (
     paramiko.ssh_exception.NoValidConnectionsError,
 )
 _POLL_S = 0.5
+#: sh program text (constant): run "$@" in the folder "$1"
+_IN_FOLDER = 'cd -- "$1" && shift && exec "$@"'
 
 
 class _UnknownKeyPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
@@ -234,8 +236,11 @@ class Connection:
         timeout: float | None = 300.0,
         check: bool = True,
         stdin: bytes | None = None,
+        cwd: str | None = None,
     ) -> CommandResult:
-        """Run ``argv`` on the host and wait; ``check`` raises on a non-zero exit."""
+        """Run ``argv`` on the host (in ``cwd``) and wait; ``check`` raises on a non-zero exit."""
+        if cwd is not None:
+            argv = ["sh", "-c", _IN_FOLDER, "sh", cwd, *argv]
         command = shlex.join(argv)
         channel = self._session(command)
         try:
