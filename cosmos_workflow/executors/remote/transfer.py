@@ -79,6 +79,14 @@ def inside_path(relative: str) -> str:
     return normal
 
 
+def _refused_by_host(exc: BaseException) -> bool:
+    """An SFTP failure status from the server (paramiko raises it as a plain IOError), as opposed
+    to the connection failing (EOF, SSH errors, socket errors)."""
+    if isinstance(exc, EOFError | paramiko.SSHException | ConnectionError):
+        return False
+    return "Socket is closed" not in str(exc)
+
+
 @dataclass(frozen=True)
 class Upload:
     """Where a local file is on the host, and what it took to get it there."""
@@ -325,7 +333,7 @@ class RemoteDir:
                 f"remote_dir {self.configured}"
             ) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            if self.connection.alive:
+            if _refused_by_host(exc) and self.connection.alive:
                 raise TransferError(f"the host refused a file operation: {exc}") from exc
             self.connection.close()
             raise RemoteConnectionError(
