@@ -212,7 +212,9 @@ class _RemoteRun:
             {"name": p.job.item.name, "prompt": p.job.item.prompt, "video_path": p.remote_video}
             for p in stream.pending.values()
         ]
-        self.folder.write_bytes(f"{self.job.dir}/batch.json", json.dumps(batch, ensure_ascii=False).encode())
+        data = json.dumps(batch, ensure_ascii=False).encode()
+        self.folder.write_bytes(f"{self.job.dir}/batch.json", data)
+        log.info("batch: %d items (%.1f KB)", len(batch), len(data) / 1e3)
         self.folder.makedirs(f"{self.job.dir}/out")
         if self.options.clips_dir is not None and self.options.plan.preprocess:
             self.folder.makedirs(f"{self.job.dir}/clips")
