@@ -378,7 +378,7 @@ class _RemoteRun:
         """Stop the remote job; with ``drain``, keep the results it wrote until then."""
         log.warning("%s: stopping the job on %s", why, self.config.remote.host)
         try:
-            self.connection.open()
+            self.connection.reconnect()  # an interrupt may have cut a call on the old one midway
             self.job.stop()
             if drain:
                 self._take(stream)
