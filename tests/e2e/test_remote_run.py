@@ -247,6 +247,9 @@ def test_hostile_names_and_paths_pass_through_untouched(
         f"videos: {len(HOSTILE_NAMES)} distinct, 0 sent (0.0 MB), {len(HOSTILE_NAMES)} already on the host"
         in rerun.stderr
     )
+    # --force redid everything on the host too (its earlier results were set aside)
+    assert f"{len(HOSTILE_NAMES)} items (0 already done)" in (job_dir(config, sshd) / "job.log").read_text()
+    assert len(records(output)) == len(HOSTILE_NAMES)
 
 
 def test_ctrl_c_stops_the_remote_job_and_a_rerun_resumes(

@@ -190,24 +190,50 @@ class _RemoteRun:
         else:
             self._launch(stream)
         try:
-            code = self._follow(stream)
+            exit_code = self._follow(stream)
         except KeyboardInterrupt:
             self._stop(stream, "interrupted", drain=True)
             raise
-        self._finish(stream, code)
+        self._finish(stream, exit_code)
 
     def _launch(self, stream: _Stream) -> None:
+        paths = self._paths(self._ship_code())
+        self._write_batch(stream)
+        if self.options.force:
+            self._set_aside_journals()
+        self.folder.makedirs(f"{self.job.dir}/out")
+        clips = paths.clips if self._clips_wanted else None
+        if clips:
+            self.folder.makedirs(f"{self.job.dir}/clips")
+        model = self.executor.remote_model(self.options)
+        command = remote_command(
+            self.config,
+            paths,
+            upsample_flags(self.options, model, clips, force=self.options.force),
+            self.options,
+            gpus=min(self.config.remote.gpus, len(gpu_names(self.connection))),
+            container=self.container,
+        )
+        self.job.start(command.argv, command.env)
+        log.info("started the job on %s (%s)", self.config.remote.host, self.job.dir)
+
+    @property
+    def _clips_wanted(self) -> bool:
+        return self.options.clips_dir is not None and self.options.plan.preprocess
+
+    def _ship_code(self) -> code.Wheel:
+        """This cosmos-workflow onto the host: installed (venv) or beside the script (docker)."""
         wheel = code.build_wheel(cache_root())
-        if self._docker:
-            self.folder.upload_as(wheel.path, wheel.remote_path)
-            self.folder.upload_as(
-                code.source_checkout() / "scripts/upsample_prompt.sh",
-                f"{wheel.remote_dir}/scripts/upsample_prompt.sh",
-            )
-            self.connection.run(["docker", "rm", "-f", self.container], check=False, timeout=60)
-        else:
+        if not self._docker:
             code.install_in_venv(self.connection, self.folder, self._python, wheel)
-        paths = self._paths(wheel)
+            return wheel
+        self.folder.upload_as(wheel.path, wheel.remote_path)
+        script = code.source_checkout() / "scripts/upsample_prompt.sh"
+        self.folder.upload_as(script, f"{wheel.remote_dir}/scripts/upsample_prompt.sh")
+        self.connection.run(["docker", "rm", "-f", self.container], check=False, timeout=60)
+        return wheel
+
+    def _write_batch(self, stream: _Stream) -> None:
         batch = [
             {"name": p.job.item.name, "prompt": p.job.item.prompt, "video_path": p.remote_video}
             for p in stream.pending.values()
@@ -215,25 +241,13 @@ class _RemoteRun:
         data = json.dumps(batch, ensure_ascii=False).encode()
         self.folder.write_bytes(f"{self.job.dir}/batch.json", data)
         log.info("batch: %d items (%.1f KB)", len(batch), len(data) / 1e3)
-        self.folder.makedirs(f"{self.job.dir}/out")
-        if self.options.clips_dir is not None and self.options.plan.preprocess:
-            self.folder.makedirs(f"{self.job.dir}/clips")
-        gpus = min(self.config.remote.gpus, len(gpu_names(self.connection)))
-        command = remote_command(
-            self.config,
-            paths,
-            upsample_flags(
-                self.options,
-                self.executor.remote_model(self.options),
-                self._clips(paths),
-                force=self.options.force,
-            ),
-            self.options,
-            gpus=gpus,
-            container=self.container,
-        )
-        self.job.start(command.argv, command.env)
-        log.info("started the job on %s (%s)", self.config.remote.host, self.job.dir)
+
+    def _set_aside_journals(self) -> None:
+        """``--force``: the host's earlier results must not stream back as this run's."""
+        out = f"{self.job.dir}/out"
+        for name in self.folder.listdir(out):
+            if name.endswith(".journal.jsonl"):
+                self.folder.rename(f"{out}/{name}", f"{out}/{name}.old")
 
     def _paths(self, wheel: code.Wheel) -> RemotePaths:
         folder, job = self.folder, self.job
@@ -247,9 +261,6 @@ class _RemoteRun:
             job=folder.path(job.dir),
             python=self._python,
         )
-
-    def _clips(self, paths: RemotePaths) -> str | None:
-        return paths.clips if self.options.clips_dir is not None and self.options.plan.preprocess else None
 
     # -- uploads ------------------------------------------------------------------------------------
 

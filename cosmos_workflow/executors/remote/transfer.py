@@ -177,6 +177,10 @@ class RemoteDir:
         except FileNotFoundError:
             return []
 
+    def rename(self, relative: str, new: str) -> None:
+        """Rename inside remote_dir, replacing ``new`` if it exists."""
+        self._sftp_call(self.connection.sftp().posix_rename, self.path(relative), self.path(new))
+
     def exists(self, relative: str) -> bool:
         return self._stat(self.path(relative)) is not None
 
