@@ -311,15 +311,17 @@ class _RemoteRun:
 
     def _take(self, stream: _Stream) -> None:
         """New records from the host: checked, mapped to the local items, journaled here."""
-        fresh = []
+        arrived: list[tuple[UpsampleRecord, _Pending]] = []
         for line in stream.tail.read():
             record = self._parse(line)
             pending = stream.pending.get(record.name) if record else None
             if record is None or pending is None or not self._same_item(record, pending):
                 continue
             self._check_plan(record, pending.job, stream)
-            fresh.append(self._local_record(record, pending))
+            arrived.append((record, pending))
             del stream.pending[record.name]
+        clips = self._fetch_clips([(record, pending.job) for record, pending in arrived])
+        fresh = [self._local_record(record, pending, clips.get(record.name)) for record, pending in arrived]
         if fresh:
             self.journal.append(fresh)
             stream.received += len(fresh)
@@ -359,7 +361,7 @@ class _RemoteRun:
             "here, or set [docker] checkpoint_dir to the same checkpoint"
         )
 
-    def _local_record(self, record: UpsampleRecord, pending: _Pending) -> UpsampleRecord:
+    def _local_record(self, record: UpsampleRecord, pending: _Pending, clip: str | None) -> UpsampleRecord:
         job = pending.job
         local_video = str(job.item.video_path) if job.item.video_path else None
         texts = {
@@ -368,20 +370,31 @@ class _RemoteRun:
             else getattr(record, name)
             for name in ("error", "warning")
         }
-        clip = self._fetch_clip(record, job)
         return record.model_copy(
             update={"key": job.key, "video_path": local_video, "preprocessed_video": clip, **texts}
         )
 
-    def _fetch_clip(self, record: UpsampleRecord, job: Job) -> str | None:
-        """The clip the host wrote, downloaded (verified) to where a local run would write it."""
+    def _fetch_clips(self, arrived: list[tuple[UpsampleRecord, Job]]) -> dict[str, str]:
+        """The clips the host wrote, downloaded (verified; hashed there in one command) to where a
+        local run writes them: item name -> local clip."""
         clips_dir = self.options.clips_dir
-        remote = record.preprocessed_video
-        if clips_dir is None or not remote or not remote.startswith(self.folder.root + "/"):
-            return None
-        target = clip_path(clips_dir, job.item.name, job.key)
-        self.folder.download(posixpath.relpath(remote, self.folder.root), target)
-        return str(target)
+        root = self.folder.root + "/"
+        wanted = {
+            record.name: (
+                posixpath.relpath(record.preprocessed_video, root),
+                clip_path(clips_dir, job.item.name, job.key),
+            )
+            for record, job in arrived
+            if clips_dir is not None
+            and record.preprocessed_video
+            and record.preprocessed_video.startswith(root)
+        }
+        if not wanted:
+            return {}
+        digests = self.folder.sha256_many([remote for remote, _ in wanted.values()])
+        for remote, target in wanted.values():
+            self.folder.download(remote, target, sha256=digests[remote])
+        return {name: str(target) for name, (_, target) in wanted.items()}
 
     # -- the end ------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ParamSpec, TypeVar
@@ -190,12 +190,16 @@ class RemoteDir:
 
     def sha256(self, relative: str) -> str:
         """The file's sha256, computed on the host."""
-        absolute = self._inside(self.path(relative))
-        out = self.connection.run(["sha256sum", "--", absolute], timeout=1800).stdout
-        match = _SHA256.match(out)
-        if match is None:
-            raise TransferError(f"sha256sum on the host printed {out[:80]!r}; is coreutils installed there?")
-        return match.group(1)
+        return self.sha256_many([relative])[relative]
+
+    def sha256_many(self, relatives: Sequence[str]) -> dict[str, str]:
+        """Each file's sha256, computed on the host in one command."""
+        absolute = [self._inside(self.path(relative)) for relative in relatives]
+        out = self.connection.run(["sha256sum", "--", *absolute], timeout=1800).stdout.splitlines()
+        digests = [_SHA256.match(line + " ") for line in out]
+        if len(digests) != len(relatives) or not all(digests):
+            raise TransferError(f"sha256sum on the host printed {out[:2]!r}; is coreutils installed there?")
+        return {relative: match.group(1) for relative, match in zip(relatives, digests, strict=True) if match}
 
     # -- small files --------------------------------------------------------------------------------
 
@@ -295,9 +299,12 @@ class RemoteDir:
 
     # -- downloads ----------------------------------------------------------------------------------
 
-    def download(self, relative: str, local: Path, *, progress: ByteProgress | None = None) -> Path:
-        """Fetch a remote file to ``local`` (verified, atomic); skipped when ``local`` matches."""
-        digest = self.sha256(relative)
+    def download(
+        self, relative: str, local: Path, *, sha256: str | None = None, progress: ByteProgress | None = None
+    ) -> Path:
+        """Fetch a remote file to ``local`` (verified against the host's ``sha256``, computed there
+        when not given; atomic); skipped when ``local`` matches."""
+        digest = sha256 or self.sha256(relative)
         if local.is_file() and file_sha256(local) == digest:
             return local
         local.parent.mkdir(parents=True, exist_ok=True)
