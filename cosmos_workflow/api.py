@@ -5,7 +5,9 @@ One flow, one direction::
     items -> keys -> resume (journals: which keys are done) -> this process' items (executor)
           -> plan each remaining item once -> executor runs the jobs -> journal -> output
 
-Only the executor varies (:mod:`cosmos_workflow.executors`).
+Only the executor varies (:mod:`cosmos_workflow.executors`). With ``num_gpu > 1`` in a single
+process, torchrun runs as a child process whose ranks do all of it; this process follows their
+journals and reads the result from them (:mod:`cosmos_workflow.executors.spawn`).
 """
 
 from __future__ import annotations
@@ -14,18 +16,24 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import closing, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cosmos_workflow.budget import Plan, PlanSettings, plan_item, probe_item
 from cosmos_workflow.config import RunOptions
 from cosmos_workflow.errors import InputFileError
-from cosmos_workflow.executors import Executor, KeyedItem, executor_for
+from cosmos_workflow.executors import Executor, KeyedItem, executor_for, launcher_for
 from cosmos_workflow.executors.merge import by_key, merge_records
-from cosmos_workflow.files import exclusive_lock, write_json_atomic
+from cosmos_workflow.files import exclusive_lock, lock_path_for, write_json_atomic
 from cosmos_workflow.journal import Journal, done_keys, journal_path_for, journals_for, set_aside
+from cosmos_workflow.paths import check_paths
 from cosmos_workflow.runner import Job, Progress, RunResult, request_key
 from cosmos_workflow.specs.batch import BatchItem, Problem, load_batch
 from cosmos_workflow.tokenizer import Tokenizer, load_tokenizer, tokenizer_path_for
+
+if TYPE_CHECKING:
+    from cosmos_workflow.executors.spawn import TorchrunLauncher
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -60,18 +68,42 @@ def upsample(
     output: Path,
     executor: Executor | None = None,
     progress: Progress | None = None,
+    shard: bool = True,
+    inputs: Sequence[Path] = (),
 ) -> RunResult:
     """Upsample ``items`` into ``output``, resuming from its journals; only one run per output.
 
     Items already done in any journal of ``output`` are not redone (unless ``options.force``).
-    ``executor`` decides where the jobs run (default: this process, or this torchrun rank).
+    ``executor`` decides where the jobs run (default: this process, or this torchrun rank unless
+    ``shard`` is off; with ``options.num_gpu > 1``, a torchrun child process). An executor made
+    here is closed at the end; the caller's stays open (it may keep an engine loaded). Every path
+    is checked before any work (:func:`check_run_paths`); ``inputs`` are the files the items came
+    from, which the output must not be.
     """
+    if executor is None and (launcher := launcher_for(options)) is not None:
+        check_run_paths(output, "", options, inputs=inputs)
+        return launch(launcher, items, options, output=output, progress=progress)
+    owned = executor is None
+    executor = executor or executor_for(shard=shard)
+    with closing(executor) if owned else nullcontext():
+        return _run(executor, items, options, output=output, progress=progress, inputs=inputs)
+
+
+def _run(
+    executor: Executor,
+    items: Sequence[BatchItem],
+    options: RunOptions,
+    *,
+    output: Path,
+    progress: Progress | None,
+    inputs: Sequence[Path],
+) -> RunResult:
     started = time.monotonic()
-    executor = executor or executor_for()
     options = executor.adapt(options)
+    check_run_paths(output, executor.journal_suffix, options, inputs=inputs)
+    journal = Journal(journal_path_for(output, executor.journal_suffix))
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     tokenizer = tokenizer_for(options.engine.model)
-    journal = Journal(journal_path_for(output, executor.journal_suffix))
     with exclusive_lock(journal.path, owner_of=output):
         executor.start(output, options)
         if options.force:
@@ -86,6 +118,36 @@ def upsample(
         finished = executor.finish(output, mine, len(mine) - len(todo))
     complete = finished.writes_output
     return _result(keyed if complete else mine, output, complete, started, resumed=finished.resumed)
+
+
+def launch(
+    launcher: TorchrunLauncher,
+    items: Sequence[BatchItem],
+    options: RunOptions,
+    *,
+    output: Path,
+    progress: Progress | None = None,
+    source: Path | None = None,
+) -> RunResult:
+    """Run ``items`` in the processes ``launcher`` starts (their ranks plan, run and merge);
+    ``source`` is the prompts file they came from, if any. One run per output, as always."""
+    started = time.monotonic()
+    keyed = [KeyedItem(item, request_key(item, options)) for item in items]
+    with exclusive_lock(journal_path_for(output), owner_of=output):
+        resumed = launcher.run(keyed, options, output=output, source=source, progress=progress)
+    return _result(keyed, output, True, started, resumed=resumed)
+
+
+def check_run_paths(output: Path, suffix: str, options: RunOptions, *, inputs: Sequence[Path] = ()) -> None:
+    """Refuse, before the lock, the plan or the model, every path this run would fail on or harm:
+    the output, its journal and lock (a device, a folder, the input itself, an unwritable
+    folder, a name too long) and the clips folder."""
+    check_paths(read=inputs, write=[output])
+    journal = journal_path_for(output, suffix)
+    check_paths(
+        write=[journal, lock_path_for(journal)],
+        folders=[options.clips_dir] if options.clips_dir is not None else [],
+    )
 
 
 def _own_journals(output: Path, own: Path, executor: Executor) -> list[Path]:
@@ -126,12 +188,27 @@ def upsample_file(
     progress: Progress | None = None,
 ) -> tuple[RunResult, list[Problem]]:
     """Read a prompts file, report its bad items, upsample the good ones into ``output``."""
+    launcher = launcher_for(options) if executor is None else None
+    owned = executor is None
     executor = executor or executor_for()
     batch = load_batch(prompts_file)
     if executor.primary:
         for problem in batch.problems:
             log.warning("skipped %s", problem)
     if not batch.items:
-        raise InputFileError(f"{prompts_file} has no valid items; fix the problems listed above")
-    result = upsample(batch.items, options, output=output, executor=executor, progress=progress)
+        raise InputFileError(_no_items(prompts_file, batch.problems))
+    if launcher is not None:  # the ranks read the same file: the same items, the same outputs
+        check_run_paths(output, "", options, inputs=[prompts_file])
+        result = launch(launcher, batch.items, options, output=output, progress=progress, source=prompts_file)
+        return result, batch.problems
+    with closing(executor) if owned else nullcontext():
+        result = upsample(
+            batch.items, options, output=output, executor=executor, progress=progress, inputs=[prompts_file]
+        )
     return result, batch.problems
+
+
+def _no_items(prompts_file: Path, problems: Sequence[Problem]) -> str:
+    if problems:
+        return f"{prompts_file} has no valid items; fix the problems listed above"
+    return f"{prompts_file} holds no items; add {{name, prompt, video_path}} objects to its list"

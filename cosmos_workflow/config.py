@@ -9,6 +9,10 @@ in the working directory, if any. Its sections are the seed's ``config.toml`` na
     [paths]               # remote_dir
     [docker]              # image, checkpoint_dir
 
+Without a ``model``, the upsampler is looked for where Cosmos-Transfer1's download script puts it:
+``$COSMOS_CHECKPOINT_DIR/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer`` first, then
+``./checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer`` (:func:`default_checkpoint`).
+
 Environment variables: ``COSMOS_<KEY>`` for ``[upsample]`` keys (``COSMOS_MAX_TOKENS=200``) and
 ``COSMOS_<SECTION>_<KEY>`` for the others (``COSMOS_REMOTE_HOST=gpu1``). An unknown key in the
 file is an error naming the key and the file; every value remembers where it came from
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import tomllib
@@ -36,9 +41,18 @@ from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.engines import EngineConfig, SamplingParams
 from cosmos_workflow.errors import ConfigError, UsageError
 
+log = logging.getLogger("cosmos_workflow")
+
 CONFIG_FILE = "cosmos-workflow.toml"
 CONFIG_ENV = "COSMOS_WORKFLOW_CONFIG"
 DEFAULT_IMAGE = "nvcr.io/ubuntu/cosmos-transfer1:latest"
+
+#: one entry of CUDA_VISIBLE_DEVICES: an index, or a GPU / MIG UUID
+_DEVICE = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
+#: where Cosmos-Transfer1's download script puts the upsampler, inside its checkpoints folder
+UPSAMPLER_CHECKPOINT = Path("nvidia/Cosmos-UpsamplePrompt1-12B-Transfer")
+#: the checkpoints folder Cosmos-Transfer1 downloaded into (the one holding ``nvidia/``)
+CHECKPOINT_DIR_ENV = "COSMOS_CHECKPOINT_DIR"
 
 OnError = Literal["error", "original"]
 Control = Literal["vis", "edge", "depth", "seg"]
@@ -74,6 +88,28 @@ class UpsampleSettings(_Section):
     clips_dir: Path | None = None
     workers: int = Field(2, ge=1, description="background preprocessing threads")
     prefetch_batches: int = Field(2, ge=1)
+    offload_prompt_upsampler: bool = Field(
+        True, description="free the model after each batch; False keeps it loaded in a long-lived process"
+    )
+    num_gpu: int = Field(1, ge=1, description="processes, one GPU each; more than 1 runs torchrun")
+    cuda_devices: str | None = Field(None, description="the GPUs to use, as CUDA_VISIBLE_DEVICES: '0,1'")
+
+    @field_validator("cuda_devices", mode="before")
+    @classmethod
+    def _device_list(cls, value: object) -> object:
+        """``"0, 1"``, ``[0, 1]`` or ``1`` -> ``"0,1"`` / ``"1"``; indices or GPU/MIG UUIDs."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        if not isinstance(value, str):
+            return value
+        devices = [d.strip() for d in value.split(",")]
+        if not all(_DEVICE.fullmatch(d) for d in devices):
+            raise ValueError("list GPU indices (or GPU UUIDs) separated by commas, e.g. '0,1'")
+        if len(set(devices)) != len(devices):
+            raise ValueError("a GPU is listed twice; list each once, e.g. '0,1'")
+        return ",".join(devices)
 
 
 #: a host name, IPv4 or IPv6 literal: no spaces, quotes or leading dash
@@ -205,7 +241,9 @@ def resolve_settings(
             for key, value in values.items():
                 merged[section][key] = value
                 sources[f"{section}.{key}"] = _describe_origin(origin, section, key)
-    return ResolvedSettings(_validate(merged, sources), sources, path)
+    settings = _validate(merged, sources)
+    _check_gpus(settings.upsample, sources)
+    return ResolvedSettings(settings, sources, path)
 
 
 def find_config_file(given: Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
@@ -299,6 +337,27 @@ def _validate(merged: dict[str, dict[str, Any]], sources: Mapping[str, str]) -> 
     return Settings.model_validate(sections)
 
 
+def _check_gpus(upsample: UpsampleSettings, sources: Mapping[str, str]) -> None:
+    """``num_gpu``, ``cuda_devices`` and ``device`` must agree (a flag among them: a usage error)."""
+    problem = None
+    devices = upsample.cuda_devices.split(",") if upsample.cuda_devices else []
+    if devices and len(devices) < upsample.num_gpu:
+        problem = (
+            f"num_gpu is {upsample.num_gpu} but cuda_devices {upsample.cuda_devices!r} lists "
+            f"{len(devices)} GPU(s); list one per process (e.g. --cuda-devices "
+            f"{','.join(map(str, range(upsample.num_gpu)))}) or lower --num-gpu"
+        )
+    elif upsample.num_gpu > 1 and upsample.device and upsample.device.startswith("cuda"):
+        problem = (
+            f"device {upsample.device!r} pins one GPU but num_gpu is {upsample.num_gpu} (each process "
+            "takes its own GPU); drop --device, and pick the GPUs with --cuda-devices"
+        )
+    if problem is None:
+        return
+    given = [sources.get(f"upsample.{key}", "default") for key in ("num_gpu", "cuda_devices", "device")]
+    raise (UsageError if "flag" in given else ConfigError)(f"invalid setting: {problem}")
+
+
 def _invalid(
     section: str, exc: ValidationError, values: Mapping[str, Any], sources: Mapping[str, str]
 ) -> str:
@@ -331,6 +390,11 @@ class RunOptions(BaseModel):
     clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
     workers: int = Field(2, ge=1, description="background preprocessing threads")
     prefetch_batches: int = Field(2, ge=1)
+    offload_prompt_upsampler: bool = Field(
+        True, description="free the engine after each batch; False: the executor's owner keeps it loaded"
+    )
+    num_gpu: int = Field(1, ge=1, description="processes, one GPU each (torchrun here or on the remote)")
+    cuda_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the run, e.g. '0,1'")
 
 
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:
@@ -368,6 +432,9 @@ def run_options(settings: UpsampleSettings, *, output: Path | None = None, force
         clips_dir=_clips_dir(settings, output),
         workers=settings.workers,
         prefetch_batches=settings.prefetch_batches,
+        offload_prompt_upsampler=settings.offload_prompt_upsampler,
+        num_gpu=settings.num_gpu,
+        cuda_devices=settings.cuda_devices,
     )
 
 
@@ -376,23 +443,52 @@ def _clips_dir(settings: UpsampleSettings, output: Path | None) -> Path | None:
         return None
     if settings.clips_dir is not None:
         return settings.clips_dir
-    return output.with_name(f"{output.stem}_clips") if output is not None else None
+    # no name ("-o ''" is Path('.')): no clips folder; the run refuses that output (paths.check_paths)
+    return output.with_name(f"{output.stem}_clips") if output is not None and output.name else None
 
 
-def resolve_model(settings: UpsampleSettings) -> str:
-    """The checkpoint to load: a per-control folder picked by ``control``, or why there is none."""
+def resolve_model(
+    settings: UpsampleSettings, *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> str:
+    """The checkpoint to load: ``model``, else Cosmos-Transfer1's upsampler where its download
+    script puts it (:func:`default_checkpoint`); a per-control folder is picked by ``control``."""
     model = settings.model
-    if model and Path(model).is_dir():
+    if not model and settings.engine == "fake":
+        return "fake"
+    if not model:
+        model = str(default_checkpoint(os.environ if env is None else env, cwd or Path.cwd()))
+    if Path(model).is_dir():
         from cosmos_workflow.checkpoint import pick_variant
 
         return str(pick_variant(Path(model), settings.control))
-    if model:
-        return model
-    if settings.engine == "fake":
-        return "fake"
+    return model
+
+
+def checkpoint_candidates(env: Mapping[str, str], cwd: Path) -> list[tuple[str, Path]]:
+    """Where the upsampler is looked for when no model is given, in this order (the first found
+    wins): ``$COSMOS_CHECKPOINT_DIR/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer``, then
+    ``checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer`` under the working directory."""
+    candidates = []
+    if env.get(CHECKPOINT_DIR_ENV):
+        root = Path(env[CHECKPOINT_DIR_ENV]).expanduser()
+        candidates.append((f"${CHECKPOINT_DIR_ENV}", root / UPSAMPLER_CHECKPOINT))
+    candidates.append(("the working directory", cwd / "checkpoints" / UPSAMPLER_CHECKPOINT))
+    return candidates
+
+
+def default_checkpoint(env: Mapping[str, str], cwd: Path) -> Path:
+    """The first of :func:`checkpoint_candidates` that exists, or one line saying where it looked."""
+    candidates = checkpoint_candidates(env, cwd)
+    for origin, path in candidates:
+        if path.is_dir():
+            log.info("no model given; using %s (under %s)", path, origin)
+            return path
+    looked = " and ".join(f"{path} ({origin})" for origin, path in candidates)
+    unset = "" if env.get(CHECKPOINT_DIR_ENV) else f"; ${CHECKPOINT_DIR_ENV} is not set"
     raise ConfigError(
-        "no model given: pass --model PATH to a Pixtral/Cosmos upsampler checkpoint, a served model name "
-        "with --engine openai, or --model tiny-random to try the pipeline with a tiny random model"
+        f"no model given and no upsampler checkpoint at {looked}{unset}: pass --model PATH to a "
+        "Pixtral/Cosmos upsampler checkpoint, a served model name with --engine openai, or --model "
+        "tiny-random to try the pipeline with a tiny random model"
     )
 
 
@@ -401,7 +497,8 @@ def options_from_keywords(
 ) -> RunOptions:
     """RunOptions from Python keyword arguments (the orchestrator's), with the same precedence as
     flags over the file and environment; ``checkpoint_dir`` is accepted for ``model``."""
-    if "checkpoint_dir" in keywords:
-        keywords["model"] = str(keywords.pop("checkpoint_dir"))
+    checkpoint_dir = keywords.pop("checkpoint_dir", None)
+    if checkpoint_dir is not None:
+        keywords["model"] = str(checkpoint_dir)
     resolved = resolve_settings(flags={"upsample": keywords}, config_file=config_file)
     return run_options(resolved.settings.upsample, output=output, force=force)

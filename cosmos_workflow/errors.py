@@ -8,7 +8,8 @@ what to do next; the CLI prints it as one line and exits non-zero.
     CosmosWorkflowError
     ├── ConfigError          bad options or configuration (whole run)
     │   ├── UsageError       a flag's value or a combination of flags is invalid (exit 2)
-    │   └── OutputBusyError  another live run is writing the same output
+    │   ├── OutputBusyError  another live run is writing the same output
+    │   └── PathError        a path the user gave cannot be used (special file, the input itself, ...)
     ├── InputFileError       the prompts file or spec folder cannot be read at all (whole run)
     ├── ItemError            one item of a batch; reported, the rest go on
     │   ├── VideoError       missing, unreadable, empty or unusable video
@@ -18,12 +19,14 @@ what to do next; the CLI prints it as one line and exits non-zero.
     │   ├── ContextLengthError   the engine rejected a request as too long
     │   └── GPUOutOfMemoryError  the batch did not fit in accelerator memory
     ├── SpecError            a PromptSpec file is invalid or cannot be written
-    └── RemoteError          SSH, file transfer or the remote command failed
-        ├── HostKeyError         the host's key is unknown or changed (refused)
-        ├── RemoteAuthError      the host refused every key offered
-        ├── RemoteConnectionError  the host cannot be reached, or the connection dropped
-        ├── RemoteCommandError   a remote command failed or timed out
-        └── TransferError        an upload or download failed, or a path left remote_dir
+    ├── LaunchError          the processes started for a run (torchrun for num_gpu > 1) failed
+    ├── RemoteError          SSH, file transfer or the remote command failed
+    │   ├── HostKeyError         the host's key is unknown or changed (refused)
+    │   ├── RemoteAuthError      the host refused every key offered
+    │   ├── RemoteConnectionError  the host cannot be reached, or the connection dropped
+    │   ├── RemoteCommandError   a remote command failed or timed out
+    │   └── TransferError        an upload or download failed, or a path left remote_dir
+    └── ReportError          the review page cannot be written
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ class UsageError(ConfigError):
 
 class OutputBusyError(ConfigError):
     """Another live run holds the output's lock (one writer per output)."""
+
+
+class PathError(ConfigError):
+    """A path the user gave cannot be used: a special file, the input as output, an unwritable folder."""
 
 
 class InputFileError(CosmosWorkflowError):
@@ -85,6 +92,10 @@ class SpecError(CosmosWorkflowError):
     """A PromptSpec file is invalid, or cannot be written."""
 
 
+class LaunchError(CosmosWorkflowError):
+    """The processes a run started (torchrun for ``num_gpu > 1``) ended with items not done."""
+
+
 class RemoteError(CosmosWorkflowError):
     """SSH, file transfer or a remote command failed."""
 
@@ -117,3 +128,7 @@ class RemoteCommandError(RemoteError):
 
 class TransferError(RemoteError):
     """An upload or download failed its checksum, or a path would leave ``remote_dir``."""
+
+
+class ReportError(CosmosWorkflowError):
+    """The review page (``report``) cannot be written."""

@@ -1,28 +1,44 @@
-"""File-system primitives shared by every layer: atomic JSON writes and one-writer locks."""
+"""File-system primitives shared by every layer: atomic JSON and text writes, one-writer locks."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from cosmos_workflow.errors import OutputBusyError
+from cosmos_workflow.errors import OutputBusyError, PathError
+from cosmos_workflow.text import replace_lone_surrogates
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``.
+    """Write JSON atomically (see :func:`write_atomic`), indented, UTF-8."""
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+    write_atomic(path, [*encoder.iterencode(data), "\n"])
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` atomically (see :func:`write_atomic`), UTF-8."""
+    write_atomic(path, [text])
+
+
+def write_atomic(path: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to a temp file in the same folder, fsync, then rename over ``path``.
 
     The temp file is removed if anything fails (a full disk, an interrupt), so no debris is left.
+    A special file or a folder at ``path`` is never replaced. Text UTF-8 cannot hold (a lone
+    surrogate) is written as U+FFFD rather than failing the write.
     """
+    _refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
+            for chunk in chunks:  # a JSON chunk never splits a surrogate: it is one character
+                handle.write(replace_lone_surrogates(chunk))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -32,38 +48,65 @@ def write_json_atomic(path: Path, data: object) -> None:
         raise
 
 
+def _refuse_special(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(mode):
+        raise PathError(f"{path} exists and is not a regular file; it is left alone: pass another path")
+
+
 def lock_path_for(target: Path) -> Path:
     """The hidden lock file of ``target``: ``out.json`` -> ``.out.json.lock``."""
     return target.with_name(f".{target.name}.lock")
 
 
 @contextmanager
-def exclusive_lock(target: Path, *, owner_of: Path | None = None) -> Iterator[None]:
-    """Be the only process writing ``target``; refuse at once (no waiting) if another live one is.
+def flocked(lock: Path, *, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[int]:
+    """Hold an exclusive ``flock`` on the file ``lock`` (created if missing) for the block.
 
-    The lock is an ``flock`` on a hidden sidecar file holding the owner's pid. The kernel drops it
-    when the owner dies, even by SIGKILL, so a killed run never blocks its rerun. The file itself
-    stays: removing it while another process has it open would let two owners in. ``owner_of``
-    names what the user knows the lock by (the output file) in the refusal.
+    Busy: with ``wait`` (after calling ``on_wait``) block until it is free, else raise
+    :class:`BlockingIOError`. The kernel drops the lock when its process dies, even by SIGKILL.
     """
-    lock = lock_path_for(target)
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputBusyError(_busy_message(owner_of or target, _owner(fd))) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
+            if not wait:
+                raise
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
     finally:
         os.close(fd)  # closing releases the lock
 
 
-def _owner(fd: int) -> str:
+@contextmanager
+def exclusive_lock(target: Path, *, owner_of: Path | None = None) -> Iterator[None]:
+    """Be the only process writing ``target``; refuse at once (no waiting) if another live one is.
+
+    The lock is an ``flock`` on a hidden sidecar file holding the owner's pid (see
+    :func:`flocked`), so a killed run never blocks its rerun. The file itself stays: removing it
+    while another process has it open would let two owners in. ``owner_of`` names what the user
+    knows the lock by (the output file) in the refusal.
+    """
+    lock = lock_path_for(target)
+    try:
+        with flocked(lock, wait=False) as fd:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+    except BlockingIOError:
+        raise OutputBusyError(_busy_message(owner_of or target, _owner(lock))) from None
+
+
+def _owner(lock: Path) -> str:
     with suppress(OSError, ValueError):
-        text = os.pread(fd, 32, 0).decode().strip()
+        text = lock.read_text(encoding="ascii")[:32].strip()
         if text.isdigit():
             return f"pid {text}"
     return "another process"

@@ -9,14 +9,25 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.text import clean_strings, replacement_note
 
 log = logging.getLogger("cosmos_workflow")
+
+#: records appended by this process, per journal: what an interrupted run reports as saved
+_saved: Counter[Path] = Counter()
+
+
+def saved_this_process() -> dict[Path, int]:
+    """Journal path -> records this process appended to it (for the interrupt message)."""
+    return dict(_saved)
 
 
 def journal_path_for(output: Path, suffix: str = "") -> Path:
@@ -35,7 +46,8 @@ class Journal:
         return {record.key: record for record in read_records(self.path)}
 
     def append(self, records: Iterable[UpsampleRecord]) -> None:
-        lines = "".join(r.model_dump_json() + "\n" for r in records)
+        encoded = [_json_line(r) for r in records]
+        lines = "".join(encoded)
         if not lines:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +57,7 @@ class Journal:
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
+        _saved[self.path] += len(encoded)
 
     def reset(self) -> None:
         """Start over (``--force``): the old journal is kept aside, not deleted."""
@@ -72,6 +85,17 @@ def read_records(path: Path, *, warn: bool = True) -> Iterator[UpsampleRecord]:
                         path.name,
                         number,
                     )
+
+
+def _json_line(record: UpsampleRecord) -> str:
+    """One journal line; never fails on text UTF-8 cannot hold (the record then says what changed)."""
+    try:
+        return record.model_dump_json() + "\n"
+    except PydanticSerializationError:
+        data, fields = clean_strings(record.model_dump())
+        note = replacement_note(fields)
+        data["warning"] = f"{data['warning']}; {note}" if data.get("warning") else note
+        return UpsampleRecord.model_validate(data).model_dump_json() + "\n"
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -308,7 +308,7 @@ def build_record(
         preprocessed_video=str(job.preprocessed_video) if job.preprocessed_video else None,
         status=status,
         error=problem,
-        warning=plan.message if plan.status == "text_only" and job.item.video_path else None,
+        warning=_warning(job),
         frames=plan.frames,
         frame_indices=plan.frame_indices,
         width=plan.width,
@@ -330,6 +330,12 @@ def build_record(
         retry=job.retry_note,
         key=job.key,
     )
+
+
+def _warning(job: Job) -> str | None:
+    """What the loader changed in the item, and why a video was not used."""
+    video = job.plan.message if job.plan.status == "text_only" and job.item.video_path else None
+    return "; ".join(w for w in (job.item.warning, video) if w) or None
 
 
 def _cut_off(generation: Generation | None) -> bool:

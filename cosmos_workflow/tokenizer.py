@@ -7,10 +7,12 @@ Cosmos-Transfer1 upsampler sends, and what vLLM's ``tokenizer_mode="mistral"`` e
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,13 +68,21 @@ class Tokenizer:
                 f"folder with a valid {TEKKEN_FILE}"
             ) from exc
         self.path = path
-        encoder = getattr(self._tok.instruct_tokenizer, "image_encoder", None)
+        encoder = image_encoder(self._tok)
         if encoder is None:
             raise ConfigError(f"tokenizer {path} has no image encoder: it is not a Pixtral tokenizer")
-        config = encoder.image_config
+        config = _image_config(encoder)
         self.grid = ImageGrid(config.image_patch_size * config.spatial_merge_size, config.max_image_size)
-        self.eos_id: int = self._tok.instruct_tokenizer.tokenizer.eos_id
-        self.image_token_id: int = encoder.special_ids.img
+        self._decode_options = _ignore_special_tokens(self._tok)
+        text = self._tok.instruct_tokenizer.tokenizer
+        self.bos_id: int = text.bos_id
+        self.eos_id: int = text.eos_id
+        self.pad_id: int = text.pad_id
+        self.vocab_size: int = text.n_words
+        ids = encoder.special_ids
+        self.image_token_id: int = ids.img
+        #: ([IMG], [IMG_BREAK], [IMG_END]): an image's patches, the end of each row, the end of the image
+        self.image_ids: tuple[int, int, int] = (ids.img, ids.img_break, ids.img_end)
 
     def image_tokens(self, width: int, height: int) -> int:
         """Tokens for one image of this size, exactly as the tokenizer's image encoder counts."""
@@ -94,8 +104,15 @@ class Tokenizer:
 
     def encode(self, prompt: str, frames: Sequence[np.ndarray]) -> Encoding:
         """Token ids and normalised image arrays for one request (frames as RGB uint8 HxWx3)."""
-        from mistral_common.protocol.instruct.chunk import ImageChunk, TextChunk
         from mistral_common.protocol.instruct.messages import UserMessage
+
+        try:  # mistral-common 1.6 and later
+            from mistral_common.protocol.instruct.chunk import ImageChunk, TextChunk
+        except ImportError:  # 1.5.x (the Cosmos image's) defines them beside the messages
+            from mistral_common.protocol.instruct.messages import (  # type: ignore[attr-defined,no-redef]
+                ImageChunk,
+                TextChunk,
+            )
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
         from PIL import Image
 
@@ -108,8 +125,44 @@ class Tokenizer:
         return Encoding(token_ids=list(tokenized.tokens), pixel_values=list(tokenized.images))
 
     def decode(self, token_ids: Sequence[int]) -> str:
-        text: str = self._tok.decode(list(token_ids))
+        text: str = self._tok.decode(list(token_ids), **self._decode_options)
         return text
+
+
+def image_encoder(tokenizer: Any) -> Any:
+    """The image encoder of a ``MistralTokenizer``, or None for a text-only tokenizer.
+
+    mistral-common 1.6 and later call it ``image_encoder`` (``mm_encoder`` stays as a deprecated
+    alias that warns); 1.5.x, the release in the Cosmos image, has only ``mm_encoder``.
+    """
+    instruct = tokenizer.instruct_tokenizer
+    if hasattr(instruct, "image_encoder"):
+        return instruct.image_encoder
+    return getattr(instruct, "mm_encoder", None)
+
+
+def _ignore_special_tokens(tokenizer: Any) -> dict[str, Any]:
+    """Keyword arguments for ``decode`` that drop special tokens from the text, in any release.
+
+    From mistral-common 1.6 ``decode`` takes the policy (and ignores by default); 1.5.x raises on
+    special tokens unless the Tekken tokenizer itself is set to ignore them.
+    """
+    try:  # mistral-common 1.6 and later
+        from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
+    except ImportError:  # 1.5.x
+        from mistral_common.tokens.tokenizers.tekken import SpecialTokenPolicy  # type: ignore[attr-defined,no-redef]
+
+    if "special_token_policy" in inspect.signature(tokenizer.decode).parameters:
+        return {"special_token_policy": SpecialTokenPolicy.IGNORE}
+    tokenizer.instruct_tokenizer.tokenizer.special_token_policy = SpecialTokenPolicy.IGNORE
+    return {}
+
+
+def _image_config(encoder: Any) -> Any:
+    """The encoder's patch and size settings: ``image_config`` from 1.6 on, ``mm_config`` in 1.5.x."""
+    if hasattr(encoder, "image_config"):
+        return encoder.image_config
+    return encoder.mm_config
 
 
 @functools.lru_cache(maxsize=8)

@@ -19,7 +19,7 @@
 #   BATCH_SIZE         requests per engine call
 #   EXTRA_ARGS         more CLI arguments, ONE PER LINE (so an argument may contain spaces)
 #   PYTHON             interpreter that has cosmos-workflow (default python3, else python)
-#   DRY_RUN=1          print the command instead of running it
+#   DRY_RUN=1          print the command instead of running it (nothing is created)
 #   DOCKER=1           run inside a container: this script re-invokes itself there
 #     IMAGE            image (default nvcr.io/ubuntu/cosmos-transfer1:latest)
 #     DOCKER_BIN       docker client (default docker)
@@ -30,7 +30,8 @@
 #     COSMOS_WORKFLOW_PIP  pip requirement installed in the container (e.g. a wheel under a mounted
 #                      folder), even over a cosmos_workflow the image has; default: when the image
 #                      has none, this checkout, mounted read-only at /opt/cosmos-workflow, from a copy.
-#                      The image's torch, transformers, vLLM (PINNED below) are never changed.
+#                      Either way pip is constrained to the image's own `pip list --format=freeze`:
+#                      no package the image has (vLLM, transformers, numpy, ...) changes version.
 #
 # Exit code: that of cosmos-workflow (0 ok, 3 some items failed, 1 error), 2 for bad arguments.
 
@@ -61,8 +62,19 @@ lines_to_array() {
 
 absolute() {
     local dir
-    dir=$(cd "$(dirname -- "$1")" && pwd -P) || die "folder of $1 does not exist"
+    dir=$(dirname -- "$1")
+    if [[ -d "$dir" ]]; then
+        dir=$(cd -- "$dir" && pwd -P) || die "cannot enter the folder of $1" 1
+    elif [[ "$dir" != /* ]]; then
+        dir="$PWD/$dir" # DRY_RUN: the output folder is not created, so it may not exist yet
+    fi
     printf '%s/%s\n' "$dir" "$(basename -- "$1")"
+}
+
+# docker -v splits its value at ':' ("SRC:DST:ro"), so such a path cannot be mounted.
+mountable() {
+    [[ "$1" != *:* ]] || die "path '$1' contains ':', which docker -v cannot mount; move or link it to a path without ':'"
+    printf '%s\n' "$1"
 }
 
 parse_bool() {
@@ -88,8 +100,10 @@ pick_python() {
     fi
 }
 
+dry_run() { [[ "${DRY_RUN:-0}" == 1 ]]; }
+
 run_or_print() {
-    if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    if dry_run; then
         printf '%q ' "$@"
         printf '\n'
         exit 0
@@ -127,7 +141,9 @@ if [[ -n "${CHECKPOINT_DIR:-}" && ! -d "$CHECKPOINT_DIR" ]]; then
 fi
 if [[ -n "${BATCH_SIZE:-}" ]]; then check_number BATCH_SIZE "$BATCH_SIZE" 1; fi
 lines_to_array EXTRA "${EXTRA_ARGS:-}"
-mkdir -p -- "$(dirname -- "$OUTPUT_FILE")" || die "cannot create the folder of '$OUTPUT_FILE'" 1
+if ! dry_run; then # DRY_RUN=1 prints the command and changes nothing
+    mkdir -p -- "$(dirname -- "$OUTPUT_FILE")" || die "cannot create the folder of '$OUTPUT_FILE'" 1
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Docker: re-invoke this script inside the image, the data mounted at the same paths
@@ -136,24 +152,27 @@ mkdir -p -- "$(dirname -- "$OUTPUT_FILE")" || die "cannot create the folder of '
 docker_command() {
     local script_dir repo prompts output path
     script_dir=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
-    repo=$(dirname -- "$script_dir")
-    prompts=$(absolute "$PROMPTS_FILE")
-    output=$(absolute "$OUTPUT_FILE")
+    repo=$(mountable "$(dirname -- "$script_dir")")
+    prompts=$(mountable "$(absolute "$PROMPTS_FILE")")
+    output=$(mountable "$(absolute "$OUTPUT_FILE")")
     local -a mounts extra_docker cmd
     lines_to_array mounts "${MOUNTS:-}"
     lines_to_array extra_docker "${DOCKER_ARGS:-}"
+    for path in "${mounts[@]}"; do
+        [[ -e "$path" ]] || die "MOUNTS entry '$path' does not exist on this host" 1
+        mountable "$path" >/dev/null
+    done
     mounts+=("$(dirname -- "$prompts")" "$(dirname -- "$output")")
     cmd=("${DOCKER_BIN:-docker}" run --rm)
     if [[ "${DOCKER_GPUS:-all}" != none ]]; then cmd+=(--gpus "${DOCKER_GPUS:-all}"); fi
     cmd+=(--ipc=host)
     cmd+=(-v "$repo:$CONTAINER_SRC:ro")
     if [[ -n "${CHECKPOINT_DIR:-}" ]]; then
-        path=$(cd "$CHECKPOINT_DIR" && pwd -P)
+        path=$(mountable "$(cd -- "$CHECKPOINT_DIR" && pwd -P)")
         cmd+=(-v "$path:$path:ro" -e "CHECKPOINT_DIR=$path")
     fi
     mapfile -t mounts < <(printf '%s\n' "${mounts[@]}" | sort -u)
     for path in "${mounts[@]}"; do
-        [[ -e "$path" ]] || die "MOUNTS entry '$path' does not exist on this host" 1
         cmd+=(-v "$path:$path")
     done
     cmd+=(-e DOCKER=0 -e IN_CONTAINER=1)
@@ -178,42 +197,41 @@ fi
 PY=$(pick_python)
 command -v "$PY" >/dev/null 2>&1 || die "python interpreter '$PY' not found; set PYTHON=/path/to/python" 1
 
-# what the image's GPU stack depends on: pinned at the installed versions while installing
-# (cosmos_workflow/executors/remote/code.py pins the same names in a remote venv)
-readonly PINNED='torch|torchvision|torchaudio|transformers|tokenizers|vllm|triton|xformers|flash-attn|flashinfer-python|numpy'
-
 ensure_installed() {
     if "$PY" -c 'import cosmos_workflow' 2>/dev/null; then
         [[ "${IN_CONTAINER:-0}" == 1 && -n "${COSMOS_WORKFLOW_PIP:-}" ]] || return 0
     fi
     [[ "${IN_CONTAINER:-0}" == 1 ]] || die "cosmos_workflow is not importable by $PY; run: pip install -e . (or set PYTHON)" 1
-    local spec=${COSMOS_WORKFLOW_PIP:-} pins
+    local spec=${COSMOS_WORKFLOW_PIP:-}
     if [[ -z "$spec" ]]; then
         # the checkout is mounted read-only; pip builds in the source folder, so build from a copy
         spec=$(mktemp -d)
         tar -C "$CONTAINER_SRC" --exclude=.venv --exclude=.git -cf - . | tar -C "$spec" -xf -
     fi
-    pins=$(mktemp)
-    "$PY" -m pip freeze 2>/dev/null | grep -iE "^(${PINNED//-/[-_]})==" >"$pins" || true
-    printf 'installing cosmos-workflow from %s\n' "$spec" >&2
-    "$PY" -m pip install --quiet --no-warn-script-location -c "$pins" "$spec" ||
-        die "pip could not install cosmos-workflow from $spec; set COSMOS_WORKFLOW_PIP to a wheel" 1
+    # every package the image already has stays at the image's version: constraints from its own freeze
+    local constraints
+    constraints=$(mktemp)
+    "$PY" -m pip list --format=freeze --exclude cosmos-workflow >"$constraints"
+    printf 'installing cosmos-workflow from %s, the image'\''s packages kept as they are\n' "$spec" >&2
+    "$PY" -m pip install --quiet --no-warn-script-location --constraint "$constraints" "$spec" ||
+        die "pip could not install cosmos-workflow from $spec without changing a package the image pins; see pip's message above, or set COSMOS_WORKFLOW_PIP to a wheel" 1
     # the same version may be installed already: this exact build replaces it
     "$PY" -m pip install --quiet --no-warn-script-location --no-deps --force-reinstall "$spec" ||
         die "pip could not install cosmos-workflow from $spec" 1
 }
 
-CLI=(upsample-prompts "$PROMPTS_FILE" --output-file "$OUTPUT_FILE" "$PREPROCESS_FLAG")
+# values joined with '=' and the file after '--': a path starting with '-' is never read as an option
+CLI=(upsample-prompts "--output-file=$OUTPUT_FILE" "$PREPROCESS_FLAG")
 CLI+=(--max-resolution "$MAX_RESOLUTION" --num-frames "$NUM_FRAMES")
-if [[ -n "$MODEL" ]]; then CLI+=(--model "$MODEL"); fi
+if [[ -n "$MODEL" ]]; then CLI+=("--model=$MODEL"); fi
 if [[ -n "${ENGINE:-}" ]]; then CLI+=(--engine "$ENGINE"); fi
 if [[ -n "${BATCH_SIZE:-}" ]]; then CLI+=(--batch-size "$BATCH_SIZE"); fi
-CLI+=("${EXTRA[@]}" "${PASSTHROUGH[@]}")
+CLI+=("${EXTRA[@]}" "${PASSTHROUGH[@]}" -- "$PROMPTS_FILE")
 
 if ((NUM_GPU > 1)); then
     LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$NUM_GPU" -m cosmos_workflow)
 else
     LAUNCH=("$PY" -m cosmos_workflow)
 fi
-if [[ "${DRY_RUN:-0}" != 1 ]]; then ensure_installed; fi
+if ! dry_run; then ensure_installed; fi
 run_or_print "${LAUNCH[@]}" "${CLI[@]}"

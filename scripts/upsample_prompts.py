@@ -4,7 +4,9 @@
     python scripts/upsample_prompts.py --prompts-file prompts.json --checkpoint-dir CKPT \\
         --preprocess-videos --max-resolution 480 --num-frames 2 --output-file upsampled.json
 
-Any other option is passed through unchanged (e.g. ``--engine vllm --batch-size 32``).
+Without ``--checkpoint-dir`` the checkpoint is looked for where Cosmos-Transfer1 puts it
+(``$COSMOS_CHECKPOINT_DIR`` or ``./checkpoints``, then ``nvidia/Cosmos-UpsamplePrompt1-12B-Transfer``).
+Any other option is passed through unchanged (e.g. ``--engine vllm --batch-size 32 --num-gpu 2``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ def translate(argv: list[str]) -> list[str]:
     )
     parser.add_argument("--prompts-file", required=True, help="JSON list of {name, prompt, video_path}")
     parser.add_argument("--output-file", help="output JSON (default: <prompts>.upsampled.json)")
-    parser.add_argument("--checkpoint-dir", help="upsampler checkpoint folder (or 'tiny-random')")
+    parser.add_argument(
+        "--checkpoint-dir",
+        help="upsampler checkpoint folder, or 'tiny-random' (default: Cosmos-Transfer1's place, "
+        "checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer under $COSMOS_CHECKPOINT_DIR or here)",
+    )
     parser.add_argument("--preprocess-videos", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--max-resolution", default="480")
     parser.add_argument("--num-frames", type=int, default=2)

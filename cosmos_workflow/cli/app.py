@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from types import FrameType
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from cosmos_workflow import __version__
+from cosmos_workflow.cli.display import PlainLogText, text
 from cosmos_workflow.errors import CosmosWorkflowError, UsageError
+from cosmos_workflow.journal import saved_this_process
+from cosmos_workflow.paths import describe_os_error
 
 app = typer.Typer(
     name="cosmos-workflow",
@@ -24,8 +30,9 @@ app = typer.Typer(
 #: data goes to stdout, logs and progress to stderr
 #: a file or pipe gets wide tables rather than rich's 80-column default
 _WIDTH = None if sys.stdout.isatty() else 160
-stdout = Console(soft_wrap=True, width=_WIDTH)
-stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+#: emoji off: ":smile:" in a user's name is text, not a picture (user strings go through display.text)
+stdout = Console(soft_wrap=True, width=_WIDTH, emoji=False)
+stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160, emoji=False)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -34,6 +41,7 @@ EXIT_USAGE = 2
 def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False)
+    handler.addFilter(PlainLogText())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     # mistral-common reports its vocabulary set-up at INFO on every tokenizer load
     logging.getLogger("mistral_common").setLevel(max(level, logging.WARNING))
@@ -54,24 +62,55 @@ def _root(
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """Print one clear error line on stderr; return the Exit to raise."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    stderr.print(Text("error: ", style="bold red") + text(message), highlight=False)
     return typer.Exit(code)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM. It unwinds like KeyboardInterrupt (``finally`` blocks run, the engine is
+    closed) but is not one: the CLI library turns KeyboardInterrupt into a silent exit 130."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def interrupted_message(signum: int) -> str:
+    """What was saved and how to resume."""
+    name = signal.Signals(signum).name
+    saved = saved_this_process()
+    if not saved:
+        return f"interrupted by {name} before any new result was saved; rerun the same command to resume"
+    where = ", ".join(f"{count} in {path}" for path, count in saved.items())
+    return (
+        f"interrupted by {name}; results saved: {where}; "
+        "rerun the same command to resume (saved items are not redone)"
+    )
 
 
 def main() -> None:
     """Console entry point: library errors become one line and a non-zero exit, here only."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         app()
     except UsageError as exc:
-        stderr.print(f"error: {exc}", highlight=False, markup=False)
+        stderr.print(text(f"error: {exc}"), highlight=False)
         sys.exit(EXIT_USAGE)
     except CosmosWorkflowError as exc:
-        stderr.print(f"error: {exc}", highlight=False, markup=False)
+        stderr.print(text(f"error: {exc}"), highlight=False)
         sys.exit(EXIT_FAILED)
     except ValidationError as exc:  # an option combination the records refuse
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        stderr.print(f"error: invalid options: {problems}", highlight=False, markup=False)
+        stderr.print(text(f"error: invalid options: {problems}"), highlight=False)
         sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
-        stderr.print("interrupted; rerun the same command to resume", markup=False)
-        sys.exit(130)
+    except OSError as exc:  # a file-system failure anywhere: the path and the fix, no traceback
+        stderr.print(text(f"error: {describe_os_error(exc)}"), highlight=False)
+        sys.exit(EXIT_FAILED)
+    except Interrupted as exc:
+        stderr.print(text(interrupted_message(exc.signum)), highlight=False)
+        sys.exit(128 + exc.signum)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cosmos_workflow.cli.app import app, setup_logging, stdout
+from cosmos_workflow.cli.display import text
 
 
 @app.command("convert-checkpoint")
@@ -26,4 +27,4 @@ def convert_checkpoint(
 
     setup_logging()
     written = checkpoint.convert_checkpoint(checkpoint.pick_variant(src, control), dst)
-    stdout.print(f"converted -> {written}", markup=False, highlight=False)
+    stdout.print(text(f"converted -> {written}"), highlight=False)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from cosmos_workflow.cli.app import app, stdout
+from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import ConfigFile
 from cosmos_workflow.config import resolve_settings
 
@@ -27,9 +27,9 @@ def show_config(
         stdout.print_json(json.dumps(data, default=str))
         return
     where = str(resolved.config_file) if resolved.config_file else "none (defaults and environment only)"
-    table = Table(title=Text(f"Settings (config file: {where})"), title_justify="left")
+    table = Table(title=text(f"Settings (config file: {where})"), title_justify="left")
     for column in ("setting", "value", "source"):
         table.add_column(column, overflow="fold")
     for name, value, source in rows:
-        table.add_row(Text(name), Text(repr(value) if isinstance(value, str) else str(value)), Text(source))
+        table.add_row(text(name), text(repr(value) if isinstance(value, str) else str(value)), text(source))
     stdout.print(table)

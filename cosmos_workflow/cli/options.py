@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from cosmos_workflow.config import ResolvedSettings, resolve_settings
-from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.errors import UsageError
 
 
 def parse_resolution(value: str) -> int | Literal["auto"]:
@@ -22,9 +22,9 @@ def parse_resolution(value: str) -> int | Literal["auto"]:
     try:
         number = int(value)
     except ValueError:
-        raise ConfigError(f"--max-resolution {value!r} is not a number; pass e.g. 480, or 'auto'") from None
+        raise UsageError(f"--max-resolution {value!r} is not a number; pass e.g. 480, or 'auto'") from None
     if number < 16:
-        raise ConfigError(f"--max-resolution {number} is below one 16-px patch; pass 16 or more")
+        raise UsageError(f"--max-resolution {number} is below one 16-px patch; pass 16 or more")
     return number
 
 
@@ -69,15 +69,35 @@ Model = Annotated[
     typer.Option(
         "--model",
         "--checkpoint-dir",
-        help="checkpoint folder (its tekken.json is the tokenizer), 'tiny-random', or a served model name",
+        help="checkpoint folder (its tekken.json is the tokenizer), 'tiny-random', or a served model name "
+        "(default: checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer under $COSMOS_CHECKPOINT_DIR, "
+        "else here)",
     ),
 ]
 
+Offload = Annotated[
+    bool,
+    typer.Option(
+        "--offload/--keep-loaded",
+        help="free the model after the batch; --keep-loaded keeps it for the next batch of a "
+        "long-lived process (the orchestrator); one command is one batch",
+    ),
+]
+NumGpu = Annotated[int, typer.Option(min=1, help="processes, one GPU each; more than 1 starts torchrun")]
+CudaDevices = Annotated[
+    str | None,
+    typer.Option(help="the GPUs to use, as CUDA_VISIBLE_DEVICES: e.g. 0,1 (default: all visible)"),
+]
+
 #: parameters whose settings key differs from the parameter's name
-_RENAMED = {"preprocess": "preprocess_videos", "engine_option": "engine_options"}
+_RENAMED = {
+    "preprocess": "preprocess_videos",
+    "engine_option": "engine_options",
+    "offload": "offload_prompt_upsampler",
+}
 #: parameters that are not settings (what to run on, how to print)
 _NOT_SETTINGS = frozenset(
-    {"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json", "remote"}
+    {"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json", "report", "remote"}
 )
 
 
@@ -111,7 +131,7 @@ def parse_batch_size(value: str) -> int | Literal["auto"]:
     if value == "auto":
         return "auto"
     if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"--batch-size {value!r} is not a positive number; pass e.g. 32, or 'auto'")
+        raise UsageError(f"--batch-size {value!r} is not a positive number; pass e.g. 32, or 'auto'")
     return int(value)
 
 
@@ -121,7 +141,7 @@ def parse_engine_options(pairs: list[str]) -> dict[str, str | int | float | bool
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(
+            raise UsageError(
                 f"--engine-option {pair!r} is not KEY=VALUE; e.g. --engine-option max_num_seqs=64"
             )
         options[key] = _scalar(raw)

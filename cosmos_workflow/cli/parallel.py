@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from cosmos_workflow.cli.app import app, setup_logging, stderr
+from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import PromptsFile
 from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.executors.merge import MergeResult, merge_output
@@ -53,17 +54,19 @@ def merge(
 def _report(result: MergeResult, output: Path) -> None:
     names = ", ".join(path.name for path in result.journals)
     stderr.print(
-        f"merged {len(result.records)} items from {len(result.journals)} journals ({names}) -> {output}",
-        markup=False,
+        text(
+            f"merged {len(result.records)} items from {len(result.journals)} journals ({names}) -> {output}"
+        ),
         highlight=False,
     )
     for record in result.records:
         if not record.done:
-            stderr.print(f"{record.status} {record.name}: {record.error}", markup=False, highlight=False)
+            stderr.print(text(f"{record.status} {record.name}: {record.error}"), highlight=False)
     if result.missing:
         stderr.print(
-            f"missing {len(result.missing)} item(s) with no result in any journal: "
-            f"{', '.join(result.missing)}; rerun the upsample command to do them",
-            markup=False,
+            text(
+                f"missing {len(result.missing)} item(s) with no result in any journal: "
+                f"{', '.join(result.missing)}; rerun the upsample command to do them"
+            ),
             highlight=False,
         )

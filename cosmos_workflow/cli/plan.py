@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cosmos_workflow import api
 from cosmos_workflow.budget import Plan
 from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
+from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
     ConfigFile,
     FrameSampling,
@@ -48,17 +52,34 @@ def plan(
     settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
     batch = load_batch(prompts_file)
     for problem in batch.problems:
-        stderr.print(f"skipped {problem}", markup=False, highlight=False)
-    plans = list(api.plan(batch.items, plan_settings(settings), model=settings.model))
-    if as_json:
-        stdout.print_json(json.dumps([p.model_dump(mode="json") for p in plans]))
-    else:
-        stdout.print(_table(plans))
-        for p in plans:
-            if p.message:
-                stdout.print(f"{p.name}: {p.message}", markup=False, highlight=False)
-    if not plans or any(not p.fits for p in plans):
+        stderr.print(text(f"skipped {problem}"), highlight=False)
+    plans = api.plan(batch.items, plan_settings(settings), model=settings.model)
+    planned, fit = _print_json(plans) if as_json else _print_table(list(plans))
+    if not planned or not fit:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_json(plans: Iterator[Plan]) -> tuple[int, bool]:
+    """A JSON list written one plan per line as each is planned: memory stays flat for any size.
+
+    ASCII-only (``\\uXXXX`` escapes), so no name can carry a terminal control sequence."""
+    count, fit = 0, True
+    out = sys.stdout
+    out.write("[")
+    for plan in plans:
+        out.write(("," if count else "") + "\n  " + json.dumps(plan.model_dump(mode="json")))
+        count, fit = count + 1, fit and plan.fits
+    out.write("\n]\n" if count else "]\n")
+    out.flush()
+    return count, fit
+
+
+def _print_table(plans: list[Plan]) -> tuple[int, bool]:
+    stdout.print(_table(plans))
+    for p in plans:
+        if p.message:
+            stdout.print(text(f"{p.name}: {p.message}"), highlight=False)
+    return len(plans), all(p.fits for p in plans)
 
 
 def _table(plans: list[Plan]) -> Table:
@@ -69,7 +90,7 @@ def _table(plans: list[Plan]) -> Table:
     table.add_column("status", no_wrap=True)
     for p in plans:
         table.add_row(
-            p.name,
+            text(p.name),
             _size(p.source_width, p.source_height),
             _size(p.width, p.height),
             str(p.frames),
@@ -78,7 +99,7 @@ def _table(plans: list[Plan]) -> Table:
             str(p.total_tokens),
             str(p.max_tokens),
             str(p.max_model_len),
-            f"[{STATUS_STYLE[p.status]}]{p.status}[/]",
+            Text(p.status, style=STATUS_STYLE[p.status]),
         )
     return table
 

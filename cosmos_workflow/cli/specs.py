@@ -10,7 +10,8 @@ from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
 from cosmos_workflow.cli.app import app, stderr, stdout
-from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.cli.display import text
+from cosmos_workflow.errors import UsageError
 from cosmos_workflow.specs.manager import DEFAULT_SPECS_DIR, SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import MODALITIES, Modality, UpsampleFrom
 
@@ -24,8 +25,8 @@ def parse_controls(pairs: list[str]) -> dict[Modality, str | None]:
         key, sep, raw = pair.partition("=")
         modality = _modality(key.strip(), pair)
         if modality in controls:
-            raise ConfigError(f"--control {modality} given twice; give each modality once")
-        controls[modality] = _video_arg(raw) if sep and raw.strip() else None
+            raise UsageError(f"--control {modality} given twice; give each modality once")
+        controls[modality] = _video_arg(raw, f"--control {modality}=") if sep and raw.strip() else None
     return controls
 
 
@@ -33,18 +34,22 @@ def _modality(key: str, pair: str) -> Modality:
     for modality in MODALITIES:
         if key == modality:
             return modality
-    raise ConfigError(
+    raise UsageError(
         f"--control {pair!r}: unknown modality {key!r}; "
         f"use one of {', '.join(MODALITIES)}, e.g. --control depth=d.mp4"
     )
 
 
-def _video_arg(raw: str) -> str:
+def _video_arg(raw: str, option: str = "--video") -> str:
     """An existing local file is stored absolute; any other path as given (it may live on the GPU host)."""
+    if not raw.strip():
+        raise UsageError(f"{option} is empty; pass the video's path")
+    if "\x00" in raw:
+        raise UsageError(f"{option} contains a NUL character; fix the path")
     path = Path(raw).expanduser()
     if path.is_file():
         return str(path.resolve())
-    stderr.print(f"warning: {raw} not found here; stored as given", markup=False, highlight=False)
+    stderr.print(text(f"warning: {raw} not found here; stored as given"), highlight=False)
     return raw
 
 
@@ -74,15 +79,15 @@ def create_spec(
         control_inputs=parse_controls(control or []),
         upsample_from=_upsample_from(upsample_from),
     )
-    stderr.print(f"created {stored.spec.name} ({stored.spec.id})", markup=False, highlight=False)
-    stdout.print(str(stored.path), markup=False, highlight=False)
+    stderr.print(text(f"created {stored.spec.name} ({stored.spec.id})"), highlight=False)
+    stdout.print(text(stored.path), highlight=False)
 
 
 def _upsample_from(value: str) -> UpsampleFrom:
     try:
         return TypeAdapter(UpsampleFrom).validate_python(value)
     except ValidationError:
-        raise ConfigError(
+        raise UsageError(
             f"--upsample-from {value!r}; use one of {', '.join(get_args(UpsampleFrom))}"
         ) from None
 
@@ -92,9 +97,9 @@ def list_specs(specs_dir: SpecsDir = DEFAULT_SPECS_DIR) -> None:
     """Show the folder's specs as a table; unreadable files are listed on stderr."""
     scan = SpecStore(specs_dir).scan()
     for problem in scan.problems:
-        stderr.print(f"invalid {problem}", markup=False, highlight=False)
+        stderr.print(text(f"invalid {problem}"), highlight=False)
     if not scan.specs:
-        stderr.print(f"no specs in {specs_dir}; create one with create-spec", markup=False, highlight=False)
+        stderr.print(text(f"no specs in {specs_dir}; create one with create-spec"), highlight=False)
         return
     stdout.print(_table(scan.specs))
 
@@ -108,7 +113,7 @@ def _table(specs: list[StoredSpec]) -> Table:
         controls = ", ".join(
             m if p is None else f"{m}={Path(p).name}" for m, p in spec.control_inputs.items()
         )
-        table.add_row(
+        cells = (
             spec.name,
             spec.id,
             spec.timestamp.strftime("%Y-%m-%d %H:%M"),
@@ -117,6 +122,7 @@ def _table(specs: list[StoredSpec]) -> Table:
             _upsampled(stored),
             _short(spec.prompt),
         )
+        table.add_row(*(text(cell) for cell in cells))
     return table
 
 

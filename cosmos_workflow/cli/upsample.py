@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -13,23 +13,29 @@ from rich import progress as bars
 from rich.table import Table
 
 from cosmos_workflow import api
+from cosmos_workflow import report as review
 from cosmos_workflow.cli.app import app, setup_logging, stderr
+from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
     ConfigFile,
+    CudaDevices,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
     MaxTokens,
     Model,
     NumFrames,
+    NumGpu,
+    Offload,
     Preprocess,
     Sampling,
     settings_from_flags,
 )
 from cosmos_workflow.config import ResolvedSettings, RunOptions, run_options
-from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.errors import UsageError
 from cosmos_workflow.executors import Executor
 from cosmos_workflow.runner import Progress, RunResult
+from cosmos_workflow.specs.batch import Problem
 
 #: finished, but some items failed (status error or fallback)
 EXIT_PARTIAL = 3
@@ -93,7 +99,16 @@ def upsample_prompts(
     engine_option: Annotated[
         list[str] | None, typer.Option(help="engine setting KEY=VALUE, repeatable (e.g. base_url=...)")
     ] = None,
+    offload: Offload = True,
+    num_gpu: NumGpu = 1,
+    cuda_devices: CudaDevices = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="also write the review page: OUT.html beside the output, DIR/report.html"
+        ),
+    ] = False,
     config: ConfigFile = None,
     remote: Annotated[
         bool, typer.Option(help="run on the GPU host of [remote] over SSH (see `remote check`)")
@@ -102,7 +117,8 @@ def upsample_prompts(
     """Upsample every prompt with the model loaded once; rerun the same command to resume.
 
     Settings not given as flags come from the config file and COSMOS_* variables (see `config`).
-    Under torchrun each process runs its shard and the last one writes the output.
+    Under torchrun each process runs its shard and the last one writes the output; --num-gpu N
+    starts that torchrun itself.
     """
     resolved = settings_from_flags(ctx, dict(locals()), config)
     setup_logging(quiet=quiet)
@@ -110,7 +126,7 @@ def upsample_prompts(
     options = run_options(resolved.settings.upsample, output=output, force=force)
     executor = _remote_executor(resolved) if remote else None
     if input_dir is not None:
-        _run_specs(input_dir, options, quiet, executor)
+        _run_specs(input_dir, options, quiet, report, executor)
         return
     assert prompts_file is not None
     with _progress(quiet) as advance:
@@ -118,16 +134,20 @@ def upsample_prompts(
             prompts_file, output, options, executor=executor, progress=advance
         )
     # a rank that did not write the output exits 0: a non-zero exit makes torchrun stop the others
-    _summary(result, len(problems), output if result.wrote_output else None)
-    if result.failed and result.wrote_output:
+    _summary(result, problems, output if result.wrote_output else None)
+    if report and result.wrote_output:
+        page = review.report_path_for(output)
+        _wrote_page(review.write_report(result.records, page, source=output, elapsed=result.elapsed_s))
+    # an item skipped as invalid is missing from the output: it failed, as far as a script can tell
+    if (result.failed or problems) and result.wrote_output:
         raise typer.Exit(EXIT_PARTIAL)
 
 
 def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir: Path | None) -> Path:
     if (prompts_file is None) == (input_dir is None):
-        raise ConfigError("give either PROMPTS_FILE or --input-dir (one of them)")
+        raise UsageError("give either PROMPTS_FILE or --input-dir (one of them)")
     if input_dir is not None and output_file is not None:
-        raise ConfigError(
+        raise UsageError(
             "--output-file does not apply to --input-dir: results go into the spec files "
             "(and DIR/.upsampling/results.json); drop -o"
         )
@@ -145,14 +165,22 @@ def _remote_executor(resolved: ResolvedSettings) -> Executor:
     return RemoteExecutor(remote_config(resolved))
 
 
-def _run_specs(input_dir: Path, options: RunOptions, quiet: bool, executor: Executor | None) -> None:
+def _run_specs(
+    input_dir: Path, options: RunOptions, quiet: bool, report: bool, executor: Executor | None
+) -> None:
     from cosmos_workflow.workflow import upsample_spec_dir
 
     with _progress(quiet) as advance:
         summary = upsample_spec_dir(input_dir, options, progress=advance, executor=executor)
-    stderr.print(summary.describe(), markup=False, highlight=False)
+    stderr.print(text(summary.describe(), newlines=True), highlight=False)
+    if report:
+        _wrote_page(review.write_spec_report(input_dir, input_dir / review.SPEC_REPORT_NAME).path)
     if summary.failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _wrote_page(path: Path) -> None:
+    stderr.print(f"review page -> {path}", markup=False, highlight=False)
 
 
 def _silent(count: int, total: int | None = None) -> None:
@@ -184,24 +212,27 @@ def _progress(quiet: bool) -> Iterator[Progress]:
         yield advance
 
 
-def _summary(result: RunResult, invalid: int, output: Path | None) -> None:
+def _summary(result: RunResult, problems: Sequence[Problem], output: Path | None) -> None:
     table = Table(title="Summary", title_justify="left")
     table.add_column("status")
     table.add_column("items", justify="right")
     for status in ("ok", "text_only", "fallback", "error"):
         table.add_row(status, str(result.counts.get(status, 0)))
-    if invalid:
-        table.add_row("invalid (skipped)", str(invalid))
+    if problems:
+        table.add_row("invalid (skipped)", str(len(problems)))
     stderr.print(table)
     total = len(result.records)
     done_now = total - result.resumed
     rate = done_now / result.elapsed_s if result.elapsed_s > 0 else 0.0
     stderr.print(
-        f"{total} items ({result.resumed} already done) in {result.elapsed_s:.1f} s, "
-        f"{rate:.2f} items/s" + (f" -> {output}" if output else " (this rank's shard; another rank merges)"),
-        markup=False,
+        text(
+            f"{total} items ({result.resumed} already done) in {result.elapsed_s:.1f} s, {rate:.2f} items/s"
+            + (f" -> {output}" if output else " (this rank's shard; another rank merges)")
+        ),
         highlight=False,
     )
     for record in result.records:
         if record.error:
-            stderr.print(f"{record.status} {record.name}: {record.error}", markup=False, highlight=False)
+            stderr.print(text(f"{record.status} {record.name}: {record.error}"), highlight=False)
+    for problem in problems if output else ():
+        stderr.print(text(f"invalid (skipped) {problem}"), highlight=False)

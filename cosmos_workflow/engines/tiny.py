@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from transformers import LlavaConfig
 
 #: Bump when the architecture or seed changes, so stale caches are never reused.
-TINY_MODEL_NAME = "tiny-random-pixtral-v2"
+TINY_MODEL_NAME = "tiny-random-pixtral-v3"
 #: The model name that builds Pixtral-12B's full-size architecture with random weights on a GPU.
 RANDOM_12B_MODEL = "pixtral-12b-random"
 ANSWER_TOKENS = 48
@@ -152,7 +152,6 @@ def pixtral_12b_config() -> LlavaConfig:
             "num_hidden_layers": 24,
             "num_attention_heads": 16,
             "rope_parameters": {"rope_type": "axial", "rope_theta": 10000.0},
-            "hidden_act": "silu",
         },
         text={
             "hidden_size": 5120,
@@ -172,12 +171,13 @@ def pixtral_12b_config() -> LlavaConfig:
 
 
 def pixtral_layout(*, vision: dict[str, Any], text: dict[str, Any], **llava: Any) -> LlavaConfig:
-    """Pixtral at any size: a Pixtral vision tower (16-px patches, 1024-px images), a gelu
-    projector and a Mistral decoder over the Tekken vocabulary, with the tokenizer's special ids."""
+    """Pixtral at any size: a Pixtral vision tower (16-px patches, 1024-px images, a SiLU-gated
+    feed-forward as in Pixtral, not transformers' GELU default), a GELU projector and a Mistral
+    decoder over the Tekken vocabulary, with the tokenizer's special ids."""
     from transformers import LlavaConfig, MistralConfig, PixtralVisionConfig
 
     return LlavaConfig(
-        vision_config=PixtralVisionConfig(image_size=1024, patch_size=16, **vision),
+        vision_config=PixtralVisionConfig(image_size=1024, patch_size=16, hidden_act="silu", **vision),
         text_config=MistralConfig(
             vocab_size=131072, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID, **text
         ),

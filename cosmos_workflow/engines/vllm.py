@@ -14,12 +14,16 @@ One bad request never fails the batch: every request is validated first, and if 
 raises, the batch is retried one request at a time to isolate the culprit.
 
 Every vLLM name this module uses is listed in the ``*_USED`` constants below; a contract test checks
-them against the source of the pinned vLLM release (no GPU, no vLLM install needed).
+them against the source of each release in ``VLLM_VERSIONS_CHECKED`` (no GPU, no vLLM install
+needed). At load the installed vLLM is checked by feature, never by version string: the names this
+module needs must be there (else one line says which are missing), and the optional ones are passed
+only where the installed release accepts them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -30,12 +34,18 @@ from typing import Any, Literal
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.errors import ConfigError, GPUOutOfMemoryError, ModelLoadError
-from cosmos_workflow.tokenizer import tokenizer_path_for
+from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
 
 log = logging.getLogger(__name__)
 
-#: The vLLM release this module was checked against (keep equal to pyproject's ``vllm`` extra).
-VLLM_VERSION = "0.11.2"
+#: The vLLM in the Cosmos-Transfer1 image: NVIDIA's Triton 25.04 vLLM container ships vLLM 0.8.1
+#: (triton-inference-server/server at tag v2.57.0, the 25.04 release: build.py,
+#: DEFAULT_TRITON_VERSION_MAP["vllm_version"]; also Triton's 25.04 release notes).
+IMAGE_VLLM = "0.8.1"
+#: The newest vLLM release when this module was last checked.
+NEWEST_VLLM = "0.33.0"
+#: The releases whose source the contract test checks; pyproject's ``vllm`` extra spans them.
+VLLM_VERSIONS_CHECKED = (IMAGE_VLLM, NEWEST_VLLM)
 #: Names imported from vLLM, as (module, attribute).
 IMPORTS_USED = (("vllm", "LLM"), ("vllm", "SamplingParams"), ("vllm.inputs", "TokensPrompt"))
 #: Keyword arguments passed to ``vllm.LLM`` (its own parameters or ``EngineArgs`` fields).
@@ -53,8 +63,9 @@ LLM_KWARGS_USED = frozenset(
         "seed",
     }
 )
-#: Keyword arguments passed to ``LLM.generate`` besides the prompts.
+#: Keyword arguments passed to ``LLM.generate`` besides the prompts; ``use_tqdm`` only where accepted.
 GENERATE_KWARGS_USED = frozenset({"sampling_params", "use_tqdm"})
+GENERATE_KWARGS_OPTIONAL = frozenset({"use_tqdm"})
 #: Fields set on ``vllm.SamplingParams``.
 SAMPLING_FIELDS_USED = frozenset({"temperature", "top_p", "max_tokens", "seed"})
 #: Keys of ``vllm.inputs.TokensPrompt``.
@@ -220,6 +231,8 @@ class VLLMEngine(Engine):
     def _call(self, requests: list[EncodedRequest], params: Any) -> list[Any]:
         prompts = [self._prompt(r) for r in requests]
         kwargs = _only({"sampling_params": params, "use_tqdm": False}, GENERATE_KWARGS_USED)
+        optional = {k for k in GENERATE_KWARGS_OPTIONAL if not _accepts(self._llm.generate, k)}
+        kwargs = {k: v for k, v in kwargs.items() if k not in optional}
         outputs: list[Any] = self._llm.generate(prompts, **kwargs)
         return outputs
 
@@ -257,14 +270,7 @@ def collapse_image_runs(ids: Sequence[int], image_ids: tuple[int, int, int]) -> 
 
 def _image_special_ids(model: Path) -> tuple[int, int, int]:
     """(img, img_break, img_end) from the checkpoint's tokenizer (or the bundled Pixtral one)."""
-    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
-
-    tok = MistralTokenizer.from_file(str(tokenizer_path_for(model)))
-    encoder = tok.instruct_tokenizer.image_encoder
-    if encoder is None:
-        raise ModelLoadError(f"the tokenizer of {model} has no image encoder: it is not a Pixtral checkpoint")
-    ids = encoder.special_ids
-    return int(ids.img), int(ids.img_break), int(ids.img_end)
+    return load_tokenizer(tokenizer_path_for(model)).image_ids
 
 
 def _generation(output: Any, request: EncodedRequest) -> Generation:
@@ -303,7 +309,56 @@ def _import_vllm() -> Any:
         import vllm.inputs
     except ImportError as exc:
         raise ModelLoadError(f"vLLM is not installed ({exc}); {INSTALL_HINT}") from exc
+    check_features(vllm)
     return vllm
+
+
+def missing_features(vllm: Any) -> list[str]:
+    """The names this engine needs that the installed vLLM lacks (empty when it has them all)."""
+    missing = [f"vllm.{name}" for name in ("LLM", "SamplingParams") if not hasattr(vllm, name)]
+    missing += [] if hasattr(vllm.inputs, "TokensPrompt") else ["vllm.inputs.TokensPrompt"]
+    if missing:
+        return missing
+    required = GENERATE_KWARGS_USED - GENERATE_KWARGS_OPTIONAL
+    missing += [f"LLM.generate({k}=)" for k in _lacks(vllm.LLM.generate, required)]
+    missing += [f"SamplingParams.{k}" for k in _lacks(vllm.SamplingParams, SAMPLING_FIELDS_USED)]
+    return missing + [f"TokensPrompt[{k!r}]" for k in _lacks(vllm.inputs.TokensPrompt, PROMPT_KEYS_USED)]
+
+
+def check_features(vllm: Any) -> None:
+    missing = missing_features(vllm)
+    if missing:
+        version = getattr(vllm, "__version__", "of unknown version")
+        raise ModelLoadError(
+            f"the installed vLLM {version} lacks {', '.join(missing)}; this engine is checked against "
+            f"vLLM {' and '.join(VLLM_VERSIONS_CHECKED)}: {INSTALL_HINT}"
+        )
+
+
+def _lacks(target: Any, names: frozenset[str]) -> list[str]:
+    accepted = _keywords(target)
+    return [] if accepted is None else sorted(names - accepted)
+
+
+def _accepts(target: Any, name: str) -> bool:
+    accepted = _keywords(target)
+    return accepted is None or name in accepted
+
+
+def _keywords(target: Any) -> frozenset[str] | None:
+    """Names ``target`` accepts: a TypedDict's keys, a msgspec struct's fields, or a callable's
+    keyword parameters; None when it takes any (``**kwargs``) or cannot be inspected."""
+    if hasattr(target, "__required_keys__"):  # TypedDict, inherited keys included
+        return frozenset(target.__required_keys__ | target.__optional_keys__)
+    if hasattr(target, "__struct_fields__"):  # msgspec.Struct (vLLM's SamplingParams)
+        return frozenset(target.__struct_fields__)
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
 
 
 def load(config: EngineConfig) -> VLLMEngine:

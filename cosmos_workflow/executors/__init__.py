@@ -1,7 +1,8 @@
 """Where planned jobs run: this process, a torchrun rank, (next) a Ray actor pool or a remote host.
 
 Every executor implements :class:`Executor`; :func:`executor_for` picks the one this process is
-in (a torchrun rank when started by torchrun with more than one process, else local).
+in (a torchrun rank when started by torchrun with more than one process, else local), and
+:func:`launcher_for` the torchrun child that ``num_gpu > 1`` starts from a single process.
 """
 
 from __future__ import annotations
@@ -12,16 +13,26 @@ from cosmos_workflow.executors.base import Executor, KeyedItem
 from cosmos_workflow.executors.local import LocalExecutor
 
 if TYPE_CHECKING:
+    from cosmos_workflow.config import RunOptions
     from cosmos_workflow.engines import Engine
+    from cosmos_workflow.executors.spawn import TorchrunLauncher
 
-__all__ = ["Executor", "KeyedItem", "LocalExecutor", "executor_for"]
+__all__ = ["Executor", "KeyedItem", "LocalExecutor", "executor_for", "launcher_for"]
 
 
-def executor_for(engine: Engine | None = None) -> Executor:
-    """A torchrun rank's executor under torchrun, else the local one (with the caller's engine)."""
+def executor_for(engine: Engine | None = None, *, shard: bool = True) -> Executor:
+    """A torchrun rank's executor under torchrun (unless ``shard`` is off), else the local one
+    (with the caller's engine)."""
     from cosmos_workflow.executors.torchrun import TorchrunExecutor, rank_info
 
     info = rank_info()
-    if info is None:
+    if info is None or not shard:
         return LocalExecutor(engine)
     return TorchrunExecutor(info)
+
+
+def launcher_for(options: RunOptions) -> TorchrunLauncher | None:
+    """The torchrun child process for ``num_gpu > 1``, unless this process is a rank already."""
+    from cosmos_workflow.executors.spawn import launcher_for as torchrun_launcher_for
+
+    return torchrun_launcher_for(options)

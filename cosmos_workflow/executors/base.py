@@ -76,3 +76,7 @@ class Executor(abc.ABC):
     def finish(self, output: Path, selected: Sequence[KeyedItem], resumed: int) -> Finished:
         """Called after :meth:`execute`, under the lock (``resumed``: of ``selected``)."""
         return Finished(writes_output=True, resumed=resumed)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the executor keeps between runs (a loaded engine). Safe to call twice;
+        the executor stays usable (the next run loads again)."""

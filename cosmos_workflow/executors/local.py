@@ -1,13 +1,21 @@
-"""The local executor: the jobs run in this process, through one engine loaded once."""
+"""The local executor: the jobs run in this process, through one engine loaded once per batch.
+
+With ``offload_prompt_upsampler`` (the default) the engine is closed, and its memory freed, after
+each batch. Without it the engine stays in the executor's :class:`EngineCache` for the next batch
+of the same engine settings, until :meth:`LocalExecutor.close`: an owner that lives across batches
+(the orchestrator) keeps one executor and closes it when done.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from cosmos_workflow.engines import Engine, load_engine
-from cosmos_workflow.errors import ModelLoadError
+from cosmos_workflow.engines import Engine
+from cosmos_workflow.engines.cache import EngineCache
+from cosmos_workflow.errors import ConfigError, ModelLoadError
 from cosmos_workflow.executors.base import Executor
 from cosmos_workflow.runner import Runner, build_record
 
@@ -19,14 +27,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cosmos_workflow")
 
+#: engines that never touch a local GPU (no device to pin)
+GPU_FREE_ENGINES = frozenset({"fake", "openai"})
+
 
 class LocalExecutor(Executor):
-    """Loads the engine (or uses the caller's, without closing it) and runs the jobs here."""
+    """Runs the jobs here, on the caller's engine (never closed here) or on one it loads."""
 
     name = "local"
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self, engine: Engine | None = None, *, engines: EngineCache | None = None) -> None:
         self.engine = engine
+        self.engines = engines or EngineCache()
+
+    def adapt(self, options: RunOptions) -> RunOptions:
+        """``cuda_devices`` in one process: the engine runs on the first GPU listed."""
+        engine = options.engine
+        if options.cuda_devices is None or engine.device is not None or engine.engine in GPU_FREE_ENGINES:
+            return options
+        first = options.cuda_devices.split(",")[0]
+        device = f"cuda:{visible_index(first, os.environ)}"
+        return options.model_copy(update={"engine": engine.model_copy(update={"device": device})})
 
     def execute(
         self,
@@ -42,14 +63,36 @@ class LocalExecutor(Executor):
             Runner(self.engine, tokenizer, options, journal).run(jobs, progress)
             return
         try:
-            loaded = load_engine(options.engine)
+            loaded = self.engines.get(options.engine)
         except ModelLoadError as exc:
             if options.on_error != "original":
                 raise
             _write_fallbacks(jobs, options, journal, str(exc), progress)
             return
-        with loaded:
+        try:
             Runner(loaded, tokenizer, options, journal).run(jobs, progress)
+        finally:
+            if options.offload_prompt_upsampler:
+                self.engines.close()
+
+    def close(self) -> None:
+        """Free the engine kept by ``offload_prompt_upsampler=False`` (the caller's is left open)."""
+        self.engines.close()
+
+
+def visible_index(device: str, env: Mapping[str, str]) -> int:
+    """The CUDA index this process sees GPU ``device`` (an index or UUID, as in
+    CUDA_VISIBLE_DEVICES) at: its place in this process' CUDA_VISIBLE_DEVICES, if that is set."""
+    visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if device in visible:
+        return visible.index(device)
+    if not visible and device.isdigit():
+        return int(device)
+    where = f"CUDA_VISIBLE_DEVICES={','.join(visible)}" if visible else "no CUDA_VISIBLE_DEVICES"
+    raise ConfigError(
+        f"cuda_devices names GPU {device!r}, which this process cannot see ({where}); "
+        "list a visible GPU, or widen CUDA_VISIBLE_DEVICES"
+    )
 
 
 def _write_fallbacks(

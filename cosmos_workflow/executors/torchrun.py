@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from cosmos_workflow.budget import probe_item, requested_long_side, snap_size
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.executors.base import Finished, KeyedItem
-from cosmos_workflow.executors.local import LocalExecutor
+from cosmos_workflow.executors.local import GPU_FREE_ENGINES, LocalExecutor
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.journal import rank_journal_suffix
 
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cosmos_workflow")
 
-#: engines that never touch a local GPU (no torch import needed to pick a device)
-_GPU_FREE_ENGINES = frozenset({"fake", "openai"})
 #: TEST ONLY: "RANK:N" makes that rank exit abruptly after N new items, to test recovery.
 CRASH_HOOK_ENV = "COSMOS_WORKFLOW_TEST_CRASH_RANK_AFTER"
 
@@ -76,7 +74,7 @@ def pin_device(options: RunOptions, info: RankInfo) -> RunOptions:
 
 
 def _cuda_available(engine: str) -> bool:
-    if engine in _GPU_FREE_ENGINES:
+    if engine in GPU_FREE_ENGINES:
         return False
     try:
         import torch

@@ -10,19 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import VideoError
+from cosmos_workflow.paths import safe_file_name
 
 if TYPE_CHECKING:
     import numpy as np
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_MAX_NAME = 80
 _KEY_CHARS = 12
 
 
@@ -31,17 +31,10 @@ def clip_path(output_dir: Path, name: str, key: str) -> Path:
     short_key = key[:_KEY_CHARS]
     if not short_key or _UNSAFE.search(short_key) or "." in short_key:
         raise ValueError(f"request key must be alphanumeric, got {key!r}")
-    path = Path(output_dir) / f"{_safe_name(name)}_{short_key}.mp4"
+    path = Path(output_dir) / f"{safe_file_name(name)}_{short_key}.mp4"
     if path.resolve().parent != Path(output_dir).resolve():
         raise ValueError(f"clip path {path} escapes the output folder {output_dir}")
     return path
-
-
-def _safe_name(name: str) -> str:
-    """Keep ``[A-Za-z0-9._-]``; no leading dot (hidden files), no ``..``, never empty."""
-    safe = _UNSAFE.sub("_", name)
-    safe = re.sub(r"\.{2,}", ".", safe).lstrip(".")[:_MAX_NAME]
-    return safe or "item"
 
 
 def write_clip(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
@@ -73,14 +66,19 @@ def write_clip(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
 
 
 def _temp_beside(path: Path) -> str:
-    """A fresh hidden file in the clip's own folder (created if needed), so os.replace is atomic."""
+    """A fresh hidden file in the clip's own folder (created if needed), so os.replace is atomic.
+
+    Created with mode 0666 less the umask, like every other file we write (``tempfile.mkstemp``
+    would make it 0600: unreadable by another user, or by the host after a root container)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    # mkstemp makes it private (0600); a clip is an output like the JSON beside it, readable by
-    # whoever reads the results (the remote executor's user, when a container wrote it as root)
-    os.fchmod(handle, 0o644)
-    os.close(handle)
-    return temp_name
+    while True:
+        temp_name = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.part"))
+        try:
+            handle = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(handle)
+        return temp_name
 
 
 def _check_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import VideoError
 from cosmos_workflow.media._probe import VideoInfo, open_input
+from cosmos_workflow.paths import os_error_fix
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +42,8 @@ def read_frames(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) 
 
     try:
         decoded = _decode_wanted(info, wanted)
+    except PermissionError as exc:
+        raise VideoError(f"Cannot read video {info.path}: {os_error_fix(exc)}.") from exc
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"Cannot decode video {info.path}: {exc}; re-encode it as H.264 MP4.") from exc
     missing = [i for i in wanted if i not in decoded]

@@ -8,11 +8,14 @@ PyAV exposes the display matrix (phone videos store portrait clips as rotated la
 from __future__ import annotations
 
 import functools
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import VideoError
+from cosmos_workflow.paths import os_error_fix
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -56,9 +59,8 @@ def probe_video(path: Path) -> VideoInfo:
     decodes a frame. A changed file is probed again; failures are never cached.
     """
     path = Path(path)
-    _check_file(path)
-    stat = path.stat()
-    return _probe_file(path, stat.st_size, stat.st_mtime_ns)
+    status = _check_file(path)
+    return _probe_file(path, status.st_size, status.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -74,6 +76,8 @@ def _probe_file(path: Path, size: int, mtime_ns: int) -> VideoInfo:
         raise VideoError(
             f"Video {path} ends before its first frame (zero frames or truncated); {_REENCODE_HINT}."
         ) from exc
+    except PermissionError as exc:  # a file-system problem, not an encoding one: no re-encode hint
+        raise VideoError(f"Cannot read video {path}: {os_error_fix(exc)}.") from exc
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise VideoError(f"Cannot read video {path}: {exc}; {_REENCODE_HINT}.", item=None) from exc
 
@@ -90,14 +94,26 @@ def open_input(path: Path) -> InputContainer:
     return av.open(str(path), mode="r", options={"skip_frame": "all"})
 
 
-def _check_file(path: Path) -> None:
-    """Fail early, with a precise message, on the commonest problems: wrong path or empty file."""
-    if not path.exists():
-        raise VideoError(f"Video not found: {path}; check the video path (relative paths are not guessed).")
-    if not path.is_file():
-        raise VideoError(f"Video path {path} is not a file; point the item at a video file.")
-    if path.stat().st_size == 0:
+def _check_file(path: Path) -> os.stat_result:
+    """Fail early, with a precise message, on the commonest problems: wrong path, a folder or a
+    device or FIFO (reading one could block for ever), an unreadable or empty file."""
+    try:
+        status = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise VideoError(
+            f"Video not found: {path}; check the video path (relative paths are not guessed)."
+        ) from None
+    except OSError as exc:
+        raise VideoError(f"Cannot read video {path}: {os_error_fix(exc)}.") from exc
+    except ValueError:  # a NUL or an unencodable character in the path
+        raise VideoError(f"Video path {str(path)!r} is not a valid file name; fix the path.") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise VideoError(
+            f"Video path {path} is not a file (a folder, device or FIFO); point the item at a video file."
+        )
+    if status.st_size == 0:
         raise VideoError(f"Video {path} is empty (0 bytes); copy it again or remove the item's video.")
+    return status
 
 
 def _describe(path: Path, container: InputContainer) -> VideoInfo:

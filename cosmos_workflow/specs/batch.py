@@ -2,19 +2,26 @@
 
 Validation is per item: a bad item becomes one clear :class:`Problem` line and is skipped, the
 good ones go on. A file that cannot be read or parsed at all is an :class:`InputFileError`.
+In JSONL each line is an item of its own: a line that is not JSON is that item's problem.
+Hostile text is made safe here, at the boundary: a UTF-8 BOM is accepted, a key given twice in
+one item is that item's problem, a lone surrogate becomes U+FFFD (the item's record says so),
+a NUL in a path is the item's problem, and nesting too deep to parse is one clear error.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from cosmos_workflow.errors import InputFileError
+from cosmos_workflow.paths import describe_os_error
+from cosmos_workflow.text import replace_lone_surrogates, replacement_note
 
 
 class BatchItem(BaseModel):
@@ -25,6 +32,7 @@ class BatchItem(BaseModel):
     name: str = Field(min_length=1, description="unique name of the item; also names its output files")
     prompt: str = Field(description="the short prompt to upsample")
     video_path: Path | None = Field(None, description="video to look at; relative to the prompts file")
+    _warning: str | None = PrivateAttr(None)
 
     @field_validator("prompt")
     @classmethod
@@ -39,8 +47,20 @@ class BatchItem(BaseModel):
         if isinstance(value, str):
             if not value.strip():
                 return None
+            if "\x00" in value:
+                raise ValueError("contains a NUL character; fix the path")
             return Path(value)
         return value
+
+    @property
+    def warning(self) -> str | None:
+        """What the loader changed in this item (e.g. a broken character replaced), for its record."""
+        return self._warning
+
+    def with_warning(self, warning: str | None) -> BatchItem:
+        copy = self.model_copy()
+        copy._warning = warning
+        return copy
 
 
 @dataclass(frozen=True)
@@ -65,15 +85,13 @@ class Batch:
 
 def load_batch(path: Path) -> Batch:
     """Read a prompts file; relative video paths resolve against the file's folder."""
-    raw = _read_records(path)
     items: list[BatchItem] = []
     problems: list[Problem] = []
     seen: set[str] = set()
-    for index, record in enumerate(raw):
-        where = f"{path.name} item {index + 1}"
-        item, problem = _validate(record, where, path.parent)
+    for entry in _read_entries(path):
+        item, problem = _validate(entry, path.parent)
         if problem is None and item is not None and item.name in seen:
-            problem = Problem(where, item.name, "duplicate name; give every item a unique name")
+            problem = Problem(entry.where, item.name, "duplicate name; give every item a unique name")
         if problem is not None:
             problems.append(problem)
             continue
@@ -83,26 +101,56 @@ def load_batch(path: Path) -> Batch:
     return Batch(items=items, problems=problems, source=path)
 
 
-def _read_records(path: Path) -> list[Any]:
+@dataclass(frozen=True)
+class _Entry:
+    """One raw item: where it is, its parsed JSON, or why its line could not be parsed."""
+
+    where: str
+    record: Any = None
+    unparsed: str | None = None
+
+
+class _Object(dict[str, Any]):
+    """A parsed JSON object that remembers the keys it was given more than once."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) < len(pairs):
+        obj.duplicates = tuple(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+    return obj
+
+
+def _read_entries(path: Path) -> list[_Entry]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a UTF-8 BOM (Windows editors) is fine
     except FileNotFoundError:
         raise InputFileError(f"prompts file {path} not found; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read prompts file {path}: {exc}") from exc
+    except OSError as exc:
+        raise InputFileError(f"cannot read prompts file {describe_os_error(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            f"prompts file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from exc
     if path.suffix.lower() == ".jsonl":
         return list(_parse_jsonl(text, path))
-    return _parse_json_list(text, path)
+    return [
+        _Entry(f"{path.name} item {n}", record) for n, record in enumerate(_parse_json_list(text, path), 1)
+    ]
 
 
 def _parse_json_list(text: str, path: Path) -> list[Any]:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "it must be a JSON list of {name, prompt, video_path} objects, or use .jsonl"
         ) from exc
+    except RecursionError:
+        raise InputFileError(f"{path} is nested too deeply to read; {_FLAT}") from None
     if not isinstance(data, list):
         raise InputFileError(
             f"{path} holds a JSON {type(data).__name__}, not a list; wrap the items in [ ... ]"
@@ -110,28 +158,50 @@ def _parse_json_list(text: str, path: Path) -> list[Any]:
     return data
 
 
-def _parse_jsonl(text: str, path: Path) -> Iterable[Any]:
-    for number, line in enumerate(text.splitlines(), start=1):
+_FLAT = "each item must be a flat {name, prompt, video_path} object"
+
+
+def _parse_jsonl(text: str, path: Path) -> Iterator[_Entry]:
+    # JSON Lines ends lines with \n only: splitlines() would also split inside strings at U+2028,
+    # U+0085 or \x1c, which json.dumps(..., ensure_ascii=False) writes raw
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        where = f"{path.name} line {number}"
         try:
-            yield json.loads(line)
+            yield _Entry(where, json.loads(line, object_pairs_hook=_object))
         except json.JSONDecodeError as exc:
-            raise InputFileError(f"{path} line {number} is not valid JSON: {exc.msg}") from exc
+            yield _Entry(where, unparsed=f"not valid JSON (column {exc.colno}: {exc.msg}); fix the line")
+        except RecursionError:
+            yield _Entry(where, unparsed=f"nested too deeply to read; {_FLAT}")
 
 
-def _validate(record: Any, where: str, base: Path) -> tuple[BatchItem | None, Problem | None]:
-    name = record.get("name") if isinstance(record, dict) else None
-    label = name if isinstance(name, str) else None
+def _validate(entry: _Entry, base: Path) -> tuple[BatchItem | None, Problem | None]:
+    if entry.unparsed is not None:
+        return None, Problem(entry.where, None, entry.unparsed)
+    record = entry.record
     if not isinstance(record, dict):
-        return None, Problem(where, None, f"expected an object, got {type(record).__name__}")
+        return None, Problem(entry.where, None, f"expected an object, got {type(record).__name__}")
+    record, replaced = _clean(record)
+    name = record.get("name")
+    label = name if isinstance(name, str) else None
+    duplicates = getattr(entry.record, "duplicates", ())
+    if duplicates:
+        keys = ", ".join(repr(k) for k in duplicates)
+        return None, Problem(entry.where, label, f"key {keys} given more than once; keep one")
     try:
         item = BatchItem.model_validate(record)
     except ValidationError as exc:
-        return None, Problem(where, label, _describe(exc))
+        return None, Problem(entry.where, label, _describe(exc))
     if item.video_path is not None and not item.video_path.is_absolute():
         item = item.model_copy(update={"video_path": (base / item.video_path)})
-    return item, None
+    return item.with_warning(replacement_note(replaced) if replaced else None), None
+
+
+def _clean(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The record with lone surrogates in its text replaced, and the keys where that happened."""
+    cleaned = {k: replace_lone_surrogates(v) if isinstance(v, str) else v for k, v in record.items()}
+    return cleaned, [k for k, v in record.items() if isinstance(v, str) and cleaned[k] != v]
 
 
 def _describe(exc: ValidationError) -> str:

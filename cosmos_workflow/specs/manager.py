@@ -11,10 +11,8 @@ process waits on it would break the exclusion); they are hidden and tiny.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import re
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,11 +22,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cosmos_workflow.errors import SpecError
-from cosmos_workflow.files import write_json_atomic
+from cosmos_workflow.files import flocked, write_json_atomic
+from cosmos_workflow.paths import check_paths, describe_os_error, safe_file_name
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsampleFrom, new_spec
+from cosmos_workflow.text import clean_strings, replacement_note
+
+log = logging.getLogger("cosmos_workflow")
 
 DEFAULT_SPECS_DIR = Path("inputs/prompts")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,13 @@ class SpecScan:
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold the exclusive lock of spec file ``path`` (blocks while another process holds it)."""
-    lock = path.with_name(f".{path.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with flocked(path.with_name(f".{path.name}.lock")):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def file_stem(name: str) -> str:
-    """A file-name-safe form of a spec name (other characters become ``_``)."""
-    return _UNSAFE.sub("_", name).strip("._") or "spec"
+    """A file-name-safe, bounded form of a spec name (other characters become ``_``)."""
+    return safe_file_name(name, fallback="spec")
 
 
 def load_spec(path: Path) -> PromptSpec:
@@ -80,17 +75,23 @@ def load_spec(path: Path) -> PromptSpec:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"spec file {path} not found; check the path or run list-specs") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc}") from exc
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {describe_os_error(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"spec file {path} is not UTF-8 text (byte {exc.start}); fix or delete it") from exc
     try:
-        data = json.loads(text)
+        data, replaced = clean_strings(json.loads(text))
     except json.JSONDecodeError as exc:
         raise SpecError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "fix or delete the file"
         ) from exc
+    except RecursionError:
+        raise SpecError(f"{path} is nested too deeply to be a spec; fix or delete the file") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path} holds a JSON {type(data).__name__}, not a spec object; fix or delete it")
+    if replaced:
+        log.warning("%s: %s", path, replacement_note(replaced))
     try:
         return PromptSpec.model_validate(data)
     except ValidationError as exc:
@@ -140,6 +141,11 @@ class SpecStore:
         timestamp: datetime | None = None,
     ) -> StoredSpec:
         """Write a new spec; the same prompt, video and controls twice is refused (same id)."""
+        if not prompt.strip():
+            raise SpecError(f"spec {name!r}: the prompt is empty; write a short prompt for the shot")
+        if input_video_path is not None and not input_video_path.strip():
+            raise SpecError(f"spec {name!r}: the input video path is empty; pass the video's path")
+        check_paths(folders=[self.specs_dir])
         try:
             spec = new_spec(
                 name,

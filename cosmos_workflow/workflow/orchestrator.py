@@ -1,9 +1,15 @@
 """WorkflowOrchestrator: upsample a list of PromptSpecs in one batch, the model loaded once.
 
 The batch runs through an executor (:mod:`cosmos_workflow.executors`): by default this process
-(or this torchrun rank); a remote or Ray executor runs the same plans elsewhere without touching
-this class. Options come from the same place as the CLI's (:mod:`cosmos_workflow.config`): the
-keyword arguments here take the flags' place above the config file and the environment.
+(or, with ``num_gpu > 1``, a torchrun child process on that many GPUs); a remote or Ray executor
+runs the same plans elsewhere without touching this class. Options come from the same place as
+the CLI's (:mod:`cosmos_workflow.config`): the keyword arguments here take the flags' place above
+the config file and the environment.
+
+The orchestrator keeps one local executor for its whole life: with
+``offload_prompt_upsampler=False`` the engine it loads stays loaded from one
+``upsample_prompts_batch`` call to the next of the same engine settings, until :meth:`close`
+(or the end of a ``with`` block). With the default (``True``) it is freed after each batch.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from cosmos_workflow.config import options_from_keywords, resolve_settings
 from cosmos_workflow.errors import ConfigError
@@ -20,6 +27,7 @@ from cosmos_workflow.specs.prompt_spec import PromptSpec
 from cosmos_workflow.workflow.spec_runs import upsample_specs
 
 if TYPE_CHECKING:
+    from cosmos_workflow.config import RunOptions
     from cosmos_workflow.engines import Engine
     from cosmos_workflow.executors import Executor
     from cosmos_workflow.runner import Progress
@@ -28,7 +36,10 @@ log = logging.getLogger("cosmos_workflow")
 
 
 class WorkflowOrchestrator:
-    """Runs spec batches through an executor; the journal and clips go under ``work_dir``."""
+    """Runs spec batches through an executor; the journal and clips go under ``work_dir``.
+
+    Use it as a context manager (or call :meth:`close`) when an engine may be kept loaded.
+    """
 
     def __init__(
         self,
@@ -47,7 +58,10 @@ class WorkflowOrchestrator:
         self.config_file = config_file
         if executor is None and engine is None:
             executor = _remote_executor(config_file, remote)
-        self.executor = executor or (LocalExecutor(engine) if engine is not None else None)
+        self.executor = executor
+        self.engine = engine
+        #: the executor of this process' batches, kept across calls (and its engine, if kept)
+        self.local = LocalExecutor(engine)
         self.progress = progress
         #: spec id -> reason, for the specs of the last batch that were not upsampled
         self.failures: dict[str, str] = {}
@@ -64,7 +78,8 @@ class WorkflowOrchestrator:
         """Upsample multiple prompts without running inference; same order as ``prompt_specs``.
 
         ``options`` are the ``[upsample]`` settings by name (``num_frames=2``, ``temperature=0.6``,
-        ``model=...`` or ``checkpoint_dir=...``). Each returned spec carries ``upsampled_prompt``,
+        ``model=...`` or ``checkpoint_dir=...``, ``num_gpu=2``, ``cuda_devices="0,1"``,
+        ``offload_prompt_upsampler=False``). Each returned spec carries ``upsampled_prompt``,
         ``upsampled_at`` and ``upsampling_params``; a spec that failed comes back unchanged and its
         reason is in :attr:`failures`. Rerunning with the same ``work_dir`` resumes from the journal.
         """
@@ -80,13 +95,52 @@ class WorkflowOrchestrator:
             **options,
         )
         results = upsample_specs(
-            prompt_specs, run_options, output=output, executor=self.executor, progress=self.progress
+            prompt_specs,
+            run_options,
+            output=output,
+            executor=self._executor_for(run_options),
+            progress=self.progress,
         )
         self.failures = {spec.id: reason for spec, reason in results if reason is not None}
         for spec, reason in results:
             if reason is not None:
                 log.warning("%s (%s) not upsampled: %s", spec.name, spec.id, reason)
         return [spec for spec, _ in results]
+
+    def _executor_for(self, options: RunOptions) -> Executor | None:
+        """The caller's executor; for several GPUs none (the api starts torchrun); else ours."""
+        if self.executor is not None:
+            return self.executor
+        if options.num_gpu == 1:
+            return self.local
+        if self.engine is not None:
+            raise ConfigError(
+                f"num_gpu {options.num_gpu} runs the batch in other processes, which cannot use the engine "
+                "given to this orchestrator; drop engine= or num_gpu"
+            )
+        if not options.offload_prompt_upsampler:
+            log.warning(
+                "offload_prompt_upsampler=False keeps nothing loaded with num_gpu %d: each batch starts "
+                "its own processes, which load the model and exit",
+                options.num_gpu,
+            )
+        return None
+
+    def close(self) -> None:
+        """Free the engine kept by ``offload_prompt_upsampler=False``. A given engine or executor
+        is the caller's to close. The orchestrator stays usable (the next batch loads again)."""
+        self.local.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _remote_executor(config_file: Path | None, remote: bool | None) -> Executor | None:

@@ -16,9 +16,7 @@ Which video the upsampler sees follows Cosmos-Transfer1 (see :func:`choose_video
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +28,7 @@ from pydantic import ValidationError
 
 from cosmos_workflow import __version__, api
 from cosmos_workflow.errors import InputFileError, SpecError
-from cosmos_workflow.executors import LocalExecutor
+from cosmos_workflow.files import flocked
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.manager import SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsamplingParams, utc_now
@@ -174,8 +172,9 @@ def upsample_specs(
     if sendable:
         items = [p.item for p in sendable if p.item is not None]
         # spec runs are not sharded: every process of a torchrun job would wait on the folder lock
+        # (num_gpu > 1 from one process does shard them, in the torchrun child it starts)
         result = api.upsample(
-            items, options, output=output, executor=executor or LocalExecutor(), progress=progress
+            items, options, output=output, executor=executor, progress=progress, shard=False
         )
         records = {id(p): r for p, r in zip(sendable, result.records, strict=True)}
     return [_finish(p, records.get(id(p)), options) for p in prepared]
@@ -340,14 +339,9 @@ def _result_fields(spec: PromptSpec) -> dict[str, object]:
 @contextmanager
 def _run_lock(path: Path) -> Iterator[None]:
     """One run per spec folder; a second run waits here, then finds the specs done."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("another run is upsampling %s; waiting for it to finish", path.parent.parent)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def say_waiting() -> None:
+        log.warning("another run is upsampling %s; waiting for it to finish", path.parent.parent)
+
+    with flocked(path, on_wait=say_waiting):
         yield
-    finally:
-        os.close(fd)

@@ -83,7 +83,7 @@ def test_plan_reports_bad_items_and_bad_files(tmp_path: Path) -> None:
     assert result.stderr.strip().startswith("error:") and "not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr
     result = cli("plan", str(prompts), "--max-resolution", "huge")
-    assert result.returncode == 1 and "--max-resolution 'huge' is not a number" in result.stderr
+    assert result.returncode == 2 and "--max-resolution 'huge' is not a number" in result.stderr
 
 
 def test_upsample_without_model_says_what_to_pass(examples: Path, tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def test_create_and_list_specs(tmp_path: Path) -> None:
     bad = cli(
         "create-spec", "x", "y", "--video", "v.mp4", "--control", "lidar=l.mp4", "--specs-dir", str(specs)
     )
-    assert bad.returncode == 1 and "unknown modality 'lidar'" in bad.stderr
+    assert bad.returncode == 2 and "unknown modality 'lidar'" in bad.stderr
 
 
 def test_create_then_upsample_then_nothing_to_do(tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
-"""convert_checkpoint on a tiny Mistral-format Pixtral made here, and pick_variant.
+"""convert_checkpoint on tiny Mistral-format Pixtral checkpoints made here, and pick_variant.
 
-The Mistral checkpoint is exported from the tiny Hugging Face model with names and an inverse
-rotary permutation written out independently below; converting it back must give the very same
-weights and logits, the hf engine must load and run it, and the permutation is checked against
-Mistral's own (interleaved, complex) rotary formulation.
+Two independent sources. A random Mistral-format checkpoint written from vLLM's names and shapes
+(tests/mistral_format.py) is converted, and the converted model's logits must equal those of a
+forward pass written to Mistral's own conventions, without images and with two; every config
+value must come from params.json, the tokenizer or Pixtral's definition. The tiny Hugging Face
+model exported to Mistral's format (names and the inverse rotary permutation written out below)
+must convert back to the very same weights, and the hf engine must run it. Bad params.json files
+each give one line naming the key and the fix.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from safetensors.torch import save_file
 
 from cosmos_workflow.checkpoint import convert_checkpoint, pick_variant
 from cosmos_workflow.engines import EncodedRequest, EngineConfig, SamplingParams, load_engine
+from cosmos_workflow.engines.hf import hf_batch_tensors
 from cosmos_workflow.engines.tiny import tiny_config
 from cosmos_workflow.errors import ConfigError, ModelLoadError
 from cosmos_workflow.tokenizer import bundled_tokenizer_path, load_tokenizer
+from tests import mistral_format
 
 HF_TO_MISTRAL = (  # independent of the converter's regex table
     ("model.vision_tower.transformer.layers.", "vision_encoder.transformer.layers."),
@@ -155,23 +160,6 @@ def test_converted_weights_equal_the_permuted_source(
 
 
 @pytest.mark.slow
-def test_converted_model_gives_the_same_logits(converted: tuple[Any, dict[str, torch.Tensor], Path]) -> None:
-    from transformers import LlavaForConditionalGeneration
-
-    reference, _, folder = converted
-    model = LlavaForConditionalGeneration.from_pretrained(folder).eval()
-    frame = np.random.default_rng(1).integers(0, 255, (32, 48, 3), dtype=np.uint8)
-    encoding = load_tokenizer().encode("a red car", [frame])
-    inputs = {
-        "input_ids": torch.tensor([encoding.token_ids]),
-        "pixel_values": torch.tensor(np.stack(encoding.pixel_values)),
-        "image_sizes": torch.tensor([[32, 48]]),
-    }
-    with torch.no_grad():
-        assert torch.allclose(model(**inputs).logits, reference(**inputs).logits, atol=1e-6)
-
-
-@pytest.mark.slow
 def test_hf_engine_runs_the_converted_checkpoint(
     converted: tuple[Any, dict[str, torch.Tensor], Path],
 ) -> None:
@@ -270,3 +258,245 @@ def test_pick_variant_errors_name_the_fix(tmp_path: Path) -> None:
         pick_variant(root, None)
     with pytest.raises(ModelLoadError, match="neither a checkpoint"):
         pick_variant(tmp_path / "empty", "depth")
+
+
+# --------------------------------------------------------------------------------------------
+# Against the independent reference: a random Mistral-format checkpoint, Mistral's forward pass
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, torch.Tensor], Path, Any]:
+    """(the source tensors, the converted folder, the converted model in float64)."""
+    from transformers import LlavaForConditionalGeneration
+
+    root = tmp_path_factory.mktemp("reference")
+    tensors = mistral_format.write_checkpoint(root / "mistral")
+    folder = convert_checkpoint(root / "mistral", root / "hf")
+    model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float64).eval()
+    return tensors, folder, model
+
+
+def _both_logits(
+    reference: tuple[dict[str, torch.Tensor], Path, Any], frames: list[np.ndarray], **options: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    tensors, folder, model = reference
+    encoding = load_tokenizer(folder / "tekken.json").encode("a red car turns left at the crossing", frames)
+    request = EncodedRequest(
+        key="k", prompt="p", token_ids=encoding.token_ids, pixel_values=encoding.pixel_values
+    )
+    batch = hf_batch_tensors([request])
+    if "pixel_values" in batch:
+        batch["pixel_values"] = batch["pixel_values"].to(torch.float64)
+    with torch.no_grad():
+        converted = model(**batch).logits[0]
+    expected = mistral_format.reference_logits(
+        tensors, mistral_format.PARAMS, encoding.token_ids, encoding.pixel_values, **options
+    )
+    return converted, expected
+
+
+def _frames() -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [
+        rng.integers(0, 256, (32, 48, 3), dtype=np.uint8),
+        rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
+    ]
+
+
+# transformers computes rotary angles in float32: 1e-5 is that rounding, far below any real difference
+TOLERANCE = 1e-5
+
+
+@pytest.mark.slow
+def test_text_only_logits_equal_the_mistral_reference(
+    reference: tuple[dict[str, torch.Tensor], Path, Any],
+) -> None:
+    converted, expected = _both_logits(reference, [])
+    assert (converted - expected).abs().max() < TOLERANCE
+    assert torch.equal(converted.argmax(-1), expected.argmax(-1))
+
+
+@pytest.mark.slow
+def test_logits_with_two_images_equal_the_mistral_reference(
+    reference: tuple[dict[str, torch.Tensor], Path, Any],
+) -> None:
+    converted, expected = _both_logits(reference, _frames())
+    assert converted.shape[0] > 2 * 6, "the prompt holds both images' patches"
+    assert (converted - expected).abs().max() < TOLERANCE
+    assert torch.equal(converted.argmax(-1), expected.argmax(-1))
+
+
+@pytest.mark.slow
+def test_the_image_comparison_would_catch_a_gelu_vision_tower(
+    reference: tuple[dict[str, torch.Tensor], Path, Any],
+) -> None:
+    """The defect this guards against: the same reference with GELU in the vision feed-forward is far off."""
+    converted, gelu = _both_logits(reference, _frames(), vision_activation=torch.nn.functional.gelu)
+    assert (converted - gelu).abs().max() > 1000 * TOLERANCE
+
+
+@pytest.mark.slow
+def test_every_config_value_comes_from_params_the_tokenizer_or_pixtral(
+    reference: tuple[dict[str, torch.Tensor], Path, Any],
+) -> None:
+    config = json.loads((reference[1] / "config.json").read_text())
+    text, vision, params = config["text_config"], config["vision_config"], mistral_format.PARAMS
+    tower = params["vision_encoder"]
+    assert vision["hidden_act"] == "silu" and config["projector_hidden_act"] == "gelu"
+    assert (text["hidden_size"], text["intermediate_size"], text["head_dim"]) == (64, 96, 24)
+    assert (text["num_attention_heads"], text["num_key_value_heads"], text["num_hidden_layers"]) == (4, 2, 2)
+    assert text["rope_parameters"]["rope_theta"] == params["rope_theta"]
+    assert text["rms_norm_eps"] == params["norm_eps"] and text["hidden_act"] == "silu"
+    assert text["vocab_size"] == params["vocab_size"] and text["max_position_embeddings"] == 131072
+    assert (text["bos_token_id"], text["eos_token_id"], text["pad_token_id"]) == (1, 2, 11)
+    assert text["sliding_window"] is None and config["tie_word_embeddings"] is False
+    assert vision["rope_parameters"]["rope_theta"] == tower["rope_theta"]
+    assert (vision["hidden_size"], vision["intermediate_size"], vision["num_attention_heads"]) == (48, 80, 4)
+    assert (vision["image_size"], vision["patch_size"], vision["num_channels"]) == (1024, 16, 3)
+    assert config["image_token_index"] == 10 and config["multimodal_projector_bias"] is True
+    assert (config["vision_feature_layer"], config["vision_feature_select_strategy"]) == (-1, "full")
+
+
+# --------------------------------------------------------------------------------------------
+# Bad params.json files: one line each, naming the key and the fix
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def good_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("good") / "mistral"
+    mistral_format.write_checkpoint(folder)
+    return folder
+
+
+def _with_params(good: Path, target: Path, text: str) -> Path:
+    shutil.copytree(good, target)
+    (target / "params.json").write_text(text)
+    return target
+
+
+def _changed(**changes: Any) -> str:
+    params = json.loads(json.dumps(mistral_format.PARAMS))
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        section = params
+        for parent in parents:
+            section = section[parent]
+        if value is _DELETE:
+            del section[key]
+        else:
+            section[key] = value
+    return json.dumps(params)
+
+
+_DELETE = object()
+
+BAD_PARAMS = [
+    pytest.param('{"dim": 64,', r"not valid JSON \(.* at line 1, column \d+\); re-download", id="malformed"),
+    pytest.param("[1, 2]", r"holds a JSON list, not an object", id="not-an-object"),
+    pytest.param(_changed(dim=_DELETE), r"params.json: dim is missing; fix params.json", id="missing-key"),
+    pytest.param(
+        _changed(n_heads="4"), r"n_heads input should be a valid integer \(got '4'\)", id="wrong-type"
+    ),
+    pytest.param(_changed(norm_eps=-1.0), r"norm_eps input should be greater than 0", id="negative"),
+    pytest.param(
+        _changed(vision_encoder=_DELETE), r"no vision_encoder section: .* --engine vllm", id="no-vision"
+    ),
+    pytest.param(
+        _changed(vision_encoder__patch_size=_DELETE),
+        r"vision_encoder.patch_size is missing",
+        id="missing-vision-key",
+    ),
+    pytest.param(_changed(n_kv_heads=3), r"n_heads 4 is not a multiple of n_kv_heads 3", id="gqa-groups"),
+    pytest.param(
+        _changed(head_dim=_DELETE, dim=66),
+        r"dim 66 does not split into n_heads 4; add head_dim",
+        id="head-split",
+    ),
+    pytest.param(_changed(head_dim=25), r"head_dim 25 is odd", id="odd-head"),
+    pytest.param(
+        _changed(vision_encoder__num_attention_heads=5),
+        r"vision_encoder.hidden_size 48 does not split into num_attention_heads 5",
+        id="vision-head-split",
+    ),
+    pytest.param(
+        _changed(moe={"num_experts": 8}), r"describes a mixture of experts \('moe'\).*--engine vllm", id="moe"
+    ),
+    pytest.param(
+        _changed(vision_encoder__spatial_merge_size=2),
+        r"spatial_merge_size 2: Pixtral-12B merges no patches",
+        id="merge",
+    ),
+    pytest.param(_changed(sliding_window=4096), r"sliding_window 4096: Pixtral attends", id="sliding-window"),
+    pytest.param(
+        _changed(vision_encoder__image_token_id=11),
+        r"params.json gives \[IMG\] the id 11 but tekken.json gives it 10",
+        id="image-token",
+    ),
+    pytest.param(
+        _changed(vocab_size=1000),
+        r"tekken.json has 131072 tokens but params.json vocab_size is 1000",
+        id="vocab",
+    ),
+    pytest.param(
+        _changed(dim=128),
+        r"layers.0.attention.wk.weight has shape \[48, 64\] but params.json implies \[48, 128\]; params",
+        id="weights-of-another-size",
+    ),
+    pytest.param(
+        _changed(n_layers=3),
+        r"9 missing \(e.g. model.language_model.layers.2.input_layernorm.weight, .*\); check n_layers",
+        id="weights-of-fewer-layers",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_PARAMS)
+def test_bad_params_json_is_one_line_naming_the_key(
+    good_source: Path, tmp_path: Path, text: str, message: str
+) -> None:
+    source = _with_params(good_source, tmp_path / "bad", text)
+    with pytest.raises(ModelLoadError, match=message) as caught:
+        convert_checkpoint(source, tmp_path / "dst")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "dst").exists()
+
+
+def test_convert_command_prints_one_line_for_a_bad_params_json(good_source: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    source = _with_params(good_source, tmp_path / "bad", '{"dim": 64,')
+    done = subprocess.run(
+        [sys.executable, "-m", "cosmos_workflow", "convert-checkpoint", str(source), str(tmp_path / "dst")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "params.json is not valid JSON" in lines[0], done.stderr
+
+
+def test_unknown_keys_are_named_in_a_warning(
+    good_source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cosmos_workflow.checkpoint import read_params
+
+    source = _with_params(
+        good_source, tmp_path / "extra", _changed(flavour="vanilla", vision_encoder__colour=1)
+    )
+    params = read_params(source)
+    assert params.head_dim == 24 and params.vision_encoder.image_break_token_id == 12
+    assert "['flavour', 'vision_encoder.colour']" in caplog.text
+
+
+def test_the_vision_section_may_sit_under_multimodal(good_source: Path, tmp_path: Path) -> None:
+    """Newer Mistral files nest the vision encoder as multimodal.vision_encoder_args."""
+    from cosmos_workflow.checkpoint import read_params
+
+    params = json.loads(json.dumps(mistral_format.PARAMS))
+    params["multimodal"] = {"vision_encoder_args": params.pop("vision_encoder")}
+    nested = _with_params(good_source, tmp_path / "nested", json.dumps(params))
+    assert read_params(nested) == read_params(good_source)

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, SamplingParams
-from cosmos_workflow.engines.hf import GQA_ATTENTION, HFEngine, _finish_load, load
+from cosmos_workflow.engines.hf import GQA_ATTENTION, HFEngine, load
+from cosmos_workflow.engines.hf.loading import finish_load
 from cosmos_workflow.engines.tiny import EOS_ID, build_random_model, tiny_config
 from cosmos_workflow.errors import GPUOutOfMemoryError
 
@@ -164,7 +165,7 @@ def test_a_model_built_in_place_matches_a_normally_built_one(requests: list[Enco
     assert all(bool(torch.isfinite(p).all()) for p in weights.values())
     assert 0.015 < float(weights["lm_head.weight"].detach().std()) < 0.025
     assert bool((weights["model.language_model.norm.weight"] == 1).all())
-    with _finish_load(EngineConfig(model="built-in-place"), built, None) as engine:
+    with finish_load(EngineConfig(model="built-in-place"), built, None) as engine:
         results = engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=4))
     assert [r.completion_tokens for r in results] == [4, 4, 4]
     assert engine.tokenizer_path is None

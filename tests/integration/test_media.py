@@ -310,3 +310,30 @@ def test_other_containers_including_unseekable_raw_h264(tmp_path: Path, suffix: 
     indices = select_frame_indices(info.frame_count, 3, "uniform")
     for index, frame in zip(indices, read_frames(info, indices, (48, 32)), strict=True):
         assert_colour(frame, frame_colour(index))
+
+
+# issue 15: special files and permission errors are named as what they are
+
+
+def test_case1_fifo_or_device_as_video_is_refused_without_reading(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)  # opening it for reading would block for ever
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(
+            VideoError, match=rf"Video path {path} is not a file \(a folder, device or FIFO\)"
+        ):
+            probe_video(path)
+
+
+def test_case15_unreadable_video_hint_is_about_permissions_not_encoding(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file; run as a normal user to see EACCES")
+    video = make_video(tmp_path / "v.mp4", 64, 48, frames=2)
+    video.chmod(0o000)
+    with pytest.raises(VideoError, match="permission denied; fix its permissions") as caught:
+        probe_video(video)
+    assert "re-encode" not in str(caught.value)

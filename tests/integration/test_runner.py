@@ -16,6 +16,8 @@ from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import EngineError, ModelLoadError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.journal import journal_path_for
+from cosmos_workflow.media import clip_path
+from cosmos_workflow.runner import request_key
 from cosmos_workflow.specs.batch import BatchItem, load_batch
 from cosmos_workflow.tokenizer import load_tokenizer
 from tests.videos import frame_colour, make_video
@@ -295,10 +297,11 @@ def test_later_batches_keep_the_smaller_size_after_out_of_memory(tmp_path: Path)
 
 
 def test_unexpected_preprocessing_failure_is_an_item_error(tmp_path: Path, items: list[BatchItem]) -> None:
-    (tmp_path / "clips").write_text("a file where the clips folder should be")
-    result = api.upsample(
-        items, options(tmp_path), output=tmp_path / "o.json", executor=LocalExecutor(FakeEngine())
-    )
+    # a folder where hd's clip must go: its write fails mid-run (a clips *folder* that is a file
+    # is refused before any work, by paths.check_paths)
+    run = options(tmp_path)
+    clip_path(tmp_path / "clips", "hd", request_key(items[0], run)).mkdir(parents=True)
+    result = api.upsample(items, run, output=tmp_path / "o.json", executor=LocalExecutor(FakeEngine()))
     records = {r.name: r for r in result.records}
     assert records["hd"].status == "error" and records["hd"].error
     assert records["text"].status == "text_only"

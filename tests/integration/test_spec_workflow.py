@@ -22,7 +22,7 @@ from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.journal import read_records
 from cosmos_workflow.specs.manager import StoredSpec, load_spec
-from cosmos_workflow.specs.prompt_spec import Modality, UpsampleFrom
+from cosmos_workflow.specs.prompt_spec import Modality, UpsampleFrom, new_spec
 from cosmos_workflow.workflow import PromptSpecManager
 from cosmos_workflow.workflow.spec_runs import upsample_spec_dir
 from tests.videos import make_video
@@ -84,7 +84,8 @@ def test_folder_of_fifty_mixed_specs(tmp_path: Path, videos: dict[str, str]) -> 
     root = tmp_path / "prompts"
     expected = make_folder(root, videos)
     manager = PromptSpecManager(root)
-    blank = manager.create("blank", "   ", input_video_path=videos["input"])
+    blank_spec = new_spec("blank", "   ", input_video_path=videos["input"])  # hand-made: create() refuses
+    blank = StoredSpec(manager.save(blank_spec), blank_spec)
     done = manager.create("done", "Already done", input_video_path=videos["input"])
     manager.update(done.path, lambda s: s.model_copy(update={"upsampled_prompt": "kept as it is"}))
     untouched = {p: p.read_bytes() for p in (blank.path, done.path, root / "broken.json")}

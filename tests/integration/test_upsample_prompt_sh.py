@@ -138,7 +138,8 @@ def test_several_gpus_run_torchrun_one_rank_per_gpu(prompts: Path, tmp_path: Pat
         "--nproc_per_node=4",
         "-m",
     ]
-    assert argv[6:9] == ["cosmos_workflow", "upsample-prompts", str(prompts)]
+    assert argv[6:8] == ["cosmos_workflow", "upsample-prompts"]
+    assert argv[-2:] == ["--", str(prompts)]
     assert argv[argv.index("--engine") + 1] == "vllm"
     assert argv[argv.index("--max-resolution") + 1] == "auto"
 
@@ -160,12 +161,15 @@ def test_one_gpu_runs_the_cli_directly_with_every_setting(prompts: Path, tmp_pat
         EXTRA_ARGS="--engine-option\nmax_num_seqs=64\n--temperature\n0.2",
     )
     assert argv[:3] == [sys.executable, "-m", "cosmos_workflow"]
-    assert argv[3:7] == ["upsample-prompts", str(prompts), "--output-file", str(tmp_path / "o.json")]
+    assert argv[3:5] == ["upsample-prompts", f"--output-file={tmp_path / 'o.json'}"]
     assert "--no-preprocess" in argv
     assert argv[argv.index("--num-frames") + 1] == "3"
-    assert argv[argv.index("--model") + 1] == str(ckpt)  # one argument despite the space
+    assert f"--model={ckpt}" in argv  # one argument despite the space
     assert argv[argv.index("--batch-size") + 1] == "16"
-    assert argv[-6:] == ["--engine-option", "max_num_seqs=64", "--temperature", "0.2", "--seed", "7"]
+    assert argv[-8:] == [
+        *("--engine-option", "max_num_seqs=64", "--temperature", "0.2", "--seed", "7"),
+        *("--", str(prompts)),
+    ]
 
 
 def test_docker_command_line(prompts: Path, tmp_path: Path) -> None:
@@ -216,7 +220,7 @@ def test_docker_command_line(prompts: Path, tmp_path: Path) -> None:
         *("true", "480", "2", "2"),
         *("--", "--seed", "1"),
     ]
-    assert output.parent.is_dir()  # created on the host, so docker does not create it as root
+    assert not output.parent.exists()  # DRY_RUN creates nothing (a real run creates it on the host)
 
 
 @pytest.mark.slow
@@ -238,8 +242,47 @@ def test_docker_without_gpu_leaves_out_the_gpus_flag(prompts: Path, tmp_path: Pa
     assert "--gpus" not in argv
 
 
-def test_the_script_pins_what_the_remote_venv_install_pins() -> None:
-    from cosmos_workflow.executors.remote.code import PINNED
+# issue 15, case 14
 
-    line = next(line for line in SCRIPT.read_text().splitlines() if line.startswith("readonly PINNED="))
-    assert line.split("=", 1)[1].strip("'").split("|") == list(PINNED)
+
+def test_case14_dry_run_creates_nothing(prompts: Path, tmp_path: Path) -> None:
+    output = tmp_path / "new" / "deeper" / "up.json"
+    for docker in ("0", "1"):
+        argv = dry_run(str(prompts), str(output), DOCKER=docker)
+        assert str(output) in " ".join(argv)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_case14_prompts_file_starting_with_dash_is_a_file(prompts: Path, tmp_path: Path) -> None:
+    dashed = prompts.with_name("-x.json")
+    prompts.rename(dashed)
+    run = subprocess.run(
+        ["bash", str(SCRIPT), "-x.json", "-out.json", "true", "480", "2", "1", "--", "--no-clips"],
+        env=os.environ | {"PYTHON": sys.executable, "ENGINE": "fake", "DOCKER": "0"},
+        cwd=dashed.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert [r["name"] for r in json.loads((dashed.parent / "-out.json").read_text())] == [
+        "item0",
+        "item1",
+        "item2",
+    ]
+
+
+def test_case14_docker_refuses_a_path_with_a_colon(prompts: Path, tmp_path: Path) -> None:
+    colon = tmp_path / "a:b"
+    colon.mkdir()
+    moved = colon / "prompts.json"
+    prompts.rename(moved)
+    run = run_script(str(moved), str(tmp_path / "o.json"), DOCKER="1", DRY_RUN="1")
+    assert run.returncode == 2
+    assert f"path '{moved.resolve()}' contains ':', which docker -v cannot mount" in run.stderr
+    assert run.stdout == ""
+    plain = tmp_path / "plain.json"
+    plain.write_text("[]")
+    run = run_script(str(plain), str(tmp_path / "o.json"), DOCKER="1", DRY_RUN="1", MOUNTS=str(colon))
+    assert run.returncode == 2 and f"path '{colon}' contains ':'" in run.stderr

@@ -75,8 +75,8 @@ def test_jsonl_is_accepted(tmp_path: Path) -> None:
     [
         ("[{", ".json", r"not valid JSON \(line 1"),
         ('{"name": "a"}', ".json", "not a list"),
-        ('{"name": "a"}\n{bad', ".jsonl", "line 2 is not valid JSON"),
-        (b"\xff\xfe\x00", ".json", "cannot read"),
+        (b"\xff\xfe\x00", ".json", "not UTF-8 text"),
+        ("[" * 100_000, ".json", "nested too deeply"),
     ],
 )
 def test_unreadable_file_is_one_error(
@@ -94,3 +94,90 @@ def test_unreadable_file_is_one_error(
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="not found"):
         load_batch(tmp_path / "nope.json")
+
+
+# issue 15: hostile inputs. Each test is named after the issue's case.
+
+
+def test_case3_lone_surrogate_becomes_replacement_character_with_a_warning(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.json"
+    prompts.write_text('[{"name": "emoji\\ud83d", "prompt": "x\\ud83d"}, {"name": "ok", "prompt": "y"}]')
+    batch = load_batch(prompts)
+    assert batch.problems == []
+    broken, ok = batch.items
+    assert broken.name == "emoji\ufffd" and broken.prompt == "x\ufffd"
+    assert broken.warning is not None and "U+FFFD" in broken.warning and "name, prompt" in broken.warning
+    assert ok.warning is None
+    broken.model_dump_json().encode("utf-8")  # now encodable
+
+
+def test_case4_nul_in_video_path_is_that_items_problem(tmp_path: Path) -> None:
+    prompts = write(
+        tmp_path / "p.json",
+        [
+            {"name": "nul", "prompt": "x", "video_path": "a\x00b.mp4"},
+            {"name": "surrogate", "prompt": "x", "video_path": "v\ud83d.mp4"},
+            {"name": "ok", "prompt": "y"},
+        ],
+    )
+    batch = load_batch(prompts)
+    assert [i.name for i in batch.items] == ["surrogate", "ok"]
+    [problem] = batch.problems
+    assert str(problem) == "p.json item 1 ('nul'): video_path: contains a NUL character; fix the path"
+    assert batch.items[0].video_path == tmp_path / "v\ufffd.mp4"
+    assert batch.items[0].warning is not None and "video_path" in batch.items[0].warning
+
+
+def test_case7_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    records = [{"name": "a", "prompt": "one\u2028two\u0085three\x1cfour"}, {"name": "b", "prompt": "y"}]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\r\n", encoding="utf-8")
+    batch = load_batch(path)
+    assert batch.problems == []
+    assert [i.prompt for i in batch.items] == [records[0]["prompt"], "y"]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_case7_utf8_bom_is_accepted(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"p{suffix}"
+    body = '{"name": "a", "prompt": "x"}' if suffix == ".jsonl" else '[{"name": "a", "prompt": "x"}]'
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert [i.name for i in load_batch(path).items] == ["a"]
+
+
+def test_case7_one_bad_jsonl_line_is_that_items_problem(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"name": "a", "prompt": "x"}\n{bad\n\n{"name": "c", "prompt": "z"}\n', encoding="utf-8")
+    batch = load_batch(path)
+    assert [i.name for i in batch.items] == ["a", "c"]
+    [problem] = batch.problems
+    assert str(problem).startswith("p.jsonl line 2: not valid JSON (column 2")
+
+
+def test_case9_deep_nesting_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"name": "a", "prompt": "x"}\n' + "[" * 100_000 + "\n", encoding="utf-8")
+    batch = load_batch(path)
+    assert [i.name for i in batch.items] == ["a"]
+    assert [str(p) for p in batch.problems] == [
+        "p.jsonl line 2: nested too deeply to read; "
+        "each item must be a flat {name, prompt, video_path} object"
+    ]
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    with pytest.raises(InputFileError, match="nested too deeply"):
+        load_batch(deep)
+
+
+def test_case16_duplicate_keys_are_reported_per_item(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(
+        '[{"name": "a", "prompt": "first", "prompt": "second"}, '
+        '{"name": "b", "prompt": "y", "extra": {"k": 1, "k": 2}}, '
+        '{"name": "c", "prompt": "z"}]'
+    )
+    batch = load_batch(path)
+    assert [i.name for i in batch.items] == ["c"]
+    first, second = (str(p) for p in batch.problems)
+    assert first == "p.json item 1 ('a'): key 'prompt' given more than once; keep one"
+    assert second.startswith("p.json item 2 ('b'): unknown key 'extra'")

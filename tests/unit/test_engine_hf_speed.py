@@ -12,15 +12,9 @@ import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from cosmos_workflow.engines.base import EngineConfig
-from cosmos_workflow.engines.hf import (
-    HFOptions,
-    _chunk_tokens,
-    _image_groups,
-    _out_of_memory,
-    _release,
-    gqa_sdpa_attention,
-    load,
-)
+from cosmos_workflow.engines.hf import HFOptions, gqa_sdpa_attention, load
+from cosmos_workflow.engines.hf.device import is_out_of_memory, release_failed_call
+from cosmos_workflow.engines.hf.kernels import chunk_tokens, image_groups
 from cosmos_workflow.engines.tiny import RANDOM_12B_MODEL, pixtral_12b_config
 from cosmos_workflow.errors import ConfigError, ModelLoadError
 
@@ -115,10 +109,10 @@ def test_image_groups_hold_at_most_the_patch_budget_and_at_least_one_image() -> 
         [[272, 480], [272, 480], [272, 480], [64, 64], [1024, 1024]]
     )  # 510, 510, 510, 16, 4096
 
-    assert _image_groups(sizes, 16, 1100) == [(0, 2), (2, 4), (4, 5)]
-    assert _image_groups(sizes, 16, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
-    assert _image_groups(sizes, 16, 10**6) == [(0, 5)]
-    assert _image_groups(None, 16, 100) == []
+    assert image_groups(sizes, 16, 1100) == [(0, 2), (2, 4), (4, 5)]
+    assert image_groups(sizes, 16, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert image_groups(sizes, 16, 10**6) == [(0, 5)]
+    assert image_groups(None, 16, 100) == []
 
 
 class _RecordingMLP(torch.nn.Module):
@@ -142,7 +136,7 @@ def test_token_chunks_give_the_same_result_as_one_pass() -> None:
     expected = mlp(hidden)
     mlp.calls.clear()
 
-    _chunk_tokens(mlp, 64)
+    chunk_tokens(mlp, 64)
     chunked = mlp(hidden)
     mlp(torch.randn(2, 7, 12))
 
@@ -153,8 +147,8 @@ def test_token_chunks_give_the_same_result_as_one_pass() -> None:
 
 def test_token_chunking_twice_wraps_the_original_forward_once() -> None:
     mlp = _RecordingMLP()
-    _chunk_tokens(mlp, 8)
-    _chunk_tokens(mlp, 3)
+    chunk_tokens(mlp, 8)
+    chunk_tokens(mlp, 3)
 
     mlp(torch.randn(1, 7, 12))
 
@@ -173,10 +167,10 @@ def test_out_of_memory_is_recognised_through_compile_wrappers() -> None:
     chained = RuntimeError("generate failed")
     chained.__cause__ = oom
 
-    assert _out_of_memory(oom, torch)
-    assert _out_of_memory(wrapped, torch)
-    assert _out_of_memory(chained, torch)
-    assert not _out_of_memory(RuntimeError("shape mismatch"), torch)
+    assert is_out_of_memory(oom, torch)
+    assert is_out_of_memory(wrapped, torch)
+    assert is_out_of_memory(chained, torch)
+    assert not is_out_of_memory(RuntimeError("shape mismatch"), torch)
 
 
 def test_releasing_a_failed_call_drops_what_its_frames_held() -> None:
@@ -193,7 +187,7 @@ def test_releasing_a_failed_call_drops_what_its_frames_held() -> None:
         failing_call()
     except RuntimeError as exc:
         kept = exc  # the runner keeps the error (as a cause) while it retries smaller batches
-        _release(kept, torch)
+        release_failed_call(kept, torch)
     gc.collect()
 
     assert holder[0]() is None

@@ -13,7 +13,7 @@ import sys
 import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NotRequired, TypedDict
 
 import numpy as np
 import pytest
@@ -57,14 +57,32 @@ class FakeLLM:
         return types.SimpleNamespace(outputs=[completion])
 
 
+class TokensPrompt(TypedDict):
+    """As vLLM's: the token ids, and optionally the images."""
+
+    prompt_token_ids: list[int]
+    multi_modal_data: NotRequired[dict[str, Any]]
+
+
+class TextOnlyTokensPrompt(TypedDict):
+    prompt_token_ids: list[int]
+
+
+class FakeSamplingParams(types.SimpleNamespace):
+    """As vLLM's msgspec struct: keyword fields, listed in ``__struct_fields__``."""
+
+    __struct_fields__ = ("temperature", "top_p", "top_k", "max_tokens", "seed")
+
+
 @pytest.fixture
 def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     module = types.ModuleType("vllm")
     inputs = types.ModuleType("vllm.inputs")
-    inputs.TokensPrompt = dict  # type: ignore[attr-defined]  # a TypedDict is a dict at run time
+    inputs.TokensPrompt = TokensPrompt  # type: ignore[attr-defined]
     module.inputs = inputs  # type: ignore[attr-defined]
     module.LLM = FakeLLM  # type: ignore[attr-defined]
-    module.SamplingParams = lambda **fields: types.SimpleNamespace(**fields)  # type: ignore[attr-defined]
+    module.SamplingParams = FakeSamplingParams  # type: ignore[attr-defined]
+    module.__version__ = "0.0.stand-in"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
     FakeLLM.instances.clear()
@@ -222,3 +240,38 @@ def test_hf_prompt_has_one_placeholder_per_image(fake_vllm: types.ModuleType, tm
 def test_collapse_keeps_text_between_images() -> None:
     ids = [1, 3, 10, 10, 12, 10, 10, 13, 10, 13, 55, 4]
     assert engine.collapse_image_runs(ids, (10, 12, 13)) == [1, 3, 10, 10, 55, 4]
+
+
+def test_a_vllm_without_image_prompts_is_refused_in_one_line(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    fake_vllm.inputs.TokensPrompt = TextOnlyTokensPrompt
+    with pytest.raises(ModelLoadError) as caught:
+        load_engine(_config(mistral_ckpt))
+    message = str(caught.value)
+    assert "vLLM 0.0.stand-in lacks TokensPrompt['multi_modal_data']" in message and "\n" not in message
+    assert f"checked against vLLM {engine.IMAGE_VLLM} and {engine.NEWEST_VLLM}" in message
+    assert not FakeLLM.instances, "refused before the engine started"
+
+
+def test_a_vllm_without_sampling_fields_is_refused(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    fake_vllm.SamplingParams = type("Params", (types.SimpleNamespace,), {"__struct_fields__": ("top_p",)})
+    with pytest.raises(
+        ModelLoadError, match=r"lacks SamplingParams.max_tokens, SamplingParams.seed, Sampling"
+    ):
+        load_engine(_config(mistral_ckpt))
+
+
+class QuietLLM(FakeLLM):
+    """A vLLM whose generate has no progress-bar switch."""
+
+    def generate(self, prompts: Sequence[dict[str, Any]], *, sampling_params: Any) -> list[Any]:  # type: ignore[override]
+        return super().generate(prompts, sampling_params=sampling_params, use_tqdm=False)
+
+
+def test_use_tqdm_is_passed_only_where_generate_takes_it(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    fake_vllm.LLM = QuietLLM
+    (result,) = load_engine(_config(mistral_ckpt)).generate([_request("a")], SamplingParams())
+    assert result.finish_reason == "stop" and len(FakeLLM.instances[0].calls) == 1

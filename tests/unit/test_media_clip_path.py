@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from cosmos_workflow.media import clip_path
+from cosmos_workflow.media import clip_path, write_clip
 
 KEY = "0123456789abcdef0123"
 
@@ -19,7 +22,9 @@ def test_name_and_short_key(tmp_path: Path) -> None:
     ("name", "expected"),
     [
         ("a b/c\\d", "a_b_c_d"),
-        ("../../etc/passwd", "_._etc_passwd"),
+        ("../../etc/passwd", "etc_passwd"),
+        ("-rf", "rf"),
+        ("--help", "help"),
         ("..", "item"),
         ("", "item"),
         (".hidden", "hidden"),
@@ -51,3 +56,18 @@ def test_distinct_keys_give_distinct_files(tmp_path: Path) -> None:
 def test_unsafe_keys_are_refused(tmp_path: Path, key: str) -> None:
     with pytest.raises(ValueError, match="key"):
         clip_path(tmp_path, "name", key)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_case12_clips_are_readable_like_the_json_files(tmp_path: Path, umask: int, mode: int) -> None:
+    frames = [np.zeros((16, 16, 3), dtype=np.uint8)] * 2
+    old = os.umask(umask)
+    try:
+        clip = write_clip(frames, clip_path(tmp_path / "clips", "-rf", KEY), fps=24)
+        json_file = tmp_path / "out.json"
+        json_file.write_text("[]")
+    finally:
+        os.umask(old)
+    assert clip.name == f"rf_{KEY[:12]}.mp4"
+    assert stat.S_IMODE(clip.stat().st_mode) == mode == stat.S_IMODE(json_file.stat().st_mode)
+    assert [p.name for p in clip.parent.iterdir()] == [clip.name]  # no temp file left

@@ -16,6 +16,7 @@ from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import ItemError, SpecError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.specs.manager import file_stem, load_spec
+from cosmos_workflow.specs.prompt_spec import new_spec
 from cosmos_workflow.workflow import PromptSpecManager
 from tests.videos import make_video
 
@@ -119,11 +120,12 @@ def test_upsample_prompt_keeps_the_original_and_saves(tmp_path: Path) -> None:
 
 def test_upsample_prompt_failure_raises_and_keeps_the_file(tmp_path: Path) -> None:
     manager = PromptSpecManager(tmp_path)
-    stored = manager.create("blank", " ")
-    before = stored.path.read_bytes()
+    spec = new_spec("blank", " ")  # create() refuses it; a hand-edited file may still hold one
+    path = manager.save(spec)
+    before = path.read_bytes()
     with pytest.raises(ItemError, match="prompt is empty"):
-        manager.upsample_prompt(stored.spec, FAKE, path=stored.path, executor=LocalExecutor(FakeEngine()))
-    assert stored.path.read_bytes() == before
+        manager.upsample_prompt(spec, FAKE, path=path, executor=LocalExecutor(FakeEngine()))
+    assert path.read_bytes() == before
 
 
 def test_file_stem() -> None:

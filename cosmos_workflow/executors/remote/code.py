@@ -3,9 +3,9 @@
 The wheel is built from this checkout (``pip wheel --no-deps``, from a copy so the checkout stays
 clean) and cached by the hash of the package's files. On the host it lives in
 ``remote_dir/code/<hash>/``. Venv mode installs it into the configured interpreter's environment
-without moving the packages the host's GPU stack depends on (:data:`PINNED`, pinned to what
-``pip freeze`` reports there): its dependencies first (constrained), then the wheel itself
-(``--no-deps --force-reinstall``). The installed package's files are then hashed on the host and
+without moving any package that environment has (torch, transformers, vLLM, ...: pip is
+constrained to its own ``pip list --format=freeze``): its missing dependencies first, then the
+wheel itself (``--no-deps --force-reinstall``). The installed package's files are then hashed on the host and
 must equal this one's. Docker mode does the same inside the throwaway container
 (``scripts/upsample_prompt.sh``, ``COSMOS_WORKFLOW_PIP``).
 """
@@ -17,7 +17,6 @@ import importlib.metadata
 import importlib.util
 import inspect
 import logging
-import re
 import shutil
 import subprocess
 import sys
@@ -31,23 +30,6 @@ from cosmos_workflow.executors.remote.ssh import Connection
 from cosmos_workflow.executors.remote.transfer import RemoteDir
 
 log = logging.getLogger("cosmos_workflow")
-
-#: what the host's GPU stack depends on: never upgraded or downgraded by installing the wheel
-#: (scripts/upsample_prompt.sh pins the same names inside the container)
-PINNED = (
-    "torch",
-    "torchvision",
-    "torchaudio",
-    "transformers",
-    "tokenizers",
-    "vllm",
-    "triton",
-    "xformers",
-    "flash-attn",
-    "flashinfer-python",
-    "numpy",
-)
-_FREEZE_LINE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==\S+")
 
 
 def tree_hash(package: Path) -> str:
@@ -140,21 +122,6 @@ def core_requirements() -> list[str]:
     return [r for r in requires if "extra ==" not in r]
 
 
-def pins(freeze: str) -> str:
-    """Constraints holding the host's :data:`PINNED` packages at their installed versions."""
-    wanted = {_normal(name) for name in PINNED}
-    lines = []
-    for line in freeze.splitlines():
-        match = _FREEZE_LINE.fullmatch(line.strip())
-        if match and _normal(match.group(1)) in wanted:
-            lines.append(line.strip())
-    return "\n".join(lines) + "\n"
-
-
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def installed_hash(connection: Connection, python: str) -> str | None:
     """The hash of the cosmos_workflow the host's interpreter imports, or None without one."""
     result = connection.run([python, "-c", HOST_HASH_SCRIPT], check=False, timeout=120)
@@ -171,8 +138,11 @@ def install_in_venv(connection: Connection, folder: RemoteDir, python: str, whee
         return False
     log.info("installing cosmos-workflow %s in %s on the host", cosmos_workflow.__version__, python)
     folder.upload_as(wheel.path, wheel.remote_path)
-    freeze = connection.run([python, "-m", "pip", "freeze"], timeout=300).stdout
-    folder.write_bytes(f"{wheel.remote_dir}/constraints.txt", pins(freeze).encode())
+    # every package the environment has stays at its version (as upsample_prompt.sh does in a container)
+    freeze = [python, "-m", "pip", "list", "--format=freeze", "--exclude", "cosmos-workflow"]
+    folder.write_bytes(
+        f"{wheel.remote_dir}/constraints.txt", connection.run(freeze, timeout=300).stdout.encode()
+    )
     # pip reads a requirement's ';' as a marker: name the wheel relative to its own folder
     here = folder.path(wheel.remote_dir)
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location"]

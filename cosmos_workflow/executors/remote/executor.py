@@ -34,7 +34,7 @@ from cosmos_workflow.errors import ConfigError, RemoteCommandError, RemoteConnec
 from cosmos_workflow.executors.base import Executor
 from cosmos_workflow.executors.remote import code
 from cosmos_workflow.executors.remote.check import gpu_names
-from cosmos_workflow.executors.remote.command import RemotePaths, remote_command, upsample_flags
+from cosmos_workflow.executors.remote.command import RemotePaths, remote_command, remote_options
 from cosmos_workflow.executors.remote.job import JournalTail, RemoteJob
 from cosmos_workflow.executors.remote.settings import RemoteConfig
 from cosmos_workflow.executors.remote.ssh import Connection
@@ -205,15 +205,10 @@ class _RemoteRun:
         clips = paths.clips if self._clips_wanted else None
         if clips:
             self.folder.makedirs(f"{self.job.dir}/clips")
+        gpus = min(self.config.remote.gpus, len(gpu_names(self.connection)))
         model = self.executor.remote_model(self.options)
-        command = remote_command(
-            self.config,
-            paths,
-            upsample_flags(self.options, model, clips, force=self.options.force),
-            self.options,
-            gpus=min(self.config.remote.gpus, len(gpu_names(self.connection))),
-            container=self.container,
-        )
+        options = remote_options(self.options, model=model, clips_dir=clips, num_gpu=gpus)
+        command = remote_command(self.config, paths, options, gpus=gpus, container=self.container)
         self.job.start(command.argv, command.env)
         log.info("started the job on %s (%s)", self.config.remote.host, self.job.dir)
 

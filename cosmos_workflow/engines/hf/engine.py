@@ -1,0 +1,219 @@
+"""The hf engine: a loaded transformers Llava/Pixtral model, one ``generate`` call per batch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors, round_up
+from cosmos_workflow.engines.hf.device import (
+    GPU_RESERVE_BYTES,
+    free_cuda,
+    is_out_of_memory,
+    release_failed_call,
+)
+from cosmos_workflow.engines.hf.kernels import chunk_decoder_tokens, chunk_vision_tower, use_gqa_decode
+from cosmos_workflow.engines.hf.options import HFOptions
+from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError
+from cosmos_workflow.tokenizer import TEKKEN_FILE, Tokenizer, load_tokenizer, tokenizer_path_for
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("cosmos_workflow")
+
+
+class HFEngine(Engine):
+    """A loaded transformers Llava/Pixtral model; one ``generate`` call per batch."""
+
+    name = "hf"
+
+    def __init__(
+        self, config: EngineConfig, *, model: Any, checkpoint: Path | None, options: HFOptions
+    ) -> None:
+        super().__init__(config)
+        self._model: Any = model
+        self.checkpoint = checkpoint
+        self.options = options
+        self._tokenizer: Tokenizer = load_tokenizer(tokenizer_path_for(checkpoint))
+        self._check_max_model_len()
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        if self.checkpoint is None:
+            return None
+        path = self.checkpoint / TEKKEN_FILE
+        return path if path.is_file() else None
+
+    def with_options(self, options: Mapping[str, str | int | float | bool | None]) -> HFEngine:
+        """Another engine on the same loaded model with other speed options, e.g. to compare
+        settings without loading the weights twice. ``gqa_decode``, ``vision_chunk`` and
+        ``compile`` belong to the shared model: the newest engine's values hold for both.
+        Each engine may be closed on its own.
+        """
+        self._require_open()
+        merged = {**self.config.options, **options}
+        parsed = HFOptions.parse(merged, cuda=self.device.type == "cuda")
+        use_gqa_decode(self._model, parsed.gqa_decode)
+        chunk_vision_tower(self._model, parsed.vision_chunk)
+        chunk_decoder_tokens(self._model, parsed.prefill_chunk)
+        self._model.generation_config.disable_compile = not parsed.compile
+        config = self.config.model_copy(update={"options": merged})
+        return HFEngine(config, model=self._model, checkpoint=self.checkpoint, options=parsed)
+
+    def max_batch_size(self, prompt_tokens: int, max_tokens: int) -> int:
+        """How many requests of ``prompt_tokens`` fit on this GPU now, with ``max_tokens`` answers.
+
+        Each needs its KV cache (static: the bucketed prompt plus the answer) and its share of
+        the prefill activations (hidden states and residuals, q/k/v and the 4x K/V copy SDPA
+        makes; the MLPs run in ``prefill_chunk`` pieces). Counted against the memory free now,
+        less a fixed reserve.
+        On the CPU there is no such limit that matters; 8 is returned.
+        """
+        self._require_open()
+        if self.device.type != "cuda":
+            return 8
+        import torch
+
+        text = self._model.config.text_config
+        tokens = round_up(prompt_tokens, self.options.batch_bucket)
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        kv_per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * 2
+        # hidden states and residuals, q/k/v and SDPA's 4x K/V copy; MLPs run in prefill_chunk pieces
+        act_per_token = (6 * text.hidden_size + 4 * text.num_attention_heads * head_dim) * 2
+        per_request = (tokens + max_tokens) * kv_per_token + tokens * act_per_token
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return max(1, int((free - GPU_RESERVE_BYTES) // per_request))
+
+    @property
+    def device(self) -> torch.device:
+        self._require_open()
+        device: torch.device = self._model.device
+        return device
+
+    def _check_max_model_len(self) -> None:
+        limit = getattr(self._model.config.text_config, "max_position_embeddings", None)
+        if limit is not None and self.config.max_model_len > limit:
+            raise ConfigError(
+                f"max_model_len {self.config.max_model_len} exceeds what {self.checkpoint} supports "
+                f"({limit} positions); pass --max-model-len {limit} or less"
+            )
+
+    def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
+        self._require_open()
+        results: list[Generation | None] = [self._reject_if_too_long(r, sampling) for r in requests]
+        runnable = [i for i, result in enumerate(results) if result is None]
+        if runnable:
+            started = time.perf_counter()
+            produced = self._generate_batch([requests[i] for i in runnable], sampling)
+            logger.info(
+                "hf engine on %s: %d requests, %d prompt tokens, %.2f s",
+                self.device,
+                len(runnable),
+                sum(requests[i].num_tokens for i in runnable),
+                time.perf_counter() - started,
+            )
+            for index, generation in zip(runnable, produced, strict=True):
+                results[index] = generation
+        return [result for result in results if result is not None]
+
+    def _reject_if_too_long(self, request: EncodedRequest, sampling: SamplingParams) -> Generation | None:
+        limit = self.config.max_model_len
+        if request.num_tokens + sampling.max_tokens <= limit:
+            return None
+        message = (
+            f"request {request.key!r} has {request.num_tokens} prompt tokens; with max_tokens "
+            f"{sampling.max_tokens} it exceeds max_model_len {limit}; use fewer or smaller frames, "
+            "a lower max_tokens, or a larger --max-model-len"
+        )
+        return Generation.failed(message, prompt_tokens=request.num_tokens, kind="context_length")
+
+    def _generate_batch(
+        self, requests: Sequence[EncodedRequest], sampling: SamplingParams
+    ) -> list[Generation]:
+        import torch
+
+        batch = hf_batch_tensors(requests, PAD_ID, bucket=self.options.batch_bucket)
+        inputs = {name: tensor.to(self.device) for name, tensor in batch.items()}
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
+        try:
+            with torch.inference_mode(), self._seeded(sampling.seed):
+                output = self._model.generate(**inputs, **self._generate_kwargs(sampling))
+        except (RuntimeError, ValueError) as exc:
+            if is_out_of_memory(exc, torch):
+                del inputs
+                release_failed_call(exc, torch)
+                tokens = int(batch["attention_mask"].sum())
+                raise GPUOutOfMemoryError(
+                    f"a batch of {len(requests)} requests ({tokens} prompt tokens) did not fit in "
+                    f"{self.device} memory; retry with a smaller --batch-size"
+                ) from exc
+            raise EngineError(
+                f"transformers generate failed on a batch of {len(requests)}: {exc}; rerun with "
+                "--batch-size 1 to find the request that triggers it"
+            ) from exc
+        new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+        return [
+            self._to_generation(r, tokens, sampling) for r, tokens in zip(requests, new_tokens, strict=True)
+        ]
+
+    def _generate_kwargs(self, sampling: SamplingParams) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "pad_token_id": PAD_ID,
+            "eos_token_id": self._tokenizer.eos_id,
+        }
+        if sampling.temperature > 0:
+            # top_k=0: transformers defaults to 50, the upsampler (vLLM) samples from every token
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None)
+        if self.options.static_cache:
+            kwargs["cache_implementation"] = "static"
+        if self.options.ignore_eos:
+            kwargs["min_new_tokens"] = sampling.max_tokens  # benchmark only: EOS masked until the end
+        return kwargs
+
+    @contextmanager
+    def _seeded(self, seed: int | None) -> Iterator[None]:
+        """Seed the sampler for this call only, leaving the process' random state untouched."""
+        if seed is None:
+            yield
+            return
+        import torch
+
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def _to_generation(
+        self, request: EncodedRequest, tokens: list[int], sampling: SamplingParams
+    ) -> Generation:
+        eos = self._tokenizer.eos_id
+        stopped = eos in tokens
+        answer = tokens[: tokens.index(eos)] if stopped else tokens[: sampling.max_tokens]
+        return Generation(
+            text=self._tokenizer.decode(answer),
+            finish_reason="stop" if stopped else "length",
+            prompt_tokens=request.num_tokens,
+            completion_tokens=len(answer) + (1 if stopped else 0),
+        )
+
+    def _require_open(self) -> None:
+        if self._model is None:
+            raise EngineError("the hf engine was closed; load it again with load_engine(config)")
+
+    def close(self) -> None:
+        if self._model is None:
+            return
+        self._model = None
+        import torch
+
+        free_cuda(torch)

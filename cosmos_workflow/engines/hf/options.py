@@ -1,0 +1,89 @@
+"""The hf engine's speed options (``--engine-option KEY=VALUE``), parsed once at load."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cosmos_workflow.errors import ConfigError
+
+logger = logging.getLogger("cosmos_workflow")
+
+KNOWN_OPTIONS = (
+    "static_cache",
+    "batch_bucket",
+    "compile",
+    "gqa_decode",
+    "vision_chunk",
+    "prefill_chunk",
+    "ignore_eos",
+)
+
+
+@dataclass(frozen=True)
+class HFOptions:
+    """Speed options, from ``EngineConfig.options``; defaults depend on the device.
+
+    ``static_cache``: preallocated KV cache; on CUDA transformers then compiles the decoding step.
+    ``batch_bucket``: prompt length padded up to a multiple of this (fewer compiled shapes).
+    ``compile``: let transformers compile the decoding step when the cache is static (CUDA only).
+    ``gqa_decode``: decode steps read each KV head once (see :func:`gqa_sdpa_attention`).
+    ``vision_chunk``: at most this many image patches per vision-tower call.
+    ``prefill_chunk``: the decoder's norms and MLPs take at most this many tokens at a time.
+    ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
+    so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
+    """
+
+    static_cache: bool
+    batch_bucket: int
+    compile: bool = True
+    gqa_decode: bool = True
+    vision_chunk: int = 4096
+    prefill_chunk: int = 16384
+    ignore_eos: bool = False
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
+        unknown = sorted(set(options) - set(KNOWN_OPTIONS))
+        if unknown:
+            logger.warning("hf engine ignores options %s (it knows %s)", unknown, list(KNOWN_OPTIONS))
+        static = _as_bool(options.get("static_cache"), default=cuda, name="static_cache")
+        bucket = _as_int(options.get("batch_bucket"), default=64 if cuda else 1, name="batch_bucket")
+        return cls(
+            static_cache=static,
+            batch_bucket=bucket,
+            compile=_as_bool(options.get("compile"), default=True, name="compile"),
+            gqa_decode=_as_bool(options.get("gqa_decode"), default=True, name="gqa_decode"),
+            vision_chunk=_as_int(options.get("vision_chunk"), default=4096, name="vision_chunk"),
+            prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
+            ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
+        )
+
+
+def _as_bool(value: str | int | float | bool | None, *, default: bool, name: str) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"engine option {name}={value!r} is not a boolean; use true or false")
+
+
+def _as_int(value: str | int | float | bool | None, *, default: int, name: str) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"engine option {name}={value!r} is not an integer; use e.g. 64") from None
+    if number < 1:
+        what = {"batch_bucket": "1 turns bucketing off", "vision_chunk": "1 means one image per call"}.get(
+            name, "e.g. 16384"
+        )
+        raise ConfigError(f"engine option {name}={number} must be at least 1 ({what})")
+    return number

@@ -1,0 +1,179 @@
+"""A shot as the review page shows it, built from an output record or from a PromptSpec file.
+
+Both sources describe the same thing (the prompt, the frames the model saw, the tokens, what the
+planner changed); :class:`Shot` is that common view, so the page has one shape to render.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from cosmos_workflow.errors import InputFileError
+from cosmos_workflow.specs.manager import StoredSpec
+from cosmos_workflow.specs.results import UpsampleRecord
+
+#: a spec that has not been upsampled yet
+PENDING = "pending"
+
+_RECORDS = TypeAdapter(list[UpsampleRecord])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shot:
+    """One reviewed item: what went in, what the model saw, what it wrote."""
+
+    name: str
+    original_prompt: str
+    upsampled_prompt: str | None
+    status: str
+    warning: str | None = None
+    error: str | None = None
+    video_path: str | None = None
+    preprocessed_video: str | None = None
+    frame_indices: list[int] = field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
+    source_width: int | None = None
+    source_height: int | None = None
+    image_tokens: int = 0
+    text_tokens: int = 0
+    completion_tokens: int = 0
+    max_tokens: int = 0
+    max_model_len: int = 0
+    finish_reason: str | None = None
+    plan_changes: list[str] = field(default_factory=list)
+    model: str = ""
+    engine: str = ""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    timestamp: str | None = None
+    source_file: str | None = None
+    """The spec file the shot came from (spec folders only)."""
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.image_tokens + self.text_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus answer: what the shot cost; the page sorts by it."""
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of the frames sent, or None when none were sent."""
+        if self.frame_indices and self.width and self.height:
+            return self.width, self.height
+        return None
+
+
+def shot_from_record(record: UpsampleRecord) -> Shot:
+    return Shot(
+        name=record.name,
+        original_prompt=record.original_prompt,
+        upsampled_prompt=record.upsampled_prompt,
+        status=record.status,
+        warning=record.warning,
+        error=record.error,
+        video_path=record.video_path,
+        preprocessed_video=record.preprocessed_video,
+        frame_indices=list(record.frame_indices),
+        width=record.width,
+        height=record.height,
+        source_width=record.source_width,
+        source_height=record.source_height,
+        image_tokens=record.image_tokens,
+        text_tokens=record.text_tokens,
+        completion_tokens=record.completion_tokens,
+        max_tokens=record.max_tokens,
+        max_model_len=record.max_model_len,
+        finish_reason=record.finish_reason,
+        plan_changes=list(record.plan_changes),
+        model=record.model,
+        engine=record.engine,
+        sampling=dict(record.sampling),
+        timestamp=record.timestamp,
+    )
+
+
+def shot_from_spec(stored: StoredSpec) -> Shot:
+    """A spec's shot; one not upsampled yet is ``pending``."""
+    spec, params = stored.spec, stored.spec.upsampling_params
+    if params is None:
+        return _unparameterised_spec(stored)
+    return Shot(
+        name=spec.name,
+        original_prompt=spec.prompt,
+        upsampled_prompt=spec.upsampled_prompt,
+        status=params.status,
+        warning=params.video_note,
+        video_path=params.video_path,
+        preprocessed_video=params.preprocessed_video,
+        frame_indices=list(params.frame_indices),
+        width=params.width,
+        height=params.height,
+        source_width=params.source_width,
+        source_height=params.source_height,
+        image_tokens=params.image_tokens,
+        text_tokens=params.text_tokens,
+        completion_tokens=params.completion_tokens,
+        max_tokens=params.max_tokens,
+        max_model_len=params.max_model_len,
+        finish_reason=params.finish_reason,
+        plan_changes=list(params.plan_changes),
+        model=params.model,
+        engine=params.engine,
+        sampling=dict(params.sampling),
+        timestamp=spec.upsampled_at.isoformat() if spec.upsampled_at else None,
+        source_file=str(stored.path),
+    )
+
+
+def _unparameterised_spec(stored: StoredSpec) -> Shot:
+    """Not upsampled yet, or upsampled by the earlier workflow (which replaced ``prompt``)."""
+    spec = stored.spec
+    legacy = spec.is_upsampled and spec.upsampled_prompt is None
+    return Shot(
+        name=spec.name,
+        original_prompt=(spec.parent_prompt_text or "") if legacy else spec.prompt,
+        upsampled_prompt=spec.prompt if legacy else spec.upsampled_prompt,
+        status="ok" if spec.upsampled else PENDING,
+        warning="legacy spec: upsampled by an earlier version, no parameters recorded" if legacy else None,
+        video_path=spec.input_video_path,
+        source_file=str(stored.path),
+    )
+
+
+def load_records(path: Path) -> list[UpsampleRecord]:
+    """Read an ``upsample-prompts`` output file; any problem is one :class:`InputFileError` line."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(f"{path} not found; pass the output JSON of upsample-prompts") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise InputFileError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "pass the output JSON of upsample-prompts"
+        ) from exc
+    try:
+        return _RECORDS.validate_python(data)
+    except ValidationError as exc:
+        raise InputFileError(f"{path} is not an upsample-prompts output: {_first_problem(exc)}") from exc
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "top level"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"item {where}: {error['msg']}{more}; pass the JSON list that upsample-prompts wrote"
+
+
+def shots_from_records(records: Sequence[UpsampleRecord]) -> list[Shot]:
+    return [shot_from_record(record) for record in records]

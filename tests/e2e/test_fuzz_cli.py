@@ -1,0 +1,246 @@
+"""A hypothesis fuzzer of prompts files and options, driving the real CLI entry point (issue 15).
+
+Each example writes a batch file (JSON or JSONL, maybe with a BOM) of good and bad items (blank
+prompts, unknown keys, wrong types, duplicate names and keys, NUL paths, lone surrogates, lines
+that are not JSON, markup and control characters) and picks an output (sometimes the input file,
+a folder, a FIFO, a device, a path under a file) and flag values, some invalid. It runs
+``cosmos_workflow.cli.main`` with the fake engine and asserts: no traceback, the exit code the
+README gives, every good item in the output, no file written outside the output folder, nothing
+special replaced. ``derandomize`` keeps CI runs identical; 50 examples take about 15 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
+
+from cosmos_workflow.cli import main
+from tests.videos import make_video
+
+SURROGATE = "@@half-emoji@@"  # written into the file as the JSON escape \ud83d
+HOSTILE_TEXT = ["[/]", "take [/v2]", "[bold]x", ":smile:", "\x1b[31mred", "a\u2028b", "c\u0085d", "\x07"]
+
+
+@dataclass
+class Case:
+    """One generated run and what the README says must come of it."""
+
+    records: list[Any] = field(default_factory=list)
+    good: list[str] = field(default_factory=list)
+    bad: int = 0
+    jsonl: bool = False
+    bom: bool = False
+    output: str = "normal"
+    flags: list[str] = field(default_factory=list)
+    bad_flag: bool = False
+
+
+names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12)
+prompts = st.one_of(
+    st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40).filter(str.strip),
+    st.sampled_from(HOSTILE_TEXT),
+    st.sampled_from(["x" + SURROGATE, "emoji " + SURROGATE + " cut"]),
+)
+BAD_FLAGS = [
+    ("--max-resolution", "abc"),
+    ("--max-resolution", "8"),
+    ("--batch-size", "0"),
+    ("--batch-size", "x"),
+]
+OUTPUTS = ["normal", "nested", "input", "folder", "fifo", "device", "under-file"]
+BAD_ITEMS = [
+    {"name": "blank", "prompt": "   "},
+    {"name": "no-prompt"},
+    {"name": "extra", "prompt": "x", "fps": 24},
+    {"name": 7, "prompt": "number"},
+    {"name": "typed", "prompt": ["not", "text"]},
+    {"name": "nul", "prompt": "x", "video_path": "a\x00b.mp4"},
+    "just a string",
+    None,
+]
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    case = Case(jsonl=draw(st.booleans()), bom=draw(st.booleans()))
+    good_names = draw(st.lists(names, min_size=draw(st.sampled_from([0, 1, 1, 1])), max_size=5, unique=True))
+    for name in good_names:
+        item: dict[str, Any] = {"name": name, "prompt": draw(prompts)}
+        video = draw(st.sampled_from([None, "v.mp4", "missing.mp4", ""]))
+        if video is not None:
+            item["video_path"] = video
+        case.records.append(item)
+        case.good.append(name)
+    for bad in draw(st.lists(st.sampled_from(BAD_ITEMS), max_size=3)):
+        case.records.insert(draw(st.integers(0, len(case.records))), bad)
+        case.bad += 1
+    if good_names and draw(st.booleans()):  # the second of two items with one name is skipped
+        case.records.append({"name": good_names[0], "prompt": "again"})
+        case.bad += 1
+    # mostly usable outputs and flags, so that most runs get as far as the engine
+    case.output = draw(st.sampled_from(OUTPUTS)) if draw(st.booleans()) else "normal"
+    flags = {
+        "--max-resolution": draw(st.sampled_from(["480", "auto", "64"])),
+        "--batch-size": draw(st.sampled_from(["1", "8"])),
+        "--num-frames": draw(st.sampled_from(["0", "1", "2"])),
+    }
+    if draw(st.integers(0, 5)) == 0:
+        flag, value = draw(st.sampled_from(BAD_FLAGS))
+        flags[flag] = value
+        case.bad_flag = True
+    case.flags = [part for pair in flags.items() for part in pair]
+    if draw(st.booleans()):
+        case.flags.append("--no-clips")
+    return case
+
+
+def expected_exit(case: Case) -> int:
+    """The README's table: 2 bad flag value; 1 nothing usable (no valid item, an unusable output
+    path); 3 finished but some items failed or were skipped; 0 all done."""
+    if case.bad_flag:
+        return 2
+    if not case.good or case.output not in ("normal", "nested"):
+        return 1
+    return 3 if case.bad else 0
+
+
+def batch_text(case: Case) -> str:
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False).replace(SURROGATE, "\\ud83d")
+
+    body = "\n".join(dump(r) for r in case.records) + "\n" if case.jsonl else dump(case.records)
+    return ("\ufeff" if case.bom else "") + body
+
+
+@contextmanager
+def cli_process_state() -> Iterator[None]:
+    """main() installs signal handlers and logging, as a process would: put them back afterwards."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    import logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        root.handlers[:], root.level = saved
+
+
+def run_main(argv: list[str]) -> tuple[int, str]:
+    out, err = StringIO(), StringIO()
+    old_argv = sys.argv
+    sys.argv = ["cosmos-workflow", *argv]
+    try:
+        with cli_process_state(), redirect_stdout(out), redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = old_argv
+    return code, out.getvalue() + err.getvalue()
+
+
+def output_path(case: Case, root: Path, prompts: Path) -> Path:
+    out = root / "out"
+    return {
+        "normal": out / "o.json",
+        "nested": out / "new" / "deeper" / "o.json",
+        "input": prompts,
+        "folder": out,
+        "fifo": out / "fifo",
+        "device": out / "null",
+        "under-file": out / "afile" / "o.json",
+    }[case.output]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root``: (file type, size)."""
+    found = {}
+    for path in root.rglob("*"):
+        status = path.lstat()
+        size = status.st_size if stat.S_ISREG(status.st_mode) else 0
+        found[str(path.relative_to(root))] = (stat.S_IFMT(status.st_mode), size)
+    return found
+
+
+@pytest.fixture(scope="module")
+def video() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as folder:
+        yield make_video(Path(folder) / "v.mp4", 64, 48, frames=3)
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=cases())
+@example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], output="input"))
+@example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], output="device"))
+@example(
+    case=Case(
+        records=[
+            {"name": "a", "prompt": "x" + SURROGATE, "video_path": "v.mp4"},
+            {"name": "b", "prompt": "[/]"},
+            None,
+        ],
+        good=["a", "b"],
+        bad=1,
+        jsonl=True,
+        bom=True,
+    )
+)
+def test_fuzz_batch_files_and_options(case: Case, video: Path) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "in").mkdir()
+        (root / "out").mkdir()
+        prompts = root / "in" / ("p.jsonl" if case.jsonl else "p.json")
+        prompts.write_text(batch_text(case), encoding="utf-8")
+        (root / "in" / "v.mp4").write_bytes(video.read_bytes())
+        os.mkfifo(root / "out" / "fifo")
+        if os.geteuid() == 0:
+            os.mknod(root / "out" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        else:
+            (root / "out" / "null").symlink_to("/dev/null")
+        (root / "out" / "afile").write_text("")
+        before = snapshot(root)
+        output = output_path(case, root, prompts)
+
+        argv = ["upsample-prompts", str(prompts), "-o", str(output), "--engine", "fake", "-q"]
+        code, printed = run_main([*argv, *case.flags])
+
+        event(f"exit {code}, output {case.output}")
+        assert "Traceback" not in printed, printed
+        assert code == expected_exit(case), printed
+        after = snapshot(root)
+        for name, kind in before.items():  # inputs and special files untouched
+            assert after.get(name) == kind, name
+        if code in (1, 2):  # refused: nothing at all was written (no journal, lock or clips)
+            assert after == before
+        folder = output.parent.relative_to(root)
+        for name in set(after) - set(before):  # written only into the output's folder (made if new)
+            assert Path(name) == folder or folder in Path(name).parents or Path(name) in folder.parents, name
+        if code in (0, 3):
+            records = json.loads(output.read_text(encoding="utf-8"))
+            assert [r["name"] for r in records] == case.good
+            assert {r["status"] for r in records} <= {"ok", "text_only"}
