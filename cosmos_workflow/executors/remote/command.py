@@ -2,9 +2,10 @@
 
 Every option of the run becomes a flag (or, for the two without one, a ``COSMOS_*`` variable), the
 same way a local ``--num-gpu`` launch passes them to its ranks (:mod:`..spawn`), so the host runs
-exactly this run's settings whatever its own config says. Docker mode runs ``scripts/upsample_prompt.sh`` as shipped with the wheel, with
-``DOCKER=1``: the image, the shipped code mounted read-only, the uploads and the job folder
-mounted at their own paths, ``--gpus`` only when the host has a GPU, torchrun across ``gpus``.
+exactly this run's settings whatever its own config says. Docker mode runs
+``scripts/upsample_prompt.sh`` as shipped with the wheel, with ``DOCKER=1``: the image, the
+shipped code mounted read-only, the uploads and the job folder mounted at their own paths,
+``--gpus`` only when the host has a GPU, torchrun across ``gpus``.
 Venv mode runs the CLI with the interpreter directly (``--num-gpu``: torchrun across ``gpus``).
 Everything is an argument list: names, prompts and paths are data, never shell syntax.
 """

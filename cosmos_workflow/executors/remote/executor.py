@@ -191,7 +191,11 @@ class _RemoteRun:
             self._launch(stream)
         try:
             exit_code = self._follow(stream)
-        except KeyboardInterrupt:
+        except Exception:
+            raise
+        except (
+            BaseException
+        ):  # Ctrl-C / SIGTERM (KeyboardInterrupt, the CLI's Interrupted): stop it there too
             self._stop(stream, "interrupted", drain=True)
             raise
         self._finish(stream, exit_code)
