@@ -36,9 +36,10 @@ SECONDS, FPS, GOP = 5, 24, 48
 LONG_SIDE, PATCH, NUM_FRAMES = 480, 16, 2
 
 
-def make_clip(path: Path, width: int, height: int) -> Path:
-    """Textured, moving content so the encoder produces a realistic bitrate (not flat colour)."""
-    rng = np.random.default_rng(0)
+def make_clip(path: Path, width: int, height: int, *, seed: int = 0, seconds: int = SECONDS) -> Path:
+    """Textured, moving content so the encoder produces a realistic bitrate (not flat colour);
+    each ``seed`` gives different content."""
+    rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (height // 8 + 2, width // 8 + 2, 3), dtype=np.uint8)
     texture = np.repeat(np.repeat(small, 8, axis=0), 8, axis=1)
     ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
@@ -47,7 +48,7 @@ def make_clip(path: Path, width: int, height: int) -> Path:
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt, stream.gop_size = width, height, "yuv420p", GOP
         stream.options = {"preset": "veryfast", "crf": "23"}
-        for index in range(SECONDS * FPS):
+        for index in range(seconds * FPS):
             shift = index * 4
             picture = texture[shift % 8 : shift % 8 + height, (shift // 8) % 16 : (shift // 8) % 16 + width]
             picture = (picture.astype(np.float32) * 0.6 + np.roll(ramp, shift, axis=1) * 0.4).astype(np.uint8)

@@ -119,6 +119,22 @@ class UpsampleSettings(_Section):
     )
 
 
+#: a host name, IPv4 or IPv6 literal: no spaces, quotes or leading dash
+_HOST = re.compile(r"[A-Za-z0-9_.:%-]+")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*\$?")
+
+
+def remote_path(value: str | None) -> str | None:
+    """An absolute path on the host, or one under its home (``~/...``); no NUL or newline."""
+    if value is None:
+        return None
+    if not value or "\0" in value or "\n" in value:
+        raise ValueError("must be a non-empty path without NUL or newline characters")
+    if not (value.startswith("/") or value == "~" or value.startswith("~/")):
+        raise ValueError(f"{value!r} must be absolute (/data/cosmos) or under the remote home (~/cosmos)")
+    return value
+
+
 class RemoteSettings(_Section):
     """``[remote]``: the GPU host that ``--remote`` runs on."""
 
@@ -132,18 +148,43 @@ class RemoteSettings(_Section):
     python: str = Field("python3", description="venv mode: the remote interpreter")
     gpus: int = Field(1, ge=1)
 
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value is not None and (not _HOST.fullmatch(value) or value.startswith("-")):
+            raise ValueError(f"{value!r} is not a host name or IP address")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, value: str | None) -> str | None:
+        if value is not None and not _USER.fullmatch(value):
+            raise ValueError(f"{value!r} is not a user name")
+        return value
+
+    @field_validator("python")
+    @classmethod
+    def _check_python(cls, value: str) -> str:
+        if not value or "\0" in value or "\n" in value:
+            raise ValueError("must be an interpreter name or path")
+        return value
+
 
 class PathsSettings(_Section):
     """``[paths]``: where things live on the remote host."""
 
     remote_dir: str | None = None
 
+    _check_remote_dir = field_validator("remote_dir")(remote_path)
+
 
 class DockerSettings(_Section):
-    """``[docker]``: the image the remote job runs in."""
+    """``[docker]``: the image the remote job runs in, and the checkpoint on the host (both modes)."""
 
-    image: str = DEFAULT_IMAGE
+    image: str = Field(DEFAULT_IMAGE, min_length=1)
     checkpoint_dir: str | None = None
+
+    _check_checkpoint_dir = field_validator("checkpoint_dir")(remote_path)
 
 
 class Settings(_Section):
@@ -484,11 +525,13 @@ def default_checkpoint(env: Mapping[str, str], cwd: Path) -> Path:
     )
 
 
-def options_from_keywords(*, output: Path | None = None, force: bool = False, **keywords: Any) -> RunOptions:
+def options_from_keywords(
+    *, output: Path | None = None, force: bool = False, config_file: Path | None = None, **keywords: Any
+) -> RunOptions:
     """RunOptions from Python keyword arguments (the orchestrator's), with the same precedence as
     flags over the file and environment; ``checkpoint_dir`` is accepted for ``model``."""
     checkpoint_dir = keywords.pop("checkpoint_dir", None)
     if checkpoint_dir is not None:
         keywords["model"] = str(checkpoint_dir)
-    resolved = resolve_settings(flags={"upsample": keywords})
+    resolved = resolve_settings(flags={"upsample": keywords}, config_file=config_file)
     return run_options(resolved.settings.upsample, output=output, force=force)

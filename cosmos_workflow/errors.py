@@ -21,6 +21,11 @@ what to do next; the CLI prints it as one line and exits non-zero.
     ├── SpecError            a PromptSpec file is invalid or cannot be written
     ├── LaunchError          the processes started for a run (torchrun for num_gpu > 1) failed
     ├── RemoteError          SSH, file transfer or the remote command failed
+    │   ├── HostKeyError         the host's key is unknown or changed (refused)
+    │   ├── RemoteAuthError      the host refused every key offered
+    │   ├── RemoteConnectionError  the host cannot be reached, or the connection dropped
+    │   ├── RemoteCommandError   a remote command failed or timed out
+    │   └── TransferError        an upload or download failed, or a path left remote_dir
     ├── ReportError          the review page cannot be written
     └── ClusterError         the Ray cluster cannot be reached, or its pipeline failed
 """
@@ -94,6 +99,36 @@ class LaunchError(CosmosWorkflowError):
 
 class RemoteError(CosmosWorkflowError):
     """SSH, file transfer or a remote command failed."""
+
+
+class HostKeyError(RemoteError):
+    """The host's key is not in known_hosts (strict policy) or differs from the recorded one."""
+
+    def __init__(self, message: str, *, host: str, fingerprint: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.fingerprint = fingerprint
+
+
+class RemoteAuthError(RemoteError):
+    """The host refused every key offered (key file and agent)."""
+
+
+class RemoteConnectionError(RemoteError):
+    """The host cannot be reached, or the connection dropped (retried first when transient)."""
+
+
+class RemoteCommandError(RemoteError):
+    """A remote command exited non-zero or timed out."""
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class TransferError(RemoteError):
+    """An upload or download failed its checksum, or a path would leave ``remote_dir``."""
 
 
 class ReportError(CosmosWorkflowError):

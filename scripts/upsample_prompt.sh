@@ -23,15 +23,15 @@
 #   DOCKER=1           run inside a container: this script re-invokes itself there
 #     IMAGE            image (default nvcr.io/ubuntu/cosmos-transfer1:latest)
 #     DOCKER_BIN       docker client (default docker)
-#     DOCKER_GPUS      value of --gpus (default all)
+#     DOCKER_GPUS      value of --gpus (default all; "none": no --gpus, for a host without GPU)
 #     MOUNTS           more host folders to mount at the same path, one per line (e.g. video folders;
 #                      the prompts, output and checkpoint folders are mounted already)
 #     DOCKER_ARGS      more `docker run` arguments, one per line
-#     COSMOS_WORKFLOW_PIP  pip requirement installed in the container when cosmos_workflow is not
-#                      importable there (e.g. a wheel under a mounted folder); default: this checkout,
-#                      mounted read-only at /opt/cosmos-workflow and installed from a copy. Either way
-#                      pip is constrained to the image's own `pip list --format=freeze`: no package the
-#                      image has (vLLM, transformers, numpy, ...) changes version.
+#     COSMOS_WORKFLOW_PIP  pip requirement installed in the container (e.g. a wheel under a mounted
+#                      folder), even over a cosmos_workflow the image has; default: when the image
+#                      has none, this checkout, mounted read-only at /opt/cosmos-workflow, from a copy.
+#                      Either way pip is constrained to the image's own `pip list --format=freeze`:
+#                      no package the image has (vLLM, transformers, numpy, ...) changes version.
 #
 # Exit code: that of cosmos-workflow (0 ok, 3 some items failed, 1 error), 2 for bad arguments.
 
@@ -163,7 +163,9 @@ docker_command() {
         mountable "$path" >/dev/null
     done
     mounts+=("$(dirname -- "$prompts")" "$(dirname -- "$output")")
-    cmd=("${DOCKER_BIN:-docker}" run --rm --gpus "${DOCKER_GPUS:-all}" --ipc=host)
+    cmd=("${DOCKER_BIN:-docker}" run --rm)
+    if [[ "${DOCKER_GPUS:-all}" != none ]]; then cmd+=(--gpus "${DOCKER_GPUS:-all}"); fi
+    cmd+=(--ipc=host)
     cmd+=(-v "$repo:$CONTAINER_SRC:ro")
     if [[ -n "${CHECKPOINT_DIR:-}" ]]; then
         path=$(mountable "$(cd -- "$CHECKPOINT_DIR" && pwd -P)")
@@ -196,7 +198,9 @@ PY=$(pick_python)
 command -v "$PY" >/dev/null 2>&1 || die "python interpreter '$PY' not found; set PYTHON=/path/to/python" 1
 
 ensure_installed() {
-    "$PY" -c 'import cosmos_workflow' 2>/dev/null && return 0
+    if "$PY" -c 'import cosmos_workflow' 2>/dev/null; then
+        [[ "${IN_CONTAINER:-0}" == 1 && -n "${COSMOS_WORKFLOW_PIP:-}" ]] || return 0
+    fi
     [[ "${IN_CONTAINER:-0}" == 1 ]] || die "cosmos_workflow is not importable by $PY; run: pip install -e . (or set PYTHON)" 1
     local spec=${COSMOS_WORKFLOW_PIP:-}
     if [[ -z "$spec" ]]; then
@@ -211,6 +215,9 @@ ensure_installed() {
     printf 'installing cosmos-workflow from %s, the image'\''s packages kept as they are\n' "$spec" >&2
     "$PY" -m pip install --quiet --no-warn-script-location --constraint "$constraints" "$spec" ||
         die "pip could not install cosmos-workflow from $spec without changing a package the image pins; see pip's message above, or set COSMOS_WORKFLOW_PIP to a wheel" 1
+    # the same version may be installed already: this exact build replaces it
+    "$PY" -m pip install --quiet --no-warn-script-location --no-deps --force-reinstall "$spec" ||
+        die "pip could not install cosmos-workflow from $spec" 1
 }
 
 # values joined with '=' and the file after '--': a path starting with '-' is never read as an option

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cosmos_workflow.engines import EncodedRequest
+from tests.sshd import docker_image, known_hosts, remote_config, remote_python, sshd  # noqa: F401  (fixtures)
 from tests.videos import bad_videos, small_video, video_factory  # noqa: F401  (fixtures)
 
 

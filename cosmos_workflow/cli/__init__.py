@@ -6,6 +6,7 @@ from cosmos_workflow.cli import checkpoint as _checkpoint  # noqa: F401  (regist
 from cosmos_workflow.cli import config as _config  # noqa: F401
 from cosmos_workflow.cli import parallel as _parallel  # noqa: F401
 from cosmos_workflow.cli import plan as _plan  # noqa: F401
+from cosmos_workflow.cli import remote as _remote  # noqa: F401
 from cosmos_workflow.cli import report as _report  # noqa: F401
 from cosmos_workflow.cli import specs as _specs  # noqa: F401
 from cosmos_workflow.cli import upsample as _upsample  # noqa: F401

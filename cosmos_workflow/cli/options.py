@@ -97,7 +97,7 @@ _RENAMED = {
 }
 #: parameters that are not settings (what to run on, how to print)
 _NOT_SETTINGS = frozenset(
-    {"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json", "report"}
+    {"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json", "report", "remote"}
 )
 
 

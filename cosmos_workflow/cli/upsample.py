@@ -31,8 +31,9 @@ from cosmos_workflow.cli.options import (
     Sampling,
     settings_from_flags,
 )
-from cosmos_workflow.config import RunOptions, run_options
+from cosmos_workflow.config import ResolvedSettings, RunOptions, run_options
 from cosmos_workflow.errors import UsageError
+from cosmos_workflow.executors import Executor
 from cosmos_workflow.runner import Progress, RunResult
 from cosmos_workflow.specs.batch import Problem
 
@@ -126,6 +127,9 @@ def upsample_prompts(
         ),
     ] = False,
     config: ConfigFile = None,
+    remote: Annotated[
+        bool, typer.Option(help="run on the GPU host of [remote] over SSH (see `remote check`)")
+    ] = False,
 ) -> None:
     """Upsample every prompt with the model loaded once; rerun the same command to resume.
 
@@ -134,16 +138,17 @@ def upsample_prompts(
     starts that torchrun itself; with --executor ray the batch runs on a Ray cluster's actor pool
     and this process writes the output.
     """
-    settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
+    resolved = settings_from_flags(ctx, dict(locals()), config)
     setup_logging(quiet=quiet)
     output = _output_path(prompts_file, output_file, input_dir)
-    options = run_options(settings, output=output, force=force)
+    options = run_options(resolved.settings.upsample, output=output, force=force)
+    where = _remote_executor(resolved) if remote else None
     if input_dir is not None:
-        _run_specs(input_dir, options, quiet, report)
+        _run_specs(input_dir, options, quiet, report, where)
         return
     assert prompts_file is not None
     with _progress(quiet) as advance:
-        result, problems = api.upsample_file(prompts_file, output, options, progress=advance)
+        result, problems = api.upsample_file(prompts_file, output, options, executor=where, progress=advance)
     # a rank that did not write the output exits 0: a non-zero exit makes torchrun stop the others
     _summary(result, problems, output if result.wrote_output else None)
     if report and result.wrote_output:
@@ -170,11 +175,21 @@ def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir:
     return input_dir / ".upsampling" / "results.json"
 
 
-def _run_specs(input_dir: Path, options: RunOptions, quiet: bool, report: bool) -> None:
+def _remote_executor(resolved: ResolvedSettings) -> Executor:
+    if resolved.settings.upsample.executor != "local":
+        raise UsageError("--remote runs the batch on the [remote] host; drop --executor ray (or use one)")
+    from cosmos_workflow.executors.remote import RemoteExecutor, remote_config
+
+    return RemoteExecutor(remote_config(resolved))
+
+
+def _run_specs(
+    input_dir: Path, options: RunOptions, quiet: bool, report: bool, executor: Executor | None
+) -> None:
     from cosmos_workflow.workflow import upsample_spec_dir
 
     with _progress(quiet) as advance:
-        summary = upsample_spec_dir(input_dir, options, progress=advance)
+        summary = upsample_spec_dir(input_dir, options, progress=advance, executor=executor)
     stderr.print(text(summary.describe(), newlines=True), highlight=False)
     if report:
         _wrote_page(review.write_spec_report(input_dir, input_dir / review.SPEC_REPORT_NAME).path)

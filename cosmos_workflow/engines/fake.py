@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 
@@ -14,7 +15,8 @@ class FakeEngine(Engine):
 
     ``answers`` items are either a string (finished answer) or a :class:`Generation` (any
     outcome). ``oom_above`` makes batches larger than that size raise an out-of-memory error, to
-    exercise the runner's back-off.
+    exercise the runner's back-off. The engine option ``seconds_per_batch`` makes each call take
+    that long (``--engine-option seconds_per_batch=0.5``), for tests of a run in progress.
     """
 
     name = "fake"
@@ -33,10 +35,13 @@ class FakeEngine(Engine):
         self.batches: list[list[str]] = []
         self.sampling: list[SamplingParams] = []
         self.closed = False
+        self.seconds_per_batch = float(self.config.options.get("seconds_per_batch") or 0.0)
 
     def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
         if self.oom_above is not None and len(requests) > self.oom_above:
             raise GPUOutOfMemoryError(f"fake engine: batch of {len(requests)} exceeds {self.oom_above}")
+        if self.seconds_per_batch:
+            time.sleep(self.seconds_per_batch)
         self.batches.append([r.key for r in requests])
         self.received.extend(requests)
         self.sampling.append(sampling)

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from cosmos_workflow.config import options_from_keywords
+from cosmos_workflow.config import options_from_keywords, resolve_settings
 from cosmos_workflow.errors import ConfigError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.specs.prompt_spec import PromptSpec
@@ -48,10 +48,16 @@ class WorkflowOrchestrator:
         executor: Executor | None = None,
         engine: Engine | None = None,
         progress: Progress | None = None,
+        config_file: Path | None = None,
+        remote: bool | None = None,
     ) -> None:
+        """``remote``: run on the GPU host of ``[remote]`` (None: when the config names a host)."""
         if executor is not None and engine is not None:
             raise ConfigError("give an executor or an engine, not both; the executor decides where it runs")
         self.work_dir = work_dir
+        self.config_file = config_file
+        if executor is None and engine is None:
+            executor = _remote_executor(config_file, remote)
         self.executor = executor
         self.engine = engine
         #: the executor of this process' batches, kept across calls (and its engine, if kept)
@@ -83,6 +89,7 @@ class WorkflowOrchestrator:
         run_options = options_from_keywords(
             output=output,
             force=force,
+            config_file=self.config_file,
             preprocess_videos=preprocess_videos,
             max_resolution=max_resolution,
             **options,
@@ -142,3 +149,15 @@ class WorkflowOrchestrator:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _remote_executor(config_file: Path | None, remote: bool | None) -> Executor | None:
+    """The remote executor when asked for, or (``remote`` None) when the config names a host."""
+    if remote is False:
+        return None
+    resolved = resolve_settings(config_file=config_file)
+    if remote is None and resolved.settings.remote.host is None:
+        return None
+    from cosmos_workflow.executors.remote import RemoteExecutor, remote_config
+
+    return RemoteExecutor(remote_config(resolved))

@@ -236,6 +236,12 @@ def test_two_gpus_run_two_torchrun_ranks_here(prompts: Path, tmp_path: Path) -> 
     assert output.with_name("upsampled.json.rank1.journal.jsonl").exists()
 
 
+def test_docker_without_gpu_leaves_out_the_gpus_flag(prompts: Path, tmp_path: Path) -> None:
+    argv = dry_run(str(prompts), str(tmp_path / "o.json"), DOCKER="1", IMAGE="img:1", DOCKER_GPUS="none")
+    assert argv[:4] == ["docker", "run", "--rm", "--ipc=host"]
+    assert "--gpus" not in argv
+
+
 # issue 15, case 14
 
 

@@ -1,0 +1,159 @@
+"""The code on the host: exactly the cosmos-workflow running here, shipped as a wheel.
+
+The wheel is built from this checkout (``pip wheel --no-deps``, from a copy so the checkout stays
+clean) and cached by the hash of the package's files. On the host it lives in
+``remote_dir/code/<hash>/``. Venv mode installs it into the configured interpreter's environment
+without moving any package that environment has (torch, transformers, vLLM, ...: pip is
+constrained to its own ``pip list --format=freeze``): its missing dependencies first, then the
+wheel itself (``--no-deps --force-reinstall``). The installed package's files are then hashed on the host and
+must equal this one's. Docker mode does the same inside the throwaway container
+(``scripts/upsample_prompt.sh``, ``COSMOS_WORKFLOW_PIP``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import inspect
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cosmos_workflow
+from cosmos_workflow.errors import ConfigError, RemoteError
+from cosmos_workflow.executors.remote.ssh import Connection
+from cosmos_workflow.executors.remote.transfer import RemoteDir
+
+log = logging.getLogger("cosmos_workflow")
+
+
+def tree_hash(package: Path) -> str:
+    """sha256 over the package's files (relative path and content), caches excluded."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+#: run by the host's interpreter: the hash of the cosmos_workflow it imports, without importing it
+#: (program text from this module, never user data)
+HOST_HASH_SCRIPT = (
+    "import hashlib, importlib.util, sys\nfrom pathlib import Path\n"
+    + inspect.getsource(tree_hash)
+    + "\nspec = importlib.util.find_spec('cosmos_workflow')\n"
+    "sys.exit(3) if spec is None or spec.origin is None else print(tree_hash(Path(spec.origin).parent))\n"
+)
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """The wheel of this cosmos-workflow and the hash of its package files."""
+
+    path: Path
+    code_hash: str
+
+    @property
+    def remote_dir(self) -> str:
+        """Its folder under remote_dir."""
+        return f"code/{self.code_hash[:16]}"
+
+    @property
+    def remote_path(self) -> str:
+        return f"{self.remote_dir}/{self.path.name}"
+
+
+def source_checkout() -> Path:
+    """The checkout this cosmos-workflow runs from (its wheel is built from there)."""
+    root = Path(cosmos_workflow.__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        raise ConfigError(
+            "--remote ships this cosmos-workflow to the host as a wheel built from its source "
+            "checkout, and none was found; run it from a checkout (pip install -e .)"
+        )
+    return root
+
+
+def build_wheel(cache: Path) -> Wheel:
+    """The wheel of this checkout, built once per content (``cache/wheels/<hash>/``)."""
+    root = source_checkout()
+    code_hash = tree_hash(root / "cosmos_workflow")
+    target = cache / "wheels" / code_hash[:16]
+    built = sorted(target.glob("cosmos_workflow-*.whl"))
+    if built:
+        return Wheel(built[0], code_hash)
+    with tempfile.TemporaryDirectory(prefix="cosmos-wheel-") as tmp:
+        source = Path(tmp) / "src"
+        _copy_source(root, source)
+        _pip_wheel(source, Path(tmp) / "out")
+        [wheel] = sorted((Path(tmp) / "out").glob("cosmos_workflow-*.whl"))
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.move(wheel, target / wheel.name)
+    return Wheel(target / wheel.name, code_hash)
+
+
+def _copy_source(root: Path, source: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(root / "cosmos_workflow", source / "cosmos_workflow", ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (root / name).is_file():
+            shutil.copy2(root / name, source / name)
+
+
+def _pip_wheel(source: Path, out: Path) -> None:
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)]
+    if importlib.util.find_spec("setuptools") is not None:
+        command.insert(4, "--no-build-isolation")  # offline: this environment's setuptools builds it
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"could not build the cosmos-workflow wheel for the host: {tail}")
+
+
+def core_requirements() -> list[str]:
+    """This version's own requirements, extras left out (what the wheel needs on the host)."""
+    requires = importlib.metadata.requires("cosmos-workflow") or []
+    return [r for r in requires if "extra ==" not in r]
+
+
+def installed_hash(connection: Connection, python: str) -> str | None:
+    """The hash of the cosmos_workflow the host's interpreter imports, or None without one."""
+    result = connection.run([python, "-c", HOST_HASH_SCRIPT], check=False, timeout=120)
+    if result.returncode == 127:
+        raise RemoteError(
+            f"{python} not found on the host; set [remote] python (cosmos-workflow remote check)"
+        )
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def install_in_venv(connection: Connection, folder: RemoteDir, python: str, wheel: Wheel) -> bool:
+    """Make ``python`` on the host import exactly this cosmos-workflow; False when it already did."""
+    if installed_hash(connection, python) == wheel.code_hash:
+        return False
+    log.info("installing cosmos-workflow %s in %s on the host", cosmos_workflow.__version__, python)
+    folder.upload_as(wheel.path, wheel.remote_path)
+    # every package the environment has stays at its version (as upsample_prompt.sh does in a container)
+    freeze = [python, "-m", "pip", "list", "--format=freeze", "--exclude", "cosmos-workflow"]
+    folder.write_bytes(
+        f"{wheel.remote_dir}/constraints.txt", connection.run(freeze, timeout=300).stdout.encode()
+    )
+    # pip reads a requirement's ';' as a marker: name the wheel relative to its own folder
+    here = folder.path(wheel.remote_dir)
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location"]
+    requirements = core_requirements()
+    if requirements:
+        connection.run([*pip, "-c", "constraints.txt", *requirements], timeout=3600, cwd=here)
+    wheel_file = f"./{wheel.path.name}"
+    connection.run([*pip, "--no-deps", "--force-reinstall", wheel_file], timeout=900, cwd=here)
+    if installed_hash(connection, python) != wheel.code_hash:
+        raise RemoteError(
+            f"{python} on the host still imports another cosmos-workflow after installing the wheel; "
+            "is an older copy earlier on its sys.path (PYTHONPATH)?"
+        )
+    return True
