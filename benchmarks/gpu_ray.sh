@@ -4,7 +4,7 @@
 # local executor on one GPU (Ray's overhead). hf engine, full-size Pixtral-12B architecture with
 # random weights. Run on a host with N GPUs, from the repository root, with the ray extra installed:
 #
-#   bash benchmarks/gpu_ray.sh              # REQUESTS=256 ACTORS=2 BATCH=64 OUT=/tmp/gpu_ray
+#   bash benchmarks/gpu_ray.sh              # REQUESTS=256 ACTORS=2 BATCH=64 COMPILE=false OUT=/tmp/gpu_ray
 #
 # Prints, per run, wall time from process start to exit; the CLI's own summary (items/s) is in the
 # logs under $OUT. Records go to $OUT/<run>.json.
@@ -14,6 +14,7 @@ PY=${PY:-python3}
 REQUESTS=${REQUESTS:-256}
 ACTORS=${ACTORS:-2}
 BATCH=${BATCH:-64}
+COMPILE=${COMPILE:-false}
 OUT=${OUT:-/tmp/gpu_ray}
 mkdir -p "$OUT"
 
@@ -22,7 +23,7 @@ mkdir -p "$OUT"
 
 common=(upsample-prompts "$OUT/prompts.json" --engine hf --model pixtral-12b-random --batch-size "$BATCH"
         --engine-option static_cache=true --engine-option batch_bucket=128 --engine-option ignore_eos=true
-        --no-clips --force)
+        --engine-option "compile=$COMPILE" --no-clips --force)
 
 timed() {  # name, command...
     local name=$1 start end
