@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cosmos_workflow.engines import EncodedRequest
-from tests.sshd import docker_image, known_hosts, remote_config, remote_python, sshd  # noqa: F401  (fixtures)
 from tests.videos import bad_videos, small_video, video_factory  # noqa: F401  (fixtures)
+
+# the remote fixtures need the remote extra (paramiko); scripts/ci/version_matrix.sh's environments
+# hold the core dependencies only and run no remote test
+if importlib.util.find_spec("paramiko") is not None:
+    from tests.sshd import docker_image, known_hosts, remote_config, remote_python, sshd  # noqa: F401
 
 
 @pytest.fixture(scope="session")
