@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,32 +73,7 @@ class Shot:
 
 
 def shot_from_record(record: UpsampleRecord) -> Shot:
-    return Shot(
-        name=record.name,
-        original_prompt=record.original_prompt,
-        upsampled_prompt=record.upsampled_prompt,
-        status=record.status,
-        warning=record.warning,
-        error=record.error,
-        video_path=record.video_path,
-        preprocessed_video=record.preprocessed_video,
-        frame_indices=list(record.frame_indices),
-        width=record.width,
-        height=record.height,
-        source_width=record.source_width,
-        source_height=record.source_height,
-        image_tokens=record.image_tokens,
-        text_tokens=record.text_tokens,
-        completion_tokens=record.completion_tokens,
-        max_tokens=record.max_tokens,
-        max_model_len=record.max_model_len,
-        finish_reason=record.finish_reason,
-        plan_changes=list(record.plan_changes),
-        model=record.model,
-        engine=record.engine,
-        sampling=dict(record.sampling),
-        timestamp=record.timestamp,
-    )
+    return Shot(**record.model_dump(include=_shot_fields()))
 
 
 def shot_from_spec(stored: StoredSpec) -> Shot:
@@ -107,31 +82,19 @@ def shot_from_spec(stored: StoredSpec) -> Shot:
     if params is None:
         return _unparameterised_spec(stored)
     return Shot(
+        **params.model_dump(include=_shot_fields()),  # the run's figures, field for field
         name=spec.name,
         original_prompt=spec.prompt,
         upsampled_prompt=spec.upsampled_prompt,
-        status=params.status,
         warning=params.video_note,
-        video_path=params.video_path,
-        preprocessed_video=params.preprocessed_video,
-        frame_indices=list(params.frame_indices),
-        width=params.width,
-        height=params.height,
-        source_width=params.source_width,
-        source_height=params.source_height,
-        image_tokens=params.image_tokens,
-        text_tokens=params.text_tokens,
-        completion_tokens=params.completion_tokens,
-        max_tokens=params.max_tokens,
-        max_model_len=params.max_model_len,
-        finish_reason=params.finish_reason,
-        plan_changes=list(params.plan_changes),
-        model=params.model,
-        engine=params.engine,
-        sampling=dict(params.sampling),
         timestamp=spec.upsampled_at.isoformat() if spec.upsampled_at else None,
         source_file=str(stored.path),
     )
+
+
+def _shot_fields() -> set[str]:
+    """What a shot shares, by name, with the records it is read from."""
+    return {f.name for f in fields(Shot)}
 
 
 def _unparameterised_spec(stored: StoredSpec) -> Shot:
