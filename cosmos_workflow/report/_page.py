@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from typing import TYPE_CHECKING
 
 from cosmos_workflow import __version__
 from cosmos_workflow.errors import ReportError
@@ -24,6 +23,9 @@ from cosmos_workflow.files import write_text_atomic
 from cosmos_workflow.report._shots import Shot
 from cosmos_workflow.report._summary import Budget, Summary, budget_of
 from cosmos_workflow.report._thumbnails import Frames
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ def make_card(number: int, shot: Shot, frames: Frames) -> Card:
 
 @cache
 def _environment() -> Environment:
+    from jinja2 import Environment, PackageLoader, StrictUndefined  # only when a page is made
+
     return Environment(
         loader=PackageLoader("cosmos_workflow.report", "templates"),
         autoescape=True,
