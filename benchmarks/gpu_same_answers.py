@@ -53,10 +53,14 @@ FAST: dict[str, str | int | float | bool | None] = {
 VARIANTS: dict[str, dict[str, str | int | float | bool | None]] = {
     "stock": STOCK_OPTIONS,
     "stock_again": STOCK_OPTIONS,
-    "static_eager_sdpa": {**FAST, "compile": False, "decode_attention": "sdpa"},
-    "static_eager_flex": {**FAST, "compile": False, "decode_attention": "flex"},
-    "fast_sdpa": {**FAST, "compile": True, "decode_attention": "sdpa"},
-    "fast_flex": {**FAST, "compile": True, "decode_attention": "flex"},
+    "static_eager_sdpa": {**FAST, "compile": False, "decode_attention": "sdpa", "decode_loop": False},
+    "static_eager_flex": {**FAST, "compile": False, "decode_attention": "flex", "decode_loop": False},
+    "fast_sdpa": {**FAST, "compile": True, "decode_attention": "sdpa", "decode_loop": False},
+    "fast_flex": {**FAST, "compile": True, "decode_attention": "flex", "decode_loop": False},
+    # the engine's own decoding loop (decode_loop.py), what runs by default
+    "loop_eager_flex": {**FAST, "compile": False, "decode_attention": "flex"},
+    "loop_sdpa": {**FAST, "compile": True, "decode_attention": "sdpa"},
+    "loop_flex": {**FAST, "compile": True, "decode_attention": "flex"},
 }
 
 
@@ -94,7 +98,15 @@ def greedy(engine: Any, batch: Sequence[EncodedRequest], max_tokens: int, margin
     tensors = hf_batch_tensors(batch, PAD_ID, bucket=engine.options.batch_bucket)
     inputs = {name: tensor.to(model.device) for name, tensor in tensors.items()}
     inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    kwargs = engine._generate_kwargs(SamplingParams(temperature=0.0, max_tokens=max_tokens))
+    sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    if engine.options.decode_loop:  # the engine's own loop: its tokens, no logits kept
+        synchronize()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            tokens = engine._decode(inputs, sampling)
+        synchronize()
+        return {"seconds": time.perf_counter() - started, "tokens": tokens}
+    kwargs = engine._generate_kwargs(sampling)
     synchronize()
     started = time.perf_counter()
     with torch.inference_mode():
@@ -153,7 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--model", default=MODEL, help="tiny-random runs the script's logic on a CPU")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; stock is always run")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated; the reference is always run"
+    )
+    parser.add_argument(
+        "--reference",
+        default="stock",
+        help="the variant the others are compared with (one through generate: its logit gaps are kept)",
+    )
     parser.add_argument("--compile-cache", default="default", help="engine option compile_cache")
     parser.add_argument(
         "--float32",
@@ -181,9 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     batch = capture.requests
     results: dict[str, Any] = {"prompt_tokens": [r.num_tokens for r in batch], "variants": {}}
-    reference = greedy(engine, batch, args.max_tokens, margins=True)
-    results["variants"]["stock"] = {"seconds": reference["seconds"]}
-    for name in [v for v in args.variants.split(",") if v != "stock"]:
+    base = engine.with_options(
+        {**VARIANTS[args.reference], "ignore_eos": True, "compile_cache": args.compile_cache}
+    )
+    reference = greedy(base, batch, args.max_tokens, margins=True)
+    results["reference"] = args.reference
+    results["variants"][args.reference] = {"seconds": reference["seconds"]}
+    for name in [v for v in args.variants.split(",") if v != args.reference]:
         variant = engine.with_options(
             {**VARIANTS[name], "ignore_eos": True, "compile_cache": args.compile_cache}
         )
@@ -200,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = figures.get("requests", [])
         same = sum(r["identical"] for r in rows)
         print(
-            f"SAME {name}: {same}/{len(rows)} requests token-identical to stock "
+            f"SAME {name}: {same}/{len(rows)} requests token-identical to {args.reference} "
             f"{[r.get('first_difference') for r in rows]} {figures.get('error', '')}",
             flush=True,
         )

@@ -428,64 +428,85 @@ def decode_step(engine: Any, batch: Sequence[EncodedRequest], tokens: int) -> di
     return figures | {"call_s": full, "prefill_s": prefill, "step_s": (full - prefill) / (tokens - 1)}
 
 
-def profile_decode(engine: Any, batch: Sequence[EncodedRequest], path: Path) -> dict[str, Any]:
-    """Kernel times of 6 decoding steps (after 4 unrecorded ones) of one batch; the table goes to ``path``.
+def profile_decode(
+    engine: Any, batch: Sequence[EncodedRequest], out: Path, steps: int = 16
+) -> dict[str, Any]:
+    """GPU time of one decoding step, kernel by kernel, and of the prefill.
 
-    Calls ``generate`` directly so that a logits processor can step the profiler once per token.
+    Two profiled calls of the batch through the engine (whichever loop it uses): one with a
+    1-token answer (the prefill) and one with ``steps + 1`` tokens; a step is their difference
+    divided by ``steps``. Each call runs once unprofiled first. The tables go to ``out``. A step's
+    GPU time against its wall time (``decode.step_s``) shows the host time the GPU waits for.
     """
     import torch
-    from torch.profiler import ProfilerActivity, profile, schedule
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from torch.profiler import ProfilerActivity, profile
 
-    from cosmos_workflow.engines.hf import PAD_ID, hf_batch_tensors
-
-    model = engine._model
-    tensors = hf_batch_tensors(batch, PAD_ID, bucket=engine.options.batch_bucket)
-    inputs = {name: tensor.to(model.device) for name, tensor in tensors.items()}
-    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    activities = (
-        [ProfilerActivity.CPU, ProfilerActivity.CUDA] if torch.cuda.is_available() else [ProfilerActivity.CPU]
-    )
-    with profile(activities=activities, schedule=schedule(wait=2, warmup=2, active=6, repeat=1)) as prof:
-
-        class Step(LogitsProcessor):
-            def __call__(self, input_ids: Any, scores: Any) -> Any:
-                prof.step()
-                return scores
-
-        with torch.inference_mode():
-            model.generate(
-                **inputs,
-                **engine._generate_kwargs(SamplingParams(max_tokens=12)),
-                logits_processor=LogitsProcessorList([Step()]),
-            )
-    sort = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
-    table = prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=90)
-    path.write_text(table)
-    print(table, flush=True)
-    events = prof.key_averages()
-    device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
-    return {"steps": 6, "device_ms_per_step": device_us / 6 / 1000, "table": str(path)}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    kernels: dict[int, dict[str, float]] = {}
+    for tokens in (1, steps + 1):
+        time_generate(engine, batch, tokens)
+        with profile(activities=activities) as prof:
+            time_generate(engine, batch, tokens)
+        kernels[tokens] = {e.key: float(getattr(e, "self_device_time_total", 0)) for e in prof.key_averages()}
+        sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=90)
+        (out / f"profile_{tokens}_tokens.txt").write_text(table)
+    prefill, full = kernels[1], kernels[steps + 1]
+    step_us = {name: (full[name] - prefill.get(name, 0.0)) / steps for name in full}
+    top = sorted(step_us.items(), key=lambda item: -item[1])[:15]
+    figures = {
+        "steps": steps,
+        "prefill_device_ms": sum(prefill.values()) / 1000,
+        "device_ms_per_step": sum(step_us.values()) / 1000,
+        "step_kernels_us": {name[:90]: round(us, 1) for name, us in top},
+        "prefill_kernels_us": {
+            name[:90]: round(us, 1) for name, us in sorted(prefill.items(), key=lambda item: -item[1])[:15]
+        },
+    }
+    print(f"[profile] {json.dumps(figures, indent=1)}", flush=True)
+    return figures
 
 
 ABLATIONS: dict[str, dict[str, str | int | float | bool | None]] = {
+    # through transformers' generate (decode_loop=false), as before issue 16 item 3
     "dynamic_eager_sdpa": {"static_cache": False, "compile": False, "gqa_decode": False},
-    "static_eager_sdpa": {"static_cache": True, "compile": False, "gqa_decode": False},
-    "static_eager_gqa": {"static_cache": True, "compile": False, "gqa_decode": True},
-    "static_compiled_sdpa": {"static_cache": True, "compile": True, "gqa_decode": False},
+    "static_eager_sdpa": {"static_cache": True, "compile": False, "gqa_decode": False, "decode_loop": False},
+    "static_eager_gqa": {"static_cache": True, "compile": False, "gqa_decode": True, "decode_loop": False},
+    "static_compiled_sdpa": {
+        "static_cache": True,
+        "compile": True,
+        "gqa_decode": False,
+        "decode_loop": False,
+    },
     "static_compiled_gqa": {
         "static_cache": True,
         "compile": True,
         "gqa_decode": True,
         "decode_attention": "sdpa",
+        "decode_loop": False,
     },
     "static_eager_flex": {
         "static_cache": True,
         "compile": False,
         "gqa_decode": True,
         "decode_attention": "flex",
+        "decode_loop": False,
     },
     "static_compiled_flex": {
+        "static_cache": True,
+        "compile": True,
+        "gqa_decode": True,
+        "decode_attention": "flex",
+        "decode_loop": False,
+    },
+    # the engine's own decoding loop (decode_loop.py; the default)
+    "loop_compiled_gqa": {
+        "static_cache": True,
+        "compile": True,
+        "gqa_decode": True,
+        "decode_attention": "sdpa",
+    },
+    "loop_compiled_flex": {
         "static_cache": True,
         "compile": True,
         "gqa_decode": True,
@@ -535,6 +556,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("sdpa", "flex"),
         default="flex",
         help="the fast path's decoding-step attention (engine option decode_attention)",
+    )
+    parser.add_argument(
+        "--decode-loop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the fast path decodes with the engine's own loop (engine option decode_loop), else generate",
     )
     parser.add_argument(
         "--compile-cache",
@@ -603,6 +630,7 @@ def fast_options(args: argparse.Namespace) -> dict[str, str | int | float | bool
         "batch_bucket": args.bucket,
         "gqa_decode": True,
         "decode_attention": args.decode_attention,
+        "decode_loop": args.decode_loop,
         "compile": True,
         "compile_cache": args.compile_cache,
         "ignore_eos": True,
@@ -744,7 +772,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     longest = max(int(results.get("baseline", {}).get("prompt_tokens", {}).get("max", 1100)), 1100)
     auto = fast.max_batch_size(longest, args.max_tokens)
     results["auto_batch_size"] = {"prompt_tokens": longest, "estimate": auto}
-    batch = max(1, min(auto, args.requests) // 8 * 8) if args.batch_size == "auto" else int(args.batch_size)
+    # as the runner's 'auto' does: as few batches as fit, of equal size
+    batch = (
+        -(-args.requests // -(-args.requests // auto)) if args.batch_size == "auto" else int(args.batch_size)
+    )
     print(f"[batch] free-memory estimate {auto} for {longest}-token prompts; using {batch}", flush=True)
 
     if not args.no_warmup:
@@ -773,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(results), flush=True)
 
     if args.profile:
-        results["profile"] = profile_decode(fast, last, args.out / "decode_profile.txt")
+        results["profile"] = profile_decode(fast, last, args.out)
         results.save()
 
     if args.ablations:

@@ -128,7 +128,7 @@ class Runner:
         done: dict[str, UpsampleRecord] = {}
         sendable = [j for j in jobs if j.plan.fits]
         if sendable:
-            self.size_batches(max(j.plan.total_tokens for j in sendable))
+            self.size_batches(max(j.plan.total_tokens for j in sendable), len(sendable))
         for job in jobs:
             if not job.plan.fits:
                 done[job.key] = self._record(job, None)
@@ -148,15 +148,18 @@ class Runner:
         if self.journal is not None:
             self.journal.append(records)
 
-    def size_batches(self, longest: int) -> None:
+    def size_batches(self, longest: int, count: int | None = None) -> None:
         """With ``batch_size`` 'auto': what fits the engine's free memory for the longest planned
-        request (``longest`` prompt tokens; 8 if the engine cannot say)."""
+        request (``longest`` prompt tokens; 8 if the engine cannot say), evened out over ``count``
+        requests when known: as few batches as fit, of equal size (1024 requests where 335 fit:
+        4 of 256, not 3 of 335 and one of 19, a shape the GPU would compile again for)."""
         if self.options.batch_size != "auto":
             return
         estimate = getattr(self.engine, "max_batch_size", None)
-        size = int(estimate(longest, self.options.sampling.max_tokens)) if callable(estimate) else 8
-        log.info("batch size %d (auto, for requests of up to %d prompt tokens)", size, longest)
-        self.batch_size = max(1, size)
+        fits = max(1, int(estimate(longest, self.options.sampling.max_tokens)) if callable(estimate) else 8)
+        size = -(-count // -(-count // fits)) if count else fits
+        log.info("batch size %d (auto: %d fit for requests of up to %d prompt tokens)", size, fits, longest)
+        self.batch_size = size
 
     def _prepared_batches(self, pool: ThreadPoolExecutor, jobs: list[Job]) -> Iterator[list[Job]]:
         """Length-sorted batches whose preprocessing runs ``prefetch_batches`` ahead of the model."""

@@ -46,8 +46,20 @@ def engine(tiny_model: Path) -> Iterator[HFEngine]:
         },
         {"gqa_decode": True, "decode_attention": "flex"},
         {"gqa_decode": True, "decode_attention": "flex", "static_cache": True, "batch_bucket": 64},
+        {"static_cache": True, "decode_loop": False},
+        {"static_cache": True, "gqa_decode": False, "batch_bucket": 16},
+        {"static_cache": True, "decode_attention": "flex", "batch_bucket": 64},
     ],
-    ids=["gqa-decode", "chunked", "all-with-static-cache", "flex-decode", "flex-decode-static-cache"],
+    ids=[
+        "gqa-decode",
+        "chunked",
+        "all-with-static-cache",
+        "flex-decode",
+        "flex-decode-static-cache",
+        "static-cache-through-generate",
+        "own-loop-stock-sdpa",
+        "own-loop-flex",
+    ],
 )
 def test_speed_options_do_not_change_greedy_answers(
     tiny_model: Path, requests: list[EncodedRequest], stock_texts: list[str], options: dict[str, bool | int]
@@ -192,3 +204,42 @@ def test_a_model_built_in_place_matches_a_normally_built_one(requests: list[Enco
         results = engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=4))
     assert [r.completion_tokens for r in results] == [4, 4, 4]
     assert engine.tokenizer_path is None
+
+
+def test_the_own_decoding_loop_samples_as_generate_does(
+    tiny_model: Path, requests: list[EncodedRequest]
+) -> None:
+    """Seeded temperature and top-p sampling: the same random draws, so the same answers."""
+    sampling = SamplingParams(temperature=0.8, top_p=0.9, max_tokens=12, seed=5)
+    texts = {}
+    for own in (True, False):
+        options = {"static_cache": True, "decode_loop": own}
+        with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+            texts[own] = [g.text for g in engine.generate(requests, sampling)]
+
+    assert texts[True] == texts[False]
+    assert len(set(texts[True])) == 3
+
+
+def test_the_own_decoding_loop_does_not_call_generate_and_stops_when_every_answer_has_ended(
+    tiny_model: Path, requests: list[EncodedRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cosmos_workflow.engines.hf.decode_loop import CHECK_EVERY
+
+    with load(EngineConfig(model=str(tiny_model), options={"static_cache": True})) as engine:
+        model = engine._model
+        monkeypatch.setattr(model, "generate", lambda **_: pytest.fail("generate was called"))
+        head = model.lm_head
+        steered = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+        with torch.no_grad():
+            steered.weight.zero_()
+            steered.bias.zero_()
+            steered.bias[EOS_ID] = 10.0
+        model.lm_head = steered
+        calls: list[int] = []
+        model.register_forward_hook(lambda _m, args, kwargs, _o: calls.append(1), with_kwargs=True)
+
+        results = engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=100))
+
+    assert [(r.finish_reason, r.completion_tokens) for r in results] == [("stop", 1)] * 3
+    assert len(calls) == CHECK_EVERY  # the prefill, then steps until the first check

@@ -310,19 +310,29 @@ def test_unexpected_preprocessing_failure_is_an_item_error(tmp_path: Path, items
 class SizedEngine(FakeEngine):
     """Says how many requests fit, as the hf engine does from free GPU memory."""
 
+    def __init__(self, fits: int) -> None:
+        super().__init__()
+        self.fits = fits
+
     def max_batch_size(self, prompt_tokens: int, max_tokens: int) -> int:
         self.asked = (prompt_tokens, max_tokens)
-        return 3
+        return self.fits
 
 
-def test_auto_batch_size_asks_the_engine(tmp_path: Path) -> None:
-    items = [BatchItem(name=f"i{n}", prompt=f"prompt number {n}") for n in range(7)]
-    engine = SizedEngine()
+@pytest.mark.parametrize(
+    ("requests", "fits", "batches"),
+    [(7, 3, [3, 3, 1]), (10, 9, [5, 5]), (12, 5, [4, 4, 4]), (4, 9, [4])],
+)
+def test_auto_batch_size_asks_the_engine_and_evens_the_batches_out(
+    tmp_path: Path, requests: int, fits: int, batches: list[int]
+) -> None:
+    items = [BatchItem(name=f"i{n}", prompt=f"prompt number {n}") for n in range(requests)]
+    engine = SizedEngine(fits)
     api.upsample(
         items,
         options(tmp_path, batch_size="auto"),
         output=tmp_path / "o.json",
         executor=LocalExecutor(engine),
     )
-    assert [len(b) for b in engine.batches] == [3, 3, 1]
+    assert [len(b) for b in engine.batches] == batches
     assert engine.asked[1] == 300 and engine.asked[0] >= 7

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors, round_up
 from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
+from cosmos_workflow.engines.hf.decode_loop import Stops, decoder_for
 from cosmos_workflow.engines.hf.device import (
     GPU_RESERVE_BYTES,
     free_cuda,
@@ -74,8 +75,8 @@ class HFEngine(Engine):
 
         Each needs its KV cache (static: the bucketed prompt plus the answer) and its share of
         the prefill activations (hidden states and residuals, q/k/v and the 4x K/V copy SDPA
-        makes; the MLPs run in ``prefill_chunk`` pieces). Counted against the memory free now,
-        less a fixed reserve.
+        makes; the MLPs run in ``prefill_chunk`` pieces). Counted against the memory free now (plus
+        the KV cache the last batch left, which a batch of another shape replaces), less a fixed reserve.
         On the CPU there is no such limit that matters; 8 is returned.
         """
         self._require_open()
@@ -91,6 +92,7 @@ class HFEngine(Engine):
         act_per_token = (6 * text.hidden_size + 4 * text.num_attention_heads * head_dim) * 2
         per_request = (tokens + max_tokens) * kv_per_token + tokens * act_per_token
         free, _ = torch.cuda.mem_get_info(self.device)
+        free += decoder_for(self._model).cache_bytes()  # the last batch's cache goes if the shape changes
         return max(1, int((free - GPU_RESERVE_BYTES) // per_request))
 
     @property
@@ -147,10 +149,11 @@ class HFEngine(Engine):
             inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
         try:
             with torch.inference_mode(), self._seeded(sampling.seed):
-                output = self._model.generate(**inputs, **self._generate_kwargs(sampling))
+                new_tokens = self._decode(inputs, sampling)
         except (RuntimeError, ValueError) as exc:
             if is_out_of_memory(exc, torch):
                 del inputs
+                decoder_for(self._model).close()
                 release_failed_call(exc, torch)
                 tokens = int(batch["attention_mask"].sum())
                 raise GPUOutOfMemoryError(
@@ -161,10 +164,23 @@ class HFEngine(Engine):
                 f"transformers generate failed on a batch of {len(requests)}: {exc}; rerun with "
                 "--batch-size 1 to find the request that triggers it"
             ) from exc
-        new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
         return [
             self._to_generation(r, tokens, sampling) for r, tokens in zip(requests, new_tokens, strict=True)
         ]
+
+    def _decode(self, inputs: dict[str, Any], sampling: SamplingParams) -> list[list[int]]:
+        """Each request's answer tokens: through the engine's own loop (``decode_loop``) or
+        transformers' ``generate``."""
+        if not self.options.decode_loop:
+            output = self._model.generate(**inputs, **self._generate_kwargs(sampling))
+            new_tokens: list[list[int]] = output[:, inputs["input_ids"].shape[1] :].tolist()
+            return new_tokens
+        stops = Stops(eos_id=self._tokenizer.eos_id, pad_id=PAD_ID, ignore_eos=self.options.ignore_eos)
+        compiled = self.options.compile and self.device.type == "cuda"
+        flex = self.options.gqa_decode and self.options.decode_attention == "flex"
+        tokens = decoder_for(self._model).decode(inputs, sampling, stops, compiled=compiled, flex=flex)
+        answers: list[list[int]] = tokens.tolist()
+        return answers
 
     def _generate_kwargs(self, sampling: SamplingParams) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -216,6 +232,7 @@ class HFEngine(Engine):
     def close(self) -> None:
         if self._model is None:
             return
+        decoder_for(self._model).close()
         self._model = None
         import torch
 

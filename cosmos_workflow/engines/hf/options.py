@@ -23,6 +23,7 @@ KNOWN_OPTIONS = (
     "vision_chunk",
     "prefill_chunk",
     "ignore_eos",
+    "decode_loop",
 )
 
 
@@ -42,6 +43,9 @@ class HFOptions:
     own settings alone.
     ``vision_chunk``: at most this many image patches per vision-tower call.
     ``prefill_chunk``: the decoder's norms and MLPs take at most this many tokens at a time.
+    ``decode_loop``: with ``static_cache``, decode with the engine's own loop (``decode_loop.py``:
+    no per-step host synchronisation, the next token chosen on the device) instead of
+    transformers' ``generate``; on by default wherever the cache is static.
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -55,6 +59,7 @@ class HFOptions:
     vision_chunk: int = 4096
     prefill_chunk: int = 16384
     ignore_eos: bool = False
+    decode_loop: bool = False
 
     @classmethod
     def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
@@ -76,6 +81,7 @@ class HFOptions:
             vision_chunk=_as_int(options.get("vision_chunk"), default=4096, name="vision_chunk"),
             prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
             ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
+            decode_loop=static and _as_bool(options.get("decode_loop"), default=True, name="decode_loop"),
         )
 
 

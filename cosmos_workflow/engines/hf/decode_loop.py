@@ -1,0 +1,221 @@
+"""The engine's own decoding loop (``decode_loop=true``): transformers' model, not its ``generate``.
+
+``generate`` pays host time at every decoding step that the GPU waits for: it rebuilds the step's
+mask, runs its logits processors and stopping checks in Python, and asks the GPU whether every
+answer has ended (a synchronisation) before it launches the next step. With a static cache and a
+compiled, CUDA-graphed forward that host time was a third of each step on an H200.
+
+Here a batch is: one prefill (eager, as ``generate`` does it), then one call per token of the same
+compiled forward ``generate`` uses (``model.get_compiled_call``), with everything around it kept
+on the GPU and launched ahead of it:
+
+- the static KV cache is made once per batch shape and reset in place for the next batch of the
+  same shape (the CUDA graphs recorded on its buffers stay valid);
+- the step's mask is a (batch, cache slots) tensor updated in place (one slot a step); for
+  ``decode_attention=flex`` it becomes the block mask of the filled blocks (flex_decode);
+- the token is chosen on the GPU (greedy, or temperature and top-p sampling as ``generate`` does),
+  finished answers are padded there;
+- the host asks whether every answer has ended once every :data:`CHECK_EVERY` steps only, so it
+  runs ahead of the GPU instead of waiting for it.
+
+With greedy decoding the answers are those of ``generate`` token for token (tested on the CPU;
+BENCHMARKS.md for the GPU): the same forward, the same positions and masks, the same choice.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cosmos_workflow.engines.base import SamplingParams
+
+if TYPE_CHECKING:
+    import torch
+
+#: the host checks whether every answer has ended once per this many steps
+CHECK_EVERY = 16
+
+
+@dataclass(frozen=True)
+class Stops:
+    """How answers end: the EOS and padding ids, and whether EOS is suppressed (``ignore_eos``)."""
+
+    eos_id: int
+    pad_id: int
+    ignore_eos: bool = False
+
+
+def decoder_for(model: Any) -> StaticDecoder:
+    """The model's decoder: one per loaded model, shared by every engine made on it with
+    ``with_options``, so that two engines never hold two KV caches."""
+    decoder = getattr(model, "_cosmos_decoder", None)
+    if decoder is None:
+        decoder = StaticDecoder(model)
+        model._cosmos_decoder = decoder
+    return decoder
+
+
+class StaticDecoder:
+    """Decodes batches on one loaded model with a static KV cache kept across batches of one shape."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._cache: Any = None
+        self._cache_shape: tuple[int, int] | None = None
+        parameters = inspect.signature(model.forward).parameters
+        # transformers 5.2x names the cache argument ``cache``, 5.17 ``past_key_values``
+        self._cache_name = "cache" if "cache" in parameters else "past_key_values"
+
+    def decode(
+        self, inputs: dict[str, Any], sampling: SamplingParams, stops: Stops, *, compiled: bool, flex: bool
+    ) -> torch.Tensor:
+        """Answer tokens (batch, ``sampling.max_tokens``) on the model's device, padded after EOS.
+
+        ``compiled``: decoding steps through the compiled forward (CUDA graphs); ``flex``: their
+        attention reads a block mask of the filled cache blocks (decode_attention=flex).
+        """
+        import torch
+
+        mask = inputs["attention_mask"]
+        batch, prompt = mask.shape
+        cache = self._static_cache(batch, prompt + sampling.max_tokens)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        prefill = self._model(
+            **inputs,
+            position_ids=positions,
+            logits_to_keep=1,
+            use_cache=True,
+            **{self._cache_name: cache},
+        )
+        allowed = torch.zeros((batch, prompt + sampling.max_tokens), dtype=torch.bool, device=mask.device)
+        allowed[:, :prompt] = mask.bool()
+        state = _Answers(batch, sampling.max_tokens, stops, mask.device)
+        token = state.record(0, choose(prefill.logits[:, -1, :].float(), sampling, stops))
+        del prefill
+        forward = self._forward(compiled)
+        last = positions[:, -1]
+        for step in range(1, sampling.max_tokens):
+            if step % CHECK_EVERY == 0 and not stops.ignore_eos and state.all_ended():
+                break
+            allowed[:, prompt + step - 1] = True
+            mask = _block_mask(allowed) if flex else allowed[:, None, None, :]
+            logits = self._step(forward, token, last + step, mask, cache, compiled=compiled)
+            token = state.record(step, choose(logits, sampling, stops))
+        return state.tokens
+
+    def _static_cache(self, batch: int, length: int) -> Any:
+        """The batch's KV cache: the last one reset when the shape is the same, else a new one."""
+        if self._cache is not None and self._cache_shape == (batch, length):
+            self._cache.reset()
+            return self._cache
+        from transformers import StaticCache
+
+        self._cache = None  # let the old buffers go before the new ones are made
+        self._cache = StaticCache(
+            config=self._model.config.get_text_config(decoder=True), max_cache_len=length
+        )
+        self._cache_shape = (batch, length)
+        return self._cache
+
+    def _forward(self, compiled: bool) -> Any:
+        if not compiled:
+            return self._model
+        return self._model.get_compiled_call(self._model.generation_config.compile_config)
+
+    def _step(
+        self,
+        forward: Any,
+        token: torch.Tensor,
+        position: torch.Tensor,
+        mask: Any,
+        cache: Any,
+        *,
+        compiled: bool,
+    ) -> torch.Tensor:
+        import torch
+
+        if compiled:
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+        output = forward(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=position[:, None],
+            use_cache=True,
+            **{self._cache_name: cache},
+        )
+        logits: torch.Tensor = output.logits[:, -1, :].float()  # a copy: the graph's output is reused
+        return logits
+
+    def cache_bytes(self) -> int:
+        """GPU memory the KV cache kept for the next batch holds (free for a batch of another shape)."""
+        if self._cache is None:
+            return 0
+        held = [getattr(layer, name, None) for layer in self._cache.layers for name in ("keys", "values")]
+        return sum(t.numel() * t.element_size() for t in held if t is not None)
+
+    def close(self) -> None:
+        """Let the KV cache go (the next batch makes a new one)."""
+        self._cache = None
+        self._cache_shape = None
+
+
+def _block_mask(allowed: torch.Tensor) -> Any:
+    from cosmos_workflow.engines.hf.flex_decode import filled_block_mask
+
+    return filled_block_mask(allowed)
+
+
+class _Answers:
+    """The answer tokens of a batch, on the device, and which answers are still going."""
+
+    def __init__(self, batch: int, max_tokens: int, stops: Stops, device: Any) -> None:
+        import torch
+
+        self.stops = stops
+        self.tokens = torch.full((batch, max_tokens), stops.pad_id, dtype=torch.long, device=device)
+        self.going = torch.ones(batch, dtype=torch.bool, device=device)
+
+    def record(self, step: int, chosen: torch.Tensor) -> torch.Tensor:
+        """Keep ``chosen`` as token ``step`` (padding for answers already ended); return what was kept."""
+        import torch
+
+        token = torch.where(self.going, chosen, self.stops.pad_id)
+        self.tokens[:, step] = token
+        self.going &= token != self.stops.eos_id
+        return token
+
+    def all_ended(self) -> bool:
+        return not bool(self.going.any())
+
+
+def choose(logits: torch.Tensor, sampling: SamplingParams, stops: Stops) -> torch.Tensor:
+    """The next token of each row, as ``generate`` chooses it with our settings.
+
+    ``ignore_eos`` first (EOS made impossible), then greedy (argmax) at temperature 0, else the
+    logits divided by the temperature, cut to the top-p nucleus and sampled. ``logits`` (float32)
+    may be changed in place.
+    """
+    import torch
+
+    if stops.ignore_eos:
+        logits[:, stops.eos_id] = float("-inf")
+    if sampling.temperature <= 0:
+        return logits.argmax(dim=-1)
+    if sampling.temperature != 1.0:
+        logits = logits / sampling.temperature
+    if sampling.top_p < 1.0:
+        logits = nucleus(logits, sampling.top_p)
+    return torch.multinomial(logits.softmax(dim=-1), num_samples=1).squeeze(1)
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Logits outside the smallest set of tokens whose probabilities reach ``top_p`` set to -inf
+    (the most likely token is always kept), as transformers' top-p warper does."""
+    import torch
+
+    ascending, order = torch.sort(logits, descending=False)
+    cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+    drop = cumulative <= (1 - top_p)
+    drop[:, -1] = False
+    return logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
