@@ -49,18 +49,22 @@ FAST: dict[str, str | int | float | bool | None] = {
     "static_cache": True,
     "batch_bucket": 128,
     "gqa_decode": True,
+    "fuse_prefill": "off",
 }
 VARIANTS: dict[str, dict[str, str | int | float | bool | None]] = {
     "stock": STOCK_OPTIONS,
     "stock_again": STOCK_OPTIONS,
+    # through transformers' generate, the prefill unfused (as before issue 16 items 3 and 4)
     "static_eager_sdpa": {**FAST, "compile": False, "decode_attention": "sdpa", "decode_loop": False},
     "static_eager_flex": {**FAST, "compile": False, "decode_attention": "flex", "decode_loop": False},
     "fast_sdpa": {**FAST, "compile": True, "decode_attention": "sdpa", "decode_loop": False},
     "fast_flex": {**FAST, "compile": True, "decode_attention": "flex", "decode_loop": False},
-    # the engine's own decoding loop (decode_loop.py), what runs by default
+    # the engine's own decoding loop (decode_loop.py), prefill unfused
     "loop_eager_flex": {**FAST, "compile": False, "decode_attention": "flex"},
     "loop_sdpa": {**FAST, "compile": True, "decode_attention": "sdpa"},
     "loop_flex": {**FAST, "compile": True, "decode_attention": "flex"},
+    # what runs by default on a GPU: own loop, flex decode attention, fused prefill (prefill.py)
+    "loop_flex_fused": {**FAST, "compile": True, "decode_attention": "flex", "fuse_prefill": "inductor"},
 }
 
 

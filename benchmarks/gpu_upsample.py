@@ -447,7 +447,9 @@ def profile_decode(
         time_generate(engine, batch, tokens)
         with profile(activities=activities) as prof:
             time_generate(engine, batch, tokens)
-        kernels[tokens] = {e.key: float(getattr(e, "self_device_time_total", 0)) for e in prof.key_averages()}
+        kernels[tokens] = {
+            e.key: float(e.self_device_time_total) for e in prof.key_averages() if _is_kernel(e)
+        }
         sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
         table = prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=90)
         (out / f"profile_{tokens}_tokens.txt").write_text(table)
@@ -465,6 +467,17 @@ def profile_decode(
     }
     print(f"[profile] {json.dumps(figures, indent=1)}", flush=True)
     return figures
+
+
+#: CUPTI's own records, not kernels: "Command Buffer Full" is the host waiting for a full launch queue
+NOT_KERNELS = ("Command Buffer Full", "Buffer Flush", "Activity Buffer Request")
+
+
+def _is_kernel(event: Any) -> bool:
+    """A GPU kernel or copy (operators' rows repeat their kernels' time)."""
+    from torch.autograd import DeviceType
+
+    return bool(event.device_type == DeviceType.CUDA and event.key not in NOT_KERNELS)
 
 
 ABLATIONS: dict[str, dict[str, str | int | float | bool | None]] = {
@@ -505,6 +518,13 @@ ABLATIONS: dict[str, dict[str, str | int | float | bool | None]] = {
         "compile": True,
         "gqa_decode": True,
         "decode_attention": "sdpa",
+    },
+    "loop_compiled_flex_unfused": {
+        "static_cache": True,
+        "compile": True,
+        "gqa_decode": True,
+        "decode_attention": "flex",
+        "fuse_prefill": "off",
     },
     "loop_compiled_flex": {
         "static_cache": True,
@@ -556,6 +576,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("sdpa", "flex"),
         default="flex",
         help="the fast path's decoding-step attention (engine option decode_attention)",
+    )
+    parser.add_argument(
+        "--fuse-prefill", default="inductor", choices=("inductor", "off"), help="engine option fuse_prefill"
     )
     parser.add_argument(
         "--decode-loop",
@@ -631,6 +654,7 @@ def fast_options(args: argparse.Namespace) -> dict[str, str | int | float | bool
         "gqa_decode": True,
         "decode_attention": args.decode_attention,
         "decode_loop": args.decode_loop,
+        "fuse_prefill": args.fuse_prefill,
         "compile": True,
         "compile_cache": args.compile_cache,
         "ignore_eos": True,

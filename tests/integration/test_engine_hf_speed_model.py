@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -49,6 +50,7 @@ def engine(tiny_model: Path) -> Iterator[HFEngine]:
         {"static_cache": True, "decode_loop": False},
         {"static_cache": True, "gqa_decode": False, "batch_bucket": 16},
         {"static_cache": True, "decode_attention": "flex", "batch_bucket": 64},
+        {"static_cache": True, "fuse_prefill": "eager", "prefill_chunk": 7},
     ],
     ids=[
         "gqa-decode",
@@ -59,6 +61,7 @@ def engine(tiny_model: Path) -> Iterator[HFEngine]:
         "static-cache-through-generate",
         "own-loop-stock-sdpa",
         "own-loop-flex",
+        "fused-prefill-traced",
     ],
 )
 def test_speed_options_do_not_change_greedy_answers(
@@ -243,3 +246,30 @@ def test_the_own_decoding_loop_does_not_call_generate_and_stops_when_every_answe
 
     assert [(r.finish_reason, r.completion_tokens) for r in results] == [("stop", 1)] * 3
     assert len(calls) == CHECK_EVERY  # the prefill, then steps until the first check
+
+
+def test_a_fused_prefill_sends_each_norm_and_mlp_once_through_its_compiled_function(
+    tiny_model: Path, requests: list[EncodedRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prefill (several tokens) takes the compiled functions; the decoding steps never do."""
+    from collections import Counter
+
+    from cosmos_workflow.engines.hf import prefill
+
+    calls: Counter[str] = Counter()
+
+    def spy(function: Any, backend: str) -> Any:
+        def run(hidden: torch.Tensor, *weights: Any) -> Any:
+            calls[function.__name__] += 1
+            assert hidden.shape[-2] > 1 and backend == "eager"
+            return function(hidden, *weights)
+
+        return run
+
+    monkeypatch.setattr(prefill, "_compiled", spy)
+    options = {"static_cache": True, "fuse_prefill": "eager"}
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        layers = engine._model.config.text_config.num_hidden_layers
+        engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=4))
+
+    assert calls == {"rms_norm": 2 * layers + 1, "silu_mlp": layers}

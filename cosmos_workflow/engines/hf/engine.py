@@ -63,7 +63,7 @@ class HFEngine(Engine):
         parsed = HFOptions.parse(merged, cuda=self.device.type == "cuda")
         use_gqa_decode(self._model, parsed.gqa_decode, parsed.decode_attention)
         chunk_vision_tower(self._model, parsed.vision_chunk)
-        chunk_decoder_tokens(self._model, parsed.prefill_chunk)
+        chunk_decoder_tokens(self._model, parsed.prefill_chunk, parsed.fuse_prefill)
         self._model.generation_config.disable_compile = not parsed.compile
         if parsed.compile and self.device.type == "cuda":
             use_compile_cache(parsed.compile_cache)

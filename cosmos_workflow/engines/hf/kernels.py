@@ -129,25 +129,30 @@ def chunk_vision_tower(model: Any, max_patches: int) -> None:
     tower._cosmos_chunked = max_patches
 
 
-def chunk_decoder_tokens(model: Any, max_tokens: int) -> None:
+def chunk_decoder_tokens(model: Any, max_tokens: int, fuse: str = "off") -> None:
     """Run the decoder's RMS norms and MLPs on at most ``max_tokens`` tokens at a time.
 
     Both work token by token, so chunks give the same result. A prefill of 128 requests of 1152
     tokens otherwise holds four MLP intermediates of 147k x 14336 (4 GiB each) and the norms' fp32
     copies at once: about 19 GiB beside a 28 GiB KV cache, which is what decides the batch size
-    that fits. Decoding steps (one token per request) never reach the limit.
+    that fits. Decoding steps (one token per request) never reach the limit. ``fuse`` other than
+    ``off``: several-token calls go through compiled functions with that torch.compile backend
+    (see :mod:`~cosmos_workflow.engines.hf.prefill`).
     """
     language = model.model.language_model
     modules = [language.norm]
     for layer in language.layers:
         modules += [layer.input_layernorm, layer.post_attention_layernorm, layer.mlp]
     for module in modules:
-        chunk_tokens(module, max_tokens)
+        chunk_tokens(module, max_tokens, fuse)
 
 
-def chunk_tokens(module: Any, max_tokens: int) -> None:
-    forward = getattr(module, "_cosmos_unchunked", None) or module.forward
-    module._cosmos_unchunked = forward
+def chunk_tokens(module: Any, max_tokens: int, fuse: str = "off") -> None:
+    from cosmos_workflow.engines.hf.prefill import fused_forward
+
+    unchunked = getattr(module, "_cosmos_unchunked", None) or module.forward
+    module._cosmos_unchunked = unchunked
+    forward = unchunked if fuse == "off" else fused_forward(module, unchunked, fuse)
 
     def chunked(hidden_states: torch.Tensor) -> torch.Tensor:
         import torch

@@ -85,7 +85,7 @@ def finish_load(config: EngineConfig, model: Any, checkpoint: Path | None) -> HF
     if device.type == "cuda" and options.compile:
         use_compile_cache(options.compile_cache)
     chunk_vision_tower(model, options.vision_chunk)
-    chunk_decoder_tokens(model, options.prefill_chunk)
+    chunk_decoder_tokens(model, options.prefill_chunk, options.fuse_prefill)
     model.generation_config.disable_compile = not options.compile
     logger.info("hf engine: %s on %s (%s), %s", checkpoint or config.model, device, model.dtype, options)
     return HFEngine(config, model=model, checkpoint=checkpoint, options=options)

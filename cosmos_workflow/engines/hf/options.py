@@ -12,6 +12,8 @@ logger = logging.getLogger("cosmos_workflow")
 
 #: the values of ``decode_attention`` (kernels.DECODE_ATTENTIONS maps them to implementations)
 DECODE_ATTENTIONS = ("sdpa", "flex")
+#: the values of ``fuse_prefill``: off, or the torch.compile backend (``eager`` only traces: tests)
+FUSE_BACKENDS = ("off", "inductor", "eager")
 
 KNOWN_OPTIONS = (
     "static_cache",
@@ -24,6 +26,7 @@ KNOWN_OPTIONS = (
     "prefill_chunk",
     "ignore_eos",
     "decode_loop",
+    "fuse_prefill",
 )
 
 
@@ -46,6 +49,9 @@ class HFOptions:
     ``decode_loop``: with ``static_cache``, decode with the engine's own loop (``decode_loop.py``:
     no per-step host synchronisation, the next token chosen on the device) instead of
     transformers' ``generate``; on by default wherever the cache is static.
+    ``fuse_prefill``: several-token calls of the decoder's RMS norms and MLPs go through compiled
+    functions (``prefill.py``): ``inductor`` (the CUDA default; ``true`` means it), or ``off`` (the
+    CPU default; ``false``), or ``eager`` (traced, not fused: tests).
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -60,6 +66,7 @@ class HFOptions:
     prefill_chunk: int = 16384
     ignore_eos: bool = False
     decode_loop: bool = False
+    fuse_prefill: str = "off"
 
     @classmethod
     def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
@@ -75,7 +82,16 @@ class HFOptions:
             gqa_decode=_as_bool(options.get("gqa_decode"), default=True, name="gqa_decode"),
             # flex measured faster on an H200 (BENCHMARKS.md); uncompiled on a CPU it is not
             decode_attention=_as_choice(
-                options.get("decode_attention"), DECODE_ATTENTIONS, "flex" if cuda else "sdpa"
+                options.get("decode_attention"),
+                DECODE_ATTENTIONS,
+                "flex" if cuda else "sdpa",
+                "decode_attention",
+            ),
+            fuse_prefill=_as_choice(
+                _fuse_alias(options.get("fuse_prefill")),
+                FUSE_BACKENDS,
+                "inductor" if cuda else "off",
+                "fuse_prefill",
             ),
             compile_cache=str(options.get("compile_cache") or "default"),
             vision_chunk=_as_int(options.get("vision_chunk"), default=4096, name="vision_chunk"),
@@ -85,13 +101,28 @@ class HFOptions:
         )
 
 
-def _as_choice(value: str | int | float | bool | None, choices: tuple[str, ...], default: str) -> str:
+def _as_choice(
+    value: str | int | float | bool | None, choices: tuple[str, ...], default: str, name: str
+) -> str:
     if value is None:
         return default
     text = str(value).strip().lower()
     if text not in choices:
-        raise ConfigError(f"engine option decode_attention={value!r} is not one of {', '.join(choices)}")
+        raise ConfigError(f"engine option {name}={value!r} is not one of {', '.join(choices)}")
     return text
+
+
+def _fuse_alias(value: str | int | float | bool | None) -> str | int | float | bool | None:
+    """``fuse_prefill=true/false`` mean inductor/off."""
+    aliases = {
+        "true": "inductor",
+        "1": "inductor",
+        "yes": "inductor",
+        "false": "off",
+        "0": "off",
+        "no": "off",
+    }
+    return aliases.get(str(value).strip().lower(), value) if value is not None else None
 
 
 def _as_bool(value: str | int | float | bool | None, *, default: bool, name: str) -> bool:
