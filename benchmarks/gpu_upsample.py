@@ -535,6 +535,19 @@ ABLATIONS: dict[str, dict[str, str | int | float | bool | None]] = {
 }
 
 
+def prefill_ablation(engine: Any, batch: Sequence[EncodedRequest], repeats: int = 2) -> dict[str, Any]:
+    """Prefill time (1-token answers) of one batch, fused (``fuse_prefill=inductor``) and unfused,
+    alternated ``repeats`` times in this process; the engine is left fused."""
+    seconds: dict[str, list[float]] = {"inductor": [], "off": []}
+    for _ in range(repeats):
+        for fuse in ("off", "inductor"):
+            seconds[fuse].append(time_generate(engine.with_options({"fuse_prefill": fuse}), batch, 1))
+    figures = {fuse: {"median_s": statistics.median(s), "runs_s": s} for fuse, s in seconds.items()}
+    figures["speedup"] = figures["off"]["median_s"] / figures["inductor"]["median_s"]
+    print(f"[prefill ablation] batch {len(batch)}: {figures}", flush=True)
+    return figures
+
+
 def ablations(
     engine: Any, batch: Sequence[EncodedRequest], tokens: int, variants: Sequence[str]
 ) -> dict[str, Any]:
@@ -562,7 +575,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--baseline-requests", type=int, default=8, help="0 skips the baseline")
     parser.add_argument("--batch-size", default="128", help="an integer, or 'auto' (from free GPU memory)")
-    parser.add_argument("--bucket", type=int, default=128, help="prompt length padded to a multiple of this")
+    parser.add_argument("--bucket", type=int, default=16, help="prompt length padded to a multiple of this")
+    parser.add_argument(
+        "--also-requests",
+        type=int,
+        default=0,
+        help="after the main run, the first N requests again (renamed) as a second workload, same engine",
+    )
+    parser.add_argument("--prefill-ablation", action="store_true", help="prefill fused vs unfused, one batch")
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--videos", type=int, default=32)
     parser.add_argument("--workers", type=int, default=8, help="preprocessing threads")
@@ -829,6 +849,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.profile:
         results["profile"] = profile_decode(fast, last, args.out)
+        results.save()
+
+    if args.also_requests:
+        count = args.also_requests
+        size = -(-count // -(-count // auto)) if args.batch_size == "auto" else batch
+        results["also"] = run_phase("also", fast, renamed(items[:count], "also-"), batch_size=size, **common)
+        if "baseline" in results:
+            results["also"]["speedup_vs_baseline"] = (
+                results["also"]["requests_per_s"] / results["baseline"]["requests_per_s"]
+            )
+        results.save()
+
+    if args.prefill_ablation:
+        results["prefill_ablation"] = prefill_ablation(fast, last)
         results.save()
 
     if args.ablations:

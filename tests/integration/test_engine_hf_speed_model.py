@@ -4,6 +4,7 @@ how the work is done, never the answer."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,7 @@ def test_the_own_decoding_loop_samples_as_generate_does(
 def test_the_own_decoding_loop_does_not_call_generate_and_stops_when_every_answer_has_ended(
     tiny_model: Path, requests: list[EncodedRequest], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cosmos_workflow.engines.hf.decode_loop import CHECK_EVERY
+    from cosmos_workflow.engines.hf.decode_loop import CHECK_EVERY, SWITCH_INTERVAL
 
     with load(EngineConfig(model=str(tiny_model), options={"static_cache": True})) as engine:
         model = engine._model
@@ -239,13 +240,20 @@ def test_the_own_decoding_loop_does_not_call_generate_and_stops_when_every_answe
             steered.bias.zero_()
             steered.bias[EOS_ID] = 10.0
         model.lm_head = steered
-        calls: list[int] = []
-        model.register_forward_hook(lambda _m, args, kwargs, _o: calls.append(1), with_kwargs=True)
+        intervals: list[float] = []
+        model.register_forward_hook(
+            lambda _m, args, kwargs, _o: intervals.append(sys.getswitchinterval()), with_kwargs=True
+        )
+        before = sys.getswitchinterval()
 
         results = engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=100))
 
     assert [(r.finish_reason, r.completion_tokens) for r in results] == [("stop", 1)] * 3
-    assert len(calls) == CHECK_EVERY  # the prefill, then steps until the first check
+    assert len(intervals) == CHECK_EVERY  # the prefill, then steps until the first check
+    # the decoding steps hand the GIL over often (preprocessing threads run beside them); restored after
+    assert intervals[0] == before > SWITCH_INTERVAL
+    assert intervals[1:] == pytest.approx([SWITCH_INTERVAL] * (CHECK_EVERY - 1))
+    assert sys.getswitchinterval() == before
 
 
 def test_a_fused_prefill_sends_each_norm_and_mlp_once_through_its_compiled_function(
@@ -273,3 +281,23 @@ def test_a_fused_prefill_sends_each_norm_and_mlp_once_through_its_compiled_funct
         engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=4))
 
     assert calls == {"rms_norm": 2 * layers + 1, "silu_mlp": layers}
+
+
+def test_the_own_loop_keeps_its_kv_cache_for_the_next_batch_that_fits_in_it(
+    tiny_model: Path, requests: list[EncodedRequest]
+) -> None:
+    """A cache kept is a CUDA graph kept: a batch of as many requests that needs no more slots
+    reuses it; one that needs more gets a new one."""
+    from cosmos_workflow.engines.hf.decode_loop import decoder_for
+
+    with load(EngineConfig(model=str(tiny_model), options={"static_cache": True})) as engine:
+        decoder = decoder_for(engine._model)
+        engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=200))
+        first = decoder._cache
+        engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=3))
+        assert decoder._cache is first
+        engine.generate(requests[:2], SamplingParams(temperature=0.0, max_tokens=3))
+        assert decoder._cache is not first
+        assert decoder.cache_bytes() > 0
+
+    assert decoder.cache_bytes() == 0  # closing the engine lets the cache go

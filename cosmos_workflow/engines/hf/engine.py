@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors, round_up
 from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
-from cosmos_workflow.engines.hf.decode_loop import Stops, decoder_for
+from cosmos_workflow.engines.hf.decode_loop import Stops, cache_length, decoder_for
 from cosmos_workflow.engines.hf.device import (
     GPU_RESERVE_BYTES,
     free_cuda,
@@ -86,11 +86,12 @@ class HFEngine(Engine):
 
         text = self._model.config.text_config
         tokens = round_up(prompt_tokens, self.options.batch_bucket)
+        slots = cache_length(tokens, max_tokens) if self.options.decode_loop else tokens + max_tokens
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         kv_per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * 2
         # hidden states and residuals, q/k/v and SDPA's 4x K/V copy; MLPs run in prefill_chunk pieces
         act_per_token = (6 * text.hidden_size + 4 * text.num_attention_heads * head_dim) * 2
-        per_request = (tokens + max_tokens) * kv_per_token + tokens * act_per_token
+        per_request = slots * kv_per_token + tokens * act_per_token
         free, _ = torch.cuda.mem_get_info(self.device)
         free += decoder_for(self._model).cache_bytes()  # the last batch's cache goes if the shape changes
         return max(1, int((free - GPU_RESERVE_BYTES) // per_request))

@@ -35,7 +35,8 @@ class HFOptions:
     """Speed options, from ``EngineConfig.options``; defaults depend on the device.
 
     ``static_cache``: preallocated KV cache; on CUDA transformers then compiles the decoding step.
-    ``batch_bucket``: prompt length padded up to a multiple of this (fewer compiled shapes).
+    ``batch_bucket``: prompt length padded up to a multiple of this (fewer compiled shapes; on
+    CUDA 16 with ``decode_loop``, whose cache length is rounded on its own, else 64).
     ``compile``: let transformers compile the decoding step when the cache is static (CUDA only).
     ``gqa_decode``: decode steps read each KV head once (see :func:`gqa_sdpa_attention`).
     ``decode_attention``: with ``gqa_decode``, the kernel of a decoding step: ``sdpa`` (the fused
@@ -74,7 +75,12 @@ class HFOptions:
         if unknown:
             logger.warning("hf engine ignores options %s (it knows %s)", unknown, list(KNOWN_OPTIONS))
         static = _as_bool(options.get("static_cache"), default=cuda, name="static_cache")
-        bucket = _as_int(options.get("batch_bucket"), default=64 if cuda else 1, name="batch_bucket")
+        loop = static and _as_bool(options.get("decode_loop"), default=True, name="decode_loop")
+        # generate's static cache follows the padded prompt (each length compiles its own decoding
+        # step); the own loop rounds its cache up itself, so prompts can be padded less
+        bucket = _as_int(
+            options.get("batch_bucket"), default=(16 if loop else 64) if cuda else 1, name="batch_bucket"
+        )
         return cls(
             static_cache=static,
             batch_bucket=bucket,
@@ -97,7 +103,7 @@ class HFOptions:
             vision_chunk=_as_int(options.get("vision_chunk"), default=4096, name="vision_chunk"),
             prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
             ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
-            decode_loop=static and _as_bool(options.get("decode_loop"), default=True, name="decode_loop"),
+            decode_loop=loop,
         )
 
 
