@@ -20,9 +20,9 @@ on the GPU and launched ahead of it:
 - the host asks whether every answer has ended once every :data:`CHECK_EVERY` steps only, so it
   runs ahead of the GPU instead of waiting for it;
 - while it decodes, Python hands the GIL over every :data:`SWITCH_INTERVAL` seconds instead of
-  every 5 ms: the runner's preprocessing threads (the next batches' videos) otherwise keep the
-  launching thread waiting while the GPU runs dry (on an H200 the batches decoded beside
-  preprocessing took 27.6 s against 23.2 s for those decoded alone).
+  every 5 ms. PyTorch releases the GIL at each operator, so beside the runner's preprocessing
+  threads (the next batches' videos) each of the step's operators may wait a whole interval for
+  it; the host must stay ahead of the GPU (BENCHMARKS.md, round 3).
 
 With greedy decoding the answers are those of ``generate`` token for token (tested on the CPU;
 BENCHMARKS.md for the GPU): the same forward, the same positions and masks, the same choice.
