@@ -64,12 +64,34 @@ def test_options_have_speed_defaults_and_parse_strings() -> None:
     )
 
 
+def test_the_own_loop_and_the_fused_prefill_are_gpu_defaults_and_the_loop_needs_a_static_cache() -> None:
+    gpu, cpu = HFOptions.parse({}, cuda=True), HFOptions.parse({}, cuda=False)
+    through_generate = HFOptions.parse({"decode_loop": "false"}, cuda=True)
+
+    assert (gpu.decode_loop, gpu.fuse_prefill, gpu.batch_bucket) == (True, "inductor", 16)
+    assert (cpu.decode_loop, cpu.fuse_prefill, cpu.batch_bucket) == (False, "off", 1)
+    assert (through_generate.decode_loop, through_generate.batch_bucket) == (False, 64)
+    assert HFOptions.parse({"static_cache": "true"}, cuda=False).decode_loop is True
+    assert HFOptions.parse({"static_cache": "false", "decode_loop": "true"}, cuda=True).decode_loop is False
+    assert HFOptions.parse({"fuse_prefill": "true"}, cuda=False).fuse_prefill == "inductor"
+    assert HFOptions.parse({"fuse_prefill": False}, cuda=True).fuse_prefill == "off"
+
+
+def test_the_kv_cache_length_is_rounded_to_cache_blocks() -> None:
+    from cosmos_workflow.engines.hf.decode_loop import CACHE_BLOCK, cache_length
+
+    assert CACHE_BLOCK == 256
+    assert [cache_length(prompt, 300) for prompt in (1068, 1108, 1236, 1237)] == [1536, 1536, 1536, 1792]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"vision_chunk": 0}, r"vision_chunk=0 must be at least 1 \(1 means one image per call\)"),
         ({"prefill_chunk": "-3"}, r"prefill_chunk=-3 must be at least 1"),
         ({"ignore_eos": "sometimes"}, "ignore_eos='sometimes' is not a boolean"),
+        ({"fuse_prefill": "triton"}, "fuse_prefill='triton' is not one of off, inductor, eager"),
+        ({"decode_loop": "maybe", "static_cache": True}, "decode_loop='maybe' is not a boolean"),
     ],
 )
 def test_bad_speed_options_say_what_to_pass(options: dict[str, str | int], message: str) -> None:
