@@ -264,6 +264,13 @@ class Runner:
     def _record(self, job: Job, generation: Generation | None) -> UpsampleRecord:
         return build_record(job, generation, self.engine, self.options)
 
+    def failed_records(self, jobs: Sequence[Job], message: str) -> list[UpsampleRecord]:
+        """A record for each job that the engine never answered, failed with ``message`` (the
+        ``--on-error`` policy applies as to any failure)."""
+        return [
+            self._record(job, Generation.failed(message, prompt_tokens=job.plan.total_tokens)) for job in jobs
+        ]
+
 
 def length_sorted_batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
     """Batches of ``size`` jobs, shortest requests first (similar lengths pad little)."""

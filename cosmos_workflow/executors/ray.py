@@ -14,8 +14,10 @@ on a cluster without GPUs (or with the fake engine) it asks for a share of the C
 share for preprocessing.
 
 Faults. Ray restarts a killed actor (its engine is loaded again) and retries the batches it
-held (Ray Data's defaults: no limit on either); the driver appends a key only once, so no item
-is lost or written twice. A killed driver
+held (Ray Data's defaults: no limit on either). So that a batch that kills its engine every time
+does not loop forever, a small actor (:class:`Attempts`) counts the tries at each batch across
+restarts: after :data:`BATCH_TRIES`, the batch's items get an error record naming the cause and
+the run goes on. The driver appends a key only once, so no item is lost or written twice. A killed driver
 loses nothing that reached the journal: rerunning the command resumes from it, like any run.
 A failure of one item (its video, its plan, the engine's answer) stays that item's status.
 
@@ -40,6 +42,7 @@ import logging
 import math
 import os
 import pickle
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -77,6 +80,8 @@ _CHATTY_LOGGERS = {
 }
 #: how long the pipeline waits for every actor to load its engine before the run fails
 ENGINE_START_S = 1800
+#: tries at one engine batch, each ended by its actor's death, before its items are given up
+BATCH_TRIES = 3
 #: engines that need no GPU even on a GPU cluster
 _CPU_ENGINES = frozenset({"fake"})
 #: variables of the driver that the workers get too (the model cache, test hooks)
@@ -214,7 +219,8 @@ def stream(
     longest = max((j.plan.total_tokens for j in jobs if j.plan.fits), default=0)
     forwarded = forwarded_environment()
     environment = {"env_vars": forwarded} if forwarded else None  # none: the idle workers serve
-    rows = [{"jobs": _dumps(batch)} for batch in batches]
+    rows = [{"batch": batch[0].key, "jobs": _dumps(batch)} for batch in batches]
+    attempts = ray.remote(num_cpus=0)(Attempts).remote()  # type: ignore[call-overload]
     with data_context():
         dataset = (
             ray.data.from_items(rows, override_num_blocks=len(rows))
@@ -226,7 +232,12 @@ def stream(
             .map_batches(
                 EngineActor,
                 batch_size=1,
-                fn_constructor_kwargs={"options": options, "factory": factory, "longest": longest},
+                fn_constructor_kwargs={
+                    "options": options,
+                    "factory": factory,
+                    "longest": longest,
+                    "attempts": attempts,
+                },
                 compute=ray.data.ActorPoolStrategy(size=where.actors),
                 num_cpus=where.cpus,
                 num_gpus=where.gpus,
@@ -246,15 +257,30 @@ def prepare_row(row: dict[str, Any], options: RunOptions) -> dict[str, Any]:
         return prepare_job(job, tokenizer, options) if job.plan.fits else job
 
     with ThreadPoolExecutor(options.workers, thread_name_prefix="preprocess") as pool:
-        return {"jobs": _dumps(list(pool.map(prepare, jobs)))}
+        return {"batch": row["batch"], "jobs": _dumps(list(pool.map(prepare, jobs)))}
+
+
+class Attempts:
+    """A Ray actor of the run: how many times each engine batch was started, across the restarts
+    of the actors that died on it."""
+
+    def __init__(self) -> None:
+        self.started: Counter[str] = Counter()
+
+    def start(self, batch: str) -> int:
+        self.started[batch] += 1
+        return self.started[batch]
 
 
 class EngineActor:
     """One actor of the pool: an engine loaded once, and the runner's batch step around it."""
 
-    def __init__(self, options: RunOptions, factory: EngineFactory | None, longest: int) -> None:
+    def __init__(
+        self, options: RunOptions, factory: EngineFactory | None, longest: int, attempts: Any = None
+    ) -> None:
         self.runner: Runner | None = None
         self.load_error: ModelLoadError | None = None
+        self.attempts = attempts
         try:
             engine = (factory or load_engine)(options.engine)
         except ModelLoadError as exc:
@@ -270,9 +296,27 @@ class EngineActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         if self.runner is None:
             raise self.load_error or ModelLoadError("the engine did not load")
-        runner = self.runner
-        records = [r for blob in batch["jobs"] for r in runner.generate_batch(_loads(blob))]
+        records = [
+            r for name, blob in zip(batch["batch"], batch["jobs"], strict=True) for r in self._one(name, blob)
+        ]
         return {"key": [r.key for r in records], "record": [r.model_dump_json() for r in records]}
+
+    def _one(self, name: str, blob: bytes) -> list[UpsampleRecord]:
+        """One engine batch; given up (an error record for each item) if its earlier tries each
+        killed the actor that held it."""
+        import ray
+
+        assert self.runner is not None
+        jobs = _loads(blob)
+        tries = ray.get(self.attempts.start.remote(str(name))) if self.attempts is not None else 1
+        if tries <= BATCH_TRIES:
+            return self.runner.generate_batch(jobs)
+        message = (
+            f"the engine's process died on each of {BATCH_TRIES} tries at this item's batch "
+            f"({len(jobs)} items; a crash in the engine or the host out of memory); rerun these "
+            "items alone (--batch-size 1) to find the one that kills it"
+        )
+        return self.runner.failed_records(jobs, message)
 
     def __del__(self) -> None:
         if self.runner is not None:

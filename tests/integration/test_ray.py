@@ -65,6 +65,9 @@ class Logged(FakeEngine):
                 time.sleep(0.05)
         if self.crash_marker and self.served == 2 and _first_to_create(Path(self.crash_marker)):
             os.kill(os.getpid(), signal.SIGKILL)
+        if any("kills-its-engine" in r.prompt for r in requests):  # every time
+            (self.folder / f"killed-{os.getpid()}").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(self.delay)
         results = [
             Generation.failed("the fake engine refused it", prompt_tokens=r.num_tokens)
@@ -185,6 +188,32 @@ def test_a_killed_actor_is_restarted_and_its_batch_retried(cluster: str, tmp_pat
     keys = journal_keys(output)
     assert sorted(keys) == sorted(set(keys)) and len(keys) == 8  # every item exactly once
     assert [r["name"] for r in json.loads(output.read_text())] == [f"item{n}" for n in range(8)]
+
+
+def test_a_batch_that_kills_its_engine_every_time_is_given_up_and_the_rest_finish(
+    cluster: str, tmp_path: Path
+) -> None:
+    """Ray restarts the actor and retries the batch, but not forever: after BATCH_TRIES deaths the
+    batch's items get an error naming the cause, and the run finishes the others."""
+    from cosmos_workflow.executors.ray import BATCH_TRIES
+
+    log_dir = tmp_path / "engines"
+    log_dir.mkdir()
+    items = [{"name": f"item{n}", "prompt": f"a short scene {n}"} for n in range(6)]
+    items[3]["prompt"] = "a scene that kills-its-engine"
+    prompts = write_prompts(tmp_path / "prompts.json", items)
+    engine = functools.partial(Logged, folder=str(log_dir))
+    output = tmp_path / "out.json"
+
+    result, _ = api.upsample_file(prompts, output, fake_options(batch_size=1), executor=RayExecutor(engine))
+
+    assert len(list(log_dir.glob("killed-*"))) == BATCH_TRIES
+    statuses = {r.name: r.status for r in result.records}
+    assert statuses == {f"item{n}": "error" if n == 3 else "text_only" for n in range(6)}
+    (given_up,) = [r for r in result.records if r.name == "item3"]
+    assert given_up.error and f"died on each of {BATCH_TRIES} tries" in given_up.error
+    assert "--batch-size 1" in given_up.error
+    assert len(json.loads(output.read_text())) == 6
 
 
 DRIVER = """
