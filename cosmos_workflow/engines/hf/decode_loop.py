@@ -76,7 +76,7 @@ def decoder_for(model: Any) -> StaticDecoder:
 
 
 class StaticDecoder:
-    """Decodes batches on one loaded model with a static KV cache kept across batches of one shape."""
+    """Decodes batches on one loaded model with a static KV cache kept for the next batch that fits."""
 
     def __init__(self, model: Any) -> None:
         self._model = model
@@ -94,24 +94,13 @@ class StaticDecoder:
         ``compiled``: decoding steps through the compiled forward (CUDA graphs); ``flex``: their
         attention reads a block mask of the filled cache blocks (decode_attention=flex).
         """
-        import torch
-
         mask = inputs["attention_mask"]
         batch, prompt = mask.shape
         cache, length = self._static_cache(batch, cache_length(prompt, sampling.max_tokens))
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        prefill = self._model(
-            **inputs,
-            position_ids=positions,
-            logits_to_keep=1,
-            use_cache=True,
-            **{self._cache_name: cache},
-        )
-        allowed = torch.zeros((batch, length), dtype=torch.bool, device=mask.device)
-        allowed[:, :prompt] = mask.bool()
         state = _Answers(batch, sampling.max_tokens, stops, mask.device)
-        token = state.record(0, choose(prefill.logits[:, -1, :].float(), sampling, stops))
-        del prefill
+        token = state.record(0, choose(self._prefill(inputs, positions, cache), sampling, stops))
+        allowed = _allowed(mask, length)
         forward = self._forward(compiled)
         last = positions[:, -1]
         with responsive_host():
@@ -119,10 +108,18 @@ class StaticDecoder:
                 if step % CHECK_EVERY == 0 and not stops.ignore_eos and state.all_ended():
                     break
                 allowed[:, prompt + step - 1] = True
-                mask = _block_mask(allowed) if flex else allowed[:, None, None, :]
-                logits = self._step(forward, token, last + step, mask, cache, compiled=compiled)
+                step_mask = _block_mask(allowed) if flex else allowed[:, None, None, :]
+                logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
                 token = state.record(step, choose(logits, sampling, stops))
         return state.tokens
+
+    def _prefill(self, inputs: dict[str, Any], positions: torch.Tensor, cache: Any) -> torch.Tensor:
+        """The prompts (and their images) into the cache, eagerly; the last position's logits."""
+        output = self._model(
+            **inputs, position_ids=positions, logits_to_keep=1, use_cache=True, **{self._cache_name: cache}
+        )
+        logits: torch.Tensor = output.logits[:, -1, :].float()
+        return logits
 
     def _static_cache(self, batch: int, length: int) -> tuple[Any, int]:
         """The batch's KV cache and its length: the last one, reset, when it has as many rows and at
@@ -180,6 +177,15 @@ class StaticDecoder:
         """Let the KV cache go (the next batch makes a new one)."""
         self._cache = None
         self._cache_shape = None
+
+
+def _allowed(mask: torch.Tensor, length: int) -> torch.Tensor:
+    """(batch, cache slots): the slots each request attends to, its prompt's so far (no padding)."""
+    import torch
+
+    allowed = torch.zeros((mask.shape[0], length), dtype=torch.bool, device=mask.device)
+    allowed[:, : mask.shape[1]] = mask.bool()
+    return allowed
 
 
 @contextmanager
