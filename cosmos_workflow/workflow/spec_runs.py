@@ -255,6 +255,7 @@ def upsample_spec_dir(
     """Upsample the folder's specs that need it and write the results into their files."""
     if not input_dir.is_dir():
         raise InputFileError(f"spec folder {input_dir} not found; check --input-dir or run create-spec first")
+    _warn_if_a_torchrun_rank()
     with _run_lock(input_dir / WORK_DIR / "run.lock"):
         scan = SpecStore(input_dir).scan()
         outcomes = [SpecOutcome(p.path, p.path.name, "invalid", p.message) for p in scan.problems]
@@ -334,6 +335,23 @@ def _result_fields(spec: PromptSpec) -> dict[str, object]:
         "upsampled_at": spec.upsampled_at,
         "upsampling_params": spec.upsampling_params,
     }
+
+
+def _warn_if_a_torchrun_rank() -> None:
+    """Spec folders are not split over the ranks of a torchrun someone started by hand: the first
+    rank to take the folder's lock does every spec, the others then find them done. Say so once
+    (rank 0), with the way that does split them."""
+    from cosmos_workflow.executors.torchrun import rank_info
+
+    info = rank_info()
+    if info is not None and info.rank == 0:
+        log.warning(
+            "a spec folder is not split over the %d ranks of this torchrun: one rank upsamples every "
+            "spec on one GPU; run without torchrun and pass --num-gpu %d to use %d GPUs",
+            info.world_size,
+            info.world_size,
+            info.world_size,
+        )
 
 
 @contextmanager

@@ -199,3 +199,35 @@ def test_cli_upsample_prompts_runs_as_torchrun_ranks(tmp_path: Path, prompts: Pa
     assert run.returncode == 0, run.stderr[-3000:]
     assert names_in(output) == ["clip0", "clip1", "clip2", "clip3", "words"]
     assert journal_names(output, 0) and journal_names(output, 1)
+
+
+def test_a_spec_folder_under_a_hand_started_torchrun_is_done_once_and_the_way_to_split_it_is_named(
+    tmp_path: Path, video_factory: Callable[..., Path]
+) -> None:
+    from cosmos_workflow.workflow import PromptSpecManager
+
+    specs = tmp_path / "specs"
+    manager = PromptSpecManager(specs)
+    for n in range(4):
+        manager.create(
+            f"shot{n}", f"a scene number {n}", input_video_path=str(video_factory(f"v{n}.mp4", 64, 48))
+        )
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += [
+        "-m",
+        "cosmos_workflow",
+        "upsample-prompts",
+        "--input-dir",
+        str(specs),
+        "--engine",
+        "fake",
+        "--no-clips",
+    ]
+
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    said = " ".join(run.stderr.split())  # the log lines are wrapped to the terminal's width
+    assert said.count("not split over the 2 ranks of this torchrun") == 1
+    assert "pass --num-gpu 2 to use 2 GPUs" in said
+    assert all(s.spec.upsampled for s in PromptSpecManager(specs).scan().specs)
