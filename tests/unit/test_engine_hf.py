@@ -70,7 +70,7 @@ def test_an_empty_batch_is_refused() -> None:
 
 def test_options_default_by_device() -> None:
     assert HFOptions.parse({}, cuda=True) == HFOptions(
-        static_cache=True, batch_bucket=64, decode_attention="flex"
+        static_cache=True, batch_bucket=16, decode_attention="flex", decode_loop=True, fuse_prefill="inductor"
     )
     assert HFOptions.parse({}, cuda=False) == HFOptions(static_cache=False, batch_bucket=1)
 
@@ -78,7 +78,7 @@ def test_options_default_by_device() -> None:
 def test_options_accept_strings_from_the_command_line() -> None:
     options = HFOptions.parse({"static_cache": "true", "batch_bucket": "32"}, cuda=False)
 
-    assert options == HFOptions(static_cache=True, batch_bucket=32)
+    assert options == HFOptions(static_cache=True, batch_bucket=32, decode_loop=True)
 
 
 @pytest.mark.parametrize(
