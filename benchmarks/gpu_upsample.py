@@ -63,6 +63,7 @@ from cosmos_workflow.engines.base import (  # noqa: E402
     SamplingParams,
 )
 from cosmos_workflow.executors import LocalExecutor  # noqa: E402
+from cosmos_workflow.runner import evened_batch_size  # noqa: E402
 from cosmos_workflow.specs.batch import BatchItem  # noqa: E402
 
 
@@ -480,58 +481,31 @@ def _is_kernel(event: Any) -> bool:
     return bool(event.device_type == DeviceType.CUDA and event.key not in NOT_KERNELS)
 
 
+def _variant(
+    compile: bool, gqa: bool, attention: str | None = None, **more: str | bool
+) -> dict[str, str | int | float | bool | None]:
+    """Engine options of one ablation: a static cache, and what differs."""
+    options: dict[str, str | int | float | bool | None] = {
+        "static_cache": True,
+        "compile": compile,
+        "gqa_decode": gqa,
+    }
+    return options | ({"decode_attention": attention} if attention else {}) | more
+
+
 ABLATIONS: dict[str, dict[str, str | int | float | bool | None]] = {
-    # through transformers' generate (decode_loop=false), as before issue 16 item 3
     "dynamic_eager_sdpa": {"static_cache": False, "compile": False, "gqa_decode": False},
-    "static_eager_sdpa": {"static_cache": True, "compile": False, "gqa_decode": False, "decode_loop": False},
-    "static_eager_gqa": {"static_cache": True, "compile": False, "gqa_decode": True, "decode_loop": False},
-    "static_compiled_sdpa": {
-        "static_cache": True,
-        "compile": True,
-        "gqa_decode": False,
-        "decode_loop": False,
-    },
-    "static_compiled_gqa": {
-        "static_cache": True,
-        "compile": True,
-        "gqa_decode": True,
-        "decode_attention": "sdpa",
-        "decode_loop": False,
-    },
-    "static_eager_flex": {
-        "static_cache": True,
-        "compile": False,
-        "gqa_decode": True,
-        "decode_attention": "flex",
-        "decode_loop": False,
-    },
-    "static_compiled_flex": {
-        "static_cache": True,
-        "compile": True,
-        "gqa_decode": True,
-        "decode_attention": "flex",
-        "decode_loop": False,
-    },
+    # through transformers' generate (decode_loop=false), as before issue 16 item 3
+    "static_eager_sdpa": _variant(False, False, decode_loop=False),
+    "static_eager_gqa": _variant(False, True, decode_loop=False),
+    "static_compiled_sdpa": _variant(True, False, decode_loop=False),
+    "static_compiled_gqa": _variant(True, True, "sdpa", decode_loop=False),
+    "static_eager_flex": _variant(False, True, "flex", decode_loop=False),
+    "static_compiled_flex": _variant(True, True, "flex", decode_loop=False),
     # the engine's own decoding loop (decode_loop.py; the default)
-    "loop_compiled_gqa": {
-        "static_cache": True,
-        "compile": True,
-        "gqa_decode": True,
-        "decode_attention": "sdpa",
-    },
-    "loop_compiled_flex_unfused": {
-        "static_cache": True,
-        "compile": True,
-        "gqa_decode": True,
-        "decode_attention": "flex",
-        "fuse_prefill": "off",
-    },
-    "loop_compiled_flex": {
-        "static_cache": True,
-        "compile": True,
-        "gqa_decode": True,
-        "decode_attention": "flex",
-    },
+    "loop_compiled_gqa": _variant(True, True, "sdpa"),
+    "loop_compiled_flex_unfused": _variant(True, True, "flex", fuse_prefill="off"),
+    "loop_compiled_flex": _variant(True, True, "flex"),
 }
 
 
@@ -817,9 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     auto = fast.max_batch_size(longest, args.max_tokens)
     results["auto_batch_size"] = {"prompt_tokens": longest, "estimate": auto}
     # as the runner's 'auto' does: as few batches as fit, of equal size
-    batch = (
-        -(-args.requests // -(-args.requests // auto)) if args.batch_size == "auto" else int(args.batch_size)
-    )
+    batch = evened_batch_size(args.requests, auto) if args.batch_size == "auto" else int(args.batch_size)
     print(f"[batch] free-memory estimate {auto} for {longest}-token prompts; using {batch}", flush=True)
 
     if not args.no_warmup:
@@ -853,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.also_requests:
         count = args.also_requests
-        size = -(-count // -(-count // auto)) if args.batch_size == "auto" else batch
+        size = evened_batch_size(count, auto) if args.batch_size == "auto" else batch
         results["also"] = run_phase("also", fast, renamed(items[:count], "also-"), batch_size=size, **common)
         if "baseline" in results:
             results["also"]["speedup_vs_baseline"] = (

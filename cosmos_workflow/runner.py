@@ -157,7 +157,7 @@ class Runner:
             return
         estimate = getattr(self.engine, "max_batch_size", None)
         fits = max(1, int(estimate(longest, self.options.sampling.max_tokens)) if callable(estimate) else 8)
-        size = -(-count // -(-count // fits)) if count else fits
+        size = evened_batch_size(count, fits) if count else fits
         log.info("batch size %d (auto: %d fit for requests of up to %d prompt tokens)", size, fits, longest)
         self.batch_size = size
 
@@ -270,6 +270,12 @@ class Runner:
         return [
             self._record(job, Generation.failed(message, prompt_tokens=job.plan.total_tokens)) for job in jobs
         ]
+
+
+def evened_batch_size(count: int, fits: int) -> int:
+    """The size of as few equal batches as hold ``count`` items when ``fits`` fit in one."""
+    batches = -(-count // fits)
+    return -(-count // batches)
 
 
 def length_sorted_batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:

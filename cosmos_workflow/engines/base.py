@@ -11,11 +11,12 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from cosmos_workflow.lifetime import Closes
 
 FinishReason = Literal["stop", "length", "error"]
 ErrorKind = Literal["context_length", "engine"]
@@ -89,7 +90,7 @@ class Generation:
         )
 
 
-class Engine(abc.ABC):
+class Engine(Closes, abc.ABC):
     """A loaded model. Use it as a context manager so its memory is released on exit."""
 
     name: str = "engine"
@@ -114,16 +115,5 @@ class Engine(abc.ABC):
         in memory raises :class:`~cosmos_workflow.errors.GPUOutOfMemoryError`.
         """
 
-    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
+    def close(self) -> None:
         """Release the model's memory. Safe to call twice."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

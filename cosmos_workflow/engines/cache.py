@@ -10,13 +10,12 @@ above it the orchestrator) calls it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 from cosmos_workflow.engines import Engine, EngineConfig, load_engine
+from cosmos_workflow.lifetime import Closes
 
 
-class EngineCache:
+class EngineCache(Closes):
     """At most one loaded engine, keyed by its configuration; loads go through ``loader``."""
 
     def __init__(self, loader: Callable[[EngineConfig], Engine] = load_engine) -> None:
@@ -43,14 +42,3 @@ class EngineCache:
         engine, self._engine, self._config = self._engine, None, None
         if engine is not None:
             engine.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

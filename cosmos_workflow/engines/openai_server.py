@@ -19,12 +19,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, SamplingParams
+from cosmos_workflow.lifetime import Closes
 from cosmos_workflow.tokenizer import Tokenizer, load_tokenizer
 
 
@@ -218,7 +218,7 @@ class _Server(ThreadingHTTPServer):
         self.faults = faults
 
 
-class ChatServer:
+class ChatServer(Closes):
     """A running server; use as a context manager. ``base_url`` ends in ``/v1``."""
 
     def __init__(self, engine: Engine, *, port: int = 0, faults: Faults | None = None) -> None:
@@ -237,14 +237,6 @@ class ChatServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 from cosmos_workflow.config import options_from_keywords, resolve_settings
 from cosmos_workflow.errors import ConfigError
 from cosmos_workflow.executors import LocalExecutor
+from cosmos_workflow.lifetime import Closes
 from cosmos_workflow.specs.prompt_spec import PromptSpec
 from cosmos_workflow.workflow.spec_runs import upsample_specs
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cosmos_workflow")
 
 
-class WorkflowOrchestrator:
+class WorkflowOrchestrator(Closes):
     """Runs spec batches through an executor; the journal and clips go under ``work_dir``.
 
     Use it as a context manager (or call :meth:`close`) when an engine may be kept loaded.
@@ -138,17 +138,6 @@ class WorkflowOrchestrator:
         """Free the engine kept by ``offload_prompt_upsampler=False``. A given engine or executor
         is the caller's to close. The orchestrator stays usable (the next batch loads again)."""
         self.local.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _remote_executor(config_file: Path | None, remote: bool | None) -> Executor | None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.engines.base import SamplingParams
+from cosmos_workflow.engines.hf.batch import round_up
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +54,7 @@ CACHE_BLOCK = 256
 
 def cache_length(prompt: int, max_tokens: int) -> int:
     """KV-cache slots for a batch whose (padded) prompts have ``prompt`` tokens."""
-    return -(-(prompt + max_tokens) // CACHE_BLOCK) * CACHE_BLOCK
+    return round_up(prompt + max_tokens, CACHE_BLOCK)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ logger = logging.getLogger("cosmos_workflow")
 
 #: the values of ``decode_attention`` (kernels.DECODE_ATTENTIONS maps them to implementations)
 DECODE_ATTENTIONS = ("sdpa", "flex")
+#: the words a boolean option takes
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 #: the values of ``fuse_prefill``: off, or the torch.compile backend (``eager`` only traces: tests)
 FUSE_BACKENDS = ("off", "inductor", "eager")
 
@@ -119,16 +122,11 @@ def _as_choice(
 
 
 def _fuse_alias(value: str | int | float | bool | None) -> str | int | float | bool | None:
-    """``fuse_prefill=true/false`` mean inductor/off."""
-    aliases = {
-        "true": "inductor",
-        "1": "inductor",
-        "yes": "inductor",
-        "false": "off",
-        "0": "off",
-        "no": "off",
-    }
-    return aliases.get(str(value).strip().lower(), value) if value is not None else None
+    """``fuse_prefill``: a boolean word means inductor (true) or off (false)."""
+    text = str(value).strip().lower()
+    if value is None or text not in TRUE_WORDS | FALSE_WORDS:
+        return value
+    return "inductor" if text in TRUE_WORDS else "off"
 
 
 def _as_bool(value: str | int | float | bool | None, *, default: bool, name: str) -> bool:
@@ -137,9 +135,9 @@ def _as_bool(value: str | int | float | bool | None, *, default: bool, name: str
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
+    if text in TRUE_WORDS:
         return True
-    if text in {"0", "false", "no", "off"}:
+    if text in FALSE_WORDS:
         return False
     raise ConfigError(f"engine option {name}={value!r} is not a boolean; use true or false")
 
