@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cosmos_workflow.executors.remote import KnownHosts
+from cosmos_workflow.executors.remote.check import disk_verdict
 from tests.sshd import Sshd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +83,9 @@ def test_check_refuses_unknown_host_then_trust_then_check_passes(
     assert passed.returncode == 0, passed.stdout + passed.stderr
     by_name = lines(passed)
     no_gpu = shutil.which("nvidia-smi") is None
-    verdicts = ["OK", "OK", "OK", "OK", "WARN" if no_gpu else "OK", "SKIP"]
+    free_gib = float(re.search(r"([0-9.]+) GiB free", by_name["remote_dir"]).group(1))  # type: ignore[union-attr]
+    disk = disk_verdict(free_gib)[0].upper()  # this machine's free space decides OK or WARN
+    verdicts = ["OK", "OK", disk, "OK", "WARN" if no_gpu else "OK", "SKIP"]
     assert [line.split()[0] for line in by_name.values()] == verdicts
     if no_gpu:
         assert "nvidia-smi found no GPU: the job will run on the CPU" in by_name["gpus"]

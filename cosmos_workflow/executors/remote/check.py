@@ -124,16 +124,17 @@ def _remote_dir(config: RemoteConfig, connection: Connection) -> CheckResult:
     folder.remove(probe)
     df = connection.run(["df", "-Pk", "--", folder.root]).stdout.splitlines()
     free_gib = int(df[-1].split()[3]) / 2**20
-    detail = f"{folder.root} is writable; {free_gib:.1f} GiB free"
+    verdict, fix = disk_verdict(free_gib)
+    return CheckResult("remote_dir", verdict, f"{folder.root} is writable; {free_gib:.1f} GiB free", fix)
+
+
+def disk_verdict(free_gib: float) -> tuple[Verdict, str]:
+    """The remote folder's verdict and fix for ``free_gib`` of free disk space."""
     if free_gib < FAIL_GIB:
-        return CheckResult(
-            "remote_dir", "fail", detail, "free disk space there or set [paths] remote_dir elsewhere"
-        )
+        return "fail", "free disk space there or set [paths] remote_dir elsewhere"
     if free_gib < WARN_GIB:
-        return CheckResult(
-            "remote_dir", "warn", detail, "large batches of videos may not fit; free some space"
-        )
-    return CheckResult("remote_dir", "ok", detail)
+        return "warn", "large batches of videos may not fit; free some space"
+    return "ok", ""
 
 
 def _docker(config: RemoteConfig, connection: Connection) -> CheckResult:
