@@ -1,7 +1,8 @@
 """The code on the host: exactly the cosmos-workflow running here, shipped as a wheel.
 
 The wheel is built from this checkout (``pip wheel --no-deps``, from a copy so the checkout stays
-clean) and cached by the hash of the package's files. On the host it lives in
+clean) or, where cosmos-workflow was installed from a wheel, packed again from its installed files
+(``wheel pack``), and cached by the hash of the package's files. On the host it lives in
 ``remote_dir/code/<hash>/``. Venv mode installs it into the configured interpreter's environment
 without moving any package that environment has (torch, transformers, vLLM, ...: pip is
 constrained to its own ``pip list --format=freeze``): its missing dependencies first, then the
@@ -69,33 +70,61 @@ class Wheel:
         return f"{self.remote_dir}/{self.path.name}"
 
 
-def source_checkout() -> Path:
-    """The checkout this cosmos-workflow runs from (its wheel is built from there)."""
+#: the Docker-mode wrapper, package data (``scripts/upsample_prompt.sh`` in a checkout links to it)
+SCRIPT = Path(cosmos_workflow.__file__).resolve().parent / "scripts" / "upsample_prompt.sh"
+
+#: dist-info files that belong to one installation, not to the wheel (``RECORD`` is written again)
+_INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+
+def source_checkout() -> Path | None:
+    """The checkout this cosmos-workflow runs from, or None where it was installed from a wheel."""
     root = Path(cosmos_workflow.__file__).resolve().parent.parent
-    if not (root / "pyproject.toml").is_file():
-        raise ConfigError(
-            "--remote ships this cosmos-workflow to the host as a wheel built from its source "
-            "checkout, and none was found; run it from a checkout (pip install -e .)"
-        )
-    return root
+    return root if (root / "pyproject.toml").is_file() else None
 
 
 def build_wheel(cache: Path) -> Wheel:
-    """The wheel of this checkout, built once per content (``cache/wheels/<hash>/``)."""
-    root = source_checkout()
-    code_hash = tree_hash(root / "cosmos_workflow")
+    """The wheel of this cosmos-workflow, built once per content (``cache/wheels/<hash>/``)."""
+    code_hash = tree_hash(Path(cosmos_workflow.__file__).resolve().parent)
     target = cache / "wheels" / code_hash[:16]
     built = sorted(target.glob("cosmos_workflow-*.whl"))
     if built:
         return Wheel(built[0], code_hash)
+    root = source_checkout()
     with tempfile.TemporaryDirectory(prefix="cosmos-wheel-") as tmp:
-        source = Path(tmp) / "src"
-        _copy_source(root, source)
-        _pip_wheel(source, Path(tmp) / "out")
-        [wheel] = sorted((Path(tmp) / "out").glob("cosmos_workflow-*.whl"))
+        source, out = Path(tmp) / "src", Path(tmp) / "out"
+        if root is not None:
+            _copy_source(root, source)
+            _build(["pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)])
+        else:
+            _copy_installed(source)
+            out.mkdir()
+            _build(["wheel", "pack", "-d", str(out), str(source)])
+        [wheel] = sorted(out.glob("cosmos_workflow-*.whl"))
         target.mkdir(parents=True, exist_ok=True)
         shutil.move(wheel, target / wheel.name)
     return Wheel(target / wheel.name, code_hash)
+
+
+def _copy_installed(unpacked: Path) -> None:
+    """The installed distribution's files as an unpacked wheel: its package and its dist-info."""
+    beside = str(Path(cosmos_workflow.__file__).resolve().parent.parent)  # the one imported, not another
+    found = list(importlib.metadata.distributions(name="cosmos-workflow", path=[beside]))
+    if len(found) != 1:
+        raise ConfigError(
+            f"--remote ships this cosmos-workflow to the host as a wheel, and {beside} holds neither its "
+            "checkout nor one installed copy; install it with pip (or run from a checkout)"
+        )
+    [dist] = found
+    for file in dist.files or []:
+        top = file.parts[0]  # the console script (bin/, ../../bin/) is made again from entry_points.txt
+        dist_info = top.endswith(".dist-info")
+        kept = top == "cosmos_workflow" or (dist_info and file.name not in _INSTALL_ONLY)
+        if not kept or "__pycache__" in file.parts:
+            continue
+        copy = unpacked / file.as_posix()
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(str(file.locate())), copy)
 
 
 def _copy_source(root: Path, source: Path) -> None:
@@ -106,10 +135,16 @@ def _copy_source(root: Path, source: Path) -> None:
             shutil.copy2(root / name, source / name)
 
 
-def _pip_wheel(source: Path, out: Path) -> None:
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)]
-    if importlib.util.find_spec("setuptools") is not None:
+def _build(tool: list[str]) -> None:
+    """``python -m pip wheel ...`` or ``python -m wheel pack ...``; fails with the tool's last line."""
+    command = [sys.executable, "-m", *tool]
+    if tool[:2] == ["pip", "wheel"] and importlib.util.find_spec("setuptools") is not None:
         command.insert(4, "--no-build-isolation")  # offline: this environment's setuptools builds it
+    if tool[0] == "wheel" and importlib.util.find_spec("wheel") is None:
+        raise ConfigError(
+            "--remote packs this installed cosmos-workflow into a wheel for the host and needs the "
+            "'wheel' package; run: pip install 'cosmos-workflow[remote]'"
+        )
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]

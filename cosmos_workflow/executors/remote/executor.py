@@ -34,7 +34,7 @@ from cosmos_workflow.errors import ConfigError, RemoteCommandError, RemoteConnec
 from cosmos_workflow.executors.base import Executor
 from cosmos_workflow.executors.remote import code
 from cosmos_workflow.executors.remote.check import gpu_names
-from cosmos_workflow.executors.remote.command import RemotePaths, remote_command, remote_options
+from cosmos_workflow.executors.remote.command import SCRIPT, RemotePaths, remote_command, remote_options
 from cosmos_workflow.executors.remote.job import JournalTail, RemoteJob
 from cosmos_workflow.executors.remote.settings import RemoteConfig
 from cosmos_workflow.executors.remote.ssh import Connection
@@ -227,8 +227,7 @@ class _RemoteRun:
             code.install_in_venv(self.connection, self.folder, self._python, wheel)
             return wheel
         self.folder.upload_as(wheel.path, wheel.remote_path)
-        script = code.source_checkout() / "scripts/upsample_prompt.sh"
-        self.folder.upload_as(script, f"{wheel.remote_dir}/scripts/upsample_prompt.sh")
+        self.folder.upload_as(code.SCRIPT, f"{wheel.remote_dir}/{SCRIPT}")
         self.connection.run(["docker", "rm", "-f", self.container], check=False, timeout=60)
         return wheel
 
