@@ -26,7 +26,7 @@ from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.executors import Executor, KeyedItem, executor_for, launcher_for
 from cosmos_workflow.executors.merge import by_key, merge_records
 from cosmos_workflow.files import exclusive_lock, lock_path_for, write_json_atomic
-from cosmos_workflow.journal import Journal, done_keys, journal_path_for, journals_for, set_aside
+from cosmos_workflow.journal import Journal, OnSaved, done_keys, journal_path_for, journals_for, set_aside
 from cosmos_workflow.paths import check_paths
 from cosmos_workflow.runner import Job, Progress, RunResult, request_key
 from cosmos_workflow.specs.batch import BatchItem, Problem, load_batch
@@ -70,6 +70,7 @@ def upsample(
     progress: Progress | None = None,
     shard: bool = True,
     inputs: Sequence[Path] = (),
+    on_saved: OnSaved | None = None,
 ) -> RunResult:
     """Upsample ``items`` into ``output``, resuming from its journals; only one run per output.
 
@@ -79,7 +80,8 @@ def upsample(
     torchrun child process). An executor made
     here is closed at the end; the caller's stays open (it may keep an engine loaded). Every path
     is checked before any work (:func:`check_run_paths`); ``inputs`` are the files the items came
-    from, which the output must not be.
+    from, which the output must not be. ``on_saved`` is called with the new records each time
+    this process' journal has saved some (not for a torchrun child's: there, only the result).
     """
     if executor is None and (launcher := launcher_for(options)) is not None:
         check_run_paths(output, "", options, inputs=inputs)
@@ -87,13 +89,15 @@ def upsample(
     owned = executor is None
     executor = executor or executor_for(options, shard=shard)
     with closing(executor) if owned else nullcontext():
-        return _run(executor, items, options, output=output, progress=progress, inputs=inputs)
+        journal = Journal(journal_path_for(output, executor.journal_suffix), on_saved)
+        return _run(executor, items, options, journal, output=output, progress=progress, inputs=inputs)
 
 
 def _run(
     executor: Executor,
     items: Sequence[BatchItem],
     options: RunOptions,
+    journal: Journal,
     *,
     output: Path,
     progress: Progress | None,
@@ -102,7 +106,6 @@ def _run(
     started = time.monotonic()
     options = executor.adapt(options)
     check_run_paths(output, executor.journal_suffix, options, inputs=inputs)
-    journal = Journal(journal_path_for(output, executor.journal_suffix))
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     tokenizer = tokenizer_for(options.engine.model)
     with exclusive_lock(journal.path, owner_of=output):

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -20,6 +20,9 @@ from cosmos_workflow.specs.results import UpsampleRecord
 from cosmos_workflow.text import clean_strings, replacement_note
 
 log = logging.getLogger("cosmos_workflow")
+
+#: told of each group of records a journal has just saved (the run's result stream)
+OnSaved = Callable[[Sequence[UpsampleRecord]], None]
 
 #: records appended by this process, per journal: what an interrupted run reports as saved
 _saved: Counter[Path] = Counter()
@@ -38,14 +41,17 @@ def journal_path_for(output: Path, suffix: str = "") -> Path:
 class Journal:
     """An append-only JSONL journal of :class:`UpsampleRecord` s."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_saved: OnSaved | None = None) -> None:
         self.path = path
+        #: called with each appended group of records once they are on disk
+        self.on_saved = on_saved
 
     def read(self) -> dict[str, UpsampleRecord]:
         """Latest record per key; torn or invalid lines are skipped."""
         return {record.key: record for record in read_records(self.path)}
 
     def append(self, records: Iterable[UpsampleRecord]) -> None:
+        records = list(records)
         encoded = [_json_line(r) for r in records]
         lines = "".join(encoded)
         if not lines:
@@ -58,6 +64,8 @@ class Journal:
             handle.flush()
             os.fsync(handle.fileno())
         _saved[self.path] += len(encoded)
+        if self.on_saved is not None:
+            self.on_saved(records)
 
     def reset(self) -> None:
         """Start over (``--force``): the old journal is kept aside, not deleted."""

@@ -4,7 +4,8 @@
 yet upsampled (all with ``force``), runs them through :func:`cosmos_workflow.api.upsample` (on any
 executor: this process, or a remote host) with
 the model loaded once and the journal in ``DIR/.upsampling`` (so an interrupted run resumes),
-then writes each result into its spec file under the file's lock. A spec that failed keeps its
+and writes each result into its spec file, under the file's lock, as soon as the journal has
+saved it (its batch, or its chunk of a remote host's results). A spec that failed keeps its
 previous content and is listed with the reason; a corrupt spec file is listed and skipped.
 
 Only one run works on a folder at a time: a second run on the same folder waits for the first
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from cosmos_workflow.specs.results import UpsampleRecord
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
     from cosmos_workflow.executors import Executor
+    from cosmos_workflow.journal import OnSaved
     from cosmos_workflow.runner import Progress
 
 log = logging.getLogger("cosmos_workflow")
@@ -164,8 +166,13 @@ def upsample_specs(
     output: Path,
     executor: Executor | None = None,
     progress: Progress | None = None,
+    on_done: Callable[[int, PromptSpec], None] | None = None,
 ) -> list[tuple[PromptSpec, str | None]]:
-    """Upsample in one batch; per spec, in input order: (updated spec, None) or (spec, reason)."""
+    """Upsample in one batch; per spec, in input order: (updated spec, None) or (spec, reason).
+
+    ``on_done(index, updated spec)`` is called as soon as a spec's result is saved in the run's
+    journal, before the batch ends (results resumed from an earlier run come only at the end).
+    """
     prepared = [prepare(spec, name) for spec, name in zip(specs, unique_names(specs), strict=True)]
     sendable = [p for p in prepared if p.item is not None]
     records: dict[int, UpsampleRecord] = {}
@@ -174,10 +181,31 @@ def upsample_specs(
         # spec runs are not sharded: every process of a torchrun job would wait on the folder lock
         # (num_gpu > 1 from one process does shard them, in the torchrun child it starts)
         result = api.upsample(
-            items, options, output=output, executor=executor, progress=progress, shard=False
+            items,
+            options,
+            output=output,
+            executor=executor,
+            progress=progress,
+            shard=False,
+            on_saved=_saved_specs(prepared, options, on_done) if on_done else None,
         )
         records = {id(p): r for p, r in zip(sendable, result.records, strict=True)}
     return [_finish(p, records.get(id(p)), options) for p in prepared]
+
+
+def _saved_specs(
+    prepared: Sequence[Prepared], options: RunOptions, on_done: Callable[[int, PromptSpec], None]
+) -> OnSaved:
+    """The journal's listener: each finished record, as its spec updated, to ``on_done``."""
+    index_of = {p.item.name: i for i, p in enumerate(prepared) if p.item is not None}
+
+    def saved(records: Sequence[UpsampleRecord]) -> None:
+        for record in records:
+            index = index_of.get(record.name)
+            if index is not None and record.done:
+                on_done(index, _finish(prepared[index], record, options)[0])
+
+    return saved
 
 
 def _finish(
@@ -286,11 +314,21 @@ def upsample_stored(
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> SpecRunSummary:
-    """Upsample specs read from files and write each success back under the file's lock."""
+    """Upsample specs read from files and write each success back under the file's lock, as
+    soon as it is saved (an interrupted run leaves the finished specs written)."""
+    written: dict[int, SpecOutcome] = {}
+
+    def write(index: int, spec: PromptSpec) -> None:
+        if index not in written:
+            written[index] = _write_back(stored[index], spec, None)
+
     results = upsample_specs(
-        [s.spec for s in stored], options, output=output, executor=executor, progress=progress
+        [s.spec for s in stored], options, output=output, executor=executor, progress=progress, on_done=write
     )
-    outcomes = [_write_back(s, spec, reason) for s, (spec, reason) in zip(stored, results, strict=True)]
+    outcomes = [
+        written.get(i) or _write_back(s, spec, reason)
+        for i, (s, (spec, reason)) in enumerate(zip(stored, results, strict=True))
+    ]
     return SpecRunSummary(None, outcomes)
 
 

@@ -177,20 +177,44 @@ class Interrupted(FakeEngine):
         return super().generate(requests, sampling)
 
 
-def test_interrupted_run_resumes_without_redoing_work(tmp_path: Path, videos: dict[str, str]) -> None:
+def test_interrupted_run_leaves_finished_specs_written_and_resumes_the_rest(
+    tmp_path: Path, videos: dict[str, str]
+) -> None:
     make_folder(tmp_path, videos, count=12)
     with pytest.raises(KeyboardInterrupt):
         upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(Interrupted(calls=2)))
     journal = list(read_records(tmp_path / ".upsampling" / "results.json.journal.jsonl"))
     assert len(journal) == 8
-    assert all(not s.spec.upsampled for s in specs_by_name(tmp_path).values())
+    # each spec was written as its batch was saved, before the Ctrl-C: the 8 done, the 4 not
+    written = {s.spec.id: s.spec.upsampled_prompt for s in specs_by_name(tmp_path).values()}
+    assert {r.name: r.upsampled_prompt for r in journal} == {n: p for n, p in written.items() if p}
+    assert sum(p is None for p in written.values()) == 4
 
     engine = FakeEngine()
     summary = upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(engine))
     assert len(engine.received) == 4 and not {r.key for r in engine.received} & {r.key for r in journal}
-    assert len(summary.of("updated")) == 12
+    assert (len(summary.of("updated")), len(summary.of("skipped"))) == (4, 8)
+    assert all(s.spec.upsampled for s in specs_by_name(tmp_path).values())
     results = json.loads((tmp_path / ".upsampling" / "results.json").read_text())
-    assert len(results) == 12 and all(r["status"] in ("ok", "text_only") for r in results)
+    assert len(results) == 4 and all(r["status"] in ("ok", "text_only") for r in results)
+
+
+def test_each_spec_is_written_when_its_batch_is_saved_not_at_the_end(
+    tmp_path: Path, videos: dict[str, str]
+) -> None:
+    make_folder(tmp_path, videos, count=8)
+    seen_written: list[int] = []
+
+    class Watching(FakeEngine):
+        """Before each batch, counts the spec files already holding a result."""
+
+        def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
+            seen_written.append(sum(s.spec.upsampled for s in specs_by_name(tmp_path).values()))
+            return super().generate(requests, sampling)
+
+    summary = upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(Watching()))
+    assert seen_written == [0, 4]
+    assert len(summary.of("updated")) == 8 and summary.failed == 0
 
 
 def test_spec_edited_during_the_run_is_not_overwritten(tmp_path: Path, videos: dict[str, str]) -> None:
@@ -199,9 +223,9 @@ def test_spec_edited_during_the_run_is_not_overwritten(tmp_path: Path, videos: d
     other = manager.create("other", "A town", input_video_path=videos["input"])
 
     class EditMeanwhile(LocalExecutor):
-        def execute(self, *args: Any, **kwargs: Any) -> None:
-            super().execute(*args, **kwargs)
+        def execute(self, *args: Any, **kwargs: Any) -> None:  # the folder was read; no result yet
             manager.update(edited.path, lambda s: s.model_copy(update={"prompt": "A city in the rain"}))
+            super().execute(*args, **kwargs)
 
     summary = upsample_spec_dir(tmp_path, OPTIONS, executor=EditMeanwhile(FakeEngine()))
     assert [o.name for o in summary.of("failed")] == ["edited"]
