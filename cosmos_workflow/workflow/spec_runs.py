@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from cosmos_workflow import __version__, api
 from cosmos_workflow.errors import InputFileError, SpecError
 from cosmos_workflow.files import flocked
+from cosmos_workflow.paths import describe_os_error
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.manager import SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsamplingParams, utc_now
@@ -346,8 +347,9 @@ def _write_back(stored: StoredSpec, result: PromptSpec, reason: str | None) -> S
 
     try:
         written = SpecStore(stored.path.parent).update(stored.path, merge)
-    except SpecError as exc:
-        return SpecOutcome(stored.path, name, "failed", f"could not write the result: {exc}", stored.spec)
+    except (SpecError, OSError) as exc:  # this spec's file only: the run and the other specs go on
+        problem = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        return SpecOutcome(stored.path, name, "failed", f"could not write the result: {problem}", stored.spec)
     if changed:
         return SpecOutcome(
             stored.path, name, "failed", "the spec was edited during the run; rerun to upsample it", written

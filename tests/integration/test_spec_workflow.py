@@ -217,6 +217,19 @@ def test_each_spec_is_written_when_its_batch_is_saved_not_at_the_end(
     assert len(summary.of("updated")) == 8 and summary.failed == 0
 
 
+def test_a_spec_file_that_cannot_be_written_fails_alone(tmp_path: Path, videos: dict[str, str]) -> None:
+    make_folder(tmp_path, videos, count=8)
+    stuck = specs_by_name(tmp_path)["shot01"].path
+    lock = stuck.with_name(f".{stuck.name}.lock")
+    lock.unlink()
+    lock.mkdir()  # a folder where its lock file goes: it cannot be opened, even by root
+    summary = upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(FakeEngine()))
+    [failed] = summary.of("failed")
+    assert failed.path == stuck and failed.reason.startswith(f"could not write the result: {stuck.parent}")
+    assert len(summary.of("updated")) == 7
+    assert not specs_by_name(tmp_path)["shot01"].spec.upsampled
+
+
 def test_spec_edited_during_the_run_is_not_overwritten(tmp_path: Path, videos: dict[str, str]) -> None:
     manager = PromptSpecManager(tmp_path)
     edited = manager.create("edited", "A city", input_video_path=videos["input"])
