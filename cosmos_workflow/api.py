@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from cosmos_workflow.budget import Plan, PlanSettings, plan_item, probe_item
 from cosmos_workflow.config import RunOptions
 from cosmos_workflow.errors import InputFileError
-from cosmos_workflow.executors import Executor, KeyedItem, executor_for, launcher_for
+from cosmos_workflow.executors import Executor, KeyedItem, RunContext, executor_for, launcher_for
 from cosmos_workflow.executors.merge import by_key, merge_records
 from cosmos_workflow.files import exclusive_lock, lock_path_for, write_json_atomic
 from cosmos_workflow.journal import Journal, OnSaved, done_keys, journal_path_for, journals_for, set_aside
@@ -118,7 +118,7 @@ def _run(
         if progress:
             progress(len(mine) - len(todo), total=len(mine))
         jobs = [plan_job(k, options.plan, tokenizer) for k in todo]
-        executor.execute(jobs, options, tokenizer, journal, progress)
+        executor.execute(jobs, RunContext(options, tokenizer, journal, progress))
         finished = executor.finish(output, mine, len(mine) - len(todo))
     complete = finished.writes_output
     return _result(keyed if complete else mine, output, complete, started, resumed=finished.resumed)

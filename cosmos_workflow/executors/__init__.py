@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import UsageError
-from cosmos_workflow.executors.base import Executor, KeyedItem
+from cosmos_workflow.executors.base import Executor, KeyedItem, RunContext
 from cosmos_workflow.executors.local import LocalExecutor
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from cosmos_workflow.engines import Engine
     from cosmos_workflow.executors.spawn import TorchrunLauncher
 
-__all__ = ["Executor", "KeyedItem", "LocalExecutor", "executor_for", "launcher_for"]
+__all__ = ["Executor", "KeyedItem", "LocalExecutor", "RunContext", "executor_for", "launcher_for"]
 
 
 def executor_for(

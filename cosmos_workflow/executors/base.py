@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cosmos_workflow.journal import Journal
     from cosmos_workflow.runner import Job, Progress
     from cosmos_workflow.specs.batch import BatchItem
+    from cosmos_workflow.specs.results import UpsampleRecord
     from cosmos_workflow.tokenizer import Tokenizer
 
 
@@ -38,6 +39,23 @@ class KeyedItem:
 
     item: BatchItem
     key: str
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run gives its executor besides the jobs: the options as adapted, the tokenizer, and
+    where the records go (this process' journal, and the progress bar if there is one)."""
+
+    options: RunOptions
+    tokenizer: Tokenizer
+    journal: Journal
+    progress: Progress | None = None
+
+    def save(self, records: Sequence[UpsampleRecord]) -> None:
+        """Append ``records`` to the journal (on disk when this returns), then count them."""
+        self.journal.append(records)
+        if self.progress and records:
+            self.progress(len(records))
 
 
 class Executor(abc.ABC):
@@ -63,15 +81,8 @@ class Executor(abc.ABC):
         """Called once, under the output's lock, before anything runs."""
 
     @abc.abstractmethod
-    def execute(
-        self,
-        jobs: Sequence[Job],
-        options: RunOptions,
-        tokenizer: Tokenizer,
-        journal: Journal,
-        progress: Progress | None,
-    ) -> None:
-        """Run ``jobs`` and append one record per job to ``journal`` as results arrive."""
+    def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
+        """Run ``jobs`` and save one record per job (:meth:`RunContext.save`) as results arrive."""
 
     def finish(self, output: Path, selected: Sequence[KeyedItem], resumed: int) -> Finished:
         """Called after :meth:`execute`, under the lock (``resumed``: of ``selected``)."""

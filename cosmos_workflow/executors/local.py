@@ -16,14 +16,12 @@ from typing import TYPE_CHECKING
 from cosmos_workflow.engines import Engine
 from cosmos_workflow.engines.cache import EngineCache
 from cosmos_workflow.errors import ConfigError, ModelLoadError
-from cosmos_workflow.executors.base import Executor
+from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.runner import Runner, build_record
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
-    from cosmos_workflow.journal import Journal
-    from cosmos_workflow.runner import Job, Progress
-    from cosmos_workflow.tokenizer import Tokenizer
+    from cosmos_workflow.runner import Job
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -49,30 +47,23 @@ class LocalExecutor(Executor):
         device = f"cuda:{visible_index(first, os.environ)}"
         return options.model_copy(update={"engine": engine.model_copy(update={"device": device})})
 
-    def execute(
-        self,
-        jobs: Sequence[Job],
-        options: RunOptions,
-        tokenizer: Tokenizer,
-        journal: Journal,
-        progress: Progress | None,
-    ) -> None:
+    def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
         if not jobs:
             return
         if self.engine is not None:
-            Runner(self.engine, tokenizer, options, journal).run(jobs, progress)
+            Runner(self.engine, run.tokenizer, run.options, run.journal).run(jobs, run.progress)
             return
         try:
-            loaded = self.engines.get(options.engine)
+            loaded = self.engines.get(run.options.engine)
         except ModelLoadError as exc:
-            if options.on_error != "original":
+            if run.options.on_error != "original":
                 raise
-            write_fallbacks(jobs, options, journal, str(exc), progress)
+            write_fallbacks(jobs, run, str(exc))
             return
         try:
-            Runner(loaded, tokenizer, options, journal).run(jobs, progress)
+            Runner(loaded, run.tokenizer, run.options, run.journal).run(jobs, run.progress)
         finally:
-            if options.offload_prompt_upsampler:
+            if run.options.offload_prompt_upsampler:
                 self.engines.close()
 
     def close(self) -> None:
@@ -95,13 +86,9 @@ def visible_index(device: str, env: Mapping[str, str]) -> int:
     )
 
 
-def write_fallbacks(
-    jobs: Sequence[Job], options: RunOptions, journal: Journal, reason: str, progress: Progress | None
-) -> None:
+def write_fallbacks(jobs: Sequence[Job], run: RunContext, reason: str) -> None:
     """``--on-error original`` when the model cannot load: every item gets its original prompt."""
     log.error("%s; writing the original prompts (status 'fallback')", reason)
     for job in jobs:
         job.failure = reason
-    journal.append(build_record(job, None, None, options) for job in jobs)
-    if progress:
-        progress(len(jobs))
+    run.save([build_record(job, None, None, run.options) for job in jobs])

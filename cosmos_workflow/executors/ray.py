@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 from cosmos_workflow.config import check_ray_engine
 from cosmos_workflow.engines import Engine, EngineConfig, load_engine
 from cosmos_workflow.errors import ClusterError, CosmosWorkflowError, ModelLoadError, UsageError
-from cosmos_workflow.executors.base import Executor
+from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.executors.local import write_fallbacks
 from cosmos_workflow.runner import Job, Runner, length_sorted_batches, prepare_job
 from cosmos_workflow.specs.results import UpsampleRecord
@@ -62,9 +62,6 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from cosmos_workflow.config import RunOptions
-    from cosmos_workflow.journal import Journal
-    from cosmos_workflow.runner import Progress
-    from cosmos_workflow.tokenizer import Tokenizer
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -152,19 +149,12 @@ class RayExecutor(Executor):
         check_ray_engine(options.engine.engine)
         return options
 
-    def execute(
-        self,
-        jobs: Sequence[Job],
-        options: RunOptions,
-        tokenizer: Tokenizer,
-        journal: Journal,
-        progress: Progress | None,
-    ) -> None:
+    def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
         if not jobs:
             return
         ray = import_ray()
-        with connected(ray, options.ray_address):
-            where = placement(ray.cluster_resources(), options)
+        with connected(ray, run.options.ray_address):
+            where = placement(ray.cluster_resources(), run.options)
             log.info(
                 "ray: %d jobs, %d actor(s), %s GPU and %s CPU each",
                 len(jobs),
@@ -172,29 +162,19 @@ class RayExecutor(Executor):
                 where.gpus,
                 where.cpus,
             )
-            self._run(jobs, options, where, journal, progress)
+            self._run(jobs, where, run)
 
-    def _run(
-        self,
-        jobs: Sequence[Job],
-        options: RunOptions,
-        where: Placement,
-        journal: Journal,
-        progress: Progress | None,
-    ) -> None:
+    def _run(self, jobs: Sequence[Job], where: Placement, run: RunContext) -> None:
         """Stream the records into the journal, each key once (a job without one stays pending:
         the api names it, and a rerun does it)."""
         pending = {job.key: job for job in jobs}
         try:
-            for records in stream(jobs, options, where, self.engine_factory):
-                fresh = [r for r in records if pending.pop(r.key, None) is not None]
-                journal.append(fresh)
-                if progress and fresh:
-                    progress(len(fresh))
+            for records in stream(jobs, run.options, where, self.engine_factory):
+                run.save([r for r in records if pending.pop(r.key, None) is not None])
         except Exception as exc:
             cause = our_error(exc)
-            if isinstance(cause, ModelLoadError) and options.on_error == "original":
-                write_fallbacks(list(pending.values()), options, journal, _first_line(cause), progress)
+            if isinstance(cause, ModelLoadError) and run.options.on_error == "original":
+                write_fallbacks(list(pending.values()), run, _first_line(cause))
                 return
             if cause is not None:  # its own line: Ray appends notes on its retries to the text
                 raise type(cause)(_first_line(cause)) from exc

@@ -22,20 +22,19 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.budget import probe_item, requested_long_side, snap_size
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
-from cosmos_workflow.executors.base import Finished, KeyedItem
+from cosmos_workflow.executors.base import Finished, KeyedItem, RunContext
 from cosmos_workflow.executors.local import GPU_FREE_ENGINES, LocalExecutor
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.journal import rank_journal_suffix
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
-    from cosmos_workflow.journal import Journal
     from cosmos_workflow.runner import Job, Progress
     from cosmos_workflow.specs.batch import BatchItem
     from cosmos_workflow.tokenizer import Tokenizer
@@ -178,16 +177,9 @@ class TorchrunExecutor(LocalExecutor):
         log.info("rank %d of %d: %d of %d items", self.info.rank, self.info.world_size, len(mine), len(items))
         return mine
 
-    def execute(
-        self,
-        jobs: Sequence[Job],
-        options: RunOptions,
-        tokenizer: Tokenizer,
-        journal: Journal,
-        progress: Progress | None,
-    ) -> None:
+    def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
         with hidden_torchrun_environment():
-            super().execute(jobs, options, tokenizer, journal, _crash_hook(progress, self.info.rank))
+            super().execute(jobs, replace(run, progress=_crash_hook(run.progress, self.info.rank)))
 
     def start(self, output: Path, options: RunOptions) -> None:
         """A forced rerun first removes this rank's marker, so no rank merges before it is done."""

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_workflow.config import RunOptions, options_from_keywords
+from cosmos_workflow.config import options_from_keywords
 from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import ConfigError
-from cosmos_workflow.executors import LocalExecutor
-from cosmos_workflow.journal import Journal
-from cosmos_workflow.runner import Job, Progress
+from cosmos_workflow.executors import LocalExecutor, RunContext
+from cosmos_workflow.runner import Job
 from cosmos_workflow.specs.prompt_spec import new_spec
-from cosmos_workflow.tokenizer import Tokenizer
 from cosmos_workflow.workflow import WorkflowOrchestrator
 from tests.videos import make_video
 
@@ -60,16 +58,9 @@ class RecordingExecutor(LocalExecutor):
         super().__init__(FakeEngine())
         self.seen: list[list[Job]] = []
 
-    def execute(
-        self,
-        jobs: Sequence[Job],
-        options: RunOptions,
-        tokenizer: Tokenizer,
-        journal: Journal,
-        progress: Progress | None,
-    ) -> None:
+    def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
         self.seen.append(list(jobs))
-        super().execute(jobs, options, tokenizer, journal, progress)
+        super().execute(jobs, run)
 
 
 def test_executor_seam_receives_the_planned_jobs(tmp_path: Path) -> None:

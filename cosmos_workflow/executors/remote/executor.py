@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from cosmos_workflow.engines.tiny import cache_root
 from cosmos_workflow.errors import ConfigError, RemoteCommandError, RemoteConnectionError, RemoteError
-from cosmos_workflow.executors.base import Executor
+from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.executors.remote import code
 from cosmos_workflow.executors.remote.check import gpu_names
 from cosmos_workflow.executors.remote.command import SCRIPT, RemotePaths, remote_command, remote_options
@@ -44,9 +44,7 @@ from cosmos_workflow.specs.results import UpsampleRecord
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
-    from cosmos_workflow.journal import Journal
-    from cosmos_workflow.runner import Job, Progress
-    from cosmos_workflow.tokenizer import Tokenizer
+    from cosmos_workflow.runner import Job
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -100,20 +98,12 @@ class RemoteExecutor(Executor):
     def start(self, output: Path, options: RunOptions) -> None:
         self._output = output
 
-    def execute(
-        self,
-        jobs: Sequence[Job],
-        options: RunOptions,
-        tokenizer: Tokenizer,
-        journal: Journal,
-        progress: Progress | None,
-    ) -> None:
+    def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
         if not jobs:
             return
         try:
             folder = RemoteDir(self.connection.open(), self.config.remote_dir)
-            run = _RemoteRun(self, folder, options, journal, progress)
-            run.go(list(jobs))
+            _RemoteRun(self, folder, run).go(list(jobs))
         finally:
             self.connection.close()
 
@@ -150,17 +140,14 @@ class _RemoteRun:
         self,
         executor: RemoteExecutor,
         folder: RemoteDir,
-        options: RunOptions,
-        journal: Journal,
-        progress: Progress | None,
+        run: RunContext,
     ) -> None:
         self.executor = executor
         self.config = executor.config
         self.folder = folder
-        self.options = options
-        self.journal = journal
-        self.progress = progress
-        job_id = executor.job_id(options)
+        self.run = run
+        self.options = run.options
+        job_id = executor.job_id(run.options)
         self.container = f"cosmos-workflow-{job_id[-16:]}"
         self.job = RemoteJob(folder, job_id, container=self.container if self._docker else None)
 
@@ -321,10 +308,8 @@ class _RemoteRun:
         clips = self._fetch_clips([(record, pending.job) for record, pending in arrived])
         fresh = [self._local_record(record, pending, clips.get(record.name)) for record, pending in arrived]
         if fresh:
-            self.journal.append(fresh)
+            self.run.save(fresh)
             stream.received += len(fresh)
-            if self.progress:
-                self.progress(len(fresh))
 
     @staticmethod
     def _parse(line: str) -> UpsampleRecord | None:
