@@ -140,6 +140,15 @@ def slow_fake(seconds: float = 1.0) -> list[str]:
     return [*FAKE, "--batch-size", "1", "--engine-option", f"seconds_per_batch={seconds}"]
 
 
+def slow_remote_run(config: Path, tmp_path: Path, count: int) -> tuple[list[str], Path]:
+    """The arguments of a remote run of ``count`` text-only items, slow enough to interrupt, and
+    its output file."""
+    source = prompts(tmp_path, [f"item{n}" for n in range(count)], with_videos=False)
+    output = tmp_path / "up.json"
+    args = ["upsample-prompts", str(source), "-o", str(output), *slow_fake(), "--config", str(config)]
+    return [*args, "--remote"], output
+
+
 @pytest.mark.slow
 def test_venv_mode_runs_the_tiny_model_on_the_host(
     remote_toml: Config, examples: Path, tmp_path: Path
@@ -256,18 +265,7 @@ def test_ctrl_c_stops_the_remote_job_and_a_rerun_resumes(
     remote_toml: Config, tmp_path: Path, sshd: Sshd
 ) -> None:
     config = remote_toml("venv")
-    source = prompts(tmp_path, [f"item{n}" for n in range(8)], with_videos=False)
-    output = tmp_path / "up.json"
-    args = [
-        "upsample-prompts",
-        str(source),
-        "-o",
-        str(output),
-        *slow_fake(),
-        "--config",
-        str(config),
-        "--remote",
-    ]
+    args, output = slow_remote_run(config, tmp_path, 8)
     process = start_cli(*args)
     wait(lambda: journal_lines(output) >= 1, "a first result")
     process.send_signal(signal.SIGINT)
@@ -287,18 +285,7 @@ def test_ctrl_c_stops_the_remote_job_and_a_rerun_resumes(
 
 def test_local_process_killed_then_rerun_reattaches(remote_toml: Config, tmp_path: Path, sshd: Sshd) -> None:
     config = remote_toml("venv")
-    source = prompts(tmp_path, [f"item{n}" for n in range(6)], with_videos=False)
-    output = tmp_path / "up.json"
-    args = [
-        "upsample-prompts",
-        str(source),
-        "-o",
-        str(output),
-        *slow_fake(),
-        "--config",
-        str(config),
-        "--remote",
-    ]
+    args, output = slow_remote_run(config, tmp_path, 6)
     process = start_cli(*args)
     wait(lambda: journal_lines(output) >= 1, "a first result")
     process.kill()  # the local side dies; the job on the host must not
@@ -317,18 +304,7 @@ def test_remote_failure_keeps_partial_results_and_rerun_resumes(
     remote_toml: Config, tmp_path: Path, sshd: Sshd
 ) -> None:
     config = remote_toml("venv")
-    source = prompts(tmp_path, [f"item{n}" for n in range(8)], with_videos=False)
-    output = tmp_path / "up.json"
-    args = [
-        "upsample-prompts",
-        str(source),
-        "-o",
-        str(output),
-        *slow_fake(),
-        "--config",
-        str(config),
-        "--remote",
-    ]
+    args, output = slow_remote_run(config, tmp_path, 8)
     process = start_cli(*args)
     wait(lambda: journal_lines(output) >= 2, "two results")
     job = job_dir(config, sshd)
