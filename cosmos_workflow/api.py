@@ -89,23 +89,25 @@ def upsample(
     owned = executor is None
     executor = executor or executor_for(options, shard=shard)
     with closing(executor) if owned else nullcontext():
-        journal = Journal(journal_path_for(output, executor.journal_suffix), on_saved)
-        return _run(executor, items, options, journal, output=output, progress=progress, inputs=inputs)
+        return _run(
+            executor, items, options, output=output, progress=progress, inputs=inputs, on_saved=on_saved
+        )
 
 
 def _run(
     executor: Executor,
     items: Sequence[BatchItem],
     options: RunOptions,
-    journal: Journal,
     *,
     output: Path,
     progress: Progress | None,
     inputs: Sequence[Path],
+    on_saved: OnSaved | None,
 ) -> RunResult:
     started = time.monotonic()
     options = executor.adapt(options)
     check_run_paths(output, executor.journal_suffix, options, inputs=inputs)
+    journal = Journal(journal_path_for(output, executor.journal_suffix), on_saved)
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     tokenizer = tokenizer_for(options.engine.model)
     with exclusive_lock(journal.path, owner_of=output):
