@@ -256,7 +256,7 @@ class EngineActor:
     """One actor of the pool: an engine loaded once, and the runner's batch step around it."""
 
     def __init__(
-        self, options: RunOptions, factory: EngineFactory | None, longest: int, attempts: Any = None
+        self, options: RunOptions, factory: EngineFactory | None, longest: int, attempts: Any
     ) -> None:
         self.runner: Runner | None = None
         self.load_error: ModelLoadError | None = None
@@ -288,7 +288,7 @@ class EngineActor:
 
         assert self.runner is not None
         jobs = _loads(blob)
-        tries = ray.get(self.attempts.start.remote(str(name))) if self.attempts is not None else 1
+        tries = ray.get(self.attempts.start.remote(str(name)))
         if tries <= BATCH_TRIES:
             return self.runner.generate_batch(jobs)
         message = (

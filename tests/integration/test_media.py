@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -316,8 +320,6 @@ def test_other_containers_including_unseekable_raw_h264(tmp_path: Path, suffix: 
 
 
 def test_case1_fifo_or_device_as_video_is_refused_without_reading(tmp_path: Path) -> None:
-    import os
-
     fifo = tmp_path / "pipe.mp4"
     os.mkfifo(fifo)  # opening it for reading would block for ever
     for path in (fifo, Path("/dev/zero")):
@@ -344,11 +346,6 @@ except VideoError as error:
 
 def probe_error(video: Path) -> str:
     """``probe_video``'s error for ``video``, read with a normal user's permissions."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-
     if os.geteuid() != 0:
         with pytest.raises(VideoError) as caught:
             probe_video(video)

@@ -70,8 +70,10 @@ class Wheel:
         return f"{self.remote_dir}/{self.path.name}"
 
 
+#: the package running here
+PACKAGE = Path(cosmos_workflow.__file__).resolve().parent
 #: the Docker-mode wrapper, package data (``scripts/upsample_prompt.sh`` in a checkout links to it)
-SCRIPT = Path(cosmos_workflow.__file__).resolve().parent / "scripts" / "upsample_prompt.sh"
+SCRIPT = PACKAGE / "scripts" / "upsample_prompt.sh"
 
 #: dist-info files that belong to one installation, not to the wheel (``RECORD`` is written again)
 _INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
@@ -79,13 +81,12 @@ _INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 def source_checkout() -> Path | None:
     """The checkout this cosmos-workflow runs from, or None where it was installed from a wheel."""
-    root = Path(cosmos_workflow.__file__).resolve().parent.parent
-    return root if (root / "pyproject.toml").is_file() else None
+    return PACKAGE.parent if (PACKAGE.parent / "pyproject.toml").is_file() else None
 
 
 def build_wheel(cache: Path) -> Wheel:
     """The wheel of this cosmos-workflow, built once per content (``cache/wheels/<hash>/``)."""
-    code_hash = tree_hash(Path(cosmos_workflow.__file__).resolve().parent)
+    code_hash = tree_hash(PACKAGE)
     target = cache / "wheels" / code_hash[:16]
     built = sorted(target.glob("cosmos_workflow-*.whl"))
     if built:
@@ -95,11 +96,10 @@ def build_wheel(cache: Path) -> Wheel:
         source, out = Path(tmp) / "src", Path(tmp) / "out"
         if root is not None:
             _copy_source(root, source)
-            _build(["pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)])
+            _build(_pip_wheel(source, out))
         else:
             _copy_installed(source)
-            out.mkdir()
-            _build(["wheel", "pack", "-d", str(out), str(source)])
+            _build(_wheel_pack(source, out))
         [wheel] = sorted(out.glob("cosmos_workflow-*.whl"))
         target.mkdir(parents=True, exist_ok=True)
         shutil.move(wheel, target / wheel.name)
@@ -108,7 +108,7 @@ def build_wheel(cache: Path) -> Wheel:
 
 def _copy_installed(unpacked: Path) -> None:
     """The installed distribution's files as an unpacked wheel: its package and its dist-info."""
-    beside = str(Path(cosmos_workflow.__file__).resolve().parent.parent)  # the one imported, not another
+    beside = str(PACKAGE.parent)  # the copy imported, not another one
     found = list(importlib.metadata.distributions(name="cosmos-workflow", path=[beside]))
     if len(found) != 1:
         raise ConfigError(
@@ -135,16 +135,25 @@ def _copy_source(root: Path, source: Path) -> None:
             shutil.copy2(root / name, source / name)
 
 
-def _build(tool: list[str]) -> None:
-    """``python -m pip wheel ...`` or ``python -m wheel pack ...``; fails with the tool's last line."""
-    command = [sys.executable, "-m", *tool]
-    if tool[:2] == ["pip", "wheel"] and importlib.util.find_spec("setuptools") is not None:
+def _pip_wheel(source: Path, out: Path) -> list[str]:
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)]
+    if importlib.util.find_spec("setuptools") is not None:
         command.insert(4, "--no-build-isolation")  # offline: this environment's setuptools builds it
-    if tool[0] == "wheel" and importlib.util.find_spec("wheel") is None:
+    return command
+
+
+def _wheel_pack(unpacked: Path, out: Path) -> list[str]:
+    if importlib.util.find_spec("wheel") is None:
         raise ConfigError(
             "--remote packs this installed cosmos-workflow into a wheel for the host and needs the "
             "'wheel' package; run: pip install 'cosmos-workflow[remote]'"
         )
+    out.mkdir()  # wheel pack does not make it
+    return [sys.executable, "-m", "wheel", "pack", "-d", str(out), str(unpacked)]
+
+
+def _build(command: list[str]) -> None:
+    """Run a wheel-building command; failing, say its last line."""
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -146,10 +146,13 @@ class _RemoteRun:
         self.config = executor.config
         self.folder = folder
         self.run = run
-        self.options = run.options
         job_id = executor.job_id(run.options)
         self.container = f"cosmos-workflow-{job_id[-16:]}"
         self.job = RemoteJob(folder, job_id, container=self.container if self._docker else None)
+
+    @property
+    def options(self) -> RunOptions:
+        return self.run.options
 
     @property
     def _docker(self) -> bool:
