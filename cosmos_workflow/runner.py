@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from cosmos_workflow.media import VideoInfo
 
 log = logging.getLogger("cosmos_workflow")
+#: The start of a record's warning when the engine's prompt count differs from the plan's.
+PROMPT_COUNT_MISMATCH = "prompt token count differs"
 
 
 class Progress(Protocol):
@@ -126,23 +128,65 @@ class Runner:
     def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> list[UpsampleRecord]:
         """Process jobs; records come back in the order of ``jobs`` (and go to the journal, if any)."""
         done: dict[str, UpsampleRecord] = {}
+
+        def save(records: list[UpsampleRecord]) -> None:
+            if records:
+                self._append(records)
+            done.update((r.key, r) for r in records)
+            if progress:
+                progress(len(records))
+
         sendable = [j for j in jobs if j.plan.fits]
         if sendable:
             self.size_batches(max(j.plan.total_tokens for j in sendable), len(sendable))
-        for job in jobs:
-            if not job.plan.fits:
-                done[job.key] = self._record(job, None)
-        self._append(done.values())
-        if progress:
-            progress(len(done))
+        save([self._record(job, None) for job in jobs if not job.plan.fits])
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="preprocess") as pool:
-            for batch in self._prepared_batches(pool, sendable):
-                records = self.generate_batch(batch)
-                self._append(records)
-                done.update((r.key, r) for r in records)
-                if progress:
-                    progress(len(records))
+            if self.engine.streams:
+                self._run_streaming(pool, sendable, save)
+            else:
+                for batch in self._prepared_batches(pool, sendable):
+                    save(self.generate_batch(batch))
         return [done[j.key] for j in jobs]
+
+    def _run_streaming(
+        self, pool: ThreadPoolExecutor, jobs: list[Job], save: Callable[[list[UpsampleRecord]], None]
+    ) -> None:
+        """Feed a streaming engine requests in input order as they are prepared, and save each
+        answer as it comes. Answers to redo (cut off, or too long for the engine) wait for the end."""
+        sent: dict[str, Job] = {}
+
+        def requests() -> Iterator[EncodedRequest]:
+            for job in self._prepared_in_order(pool, jobs):
+                if job.request is None:
+                    save([self._record(job, None)])  # preprocessing failed: nothing to send
+                    continue
+                sent[job.key] = job
+                yield job.request
+
+        redo: dict[str, Generation | None] = {}
+        for answers in self.engine.generate_stream(requests(), self.options.sampling):
+            finished = [(sent.pop(key), generation) for key, generation in answers]
+            redo.update((job.key, g) for job, g in finished if self._needs_retry(g))
+            save([self._record(job, g) for job, g in finished if job.key not in redo])
+            for job, _ in finished:
+                if job.key in redo:
+                    sent[job.key] = job
+        save(self._finish([sent[key] for key in redo], redo))
+
+    def _needs_retry(self, generation: Generation) -> bool:
+        cut = _cut_off(generation) and not self.options.engine.options.get("ignore_eos")
+        return cut or generation.error_kind == "context_length"
+
+    def _prepared_in_order(self, pool: ThreadPoolExecutor, jobs: list[Job]) -> Iterator[Job]:
+        """Jobs in their order, each preprocessed in the pool, a window of them ahead of the engine."""
+        window = max(64, self.batch_size * (self.options.prefetch_batches + 1))
+        pending: deque[Future[Job]] = deque()
+        for job in jobs:
+            pending.append(pool.submit(self.prepare, job))
+            if len(pending) > window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
     def _append(self, records: Iterable[UpsampleRecord]) -> None:
         if self.journal is not None:
@@ -184,9 +228,14 @@ class Runner:
                 [j.request for j in ready[start : start + self.batch_size] if j.request]
             )
         results: dict[str, Generation | None] = dict(zip((j.key for j in ready), generations, strict=True))
-        self._retry_cut_off([j for j in ready if _cut_off(results[j.key])], results)
+        return self._finish(batch, results)
+
+    def _finish(self, jobs: list[Job], results: dict[str, Generation | None]) -> list[UpsampleRecord]:
+        """Records for answered jobs, after the retries: answers cut off at ``max_tokens`` once more
+        with a new seed, requests the engine found too long once more at a smaller size."""
+        self._retry_cut_off([j for j in jobs if _cut_off(results.get(j.key))], results)
         records = []
-        for job in batch:
+        for job in jobs:
             generation = results.get(job.key)
             if generation is not None and generation.error_kind == "context_length" and not job.retried:
                 generation = self._retry_smaller(job)
@@ -353,7 +402,7 @@ def build_record(
         preprocessed_video=str(job.preprocessed_video) if job.preprocessed_video else None,
         status=status,
         error=problem,
-        warning=_warning(job),
+        warning=_warning(job, generation),
         frames=plan.frames,
         frame_indices=plan.frame_indices,
         width=plan.width,
@@ -377,10 +426,22 @@ def build_record(
     )
 
 
-def _warning(job: Job) -> str | None:
-    """What the loader changed in the item, and why a video was not used."""
+def _warning(job: Job, generation: Generation | None) -> str | None:
+    """What the loader changed in the item, why a video was not used, and a prompt the engine
+    counted otherwise than the plan (never expected: the plan's count is the engine's tokenizer's)."""
     video = job.plan.message if job.plan.status == "text_only" and job.item.video_path else None
-    return "; ".join(w for w in (job.item.warning, video) if w) or None
+    return "; ".join(w for w in (job.item.warning, video, _count_mismatch(job, generation)) if w) or None
+
+
+def _count_mismatch(job: Job, generation: Generation | None) -> str | None:
+    if generation is None or generation.error is not None or job.request is None:
+        return None
+    if generation.prompt_tokens == job.request.num_tokens:
+        return None
+    return (
+        f"{PROMPT_COUNT_MISMATCH}: the engine counted {generation.prompt_tokens}, the plan "
+        f"{job.request.num_tokens}; please report it with the video's size"
+    )
 
 
 def _cut_off(generation: Generation | None) -> bool:

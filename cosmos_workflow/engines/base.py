@@ -8,7 +8,8 @@ own tokenizer (mistral-common), so the count the planner made is the count the m
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -94,6 +95,10 @@ class Engine(Closes, abc.ABC):
     """A loaded model. Use it as a context manager so its memory is released on exit."""
 
     name: str = "engine"
+    #: True where the engine schedules requests itself (continuous batching, as vLLM does): the
+    #: runner then feeds it a stream of requests as they are prepared and saves each answer as it
+    #: comes (:meth:`generate_stream`), instead of cutting length-sorted batches for it.
+    streams: bool = False
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -114,6 +119,22 @@ class Engine(Closes, abc.ABC):
         A request the engine cannot serve yields ``Generation.failed``; a batch that does not fit
         in memory raises :class:`~cosmos_workflow.errors.GPUOutOfMemoryError`.
         """
+
+    def generate_stream(
+        self, requests: Iterable[EncodedRequest], sampling: SamplingParams
+    ) -> Iterator[list[tuple[str, Generation]]]:
+        """Answers as they finish, as ``(request key, generation)`` pairs, a list at a time.
+
+        ``requests`` may be a generator that blocks while the next request is prepared. This
+        default answers each group of ``stream_group`` requests with one :meth:`generate` call;
+        an engine that schedules requests itself overrides it and answers in finishing order.
+        """
+        pending = iter(requests)
+        while group := list(itertools.islice(pending, self.stream_group)):
+            yield [(r.key, g) for r, g in zip(group, self.generate(group, sampling), strict=True)]
+
+    #: How many requests the default :meth:`generate_stream` sends in one :meth:`generate` call.
+    stream_group: int = 64
 
     def close(self) -> None:
         """Release the model's memory. Safe to call twice."""

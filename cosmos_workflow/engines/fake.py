@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.errors import GPUOutOfMemoryError
@@ -16,7 +16,10 @@ class FakeEngine(Engine):
     ``answers`` items are either a string (finished answer) or a :class:`Generation` (any
     outcome). ``oom_above`` makes batches larger than that size raise an out-of-memory error, to
     exercise the runner's back-off. The engine option ``seconds_per_batch`` makes each call take
-    that long (``--engine-option seconds_per_batch=0.5``), for tests of a run in progress.
+    that long (``--engine-option seconds_per_batch=0.5``), for tests of a run in progress. The
+    option ``streams`` makes it a streaming engine like vLLM's: the runner feeds it requests as
+    they are prepared, and it answers each group of ``stream_group`` in reverse order (a request
+    that finishes early overtakes the ones sent before it).
     """
 
     name = "fake"
@@ -36,6 +39,14 @@ class FakeEngine(Engine):
         self.sampling: list[SamplingParams] = []
         self.closed = False
         self.seconds_per_batch = float(self.config.options.get("seconds_per_batch") or 0.0)
+        self.streams = bool(self.config.options.get("streams", False))
+        self.stream_group = int(self.config.options.get("stream_group") or 8)
+
+    def generate_stream(
+        self, requests: Iterable[EncodedRequest], sampling: SamplingParams
+    ) -> Iterator[list[tuple[str, Generation]]]:
+        for answers in super().generate_stream(requests, sampling):
+            yield answers[::-1]
 
     def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
         if self.oom_above is not None and len(requests) > self.oom_above:

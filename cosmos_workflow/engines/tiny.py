@@ -37,6 +37,37 @@ REQUIRED_FILES = ("config.json", "model.safetensors", TEKKEN_FILE)
 
 # Token ids of Pixtral's tokenizer (tekken_240911.json).
 BOS_ID, EOS_ID, IMAGE_ID, PAD_ID = 1, 2, 10, 11
+IMAGE_BREAK_ID, IMAGE_END_ID = 12, 13
+
+#: Pixtral-12B's ``params.json`` in Mistral's own format (as the Cosmos checkpoint ships it), for
+#: vLLM's random-weight start of ``pixtral-12b-random``: the same sizes as
+#: :func:`pixtral_12b_config`. ``max_position_embeddings`` is given so that vLLM never looks for a
+#: Hugging Face config to find it.
+PIXTRAL_12B_PARAMS: dict[str, Any] = {
+    "dim": 5120,
+    "n_layers": 40,
+    "head_dim": 128,
+    "hidden_dim": 14336,
+    "n_heads": 32,
+    "n_kv_heads": 8,
+    "rope_theta": 1_000_000_000.0,
+    "norm_eps": 1e-5,
+    "vocab_size": 131072,
+    "max_position_embeddings": 131072,
+    "vision_encoder": {
+        "hidden_size": 1024,
+        "num_channels": 3,
+        "image_size": 1024,
+        "patch_size": 16,
+        "rope_theta": 10000.0,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "image_token_id": IMAGE_ID,
+        "image_break_token_id": IMAGE_BREAK_ID,
+        "image_end_token_id": IMAGE_END_ID,
+    },
+}
 
 
 def cache_root() -> Path:

@@ -10,8 +10,19 @@ so each image's run of ``[IMG]``/``[IMG_BREAK]``/``[IMG_END]`` tokens is collaps
 before sending; vLLM's expansion uses the same arithmetic (patch 16, long side capped), so the
 count is unchanged.
 
-One bad request never fails the batch: every request is validated first, and if ``generate`` still
-raises, the batch is retried one request at a time to isolate the culprit.
+A run streams (``generate_stream``): requests go to vLLM's engine one by one as the runner prepares
+them (``LLMEngine.add_request``), up to ``stream_window`` in flight, and each answer comes back as
+soon as it finishes (``LLMEngine.step``), so vLLM's continuous batching sees one long queue, as with
+one ``LLM.generate`` call over every request, while video decoding and planning go on beside it and
+the journal saves each answer as it comes. ``generate`` (a batch, used for retries) is one
+``LLM.generate`` call.
+
+One bad request never fails the batch: every request is validated first; a request vLLM still
+refuses fails alone (streaming: at ``add_request``; a batch: retried one request at a time).
+
+``--model pixtral-12b-random`` starts Pixtral-12B's full-size architecture from a Mistral-format
+folder (``params.json`` + ``tekken.json``, as the Cosmos checkpoint ships) with ``load_format="dummy"``:
+random weights, real speed, no checkpoint (benchmarks only).
 
 Every vLLM name this module uses is listed in the ``*_USED`` constants below; a contract test checks
 them against the source of each release in ``VLLM_VERSIONS_CHECKED`` (no GPU, no vLLM install
@@ -24,17 +35,21 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
-from cosmos_workflow.errors import ConfigError, GPUOutOfMemoryError, ModelLoadError
-from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
+from cosmos_workflow.engines.tiny import PIXTRAL_12B_PARAMS, RANDOM_12B_MODEL, cache_root
+from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError, ModelLoadError
+from cosmos_workflow.files import write_json_atomic
+from cosmos_workflow.tokenizer import TEKKEN_FILE, bundled_tokenizer_path, load_tokenizer, tokenizer_path_for
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +61,17 @@ IMAGE_VLLM = "0.8.1"
 NEWEST_VLLM = "0.33.0"
 #: The releases whose source the contract test checks; pyproject's ``vllm`` extra spans them.
 VLLM_VERSIONS_CHECKED = (IMAGE_VLLM, NEWEST_VLLM)
+#: The release that ran end to end on a GPU (H200, BENCHMARKS.md "vLLM beside the hf engine").
+VLLM_RAN = "0.26.0"
 #: Names imported from vLLM, as (module, attribute).
-IMPORTS_USED = (("vllm", "LLM"), ("vllm", "SamplingParams"), ("vllm.inputs", "TokensPrompt"))
+IMPORTS_USED = (
+    ("vllm", "LLM"),
+    ("vllm", "SamplingParams"),
+    ("vllm.inputs", "TokensPrompt"),
+    ("vllm.sampling_params", "RequestOutputKind"),
+)
+#: Methods of ``LLM.llm_engine`` (``LLMEngine``) the streaming path calls.
+LLM_ENGINE_METHODS_USED = frozenset({"add_request", "step", "abort_request"})
 #: Keyword arguments passed to ``vllm.LLM`` (its own parameters or ``EngineArgs`` fields).
 LLM_KWARGS_USED = frozenset(
     {
@@ -67,14 +91,19 @@ LLM_KWARGS_USED = frozenset(
 GENERATE_KWARGS_USED = frozenset({"sampling_params", "use_tqdm"})
 GENERATE_KWARGS_OPTIONAL = frozenset({"use_tqdm"})
 #: Fields set on ``vllm.SamplingParams``.
-SAMPLING_FIELDS_USED = frozenset({"temperature", "top_p", "max_tokens", "seed"})
+SAMPLING_FIELDS_USED = frozenset({"temperature", "top_p", "max_tokens", "seed", "ignore_eos", "output_kind"})
 #: Keys of ``vllm.inputs.TokensPrompt``.
 PROMPT_KEYS_USED = frozenset({"prompt_token_ids", "multi_modal_data"})
 #: Attributes read from ``RequestOutput`` and ``CompletionOutput``.
-REQUEST_OUTPUT_ATTRS_USED = frozenset({"outputs"})
+REQUEST_OUTPUT_ATTRS_USED = frozenset({"outputs", "request_id", "finished", "prompt_token_ids"})
 COMPLETION_OUTPUT_ATTRS_USED = frozenset({"text", "finish_reason", "token_ids"})
 #: String values vLLM must accept for ``tokenizer_mode``/``load_format``/``config_format``.
 MISTRAL_MODE = "mistral"
+#: ``load_format`` that fills the weights with random values instead of reading them.
+DUMMY_LOAD = "dummy"
+#: Requests in vLLM's queue at once while streaming: more than fit in its KV cache (about 450 of
+#: Pixtral's 1,400-token requests on an H200), so the scheduler never runs short of work.
+STREAM_WINDOW = 1024
 
 
 CheckpointFormat = Literal["mistral", "hf"]
@@ -96,21 +125,27 @@ def detect_format(model: str | Path) -> CheckpointFormat:
     )
 
 
-def llm_kwargs(config: EngineConfig, fmt: CheckpointFormat) -> dict[str, Any]:
-    """The keyword arguments for ``vllm.LLM``; defaults as Cosmos, tuned for throughput."""
+def llm_kwargs(config: EngineConfig, fmt: CheckpointFormat, model: Path | None = None) -> dict[str, Any]:
+    """The keyword arguments for ``vllm.LLM``: Cosmos's settings, except that the number of
+    sequences in flight is vLLM's own default (it sizes it to the card) unless ``max_num_seqs`` is
+    given: Cosmos's 2 leaves a GPU nearly idle. ``model`` replaces ``config.model`` (the folder made
+    for ``pixtral-12b-random``)."""
     opts = config.options
     kwargs: dict[str, Any] = {
-        "model": str(config.model),
+        "model": str(model or config.model),
         "tokenizer_mode": MISTRAL_MODE if fmt == "mistral" else "auto",
         "max_model_len": config.max_model_len,
         "limit_mm_per_prompt": {"image": config.max_images_per_prompt},
-        "max_num_seqs": int(opts.get("max_num_seqs") or 32),
         "gpu_memory_utilization": float(opts.get("gpu_memory_utilization") or 0.9),
         "enable_prefix_caching": bool(opts.get("enable_prefix_caching", True)),
         "seed": int(opts.get("seed") or 0),
     }
+    if opts.get("max_num_seqs"):
+        kwargs["max_num_seqs"] = int(opts["max_num_seqs"] or 0)
     if fmt == "mistral":
         kwargs.update(load_format=MISTRAL_MODE, config_format=MISTRAL_MODE)
+    if config.model == RANDOM_12B_MODEL:
+        kwargs["load_format"] = DUMMY_LOAD
     return _only(kwargs, LLM_KWARGS_USED)
 
 
@@ -165,6 +200,7 @@ class VLLMEngine(Engine):
     """A loaded ``vllm.LLM``; ``llm`` is injectable for tests."""
 
     name = "vllm"
+    streams = True
 
     def __init__(self, config: EngineConfig, *, llm: Any, vllm_module: Any, fmt: CheckpointFormat) -> None:
         super().__init__(config)
@@ -205,14 +241,57 @@ class VLLMEngine(Engine):
             )
         return None
 
-    def _sampling_params(self, sampling: SamplingParams) -> Any:
-        fields = {
+    def _sampling_params(self, sampling: SamplingParams, *, final_only: bool = False) -> Any:
+        """vLLM's sampling settings. ``ignore_eos`` (an engine option) is for benchmarks: answers of
+        exactly ``max_tokens``. ``final_only``: a streamed request reports once, when finished."""
+        fields: dict[str, Any] = {
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
             "seed": sampling.seed,
         }
+        if self.config.options.get("ignore_eos"):
+            fields["ignore_eos"] = True
+        if final_only:
+            fields["output_kind"] = self._vllm.sampling_params.RequestOutputKind.FINAL_ONLY
         return self._vllm.SamplingParams(**_only(fields, SAMPLING_FIELDS_USED))
+
+    def generate_stream(
+        self, requests: Iterable[EncodedRequest], sampling: SamplingParams
+    ) -> Iterator[list[tuple[str, Generation]]]:
+        """Answers in finishing order; requests are added as they come, ``stream_window`` at most
+        in vLLM's queue. Requests still in flight when the caller stops are aborted."""
+        if not self.streams:  # a vLLM whose engine cannot be fed request by request
+            yield from super().generate_stream(requests, sampling)
+            return
+        stream = _Stream(self._llm.llm_engine, self._sampling_params(sampling, final_only=True))
+        window = int(self.config.options.get("stream_window") or STREAM_WINDOW)
+        pending = iter(requests)
+        try:
+            while True:
+                refused = [(r.key, g) for r, g in self._fill(stream, pending, window, sampling)]
+                if refused:
+                    yield refused
+                if not stream.in_flight and stream.exhausted:
+                    return
+                finished = stream.step()
+                if finished:
+                    yield [(r.key, _generation(out, r)) for r, out in finished]
+        finally:
+            stream.abort()
+
+    def _fill(
+        self, stream: _Stream, pending: Iterator[EncodedRequest], window: int, sampling: SamplingParams
+    ) -> Iterator[tuple[EncodedRequest, Generation]]:
+        """Add requests until ``window`` are in flight; yield those refused before or at adding."""
+        while not stream.exhausted and len(stream.in_flight) < window:
+            request = next(pending, None)
+            if request is None:
+                stream.exhausted = True
+                return
+            failure = self._reject_reason(request, sampling) or stream.add(request, self._prompt(request))
+            if failure is not None:
+                yield request, failure
 
     def _run(self, requests: list[EncodedRequest], params: Any) -> list[Generation]:
         """One call for the batch; on an error, one call per request to isolate the bad one."""
@@ -252,6 +331,44 @@ class VLLMEngine(Engine):
         self._llm = None
 
 
+class _Stream:
+    """The requests one ``generate_stream`` call has in vLLM's engine, by vLLM request id."""
+
+    def __init__(self, llm_engine: Any, params: Any) -> None:
+        self._engine = llm_engine
+        self._params = params
+        self._ids = itertools.count()
+        self.in_flight: dict[str, EncodedRequest] = {}
+        self.exhausted = False
+
+    def add(self, request: EncodedRequest, prompt: Any) -> Generation | None:
+        """Queue ``request``; a request vLLM refuses fails alone (the Generation says why)."""
+        request_id = f"{next(self._ids)}-{request.key}"
+        try:
+            self._engine.add_request(request_id, prompt, self._params)
+        except Exception as exc:
+            _raise_if_oom(exc)
+            return _failed_from(exc, request)
+        self.in_flight[request_id] = request
+        return None
+
+    def step(self) -> list[tuple[EncodedRequest, Any]]:
+        """One engine step; the requests it finished, with their outputs."""
+        try:
+            outputs = self._engine.step()
+        except Exception as exc:
+            _raise_if_oom(exc)
+            message = f"vLLM failed while generating: {exc}; rerun the same command to resume"
+            raise EngineError(message) from exc
+        return [(self.in_flight.pop(out.request_id), out) for out in outputs if out.finished]
+
+    def abort(self) -> None:
+        if self.in_flight:
+            with contextlib.suppress(Exception):
+                self._engine.abort_request(list(self.in_flight))
+            self.in_flight.clear()
+
+
 def collapse_image_runs(ids: Sequence[int], image_ids: tuple[int, int, int]) -> list[int]:
     """Replace each image's expanded run (``[IMG]..[IMG_BREAK]..[IMG_END]``) by one ``[IMG]``."""
     img, img_break, img_end = image_ids
@@ -282,9 +399,15 @@ def _generation(output: Any, request: EncodedRequest) -> Generation:
     return Generation(
         text=str(completion.text),
         finish_reason=reason,
-        prompt_tokens=request.num_tokens,
+        prompt_tokens=_prompt_tokens(output, request),
         completion_tokens=len(completion.token_ids),
     )
+
+
+def _prompt_tokens(output: Any, request: EncodedRequest) -> int:
+    """The prompt length vLLM itself reports (its image expansion included), else the request's."""
+    ids = getattr(output, "prompt_token_ids", None)
+    return len(ids) if ids is not None else request.num_tokens
 
 
 def _failed_from(exc: Exception, request: EncodedRequest) -> Generation:
@@ -307,6 +430,7 @@ def _import_vllm() -> Any:
     try:
         import vllm
         import vllm.inputs
+        import vllm.sampling_params
     except ImportError as exc:
         raise ModelLoadError(f"vLLM is not installed ({exc}); {INSTALL_HINT}") from exc
     check_features(vllm)
@@ -364,8 +488,9 @@ def _keywords(target: Any) -> frozenset[str] | None:
 def load(config: EngineConfig) -> VLLMEngine:
     """Start ``vllm.LLM`` on the checkpoint, hiding torchrun's variables while it starts."""
     vllm = _import_vllm()
-    fmt = _checkpoint_format(config)
-    kwargs = llm_kwargs(config, fmt)
+    folder = random_12b_folder() if config.model == RANDOM_12B_MODEL else None
+    fmt = "mistral" if folder is not None else _checkpoint_format(config)
+    kwargs = llm_kwargs(config, fmt, folder)
     log.info("starting vLLM on %s (%s format): %s", config.model, fmt, json.dumps(kwargs, default=str))
     with engine_start_environment(config.device):
         try:
@@ -375,7 +500,29 @@ def load(config: EngineConfig) -> VLLMEngine:
                 f"vLLM could not load {config.model}: {exc}; check the checkpoint and free GPU memory, "
                 "or use --engine hf"
             ) from exc
-    return VLLMEngine(config, llm=llm, vllm_module=vllm, fmt=fmt)
+    engine = VLLMEngine(config, llm=llm, vllm_module=vllm, fmt=fmt)
+    engine.streams = can_stream(llm)
+    return engine
+
+
+def can_stream(llm: Any) -> bool:
+    """Whether ``llm.llm_engine`` has what streaming calls; without it, batches of ``LLM.generate``."""
+    missing = sorted(m for m in LLM_ENGINE_METHODS_USED if not hasattr(getattr(llm, "llm_engine", None), m))
+    if missing:
+        log.warning("this vLLM's engine lacks %s: requests go in batches, not streamed", ", ".join(missing))
+    return not missing
+
+
+def random_12b_folder(root: Path | None = None) -> Path:
+    """A Mistral-format folder for Pixtral-12B's architecture, without weights (vLLM fills them
+    with random values): ``params.json`` and Pixtral's ``tekken.json``, written once."""
+    folder = (root or cache_root()) / f"{RANDOM_12B_MODEL}-mistral"
+    params = folder / "params.json"
+    if not params.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(bundled_tokenizer_path(), folder / TEKKEN_FILE)
+        write_json_atomic(params, PIXTRAL_12B_PARAMS)
+    return folder
 
 
 def _checkpoint_format(config: EngineConfig) -> CheckpointFormat:

@@ -20,10 +20,53 @@ import pytest
 
 from cosmos_workflow.engines import EncodedRequest, EngineConfig, SamplingParams, load_engine
 from cosmos_workflow.engines import vllm as engine
-from cosmos_workflow.errors import GPUOutOfMemoryError, ModelLoadError
+from cosmos_workflow.errors import EngineError, GPUOutOfMemoryError, ModelLoadError
 from cosmos_workflow.tokenizer import load_tokenizer
 
 BAD_TOKEN = 99_999  # a prompt holding this token makes the fake raise like vLLM does
+
+
+class FakeLLMEngine:
+    """As vLLM's ``LLMEngine``: requests added one at a time, finished in its own order by ``step``.
+
+    Each step finishes the oldest ``per_step`` requests, newest of them first, and reports the
+    prompt length it saw (image runs expanded, as vLLM's own count). ``step_error`` makes a step raise.
+    """
+
+    def __init__(self, llm: FakeLLM, per_step: int = 2) -> None:
+        self.llm = llm
+        self.per_step = per_step
+        self.queue: list[tuple[str, dict[str, Any], Any]] = []
+        self.most_in_flight = 0
+        self.aborted: list[str] = []
+        self.step_error: Exception | None = None
+        self.steps = 0
+
+    def add_request(self, request_id: str, prompt: dict[str, Any], params: Any) -> str:
+        if BAD_TOKEN in prompt["prompt_token_ids"]:
+            raise ValueError(
+                "The decoder prompt (length 5000) is longer than the maximum model length of 4096."
+            )
+        self.queue.append((request_id, prompt, params))
+        self.most_in_flight = max(self.most_in_flight, len(self.queue))
+        return request_id
+
+    def step(self) -> list[Any]:
+        self.steps += 1
+        if self.step_error is not None:
+            raise self.step_error
+        done, self.queue = self.queue[: self.per_step], self.queue[self.per_step :]
+        started = [types.SimpleNamespace(request_id="unrelated", finished=False)]
+        return started + [self._finished(rid, prompt, params) for rid, prompt, params in reversed(done)]
+
+    def _finished(self, request_id: str, prompt: dict[str, Any], params: Any) -> Any:
+        output = self.llm._output(prompt, params)
+        output.request_id, output.finished = request_id, True
+        output.prompt_token_ids = prompt["prompt_token_ids"] + [0] * self.llm.extra_prompt_tokens
+        return output
+
+    def abort_request(self, request_ids: list[str]) -> None:
+        self.aborted += request_ids
 
 
 class FakeLLM:
@@ -35,6 +78,8 @@ class FakeLLM:
         self.calls: list[list[dict[str, Any]]] = []
         self.finish_reason = "stop"
         self.error: Exception | None = None
+        self.extra_prompt_tokens = 0
+        self.llm_engine = FakeLLMEngine(self)
         FakeLLM.instances.append(self)
 
     def generate(
@@ -71,7 +116,11 @@ class TextOnlyTokensPrompt(TypedDict):
 class FakeSamplingParams(types.SimpleNamespace):
     """As vLLM's msgspec struct: keyword fields, listed in ``__struct_fields__``."""
 
-    __struct_fields__ = ("temperature", "top_p", "top_k", "max_tokens", "seed")
+    __struct_fields__ = ("temperature", "top_p", "top_k", "max_tokens", "seed", "ignore_eos", "output_kind")
+
+
+class RequestOutputKind:
+    CUMULATIVE, DELTA, FINAL_ONLY = 0, 1, 2
 
 
 @pytest.fixture
@@ -83,8 +132,12 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     module.LLM = FakeLLM  # type: ignore[attr-defined]
     module.SamplingParams = FakeSamplingParams  # type: ignore[attr-defined]
     module.__version__ = "0.0.stand-in"  # type: ignore[attr-defined]
+    sampling = types.ModuleType("vllm.sampling_params")
+    sampling.RequestOutputKind = RequestOutputKind  # type: ignore[attr-defined]
+    module.sampling_params = sampling  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
     FakeLLM.instances.clear()
     yield module
 
@@ -113,11 +166,8 @@ def test_mistral_checkpoint_gets_cosmos_defaults(fake_vllm: types.ModuleType, mi
     kwargs = FakeLLM.instances[0].kwargs
     assert kwargs["tokenizer_mode"] == kwargs["load_format"] == kwargs["config_format"] == "mistral"
     assert kwargs["limit_mm_per_prompt"] == {"image": 2}
-    assert (kwargs["max_model_len"], kwargs["max_num_seqs"], kwargs["gpu_memory_utilization"]) == (
-        4096,
-        32,
-        0.9,
-    )
+    assert (kwargs["max_model_len"], kwargs["gpu_memory_utilization"]) == (4096, 0.9)
+    assert "max_num_seqs" not in kwargs  # vLLM sizes it to the card; Cosmos's 2 would idle the GPU
     assert kwargs["enable_prefix_caching"] is True
     assert set(kwargs) <= engine.LLM_KWARGS_USED
 
@@ -257,7 +307,8 @@ def test_a_vllm_without_image_prompts_is_refused_in_one_line(
 def test_a_vllm_without_sampling_fields_is_refused(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
     fake_vllm.SamplingParams = type("Params", (types.SimpleNamespace,), {"__struct_fields__": ("top_p",)})
     with pytest.raises(
-        ModelLoadError, match=r"lacks SamplingParams.max_tokens, SamplingParams.seed, Sampling"
+        ModelLoadError,
+        match=r"lacks SamplingParams.ignore_eos, SamplingParams.max_tokens, SamplingParams.output_kind, ",
     ):
         load_engine(_config(mistral_ckpt))
 
@@ -275,3 +326,167 @@ def test_use_tqdm_is_passed_only_where_generate_takes_it(
     fake_vllm.LLM = QuietLLM
     (result,) = load_engine(_config(mistral_ckpt)).generate([_request("a")], SamplingParams())
     assert result.finish_reason == "stop" and len(FakeLLM.instances[0].calls) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming: requests added as they come, answers in finishing order
+# --------------------------------------------------------------------------------------------
+
+
+def _stream(
+    engine_: Any, requests: Iterator[EncodedRequest] | list[EncodedRequest], **sampling: Any
+) -> list[Any]:
+    return [pair for group in engine_.generate_stream(requests, SamplingParams(**sampling)) for pair in group]
+
+
+def test_stream_answers_every_request_in_finishing_order(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    vllm_engine = load_engine(_config(mistral_ckpt))
+    assert vllm_engine.streams
+    requests = [_request(f"r{i}", tokens=10 + i, frames=i % 3) for i in range(5)]
+    answers = _stream(vllm_engine, requests, max_tokens=20)
+    assert [key for key, _ in answers] == ["r1", "r0", "r3", "r2", "r4"]
+    by_key = dict(answers)
+    assert by_key["r4"].text == "described 14 ids and 1 images" and by_key["r4"].prompt_tokens == 14
+    fake = FakeLLM.instances[0].llm_engine
+    assert fake.queue == [] and fake.aborted == []
+    assert all(
+        params.output_kind == RequestOutputKind.FINAL_ONLY for _, _, params in [("", "", p) for p in []]
+    )
+
+
+def test_stream_sends_final_only_and_ignore_eos_when_asked(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    vllm_engine = load_engine(_config(mistral_ckpt, ignore_eos=True))
+    fake = FakeLLM.instances[0].llm_engine
+    sent: list[Any] = []
+    original = fake.add_request
+    fake.add_request = lambda rid, prompt, params: (sent.append(params), original(rid, prompt, params))[1]  # type: ignore[method-assign]
+    _stream(vllm_engine, [_request("a")], max_tokens=30, seed=5)
+    assert sent[0].output_kind == RequestOutputKind.FINAL_ONLY
+    assert (sent[0].ignore_eos, sent[0].max_tokens, sent[0].seed) == (True, 30, 5)
+
+
+def test_stream_keeps_at_most_the_window_in_flight_and_pulls_lazily(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    vllm_engine = load_engine(_config(mistral_ckpt, stream_window=3))
+    pulled: list[str] = []
+
+    def requests() -> Iterator[EncodedRequest]:
+        for i in range(10):
+            pulled.append(f"r{i}")
+            yield _request(f"r{i}")
+
+    stream = vllm_engine.generate_stream(requests(), SamplingParams())
+    first = next(stream)
+    assert len(pulled) == 3 and len(first) == 2  # 3 added, then one step finished 2
+    rest = [pair for group in stream for pair in group]
+    assert sorted(k for k, _ in [*first, *rest]) == sorted(f"r{i}" for i in range(10))
+    assert FakeLLM.instances[0].llm_engine.most_in_flight == 3
+
+
+def test_stream_refused_requests_fail_alone(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    vllm_engine = load_engine(_config(mistral_ckpt))
+    requests = [_request("ok1"), _request("bad", bad=True), _request("huge", tokens=4000), _request("ok2")]
+    answers = dict(_stream(vllm_engine, requests, max_tokens=300))
+    assert answers["ok1"].error is None and answers["ok2"].error is None
+    assert answers["bad"].error_kind == "context_length" and "maximum model length" in (
+        answers["bad"].error or ""
+    )
+    assert answers["huge"].error_kind == "context_length" and "--max-resolution" in (
+        answers["huge"].error or ""
+    )
+    assert "huge" not in {p["prompt_token_ids"][0] for _, p, _ in FakeLLM.instances[0].llm_engine.queue}
+
+
+def test_stream_reports_vllms_own_prompt_count(fake_vllm: types.ModuleType, mistral_ckpt: Path) -> None:
+    vllm_engine = load_engine(_config(mistral_ckpt))
+    FakeLLM.instances[0].extra_prompt_tokens = 2
+    ((_, generation),) = _stream(vllm_engine, [_request("a", tokens=40)])
+    assert generation.prompt_tokens == 42  # the runner compares it with the plan's 40
+
+
+def test_stream_stopped_early_aborts_what_is_in_flight(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    vllm_engine = load_engine(_config(mistral_ckpt))
+    stream = vllm_engine.generate_stream([_request(f"r{i}") for i in range(6)], SamplingParams())
+    next(stream)
+    stream.close()
+    fake = FakeLLM.instances[0].llm_engine
+    assert len(fake.aborted) == 4 and all(
+        rid.split("-", 1)[1] in {"r0", "r1", "r2", "r3", "r4", "r5"} for rid in fake.aborted
+    )
+
+
+def test_stream_step_failure_is_an_engine_error_or_out_of_memory(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    vllm_engine = load_engine(_config(mistral_ckpt))
+    fake = FakeLLM.instances[0].llm_engine
+    fake.step_error = RuntimeError("engine core died")
+    with pytest.raises(EngineError, match=r"engine core died.*rerun the same command"):
+        _stream(vllm_engine, [_request("a"), _request("b")])
+    assert len(fake.aborted) == 2
+    fake.step_error = RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+    with pytest.raises(GPUOutOfMemoryError):
+        _stream(vllm_engine, [_request("c")])
+
+
+def test_a_vllm_engine_without_add_request_falls_back_to_batches(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    class OldLLM(FakeLLM):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.llm_engine = types.SimpleNamespace(step=lambda: [])  # type: ignore[assignment]
+
+    fake_vllm.LLM = OldLLM  # type: ignore[attr-defined]
+    vllm_engine = load_engine(_config(mistral_ckpt))
+    assert vllm_engine.streams is False
+    answers = dict(_stream(vllm_engine, [_request("a"), _request("b")]))
+    assert set(answers) == {"a", "b"} and FakeLLM.instances[-1].calls  # through LLM.generate
+
+
+def test_random_12b_starts_from_a_mistral_folder_with_dummy_weights(
+    fake_vllm: types.ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COSMOS_WORKFLOW_CACHE", str(tmp_path / "cache"))
+    vllm_engine = load_engine(EngineConfig(engine="vllm", model="pixtral-12b-random"))
+    kwargs = FakeLLM.instances[0].kwargs
+    folder = Path(kwargs["model"])
+    assert (
+        kwargs["load_format"] == "dummy" and kwargs["tokenizer_mode"] == kwargs["config_format"] == "mistral"
+    )
+    assert json.loads((folder / "params.json").read_text())["n_layers"] == 40
+    assert (folder / "tekken.json").read_bytes() == load_tokenizer().path.read_bytes()
+    assert vllm_engine.model_name == "pixtral-12b-random"
+
+
+def test_random_12b_params_match_the_hf_engines_architecture() -> None:
+    pytest.importorskip("transformers")
+    from cosmos_workflow.engines.tiny import PIXTRAL_12B_PARAMS, pixtral_12b_config
+
+    config = pixtral_12b_config()
+    text, vision, params = config.text_config, config.vision_config, PIXTRAL_12B_PARAMS
+    assert (params["dim"], params["n_layers"], params["hidden_dim"]) == (
+        text.hidden_size,
+        text.num_hidden_layers,
+        text.intermediate_size,
+    )
+    assert (params["n_heads"], params["n_kv_heads"], params["head_dim"], params["vocab_size"]) == (
+        text.num_attention_heads,
+        text.num_key_value_heads,
+        text.head_dim,
+        text.vocab_size,
+    )
+    encoder = params["vision_encoder"]
+    assert (encoder["hidden_size"], encoder["num_hidden_layers"], encoder["intermediate_size"]) == (
+        vision.hidden_size,
+        vision.num_hidden_layers,
+        vision.intermediate_size,
+    )
+    assert encoder["image_token_id"] == config.image_token_index
