@@ -50,6 +50,7 @@ WANTED = (
     "vllm/model_executor/models/pixtral.py",
     "vllm/model_executor/models/llava.py",
     "vllm/v1/engine/",
+    "vllm/engine/llm_engine.py",
 )
 
 
@@ -209,9 +210,35 @@ def _calls(func: ast.FunctionDef) -> set[str]:
 @pytest.mark.slow
 def test_imported_names_exist(source: Source) -> None:
     for module, name in engine.IMPORTS_USED:
-        path = module.replace(".", "/") + "/__init__.py"
-        assert name in _exported(source.tree(path)), (
-            f"{module}.{name} is not exported by vLLM {source.version}"
+        package = module.replace(".", "/") + "/__init__.py"
+        if package in source.trees:
+            names = _exported(source.tree(package))
+        else:  # a plain module: the names it defines at top level
+            names = {
+                c.name
+                for c in source.tree(module.replace(".", "/") + ".py").body
+                if isinstance(c, ast.ClassDef)
+            }
+        assert name in names, f"{module}.{name} is not exported by vLLM {source.version}"
+
+
+@pytest.mark.slow
+def test_llm_engine_methods_exist(source: Source) -> None:
+    """Streaming feeds ``LLM.llm_engine`` directly: every engine class a release may give ``LLM``
+    (the V0 and the V1 ``LLMEngine``) has the methods it calls."""
+    engines = [
+        c
+        for path in ("vllm/engine/llm_engine.py", "vllm/v1/engine/llm_engine.py")
+        if path in source.trees
+        for c in _all(source.tree(path), ast.ClassDef)
+        if c.name == "LLMEngine"
+    ]
+    assert engines, f"no LLMEngine class in vLLM {source.version}"
+    for cls in engines:
+        methods = {f.name for f in cls.body if isinstance(f, ast.FunctionDef)}
+        assert methods >= engine.LLM_ENGINE_METHODS_USED, (
+            source.version,
+            engine.LLM_ENGINE_METHODS_USED - methods,
         )
 
 
