@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# vLLM beside the hf engine on one GPU (issue 22); see benchmarks/gpu_vllm.py for what each phase does.
+#   bash benchmarks/gpu_vllm.sh OUT_DIR [REQUESTS] [PHASES]
+# PHASES (default "prepare bare vllm cli hf table") may be split across calls that share OUT_DIR.
+# bare starts vLLM with an empty compile cache (a cold start); the later vLLM starts find it warm.
+set -euo pipefail
+out=$1
+requests=${2:-1024}
+phases=${3:-prepare bare vllm cli hf table}
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+for phase in $phases; do
+  echo "=== $phase $(date -u +%T)"
+  case $phase in
+    bare)
+      VLLM_CACHE_ROOT=$(mktemp -d) "$py" benchmarks/gpu_vllm.py bare --out "$out" ;;
+    cli)
+      # the real CLI on the shipped examples, every plan as large as fits (--max-resolution auto)
+      /usr/bin/time -f "cli wall %e s" "$py" -m cosmos_workflow upsample-prompts examples/prompts.json \
+        -o "$out/examples.json" --engine vllm --model pixtral-12b-random --max-resolution auto \
+        --engine-option ignore_eos=true --force ;;
+    *)
+      "$py" benchmarks/gpu_vllm.py "$phase" --out "$out" --requests "$requests" ;;
+  esac
+done
