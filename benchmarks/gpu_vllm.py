@@ -207,6 +207,7 @@ def _conversation(uris: Sequence[str], prompt: str) -> list[dict[str, Any]]:
 
 
 def pipeline(out: Path, engine_name: str, workers: int, model: str) -> None:
+    from cosmos_workflow.api import tokenizer_for
     from cosmos_workflow.engines import EngineConfig, load_engine
 
     options: dict[str, str | int | float | bool | None] = {"ignore_eos": True}
@@ -214,6 +215,7 @@ def pipeline(out: Path, engine_name: str, workers: int, model: str) -> None:
         options["compile_cache"] = str(out / "hf-compile-cache")  # empty: a cold start
     with PeakMemory() as memory:
         engine = load_engine(EngineConfig(engine=engine_name, model=model, options=options))
+        tokenizer_for(model)  # loaded once at start-up, as the CLI does; upsample() finds it cached
         built = since_start()
         main = _timed_run(out, engine, load_batch(out / "prompts.json").items, workers, name=engine_name)
         edge = _timed_run(

@@ -15,9 +15,11 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -164,13 +166,14 @@ class Runner:
                 yield job.request
 
         redo: dict[str, Generation | None] = {}
-        for answers in self.engine.generate_stream(requests(), self.options.sampling):
-            finished = [(sent.pop(key), generation) for key, generation in answers]
-            redo.update((job.key, g) for job, g in finished if self._needs_retry(g))
-            save([self._record(job, g) for job, g in finished if job.key not in redo])
-            for job, _ in finished:
-                if job.key in redo:
-                    sent[job.key] = job
+        with closing(PacedSaver(save)) as saver:
+            for answers in self.engine.generate_stream(requests(), self.options.sampling):
+                finished = [(sent.pop(key), generation) for key, generation in answers]
+                redo.update((job.key, g) for job, g in finished if self._needs_retry(g))
+                saver.add([self._record(job, g) for job, g in finished if job.key not in redo])
+                for job, _ in finished:
+                    if job.key in redo:
+                        sent[job.key] = job
         save(self._finish([sent[key] for key in redo], redo))
 
     def _needs_retry(self, generation: Generation) -> bool:
@@ -217,7 +220,7 @@ class Runner:
 
     def prepare(self, job: Job) -> Job:
         """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
-        return prepare_job(job, self.tokenizer, self.options)
+        return prepare_job(job, self.tokenizer, self.options, pixel_values=self.engine.needs_pixel_values)
 
     def generate_batch(self, batch: list[Job]) -> list[UpsampleRecord]:
         """One batch of prepared jobs through the engine: a record per job, in batch order."""
@@ -321,6 +324,30 @@ class Runner:
         ]
 
 
+class PacedSaver:
+    """Saves records at most every ``every`` seconds. Each save is an fsync'd journal append, and a
+    streaming engine finishes a few answers at each of its steps: an fsync per step would hold up
+    the thread that feeds the engine. What is held back is saved on close, also when the run is
+    interrupted, so at most ``every`` seconds of answers wait in memory."""
+
+    def __init__(self, save: Callable[[list[UpsampleRecord]], None], every: float = 0.5) -> None:
+        self._save = save
+        self._every = every
+        self._held: list[UpsampleRecord] = []
+        self._last = time.monotonic()
+
+    def add(self, records: list[UpsampleRecord]) -> None:
+        self._held += records
+        if self._held and time.monotonic() - self._last >= self._every:
+            self.close()
+
+    def close(self) -> None:
+        held, self._held = self._held, []
+        self._last = time.monotonic()
+        if held:
+            self._save(held)
+
+
 def evened_batch_size(count: int, fits: int) -> int:
     """The size of as few equal batches as hold ``count`` items when ``fits`` fit in one."""
     batches = -(-count // fits)
@@ -333,10 +360,11 @@ def length_sorted_batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def prepare_job(job: Job, tokenizer: Tokenizer, options: RunOptions) -> Job:
+def prepare_job(job: Job, tokenizer: Tokenizer, options: RunOptions, *, pixel_values: bool = True) -> Job:
     """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
     try:
-        job.request, job.preprocessed_video = prepare_request(job, tokenizer, options)
+        prepared = prepare_request(job, tokenizer, options, pixel_values=pixel_values)
+        job.request, job.preprocessed_video = prepared
     except CosmosWorkflowError as exc:
         job.failure = str(exc)
     except Exception as exc:  # one bad item never stops the batch
@@ -346,7 +374,7 @@ def prepare_job(job: Job, tokenizer: Tokenizer, options: RunOptions) -> Job:
 
 
 def prepare_request(
-    job: Job, tokenizer: Tokenizer, options: RunOptions
+    job: Job, tokenizer: Tokenizer, options: RunOptions, *, pixel_values: bool = True
 ) -> tuple[EncodedRequest, Path | None]:
     """Frames at the planned size, the optional clip, and the exact token ids."""
     from cosmos_workflow.errors import BudgetError
@@ -364,7 +392,7 @@ def prepare_request(
                 clip_path(options.clips_dir, job.item.name, job.key),
                 job.video.fps,
             )
-    encoding = tokenizer.encode(job.item.prompt, frames)
+    encoding = tokenizer.encode(job.item.prompt, frames, pixel_values=pixel_values)
     if options.plan.preprocess and len(encoding.token_ids) != plan.total_tokens:
         raise BudgetError(
             f"encoded {len(encoding.token_ids)} tokens but planned {plan.total_tokens}; "

@@ -54,6 +54,10 @@ def tokenizer_path_for(model: str | Path | None) -> Path:
     return bundled_tokenizer_path()
 
 
+#: Where a user message's images start in its token ids: after ``<s>`` and ``[INST]``.
+IMAGES_AT = 2
+
+
 class Tokenizer:
     """Counts and encodes requests with a Mistral tokenizer file."""
 
@@ -102,8 +106,30 @@ class Tokenizer:
         """Tokens of the whole chat without images: BOS, [INST], the text, [/INST]."""
         return len(self.encode(prompt, ()).token_ids)
 
-    def encode(self, prompt: str, frames: Sequence[np.ndarray]) -> Encoding:
-        """Token ids and normalised image arrays for one request (frames as RGB uint8 HxWx3)."""
+    def encode(self, prompt: str, frames: Sequence[np.ndarray], *, pixel_values: bool = True) -> Encoding:
+        """Token ids and normalised image arrays for one request (frames as RGB uint8 HxWx3).
+
+        Without ``pixel_values`` (for engines that encode the images themselves, as vLLM does)
+        the images are not normalised: their token runs are laid out from their sizes, where the
+        image encoder puts them (after ``[INST]``, before the text), the same ids for a fifth of
+        the time. A unit test holds the two ways equal over many sizes.
+        """
+        if not pixel_values and frames:
+            ids = list(self.encode(prompt, ()).token_ids)
+            runs = [t for f in frames for t in self.image_run(f.shape[1], f.shape[0])]
+            return Encoding(token_ids=[*ids[:IMAGES_AT], *runs, *ids[IMAGES_AT:]], pixel_values=[])
+        return self._encode_chat(prompt, frames)
+
+    def image_run(self, width: int, height: int) -> list[int]:
+        """One image's tokens: ``[IMG]`` per patch, ``[IMG_BREAK]`` after each row, the last one
+        ``[IMG_END]``."""
+        cols, rows = self.image_grid_size(width, height)
+        img, img_break, img_end = self.image_ids
+        run = ([img] * cols + [img_break]) * rows
+        run[-1] = img_end
+        return run
+
+    def _encode_chat(self, prompt: str, frames: Sequence[np.ndarray]) -> Encoding:
         from mistral_common.protocol.instruct.messages import UserMessage
 
         try:  # mistral-common 1.6 and later

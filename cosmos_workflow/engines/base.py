@@ -99,6 +99,9 @@ class Engine(Closes, abc.ABC):
     #: runner then feeds it a stream of requests as they are prepared and saves each answer as it
     #: comes (:meth:`generate_stream`), instead of cutting length-sorted batches for it.
     streams: bool = False
+    #: False where the engine encodes the frames itself (vLLM): the runner then sends no
+    #: normalised pixel arrays, which saves most of the tokenizer's work per request.
+    needs_pixel_values: bool = True
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config

@@ -201,6 +201,7 @@ class VLLMEngine(Engine):
 
     name = "vllm"
     streams = True
+    needs_pixel_values = False
 
     def __init__(self, config: EngineConfig, *, llm: Any, vllm_module: Any, fmt: CheckpointFormat) -> None:
         super().__init__(config)

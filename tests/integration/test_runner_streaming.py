@@ -71,7 +71,8 @@ def test_streamed_answers_are_saved_as_they_come_and_output_keeps_input_order(
     tmp_path: Path, items: list[BatchItem]
 ) -> None:
     output = tmp_path / "out.json"
-    engine = JournalWatch(streaming(), journal_path_for(output))
+    # each group takes 0.6 s: longer than the runner holds answers back before saving them (0.5 s)
+    engine = JournalWatch(streaming(seconds_per_batch=0.6), journal_path_for(output))
     result = api.upsample(
         items, run_options(tmp_path, engine.config), output=output, executor=LocalExecutor(engine)
     )
@@ -136,3 +137,23 @@ def test_an_engine_count_other_than_the_plan_is_a_warning_on_the_record(tmp_path
     record = result.records[0]
     assert record.status == "text_only" and PROMPT_COUNT_MISMATCH in (record.warning or "")
     assert f"the plan {record.prompt_tokens}" in (record.warning or "")
+
+
+class SelfEncodingEngine(FakeEngine):
+    """Encodes the frames itself, as vLLM does: it needs no normalised pixel arrays."""
+
+    needs_pixel_values = False
+
+
+def test_an_engine_that_encodes_images_itself_gets_the_same_ids_and_no_pixel_arrays(
+    tmp_path: Path, items: list[BatchItem]
+) -> None:
+    engines = [SelfEncodingEngine(streaming()), FakeEngine(streaming())]
+    for n, engine in enumerate(engines):
+        opts = run_options(tmp_path, engine.config)
+        api.upsample(items, opts, output=tmp_path / f"o{n}.json", executor=LocalExecutor(engine))
+    fast, full = ({r.key: r for r in e.received} for e in engines)
+    assert fast.keys() == full.keys() and len(fast) == 9
+    assert all(fast[k].token_ids == full[k].token_ids for k in fast)
+    assert all(not r.pixel_values for r in fast.values())
+    assert sum(len(r.pixel_values) for r in full.values()) == 14

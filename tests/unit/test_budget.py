@@ -140,3 +140,25 @@ def test_text_only_when_no_video(tok) -> None:
     plan = plan_item("x", "Test", None, PlanSettings(), tok, video_problem="video missing")
     assert plan.status == "text_only" and plan.fits and plan.total_tokens == 4
     assert plan.message == "video missing"
+
+
+@pytest.mark.parametrize(
+    ("sizes", "prompt"),
+    [
+        ([(480, 272), (480, 272)], "A red car turns left at a crossing."),
+        ([(272, 480)], "Portrait, one frame: ünïcödé and [INST] look-alikes </s>"),
+        ([(1920, 1080), (33, 17)], ""),
+        ([(1024, 1024), (16, 16), (1040, 18), (7, 2000)], "four frames, some capped at 1024 px"),
+        ([(320, 176)] * 3, "x " * 500),
+    ],
+)
+def test_image_runs_laid_out_from_sizes_equal_the_image_encoders(
+    sizes: list[tuple[int, int]], prompt: str
+) -> None:
+    """The fast encode (no pixel values, for vLLM) gives exactly the ids of mistral-common's encoder."""
+    tok = load_tokenizer()
+    frames = [np.zeros((h, w, 3), dtype=np.uint8) for w, h in sizes]
+    fast = tok.encode(prompt, frames, pixel_values=False)
+    full = tok.encode(prompt, frames)
+    assert fast.token_ids == full.token_ids
+    assert fast.pixel_values == [] and len(full.pixel_values) == len(sizes)
