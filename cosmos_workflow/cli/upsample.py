@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cosmos_workflow import api
 from cosmos_workflow import report as review
-from cosmos_workflow.cli.app import app, setup_logging, stderr
+from cosmos_workflow.cli.app import app, saves_results, setup_logging, stderr
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
     ConfigFile,
@@ -52,6 +52,7 @@ class ExecutorName(StrEnum):
 
 
 @app.command("upsample-prompts")
+@saves_results
 def upsample_prompts(
     ctx: typer.Context,
     prompts_file: Annotated[
