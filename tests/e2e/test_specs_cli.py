@@ -112,7 +112,7 @@ def test_create_then_upsample_with_the_tiny_model(tmp_path: Path, tiny_model: Pa
     assert first.returncode == 0, first.stderr
     assert "2 updated, 0 skipped (already upsampled), 0 failed" in first.stderr
     journal = specs / ".upsampling" / "results.json.journal.jsonl"
-    records = {r.name: r for r in read_records(journal)}
+    records = {r.name: r for r in read_records(journal, clips_dir=journal.with_name("results_clips"))}
     assert len(records) == 2
     for path in paths:
         spec = load_spec(path)
@@ -132,4 +132,6 @@ def test_create_then_upsample_with_the_tiny_model(tmp_path: Path, tiny_model: Pa
     second = cli(*args)
     assert second.returncode == 0 and "nothing to do" in second.stderr
     assert [p.read_bytes() for p in paths] == after_first
-    assert len(list(read_records(journal))) == 2  # the model was not asked again
+    assert (
+        len(list(read_records(journal, clips_dir=journal.with_name("results_clips")))) == 2
+    )  # the model was not asked again
