@@ -267,3 +267,18 @@ def test_case11b_only_a_last_unfinished_line_is_an_interrupted_write(tmp_path: P
     again = cli("merge", str(prompts), "-o", str(out))
     assert again.returncode == 0 and names(out) == ["shot0", "shot1", "shot2", "new"]
     assert "line 5" not in said(again) and "line 2 is corrupt (not a JSON record)" in said(again)
+
+
+def test_case10_invalid_spec_files_exit_3_and_the_valid_rest_is_done(tmp_path: Path) -> None:
+    specs = tmp_path / "prompts"
+    for name in ("city", "forest"):
+        made = cli("create-spec", name, f"a {name} at night", "--video", "v.mp4", "--specs-dir", str(specs))
+        assert made.returncode == 0, made.stderr
+    for number in range(6):
+        (specs / f"broken{number}.json").write_text(["not json", "[]", '{"id": 1}'][number % 3])
+    result = cli("upsample-prompts", "--input-dir", str(specs), "--engine", "fake", "-q")
+    no_traceback(result)
+    assert result.returncode == 3, result.stderr
+    assert "2 updated, 0 skipped (already upsampled), 0 failed, 6 invalid files" in result.stderr
+    listed = cli("list-specs", "--specs-dir", str(specs))
+    assert listed.stdout.count("│ no ") == 0 and listed.stderr.count("invalid ") == 6
