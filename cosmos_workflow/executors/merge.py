@@ -38,8 +38,6 @@ from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from cosmos_workflow.errors import OutputShrinkError
 from cosmos_workflow.files import keep_copy, write_json_atomic
 from cosmos_workflow.journal import journals_for, read_records
@@ -149,7 +147,6 @@ def merge_output(
         if not force:
             raise OutputShrinkError(_shrink_message(output, lost))
         kept = keep_copy(output, now=now or datetime.now(UTC))
-        log.warning("%s would lose %d record(s); the old file is kept as %s", output, len(lost), kept)
     write_json_atomic(output, [r.model_dump(mode="json") for r in merged.records])
     return MergeResult(merged.records, merged.missing, merged.journals, held=len(held.records), kept=kept)
 
@@ -169,9 +166,11 @@ def held_records(output: Path, *, clips_dir: Path) -> Held:
     invalid: list[str] = []
     for number, entry in enumerate(data, start=1):
         try:
+            if not isinstance(entry, dict):  # a string is not read as JSON text of a record
+                raise ValueError(type(entry).__name__)
             records.append(UpsampleRecord.read_back(entry, clips_dir=clips_dir))
-        except ValidationError as exc:
-            invalid.append(f"entry {number} (not a valid record: {exc.error_count()} problem(s))")
+        except ValueError as exc:  # pydantic's ValidationError is one
+            invalid.append(f"entry {number} (not a valid record: {_first_line(exc)})")
     return Held(records, invalid)
 
 

@@ -222,7 +222,8 @@ def test_case1_merge_output_refuses_to_lose_a_record_unless_forced(tmp_path: Pat
     before = output.read_bytes()
     rank_journal(output, 0, record("b", status="error"))
     with pytest.raises(
-        OutputShrinkError, match="entry 2 \\(not a valid record: 4 problem\\(s\\)\\), 'a' \\(ok\\) would"
+        OutputShrinkError,
+        match="entry 2 \\(not a valid record: 4 validation errors for UpsampleRecord\\), 'a' \\(ok\\) would",
     ):
         merge_output([item("b")], output, clips_dir=CLIPS)
     assert output.read_bytes() == before
@@ -250,3 +251,11 @@ def test_case1_keep_copy_never_overwrites_a_copy(tmp_path: Path) -> None:
         copies.append(keep_copy(path, now=now))
     assert [c.name for c in copies] == ["out.json.bak-20261204T180001Z", "out.json.bak-20261204T180001Z-2"]
     assert [c.read_text() for c in copies] == ["first", "second"]
+
+
+def test_case1_an_output_entry_that_is_a_string_is_not_read_as_a_record(tmp_path: Path) -> None:
+    output = tmp_path / "out.json"
+    output.write_text(json.dumps([record("a").model_dump_json()]))  # JSON text, not an object
+    rank_journal(output, 0, record("a"))
+    with pytest.raises(OutputShrinkError, match="entry 1 \\(not a valid record: str\\)"):
+        merge_output([item("a")], output, clips_dir=CLIPS)
