@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.budget import Plan, PlanSettings, plan_item, probe_item
-from cosmos_workflow.config import RunOptions
+from cosmos_workflow.config import RunOptions, default_clips_dir
 from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.executors import Executor, KeyedItem, RunContext, executor_for, launcher_for
-from cosmos_workflow.executors.merge import by_key, merge_records
+from cosmos_workflow.executors.merge import MergeResult, by_key, merge_output, merge_records
 from cosmos_workflow.files import exclusive_lock, lock_path_for, write_json_atomic
 from cosmos_workflow.journal import Journal, OnSaved, done_keys, journal_path_for, journals_for, set_aside
 from cosmos_workflow.paths import check_paths
@@ -115,7 +115,7 @@ def _run(
         if options.force:
             set_aside(_own_journals(output, journal.path, executor))
         mine = executor.select(keyed, options, tokenizer)
-        done = set() if options.force else done_keys(output)
+        done = set() if options.force else done_keys(output, clips_dir=options.clips_folder(output))
         todo = [k for k in mine if k.key not in done]
         if progress:
             progress(len(mine) - len(todo), total=len(mine))
@@ -123,7 +123,7 @@ def _run(
         executor.execute(jobs, RunContext(options, tokenizer, journal, progress))
         finished = executor.finish(output, mine, len(mine) - len(todo))
     complete = finished.writes_output
-    return _result(keyed if complete else mine, output, complete, started, resumed=finished.resumed)
+    return _result(keyed if complete else mine, output, options, complete, started, resumed=finished.resumed)
 
 
 def launch(
@@ -141,7 +141,7 @@ def launch(
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     with exclusive_lock(journal_path_for(output), owner_of=output):
         resumed = launcher.run(keyed, options, output=output, source=source, progress=progress)
-    return _result(keyed, output, True, started, resumed=resumed)
+    return _result(keyed, output, options, True, started, resumed=resumed)
 
 
 def check_run_paths(output: Path, suffix: str, options: RunOptions, *, inputs: Sequence[Path] = ()) -> None:
@@ -166,11 +166,18 @@ def _own_journals(output: Path, own: Path, executor: Executor) -> list[Path]:
 
 
 def _result(
-    keyed: Sequence[KeyedItem], output: Path, complete: bool, started: float, *, resumed: int
+    keyed: Sequence[KeyedItem],
+    output: Path,
+    options: RunOptions,
+    complete: bool,
+    started: float,
+    *,
+    resumed: int,
 ) -> RunResult:
     """Records from the journals in input order; the output JSON is written when ``complete``."""
     keys = {k.item.name: k.key for k in keyed}
-    merged = merge_records([k.item for k in keyed], journals_for(output), by_key(keys))
+    clips = options.clips_folder(output)
+    merged = merge_records([k.item for k in keyed], journals_for(output), by_key(keys), clips_dir=clips)
     if merged.missing:
         log.error(
             "%d item(s) have no result in any journal (%s); rerun the same command to do them",
@@ -218,3 +225,27 @@ def _no_items(prompts_file: Path, problems: Sequence[Problem]) -> str:
     if problems:
         return f"{prompts_file} has no valid items; fix the problems listed above"
     return f"{prompts_file} holds no items; add {{name, prompt, video_path}} objects to its list"
+
+
+def merge(
+    prompts_file: Path, output: Path, *, clips_dir: Path | None = None, force: bool = False
+) -> tuple[MergeResult, list[Problem]]:
+    """The ``merge`` command: what ``output`` holds and every journal beside it, into ``output``,
+    in the prompts file's order, by a run's output rules: the paths checked as a run checks them
+    (never the prompts file), one writer at a time, never replaced by less than it holds unless
+    ``force`` (see :func:`~cosmos_workflow.executors.merge.merge_output`). ``clips_dir``: the
+    folder the run wrote its clips to (default: beside ``output``); records naming others are
+    refused."""
+    journal = journal_path_for(output)
+    check_paths(read=[prompts_file], write=[output, lock_path_for(journal)])
+    batch = load_batch(prompts_file)
+    for problem in batch.problems:
+        log.warning("skipped %s", problem)
+    if not journals_for(output):
+        raise InputFileError(
+            f"no journal found beside {output} (expected {output.name}.journal.jsonl or "
+            f"{output.name}.rank<N>.journal.jsonl); pass the same --output-file as the upsample run"
+        )
+    with exclusive_lock(journal, owner_of=output):
+        clips = clips_dir or default_clips_dir(output)
+        return merge_output(batch.items, output, clips_dir=clips, force=force), batch.problems

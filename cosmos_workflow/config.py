@@ -417,6 +417,16 @@ class RunOptions(BaseModel):
                 )
         return self
 
+    def clips_folder(self, output: Path) -> Path:
+        """The folder the clips of ``output``'s records must lie in: ``clips_dir``, else the default
+        beside ``output`` (so a ``--no-clips`` rerun still accepts the clips an earlier run wrote)."""
+        return self.clips_dir or default_clips_dir(output)
+
+
+def default_clips_dir(output: Path) -> Path:
+    """``<output stem>_clips`` beside ``output``: where a run writes its clips unless told."""
+    return output.with_name(f"{output.stem}_clips")
+
 
 def check_ray_engine(engine: str) -> None:
     """The ``openai`` engine does not run on Ray: its server already batches (a UsageError)."""
@@ -477,7 +487,7 @@ def _clips_dir(settings: UpsampleSettings, output: Path | None) -> Path | None:
     if settings.clips_dir is not None:
         return settings.clips_dir
     # no name ("-o ''" is Path('.')): no clips folder; the run refuses that output (paths.check_paths)
-    return output.with_name(f"{output.stem}_clips") if output is not None and output.name else None
+    return default_clips_dir(output) if output is not None and output.name else None
 
 
 def resolve_model(

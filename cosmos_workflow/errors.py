@@ -9,6 +9,7 @@ what to do next; the CLI prints it as one line and exits non-zero.
     ├── ConfigError          bad options or configuration (whole run)
     │   ├── UsageError       a flag's value or a combination of flags is invalid (exit 2)
     │   ├── OutputBusyError  another live run is writing the same output
+    │   ├── OutputShrinkError  replacing the output would lose what it holds (``merge`` without --force)
     │   └── PathError        a path the user gave cannot be used (special file, the input itself, ...)
     ├── InputFileError       the prompts file or spec folder cannot be read at all (whole run)
     ├── ItemError            one item of a batch; reported, the rest go on
@@ -47,6 +48,11 @@ class UsageError(ConfigError):
 
 class OutputBusyError(ConfigError):
     """Another live run holds the output's lock (one writer per output)."""
+
+
+class OutputShrinkError(ConfigError):
+    """Replacing the output would lose records it holds; it is left unchanged (``--force`` replaces
+    it, keeping the old file beside it)."""
 
 
 class PathError(ConfigError):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 
 from cosmos_workflow.errors import OutputBusyError, PathError
@@ -46,6 +48,33 @@ def write_atomic(path: Path, chunks: Iterable[str]) -> None:
         with suppress(OSError):
             tmp.unlink()
         raise
+
+
+def keep_copy(path: Path, *, now: datetime) -> Path:
+    """Copy ``path`` beside itself as ``<name>.bak-<UTC time>`` (``-2``, ``-3``... when taken;
+    an existing file is never overwritten) before it is replaced; return the copy's path."""
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    number = 1
+    while True:
+        copy = path.with_name(f"{path.name}.bak-{stamp}" + (f"-{number}" if number > 1 else ""))
+        try:
+            _copy_to_new_file(path, copy)
+        except FileExistsError:
+            number += 1
+            continue
+        return copy
+
+
+def _copy_to_new_file(source: Path, target: Path) -> None:
+    """Copy into a file that must not exist yet, fsync'd; a failed copy leaves nothing behind."""
+    with source.open("rb") as reader, target.open("xb") as writer:
+        try:
+            shutil.copyfileobj(reader, writer)
+            writer.flush()
+            os.fsync(writer.fileno())
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
 
 def _refuse_special(path: Path) -> None:

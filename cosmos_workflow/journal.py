@@ -1,7 +1,12 @@
 """Append-only, fsync'd results keyed by request: a crash loses nothing, a rerun resumes.
 
-One JSON record per line. A line torn by a crash (SIGKILL mid-write) is ignored on reading; the
-item it held is simply done again. The final output is written atomically from the journal.
+One JSON record per line. A journal is input like any other: each line read back is checked by
+the record's rules (:meth:`UpsampleRecord.read_back`, with the run's clips folder), and a line
+that fails is reported once, naming the journal, the line and the fix, and skipped: its item is
+not done, so a rerun redoes it and a merge lists it as missing. Only a last line without its
+newline is an interrupted write (a crash mid-append, or a writer still appending); the next
+append seals it with :data:`SEAL`, so it is known for what it is ever after. Any other line that
+fails is corrupt. The final output is written atomically from the journal.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ OnSaved = Callable[[Sequence[UpsampleRecord]], None]
 
 #: records appended by this process, per journal: what an interrupted run reports as saved
 _saved: Counter[Path] = Counter()
+#: lines already reported by this process (a run reads its journals more than once)
+_reported: set[tuple[Path, int]] = set()
+
+#: what an append writes after a last line torn by an earlier crash: it ends that line, keeps it
+#: invalid JSON (it adds no closing brace or quote), and tells a reader (or a person) what it is
+SEAL = " <- cut short by an interrupted write\n"
 
 
 def saved_this_process() -> dict[Path, int]:
@@ -46,9 +57,9 @@ class Journal:
         #: called with each appended group of records once they are on disk
         self.on_saved = on_saved
 
-    def read(self) -> dict[str, UpsampleRecord]:
-        """Latest record per key; torn or invalid lines are skipped."""
-        return {record.key: record for record in read_records(self.path)}
+    def read(self, *, clips_dir: Path) -> dict[str, UpsampleRecord]:
+        """Latest valid record per key (see :func:`read_records`)."""
+        return {record.key: record for record in read_records(self.path, clips_dir=clips_dir)}
 
     def append(self, records: Iterable[UpsampleRecord]) -> None:
         records = list(records)
@@ -59,7 +70,7 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             if handle.tell() > 0 and not _ends_with_newline(self.path):
-                handle.write("\n")  # seal a line torn by an earlier crash
+                handle.write(SEAL)
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
@@ -73,11 +84,12 @@ class Journal:
             os.replace(self.path, self.path.with_name(self.path.name + ".old"))
 
 
-def read_records(path: Path, *, warn: bool = True) -> Iterator[UpsampleRecord]:
-    """Records of one journal; a torn line (a crash mid-write, or a writer still appending) is
-    skipped, with a warning unless ``warn=False`` (reading another rank's live journal)."""
+def read_records(path: Path, *, clips_dir: Path, warn: bool = True) -> Iterator[UpsampleRecord]:
+    """The valid records of one journal (``clips_dir``: the run's clips folder, which the records'
+    clips must lie in). An invalid line is reported and skipped (see the module docstring); an
+    unfinished last line is reported only with ``warn`` (not for another rank's live journal)."""
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         return
     with handle:
@@ -85,14 +97,52 @@ def read_records(path: Path, *, warn: bool = True) -> Iterator[UpsampleRecord]:
             if not line.strip():
                 continue
             try:
-                yield UpsampleRecord.model_validate_json(line)
-            except ValidationError:
-                if warn:
-                    log.warning(
-                        "%s line %d is incomplete (interrupted write); that item will be redone",
-                        path.name,
-                        number,
-                    )
+                yield UpsampleRecord.read_back(line, clips_dir=clips_dir)
+            except ValidationError as exc:
+                _report(path, number, line, exc, warn=warn)
+
+
+def _report(path: Path, number: int, line: bytes, exc: ValidationError, *, warn: bool) -> None:
+    """One line for a journal line that holds no valid record, once per process."""
+    if line.endswith(SEAL.encode()):
+        log.debug("%s line %d was cut short by an interrupted write; its item was redone", path, number)
+    elif not line.endswith(b"\n"):
+        if warn and _first_report(path, number):
+            log.warning(
+                "%s line %d is incomplete (an interrupted write); ignored: its item counts as not done "
+                "(an upsample run redoes it)",
+                path,
+                number,
+            )
+    elif _first_report(path, number):
+        log.warning(
+            "%s line %d is corrupt (%s); ignored: its item counts as not done (an upsample run "
+            "redoes it); delete the line to stop this warning",
+            path,
+            number,
+            _reason(exc),
+        )
+
+
+def _first_report(path: Path, number: int) -> bool:
+    new = (path, number) not in _reported
+    _reported.add((path, number))
+    return new
+
+
+def _reason(exc: ValidationError, shown: int = 3) -> str:
+    """What is wrong with a line, in a few words: not JSON, or which fields break which rule."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(error["type"] == "json_invalid" for error in errors):
+        return "not a JSON record"
+    parts = [_error_text(error["loc"], error["msg"]) for error in errors[:shown]]
+    more = f"; and {len(errors) - shown} more" if len(errors) > shown else ""
+    return "; ".join(parts) + more
+
+
+def _error_text(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return f"{'.'.join(map(str, loc))}: {message}" if loc else message
 
 
 def _json_line(record: UpsampleRecord) -> str:
@@ -131,13 +181,14 @@ def journals_for(output: Path) -> list[Path]:
     return paths + [path for _, path in sorted(ranked)]
 
 
-def done_keys(output: Path) -> set[str]:
+def done_keys(output: Path, *, clips_dir: Path) -> set[str]:
     """Resume, the one question asked of the journals: which request keys are finished (any
-    journal of ``output``: this process', another rank's, an earlier run's)."""
+    journal of ``output``: this process', another rank's, an earlier run's; valid records only,
+    ``clips_dir`` being the run's clips folder)."""
     done: set[str] = set()
     for path in journals_for(output):
-        # another rank may be appending right now: a torn last line is normal there
-        done.update(r.key for r in read_records(path, warn=False) if r.done)
+        # another rank may be appending right now: an unfinished last line is normal there
+        done.update(r.key for r in read_records(path, clips_dir=clips_dir, warn=False) if r.done)
     return done
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from contextvars import ContextVar
 from types import FrameType
+from typing import ParamSpec
 
 import typer
 from pydantic import ValidationError
@@ -66,22 +70,48 @@ def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     return typer.Exit(code)
 
 
+Params = ParamSpec("Params")
+
+#: whether the command running now saves results as it goes (see :func:`saves_results`)
+_resumable: ContextVar[bool] = ContextVar("resumable", default=False)
+
+
+def saves_results(command: Callable[Params, None]) -> Callable[Params, None]:
+    """Declare a command that saves results as it goes, so that rerunning it resumes: only such a
+    command, interrupted, says what it saved and to rerun it. Every other one says it stopped."""
+
+    @functools.wraps(command)
+    def running(*args: Params.args, **kwargs: Params.kwargs) -> None:
+        token = _resumable.set(True)
+        try:
+            command(*args, **kwargs)
+        finally:
+            _resumable.reset(token)
+
+    return running
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM. It unwinds like KeyboardInterrupt (``finally`` blocks run, the engine is
-    closed) but is not one: the CLI library turns KeyboardInterrupt into a silent exit 130."""
+    closed) but is not one: the CLI library turns KeyboardInterrupt into a silent exit 130.
+    ``resumable``: the interrupted command saves results as it goes (see :func:`saves_results`)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, *, resumable: bool = False) -> None:
         super().__init__(signum)
         self.signum = signum
+        self.resumable = resumable
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
+    # asked here, while the command still runs (unwinding leaves it)
+    raise Interrupted(signum, resumable=_resumable.get())
 
 
-def interrupted_message(signum: int) -> str:
-    """What was saved and how to resume."""
+def interrupted_message(signum: int, *, resumable: bool) -> str:
+    """What was saved and how to resume; for a command that saves nothing, that it stopped."""
     name = signal.Signals(signum).name
+    if not resumable:
+        return f"interrupted by {name}; stopped"
     saved = saved_this_process()
     if not saved:
         return f"interrupted by {name} before any new result was saved; rerun the same command to resume"
@@ -112,5 +142,5 @@ def main() -> None:
         stderr.print(text(f"error: {describe_os_error(exc)}"), highlight=False)
         sys.exit(EXIT_FAILED)
     except Interrupted as exc:
-        stderr.print(text(interrupted_message(exc.signum)), highlight=False)
+        stderr.print(text(interrupted_message(exc.signum, resumable=exc.resumable)), highlight=False)
         sys.exit(128 + exc.signum)

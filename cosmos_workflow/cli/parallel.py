@@ -2,10 +2,10 @@
 
 A torchrun run merges by itself when its last rank finishes. This command is for the other cases:
 a rank died and its results are to be collected without a rerun, ranks ran as separate jobs, or
-the output file was lost. It needs no option flags: records are matched to items by name and
+the output file was lost. It needs no run options: records are matched to items by name and
 original prompt, not by request key, because keys hash every option and the videos' absolute
 paths and mtimes, which differ across a Docker mount or a copied folder (see
-:mod:`cosmos_workflow.executors.merge`).
+:mod:`cosmos_workflow.executors.merge`). The output's rules are a run's (:func:`api.merge`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import Annotated
 
 import typer
 
+from cosmos_workflow import api
 from cosmos_workflow.cli.app import app, setup_logging, stderr
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import PromptsFile
-from cosmos_workflow.errors import InputFileError
-from cosmos_workflow.executors.merge import MergeResult, merge_output
-from cosmos_workflow.journal import journals_for
-from cosmos_workflow.specs.batch import load_batch
+from cosmos_workflow.executors.merge import MergeResult
+from cosmos_workflow.specs.batch import Problem
 
 #: written, but some items have no result or failed
 EXIT_INCOMPLETE = 3
@@ -34,31 +33,40 @@ def merge(
         Path | None,
         typer.Option("--output-file", "-o", help="the output JSON list (default: <prompts>.upsampled.json)"),
     ] = None,
+    clips_dir: Annotated[
+        Path | None,
+        typer.Option(help="the folder the run wrote its clips to (default: <output stem>_clips beside it)"),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(help="replace OUTPUT even if it loses records it holds (the old one is kept beside it)"),
+    ] = False,
 ) -> None:
-    """Merge every journal beside OUTPUT (all ranks + single process) into OUTPUT, in input order."""
+    """Merge what OUTPUT holds and every journal beside it (all ranks + single process) into
+    OUTPUT, in input order; never with less than it holds, unless --force."""
     setup_logging()
     output = output_file or prompts_file.with_name(f"{prompts_file.stem}.upsampled.json")
-    batch = load_batch(prompts_file)
-    if not journals_for(output):
-        raise InputFileError(
-            f"no journal found beside {output} (expected {output.name}.journal.jsonl or "
-            f"{output.name}.rank<N>.journal.jsonl); pass the same --output-file as the upsample run"
-        )
-    result = merge_output(batch.items, output)
-    _report(result, output)
+    result, problems = api.merge(prompts_file, output, clips_dir=clips_dir, force=force)
+    _report(result, problems, output)
     failed = sum(1 for r in result.records if not r.done)
-    if result.missing or failed:
+    if result.missing or failed or problems:
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
-def _report(result: MergeResult, output: Path) -> None:
+def _report(result: MergeResult, problems: list[Problem], output: Path) -> None:
     names = ", ".join(path.name for path in result.journals)
+    held = f" and the {result.held} records {output.name} held" if result.held else ""
     stderr.print(
         text(
-            f"merged {len(result.records)} items from {len(result.journals)} journals ({names}) -> {output}"
+            f"merged {len(result.records)} items from {len(result.journals)} journals ({names}){held} "
+            f"-> {output}"
         ),
         highlight=False,
     )
+    if result.kept is not None:
+        stderr.print(text(f"the replaced {output.name} is kept as {result.kept}"), highlight=False)
+    for problem in problems:
+        stderr.print(text(f"invalid (skipped) {problem}"), highlight=False)
     for record in result.records:
         if not record.done:
             stderr.print(text(f"{record.status} {record.name}: {record.error}"), highlight=False)

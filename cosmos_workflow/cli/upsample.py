@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cosmos_workflow import api
 from cosmos_workflow import report as review
-from cosmos_workflow.cli.app import app, setup_logging, stderr
+from cosmos_workflow.cli.app import app, saves_results, setup_logging, stderr
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
     ConfigFile,
@@ -37,7 +37,7 @@ from cosmos_workflow.executors import Executor
 from cosmos_workflow.runner import Progress, RunResult
 from cosmos_workflow.specs.batch import Problem
 
-#: finished, but some items failed (status error or fallback)
+#: finished, but some items failed (status error or fallback) or were invalid (items, spec files)
 EXIT_PARTIAL = 3
 
 
@@ -52,6 +52,7 @@ class ExecutorName(StrEnum):
 
 
 @app.command("upsample-prompts")
+@saves_results
 def upsample_prompts(
     ctx: typer.Context,
     prompts_file: Annotated[
@@ -193,7 +194,7 @@ def _run_specs(
     stderr.print(text(summary.describe(), newlines=True), highlight=False)
     if report:
         _wrote_page(review.write_spec_report(input_dir, input_dir / review.SPEC_REPORT_NAME).path)
-    if summary.failed:
+    if not summary.complete:  # an invalid spec file counts as failed, as an invalid item does
         raise typer.Exit(EXIT_PARTIAL)
 
 

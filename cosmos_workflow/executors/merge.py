@@ -17,16 +17,29 @@ Matching comes in two kinds:
   video's absolute path, size and mtime, so a merge run later, elsewhere (a Docker mount, a copied
   folder) or with one flag spelled differently would find nothing. Names are unique within a
   prompts file and the prompt must be identical, so a record cannot land on the wrong item.
+
+Every record is read back as input (:meth:`UpsampleRecord.read_back`): one that breaks the
+record's rules is reported and never chosen.
+
+:func:`merge_output` (the ``merge`` command) also takes the records the output already holds, read
+first (so a journal's record wins a tie), and follows a run's output rules: the output is never
+replaced by less than it holds (a record dropped, a done record replaced by a failed one, an
+entry or a whole file that is not a valid record) unless ``force``; then the old file is kept
+beside it as ``<output>.bak-<UTC time>``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
-from cosmos_workflow.files import write_json_atomic
+from cosmos_workflow.errors import OutputShrinkError
+from cosmos_workflow.files import keep_copy, write_json_atomic
 from cosmos_workflow.journal import journals_for, read_records
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import UpsampleRecord
@@ -60,6 +73,10 @@ class MergeResult:
     records: list[UpsampleRecord]
     missing: list[str]
     journals: list[Path] = field(default_factory=list)
+    #: valid records the output held before the merge (``merge_output`` only)
+    held: int = 0
+    #: where the replaced output was kept, when the merge dropped something it held (``force``)
+    kept: Path | None = None
 
     @property
     def complete(self) -> bool:
@@ -67,16 +84,22 @@ class MergeResult:
 
 
 def merge_records(
-    items: Sequence[BatchItem], journals: Sequence[Path], match: Matching = BY_NAME
+    items: Sequence[BatchItem],
+    journals: Sequence[Path],
+    match: Matching = BY_NAME,
+    *,
+    clips_dir: Path,
+    earlier: Iterable[UpsampleRecord] = (),
 ) -> MergeResult:
-    """Pick one record per item from ``journals`` (see the module docstring for which)."""
+    """Pick one record per item from ``earlier`` then ``journals`` (see the module docstring for
+    which); ``clips_dir`` is the run's clips folder, the only place a record's clip may be."""
     wanted = {match.of_item(item) for item in items}
     best: dict[Ident, UpsampleRecord] = {}
-    for path in journals:
-        for record in read_records(path):
-            ident = match.of_record(record)
-            if ident in wanted and _better(record, best.get(ident)):
-                best[ident] = record
+    journaled = (read_records(path, clips_dir=clips_dir) for path in journals)
+    for record in chain(earlier, *journaled):
+        ident = match.of_record(record)
+        if ident in wanted and _better(record, best.get(ident)):
+            best[ident] = record
     records: list[UpsampleRecord] = []
     missing: list[str] = []
     for item in items:
@@ -97,11 +120,76 @@ def _better(new: UpsampleRecord, old: UpsampleRecord | None) -> bool:
     return new.timestamp >= old.timestamp
 
 
+@dataclass(frozen=True)
+class Held:
+    """What an output file holds: its valid records, and what else it holds that a merge would drop."""
+
+    records: list[UpsampleRecord]
+    invalid: list[str]
+
+
 def merge_output(
-    items: Sequence[BatchItem], output: Path, match: Matching = BY_NAME, *, write: bool = True
+    items: Sequence[BatchItem],
+    output: Path,
+    *,
+    clips_dir: Path,
+    force: bool = False,
+    now: datetime | None = None,
 ) -> MergeResult:
-    """Merge every journal beside ``output`` and write ``output`` atomically (in input order)."""
-    result = merge_records(items, journals_for(output), match)
-    if write:
-        write_json_atomic(output, [r.model_dump(mode="json") for r in result.records])
-    return result
+    """Merge what ``output`` holds and every journal beside it into ``output``, atomically, in
+    input order. Raises :class:`OutputShrinkError` (nothing written) when that would drop
+    something the output holds, unless ``force``: then the old file is kept beside it first."""
+    held = held_records(output, clips_dir=clips_dir)
+    merged = merge_records(items, journals_for(output), BY_NAME, clips_dir=clips_dir, earlier=held.records)
+    lost = [*held.invalid, *dropped(held.records, merged.records)]
+    kept = None
+    if lost:
+        if not force:
+            raise OutputShrinkError(_shrink_message(output, lost))
+        kept = keep_copy(output, now=now or datetime.now(UTC))
+    write_json_atomic(output, [r.model_dump(mode="json") for r in merged.records])
+    return MergeResult(merged.records, merged.missing, merged.journals, held=len(held.records), kept=kept)
+
+
+def held_records(output: Path, *, clips_dir: Path) -> Held:
+    """The output's entries read back as records; an entry (or the whole file) that is not a valid
+    record is listed in ``invalid`` (its replacement would lose it)."""
+    try:
+        data = json.loads(output.read_bytes())
+    except FileNotFoundError:
+        return Held([], [])
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+        return Held([], [f"the whole file ({_first_line(exc)}: not a JSON list of records)"])
+    if not isinstance(data, list):
+        return Held([], ["the whole file (not a JSON list of records)"])
+    records: list[UpsampleRecord] = []
+    invalid: list[str] = []
+    for number, entry in enumerate(data, start=1):
+        try:
+            if not isinstance(entry, dict):  # a string is not read as JSON text of a record
+                raise ValueError(type(entry).__name__)
+            records.append(UpsampleRecord.read_back(entry, clips_dir=clips_dir))
+        except ValueError as exc:  # pydantic's ValidationError is one
+            invalid.append(f"entry {number} (not a valid record: {_first_line(exc)})")
+    return Held(records, invalid)
+
+
+def dropped(before: Sequence[UpsampleRecord], after: Sequence[UpsampleRecord]) -> list[str]:
+    """Records of ``before`` that ``after`` has no match for (same name; done if it was done)."""
+    now = {r.name: r for r in after}
+    return [
+        f"{r.name!r} ({r.status})" for r in before if r.name not in now or (r.done and not now[r.name].done)
+    ]
+
+
+def _shrink_message(output: Path, lost: Sequence[str]) -> str:
+    shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+    return (
+        f"merging would replace {output} with less than it holds: {shown} would be lost; it is left "
+        f"unchanged. Check the journals and the prompts file, or pass --force to replace it (the "
+        f"current file is then kept beside it as {output.name}.bak-<time>)"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -190,7 +190,8 @@ class TorchrunLauncher:
         child ends with items that have no result."""
         _require_torch(self.num_gpu)
         wanted = {k.key for k in keyed}
-        already = set() if options.force else done_keys(output) & wanted
+        clips = options.clips_folder(output)
+        already = set() if options.force else done_keys(output, clips_dir=clips) & wanted
         if progress:
             progress(len(already), total=len(wanted))
         follower = JournalFollower(output, wanted)

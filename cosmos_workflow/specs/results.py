@@ -1,17 +1,37 @@
 """The seed's output format (name, original_prompt, upsampled_prompt, video_path,
-preprocessed_video) plus status and metadata for each item."""
+preprocessed_video) plus status and metadata for each item.
+
+A record read back (a journal line, an entry of an output file) is input like any other: it is
+validated strictly (:meth:`UpsampleRecord.read_back`) by the record's own rules, the same a run
+follows when it writes one: ``ok``, ``text_only`` and ``fallback`` (the original
+prompt) hold a non-empty upsampled prompt and ``error`` none, counts are not negative, and
+``preprocessed_video`` is null or a clip directly inside the run's clips folder.
+"""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Status = Literal["ok", "text_only", "fallback", "error"]
 
 #: statuses a rerun keeps; the others are tried again
 DONE_STATUSES: frozenset[str] = frozenset({"ok", "text_only"})
+
+#: the validation context's key for the folder a record's clip must lie in (see ``read_back``)
+_CLIPS_DIR = "clips_dir"
 
 
 def utc_now() -> str:
@@ -23,7 +43,7 @@ class UpsampleRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(min_length=1)
     original_prompt: str
     upsampled_prompt: str | None = Field(description="None when status is 'error'")
     video_path: str | None = None
@@ -31,18 +51,18 @@ class UpsampleRecord(BaseModel):
     status: Status
     error: str | None = None
     warning: str | None = None
-    frames: int = 0
-    frame_indices: list[int] = Field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
-    source_width: int | None = None
-    source_height: int | None = None
-    prompt_tokens: int = 0
-    image_tokens: int = 0
-    text_tokens: int = 0
-    completion_tokens: int = 0
-    max_tokens: int = 0
-    max_model_len: int = 0
+    frames: NonNegativeInt = 0
+    frame_indices: list[NonNegativeInt] = Field(default_factory=list)
+    width: NonNegativeInt | None = None
+    height: NonNegativeInt | None = None
+    source_width: NonNegativeInt | None = None
+    source_height: NonNegativeInt | None = None
+    prompt_tokens: NonNegativeInt = 0
+    image_tokens: NonNegativeInt = 0
+    text_tokens: NonNegativeInt = 0
+    completion_tokens: NonNegativeInt = 0
+    max_tokens: NonNegativeInt = 0
+    max_model_len: NonNegativeInt = 0
     finish_reason: str | None = None
     plan_changes: list[str] = Field(default_factory=list)
     model: str = ""
@@ -50,9 +70,49 @@ class UpsampleRecord(BaseModel):
     sampling: dict[str, Any] = Field(default_factory=dict)
     attempts: int = Field(1, description="generations tried: 2 when a cut-off answer was retried")
     retry: str | None = Field(None, description="why the item was generated again, if it was")
-    key: str = Field(description="hash of everything that determines the answer; the journal's key")
+    key: str = Field(
+        min_length=1, description="hash of everything that determines the answer; the journal's key"
+    )
     timestamp: str = Field(default_factory=utc_now)
 
     @property
     def done(self) -> bool:
         return self.status in DONE_STATUSES
+
+    @classmethod
+    def read_back(cls, data: str | bytes | dict[str, Any], *, clips_dir: Path) -> UpsampleRecord:
+        """A record read back from a journal line (JSON text) or an output file's entry (parsed
+        JSON), checked as input: strict types, the record's rules, and ``preprocessed_video``
+        inside ``clips_dir`` (the run's clips folder). Raises ``ValidationError``."""
+        context = {_CLIPS_DIR: clips_dir}
+        if isinstance(data, dict):
+            return cls.model_validate(data, strict=True, context=context)
+        return cls.model_validate_json(data, strict=True, context=context)
+
+    @field_validator("preprocessed_video")
+    @classmethod
+    def _clip_in_clips_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        folder = (info.context or {}).get(_CLIPS_DIR)
+        if value is not None and isinstance(folder, Path) and not _directly_inside(value, folder):
+            raise ValueError(f"{value!r} is not a clip in the run's clips folder {folder}")
+        return value
+
+    @model_validator(mode="after")
+    def _prompt_fits_status(self) -> Self:
+        """A done record holds an upsampled prompt, a fallback the original, an error none (the
+        rules a run follows when it writes one)."""
+        if self.status in DONE_STATUSES and not (self.upsampled_prompt or "").strip():
+            raise ValueError(f"status {self.status!r} without an upsampled_prompt")
+        if self.status == "error" and self.upsampled_prompt is not None:
+            raise ValueError("status 'error' with an upsampled_prompt (it must be null)")
+        if self.status == "fallback" and not (self.upsampled_prompt or "").strip():
+            raise ValueError("status 'fallback' without the original prompt as upsampled_prompt")
+        return self
+
+
+def _directly_inside(path: str, folder: Path) -> bool:
+    """``path`` names a file directly in ``folder`` (lexically: ``..`` and relative paths resolved
+    against the working folder, as the run that wrote it did)."""
+    if "\x00" in path:
+        return False
+    return Path(os.path.abspath(path)).parent == Path(os.path.abspath(folder))

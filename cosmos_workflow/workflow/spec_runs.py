@@ -248,6 +248,11 @@ class SpecRunSummary:
     def failed(self) -> int:
         return len(self.of("failed"))
 
+    @property
+    def complete(self) -> bool:
+        """No spec failed and no spec file is invalid: what exit 0 means, as for a prompts file."""
+        return not self.failed and not self.of("invalid")
+
     def describe(self) -> str:
         counts = {state: len(self.of(state)) for state in ("updated", "skipped", "failed", "invalid")}
         where = f" in {self.input_dir}" if self.input_dir else ""

@@ -244,3 +244,105 @@ def test_fuzz_batch_files_and_options(case: Case, video: Path) -> None:
             records = json.loads(output.read_text(encoding="utf-8"))
             assert [r["name"] for r in records] == case.good
             assert {r["status"] for r in records} <= {"ok", "text_only"}
+
+
+# Tampered journals (issue 23): a finished run's journal edited line by line as a careless or
+# hostile person (or a failing disk) would, then `merge` or a resume. No record that breaks the
+# record's rules may reach the output; every untouched record is kept; nothing else is lost.
+
+TAMPERINGS = ["keep", "garble", "cut", "wrong-type", "ok-without-prompt", "clip-outside"]
+OUTSIDE_CLIPS = ["/etc/shadow", "{clips}/../p.json", "{clips}/sub/a.mp4", "{root}/elsewhere/a.mp4"]
+
+
+@dataclass
+class Tampering:
+    """What is done to each journal line (one per item), and what follows."""
+
+    lines: list[str]
+    outside: str = "/etc/shadow"
+    wrong: tuple[str, Any] = ("frames", "2")
+    drop_output: bool = False
+    command: str = "merge"
+
+
+@st.composite
+def tamperings(draw: st.DrawFn) -> Tampering:
+    return Tampering(
+        lines=draw(st.lists(st.sampled_from(TAMPERINGS), min_size=3, max_size=3)),
+        outside=draw(st.sampled_from(OUTSIDE_CLIPS)),
+        wrong=draw(st.sampled_from([("frames", "2"), ("status", 7), ("name", 5), ("sampling", [])])),
+        drop_output=draw(st.booleans()),
+        command=draw(st.sampled_from(["merge", "resume"])),
+    )
+
+
+def tampered_line(line: str, how: str, case: Tampering, root: Path, last: bool) -> bytes:
+    record = json.loads(line)
+    if how == "garble":
+        return b"\x00\xff{" + line.encode()[5:40] + b"\n"
+    if how == "cut":
+        return line.encode()[: len(line) // 2] + (b"" if last else b"\n")
+    if how == "wrong-type":
+        record[case.wrong[0]] = case.wrong[1]
+    elif how == "ok-without-prompt":
+        record.update(status="ok", upsampled_prompt=None)
+    elif how == "clip-outside":
+        record["preprocessed_video"] = case.outside.format(clips=root / "out" / "o_clips", root=root)
+    return (json.dumps(record) + "\n").encode()
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=tamperings())
+@example(case=Tampering(lines=["ok-without-prompt", "clip-outside", "cut"], drop_output=True))
+@example(case=Tampering(lines=["garble", "keep", "wrong-type"], command="resume"))
+def test_fuzz_tampered_journals(case: Tampering, video: Path) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "out").mkdir()
+        prompts = root / "p.json"
+        items = [{"name": f"shot{i}", "prompt": f"a street, take {i}"} for i in range(3)]
+        items[0]["video_path"] = "v.mp4"  # its record names a real clip, which must stay trusted
+        (root / "v.mp4").write_bytes(video.read_bytes())
+        prompts.write_text(json.dumps(items))
+        output = root / "out" / "o.json"
+        run = ["upsample-prompts", str(prompts), "-o", str(output), "--engine", "fake", "-q"]
+        assert run_main(run)[0] == 0
+        journal = output.with_name("o.json.journal.jsonl")
+        lines = journal.read_text().splitlines()
+        by_name = {json.loads(line)["name"]: line for line in lines}
+        journal.write_bytes(
+            b"".join(
+                tampered_line(by_name[f"shot{i}"], how, case, root, last=i == 2)
+                for i, how in enumerate(case.lines)
+            )
+        )
+        if case.drop_output:
+            output.unlink()
+        kept = {f"shot{i}" for i, how in enumerate(case.lines) if how == "keep"}
+
+        argv = ["merge", str(prompts), "-o", str(output)] if case.command == "merge" else run
+        code, printed = run_main(argv)
+
+        event(f"{case.command}, exit {code}")
+        assert "Traceback" not in printed, printed
+        records = json.loads(output.read_text(encoding="utf-8"))
+        clips = root / "out" / "o_clips"
+        for record in records:  # whatever came through keeps the record's rules
+            assert record["status"] in ("ok", "text_only") and record["upsampled_prompt"]
+            clip = record["preprocessed_video"]
+            assert (clip is not None) == (record["name"] == "shot0")
+            assert clip is None or (Path(clip).parent == clips and Path(clip).is_file())
+            assert isinstance(record["frames"], int) and isinstance(record["name"], str)
+        names = [r["name"] for r in records]
+        if case.command == "resume" or not case.drop_output:  # all there: redone, or still held
+            assert code == 0, printed
+            assert names == ["shot0", "shot1", "shot2"]
+        else:  # merged from the journal alone: exactly the untouched records
+            assert names == sorted(kept)
+            assert code == (0 if len(kept) == 3 else 3), printed

@@ -85,7 +85,7 @@ def test_create_then_upsample_then_nothing_to_do(tmp_path: Path) -> None:
     specs, paths = create_two(tmp_path)
     (specs / "notes.json").write_text("not json")
     first = cli("upsample-prompts", "--input-dir", str(specs), "--engine", "fake", "-q")
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 3, first.stderr  # the invalid file counts as failed (issue 23 case 10)
     assert "2 updated, 0 skipped (already upsampled), 0 failed, 1 invalid files" in first.stderr
     city, depth = (load_spec(p) for p in paths)
     for spec in (city, depth):
@@ -96,10 +96,10 @@ def test_create_then_upsample_then_nothing_to_do(tmp_path: Path) -> None:
     assert depth.upsampling_params.width == 256
     before = [p.read_bytes() for p in paths]
     second = cli("upsample-prompts", "--input-dir", str(specs), "--engine", "fake", "-q")
-    assert second.returncode == 0 and "nothing to do" in second.stderr
+    assert second.returncode == 3 and "nothing to do" in second.stderr
     assert [p.read_bytes() for p in paths] == before
     forced = cli("upsample-prompts", "--input-dir", str(specs), "--engine", "fake", "-q", "--force")
-    assert forced.returncode == 0 and "2 updated" in forced.stderr
+    assert forced.returncode == 3 and "2 updated" in forced.stderr
 
 
 @pytest.mark.slow
@@ -112,7 +112,7 @@ def test_create_then_upsample_with_the_tiny_model(tmp_path: Path, tiny_model: Pa
     assert first.returncode == 0, first.stderr
     assert "2 updated, 0 skipped (already upsampled), 0 failed" in first.stderr
     journal = specs / ".upsampling" / "results.json.journal.jsonl"
-    records = {r.name: r for r in read_records(journal)}
+    records = {r.name: r for r in read_records(journal, clips_dir=journal.with_name("results_clips"))}
     assert len(records) == 2
     for path in paths:
         spec = load_spec(path)
@@ -132,4 +132,6 @@ def test_create_then_upsample_with_the_tiny_model(tmp_path: Path, tiny_model: Pa
     second = cli(*args)
     assert second.returncode == 0 and "nothing to do" in second.stderr
     assert [p.read_bytes() for p in paths] == after_first
-    assert len(list(read_records(journal))) == 2  # the model was not asked again
+    assert (
+        len(list(read_records(journal, clips_dir=journal.with_name("results_clips")))) == 2
+    )  # the model was not asked again

@@ -183,7 +183,7 @@ def test_interrupted_run_leaves_finished_specs_written_and_resumes_the_rest(
     make_folder(tmp_path, videos, count=12)
     with pytest.raises(KeyboardInterrupt):
         upsample_spec_dir(tmp_path, OPTIONS, executor=LocalExecutor(Interrupted(calls=2)))
-    journal = list(read_records(tmp_path / ".upsampling" / "results.json.journal.jsonl"))
+    journal = list(read_records(tmp_path / ".upsampling" / "results.json.journal.jsonl", clips_dir=tmp_path))
     assert len(journal) == 8
     # each spec was written as its batch was saved, before the Ctrl-C: the 8 done, the 4 not
     written = {s.spec.id: s.spec.upsampled_prompt for s in specs_by_name(tmp_path).values()}
@@ -280,7 +280,12 @@ def test_two_concurrent_runs_upsample_every_spec_exactly_once(tmp_path: Path, vi
         assert [run.wait(timeout=300) for run in runs] == [0, 0]
     outputs = [log.read_text() for log in logs]
     assert sorted(o.count("updated  shot") for o in outputs) == [0, 20]
-    journal = list(read_records(root / ".upsampling" / "results.json.journal.jsonl"))
+    journal = list(
+        read_records(
+            root / ".upsampling" / "results.json.journal.jsonl",
+            clips_dir=root / ".upsampling" / "results_clips",
+        )
+    )
     assert len(journal) == 20 and set(Counter(r.key for r in journal).values()) == {1}
     specs = specs_by_name(root)
     assert len(specs) == 20 and all(s.spec.upsampled_prompt for s in specs.values())
