@@ -102,6 +102,8 @@ class Engine(Closes, abc.ABC):
     #: False where the engine encodes the frames itself (vLLM): the runner then sends no
     #: normalised pixel arrays, which saves most of the tokenizer's work per request.
     needs_pixel_values: bool = True
+    #: How many requests the default :meth:`generate_stream` sends in one :meth:`generate` call.
+    stream_group: int = 64
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -135,9 +137,6 @@ class Engine(Closes, abc.ABC):
         pending = iter(requests)
         while group := list(itertools.islice(pending, self.stream_group)):
             yield [(r.key, g) for r, g in zip(group, self.generate(group, sampling), strict=True)]
-
-    #: How many requests the default :meth:`generate_stream` sends in one :meth:`generate` call.
-    stream_group: int = 64
 
     def close(self) -> None:
         """Release the model's memory. Safe to call twice."""
