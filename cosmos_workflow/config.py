@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.engines import EngineConfig, SamplingParams
 from cosmos_workflow.errors import ConfigError, UsageError
+from cosmos_workflow.userfiles import MiB, UserFile, read_user_text
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -258,21 +259,28 @@ def find_config_file(given: Path | None, env: Mapping[str, str], cwd: Path) -> P
     if given is None and env.get(CONFIG_ENV):
         given = Path(env[CONFIG_ENV])
     if given is not None:
-        if not given.is_file():
-            raise ConfigError(f"config file {given} not found; check --config or ${CONFIG_ENV}")
-        return given
+        return given  # read through the one door: missing, special or too large is one line there
     default = cwd / CONFIG_FILE
-    return default if default.is_file() else None
+    return default if os.path.lexists(default) else None
+
+
+#: the TOML settings file; small, and tomllib recurses once per level of nesting
+CONFIG = UserFile(
+    what="config file",
+    max_bytes=MiB,
+    error=ConfigError,
+    fix="fix the file or pass another --config",
+    missing=f"check --config or ${CONFIG_ENV}",
+    syntax="toml",
+)
 
 
 def read_config_file(path: Path) -> dict[str, dict[str, Any]]:
     """The file's sections; a syntax error or an unknown section is one line naming the file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_user_text(path, CONFIG))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc}); fix the file or pass another --config") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
     for section, values in data.items():
         if section not in SECTIONS:
             raise ConfigError(

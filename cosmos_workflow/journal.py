@@ -6,6 +6,7 @@ item it held is simply done again. The final output is written atomically from t
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -16,8 +17,10 @@ from pathlib import Path
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
+from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.specs.results import UpsampleRecord
 from cosmos_workflow.text import clean_strings, replacement_note
+from cosmos_workflow.userfiles import GiB, UserFile, open_user_file_if_exists
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -73,14 +76,22 @@ class Journal:
             os.replace(self.path, self.path.with_name(self.path.name + ".old"))
 
 
+#: a journal is read like any file a user names: regular, bounded (it is read line by line)
+JOURNAL = UserFile(
+    what="journal",
+    max_bytes=4 * GiB,
+    error=InputFileError,
+    fix="move it aside (its items are then redone) or pass another --output-file",
+)
+
+
 def read_records(path: Path, *, warn: bool = True) -> Iterator[UpsampleRecord]:
     """Records of one journal; a torn line (a crash mid-write, or a writer still appending) is
     skipped, with a warning unless ``warn=False`` (reading another rank's live journal)."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
+    raw = open_user_file_if_exists(path, JOURNAL)
+    if raw is None:
         return
-    with handle:
+    with io.TextIOWrapper(raw, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
