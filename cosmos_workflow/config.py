@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +54,28 @@ _DEVICE = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
 UPSAMPLER_CHECKPOINT = Path("nvidia/Cosmos-UpsamplePrompt1-12B-Transfer")
 #: the checkpoints folder Cosmos-Transfer1 downloaded into (the one holding ``nvidia/``)
 CHECKPOINT_DIR_ENV = "COSMOS_CHECKPOINT_DIR"
+
+#: the COSMOS_* variables that are not settings, and where they are read; any other that is not
+#: a setting (env_name) is a typo, warned about (tests/unit/test_config.py keeps this list whole)
+OTHER_VARIABLES = frozenset(
+    {
+        CONFIG_ENV,
+        CHECKPOINT_DIR_ENV,
+        "COSMOS_WORKFLOW_CACHE",  # engines/tiny.py: where built artefacts are cached
+        "COSMOS_WORKFLOW_PIP",  # scripts/upsample_prompt.sh: what the container installs
+        "COSMOS_WORKFLOW_TEST_CRASH_RANK_AFTER",  # executors/torchrun.py: tests only
+        "COSMOS_OPENAI_API_KEY",  # engines/openai.py
+        "COSMOS_OPENAI_BASE_URL",  # engines/openai.py
+        "COSMOS_CI",  # .ci/run: tests fail instead of skipping
+        "COSMOS_TEST_SSHD",  # .ci/run, tests/sshd.py
+        "COSMOS_TEST_PROBE_DIR",  # tests/probe_engines.py
+        "COSMOS_VLLM_SOURCE_CACHE",  # tests/unit/test_engine_vllm_contract.py
+        "COSMOS_PYPI_SIMPLE",  # tests/unit/test_engine_vllm_contract.py
+        "COSMOS_SSHD_USER",  # scripts/ci/*.sh
+        "COSMOS_SSHD_DIR",  # scripts/ci/sshd.sh
+        "COSMOS_DOCKER_WORK",  # scripts/ci/docker.sh
+    }
+)
 
 OnError = Literal["error", "original"]
 Executor = Literal["local", "ray"]
@@ -233,6 +255,7 @@ def resolve_settings(
 ) -> ResolvedSettings:
     """Defaults < file < environment < ``flags`` (``{"upsample": {"max_tokens": 200}}``)."""
     env = os.environ if env is None else env
+    _warn_unknown_variables(env)
     path = find_config_file(config_file, env, cwd or Path.cwd())
     layers: list[tuple[str, Layer]] = []
     if path is not None:
@@ -302,6 +325,25 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return layer
 
 
+#: unknown variables already warned about (settings are resolved more than once in a process)
+_warned: set[str] = set()
+
+
+def _warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """A ``COSMOS_*`` variable that is neither a setting nor in :data:`OTHER_VARIABLES` is ignored,
+    with a warning naming the closest setting (as an unknown TOML key is refused)."""
+    settings = {env_name(section, key) for section, model in SECTIONS.items() for key in model.model_fields}
+    for name in sorted(env):
+        if not name.startswith("COSMOS_") or name in settings | OTHER_VARIABLES | _warned:
+            continue
+        _warned.add(name)
+        log.warning(
+            "unknown environment variable %s%s; it is ignored (cosmos-workflow config lists the settings)",
+            name,
+            _did_you_mean(name, sorted(settings), prefix="COSMOS_"),
+        )
+
+
 def env_name(section: str, key: str) -> str:
     """``COSMOS_MAX_TOKENS`` for ``[upsample] max_tokens``; ``COSMOS_REMOTE_HOST`` for the others."""
     prefix = "COSMOS_" if section == "upsample" else f"COSMOS_{section.upper()}_"
@@ -330,9 +372,11 @@ def _check_keys(section: str, values: Mapping[str, Any], origin: str) -> None:
             )
 
 
-def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _did_you_mean(word: str, choices: Iterable[str], *, prefix: str = "") -> str:
+    """`` (did you mean 'max_tokens'?)`` for the closest choice, compared without ``prefix``."""
+    stems = [choice.removeprefix(prefix) for choice in choices]
+    close = difflib.get_close_matches(word.removeprefix(prefix), stems, n=1)
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""
 
 
 def _describe_origin(origin: str, section: str, key: str) -> str:

@@ -246,3 +246,16 @@ def test_case8_report_on_deep_json_is_one_line_like_upsample_prompts(tmp_path: P
     upsample = cli("upsample-prompts", str(deep), "-o", str(tmp_path / "o.json"), "--engine", "fake")
     assert upsample.returncode == 1
     assert "is nested too deeply (more than 64 levels of brackets)" in error_line(upsample)
+
+
+# -- case 11c: an unknown COSMOS_* variable -------------------------------------------------------
+
+
+def test_case11c_unknown_cosmos_variable_is_warned_with_did_you_mean(tmp_path: Path) -> None:
+    result = cli("config", env={"COSMOS_MAX_TOKEN": "200", "COSMOS_CI": "1"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if "COSMOS_" in line]
+    assert (
+        "unknown environment variable COSMOS_MAX_TOKEN (did you mean 'COSMOS_MAX_TOKENS'?); it is ignored"
+        in warning
+    )
