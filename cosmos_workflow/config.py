@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.engines import EngineConfig, SamplingParams
 from cosmos_workflow.errors import ConfigError, UsageError
-from cosmos_workflow.userfiles import MiB, UserFile, read_user_text
+from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -353,6 +353,8 @@ def env_name(section: str, key: str) -> str:
 def _env_value(name: str, raw: str, model: type[_Section], key: str) -> Any:
     if model.model_fields[key].annotation is dict or key == "engine_options":
         try:
+            if too_deep(raw, "json"):  # json.loads would raise RecursionError
+                raise ValueError("nested too deeply")
             return json.loads(raw)
         except ValueError:
             raise ConfigError(

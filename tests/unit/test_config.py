@@ -107,6 +107,8 @@ def test_environment_values_are_typed_and_checked() -> None:
     assert upsample.seed is None  # an empty variable is unset
     with pytest.raises(ConfigError, match=r"\$COSMOS_ENGINE_OPTIONS must be a JSON object"):
         resolve_settings(env={"COSMOS_ENGINE_OPTIONS": "max_num_seqs=64"}, cwd=Path("/"))
+    with pytest.raises(ConfigError, match=r"\$COSMOS_ENGINE_OPTIONS must be a JSON object"):
+        resolve_settings(env={"COSMOS_ENGINE_OPTIONS": "[" * 50_000}, cwd=Path("/"))  # no RecursionError
     with pytest.raises(ConfigError, match=r"num_frames = '99' \(env COSMOS_NUM_FRAMES\)"):
         resolve_settings(env={"COSMOS_NUM_FRAMES": "99"}, cwd=Path("/"))
 
