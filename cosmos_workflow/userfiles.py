@@ -79,8 +79,11 @@ def check_user_file(path: Path, kind: UserFile) -> None:
 def read_user_bytes(path: Path, kind: UserFile) -> bytes:
     """The whole file, at most ``kind.max_bytes``."""
     with open_user_file(path, kind) as handle:
-        data = handle.read(kind.max_bytes + 1)
-    if len(data) > kind.max_bytes:  # it grew while read
+        size = os.fstat(handle.fileno()).st_size  # within the cap: checked when opened
+        data = handle.read(size + 1)  # a buffer of the file's size, not of the cap
+        if len(data) > size:  # it grew since (or is a /proc file, which states no size)
+            data += handle.read(kind.max_bytes + 1 - len(data))
+    if len(data) > kind.max_bytes:
         raise kind.refuse(path, f"is larger than {_size(kind.max_bytes)}, the limit of a {kind.what}")
     return data
 

@@ -180,3 +180,11 @@ def test_what_passes_the_scan_never_recurses_too_deep(
         return
     with contextlib.suppress(ValueError, tomllib.TOMLDecodeError):  # a RecursionError fails the test
         json.loads(text) if syntax == "json" else tomllib.loads(text)
+
+
+def test_a_file_that_states_no_size_is_still_bounded() -> None:
+    stat_file = Path("/proc/self/stat")  # a regular file of st_size 0 whose text is ~300 bytes
+    kind = UserFile(what="test file", max_bytes=1 << 20, error=InputFileError, fix="pass another one")
+    assert stat_file.stat().st_size == 0 and len(read_user_text(stat_file, kind)) > 100
+    with pytest.raises(InputFileError, match=r"stat is larger than 100 bytes, the limit of a test file"):
+        read_user_text(stat_file, KIND)
