@@ -76,9 +76,8 @@ def test_case3_fifo_in_spec_folder_is_one_invalid_line_in_every_command(spec_fol
 
     listed = cli("list-specs", "--specs-dir", str(spec_folder))
     assert listed.returncode == 0 and "│ good " in listed.stdout
-    assert [line.split("specs/")[-1].split("/", 1)[-1] for line in lines_naming(listed, "f.json")] == [
-        expected
-    ]
+    [line] = lines_naming(listed, "f.json")
+    assert line.startswith("invalid ") and line.endswith(expected)
 
     created = cli("create-spec", "other", "A dry road", "--video", "v.mp4", "--specs-dir", str(spec_folder))
     assert created.returncode == 0, created.stderr  # it scans the folder for the same spec
@@ -113,9 +112,9 @@ def test_case4_dev_zero_in_spec_folder_is_never_read(spec_folder: Path) -> None:
 # -- case 5: [remote] known_hosts or ssh_key set to a FIFO or /dev/zero ---------------------------
 
 
-def remote_config(tmp_path: Path, *, port: int = 9, **paths: Path) -> Path:
-    """A [remote] config; nothing listens on ``port`` 9 (discard), so nothing is ever sent."""
-    lines = ["[remote]", 'host = "127.0.0.1"', f"port = {port}", 'user = "nobody"', 'mode = "venv"']
+def remote_config(tmp_path: Path, **paths: Path) -> Path:
+    """A [remote] config naming ``paths``; nothing listens on port 9, should anything connect."""
+    lines = ["[remote]", 'host = "127.0.0.1"', "port = 9", 'user = "nobody"', 'mode = "venv"']
     lines += [f'{key} = "{path}"' for key, path in paths.items()]
     config = tmp_path / "remote.toml"
     config.write_text("\n".join([*lines, "[paths]", 'remote_dir = "~/cosmos"', ""]))
