@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cosmos_workflow.errors import InputFileError
+from cosmos_workflow.journal import read_records
 from cosmos_workflow.userfiles import (
     UserFile,
     check_user_file,
@@ -188,3 +189,11 @@ def test_a_file_that_states_no_size_is_still_bounded() -> None:
     assert stat_file.stat().st_size == 0 and len(read_user_text(stat_file, kind)) > 100
     with pytest.raises(InputFileError, match=r"stat is larger than 100 bytes, the limit of a test file"):
         read_user_text(stat_file, KIND)
+
+
+def test_a_journal_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    journal = tmp_path / "out.json.rank1.journal.jsonl"
+    os.mkfifo(journal)  # e.g. merge reading every rank's journal
+    with pytest.raises(InputFileError, match=r"journal .*rank1.journal.jsonl is a FIFO \(named pipe\)"):
+        list(read_records(journal))
+    assert list(read_records(tmp_path / "missing.journal.jsonl")) == []
