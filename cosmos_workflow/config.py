@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.engines import EngineConfig, SamplingParams
 from cosmos_workflow.errors import ConfigError, UsageError
+from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -53,6 +54,28 @@ _DEVICE = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
 UPSAMPLER_CHECKPOINT = Path("nvidia/Cosmos-UpsamplePrompt1-12B-Transfer")
 #: the checkpoints folder Cosmos-Transfer1 downloaded into (the one holding ``nvidia/``)
 CHECKPOINT_DIR_ENV = "COSMOS_CHECKPOINT_DIR"
+
+#: the COSMOS_* variables that are not settings, and where they are read; any other that is not
+#: a setting (env_name) is a typo, warned about (tests/unit/test_config.py keeps this list whole)
+OTHER_VARIABLES = frozenset(
+    {
+        CONFIG_ENV,
+        CHECKPOINT_DIR_ENV,
+        "COSMOS_WORKFLOW_CACHE",  # engines/tiny.py: where built artefacts are cached
+        "COSMOS_WORKFLOW_PIP",  # scripts/upsample_prompt.sh: what the container installs
+        "COSMOS_WORKFLOW_TEST_CRASH_RANK_AFTER",  # executors/torchrun.py: tests only
+        "COSMOS_OPENAI_API_KEY",  # engines/openai.py
+        "COSMOS_OPENAI_BASE_URL",  # engines/openai.py
+        "COSMOS_CI",  # .ci/run: tests fail instead of skipping
+        "COSMOS_TEST_SSHD",  # .ci/run, tests/sshd.py
+        "COSMOS_TEST_PROBE_DIR",  # tests/probe_engines.py
+        "COSMOS_VLLM_SOURCE_CACHE",  # tests/unit/test_engine_vllm_contract.py
+        "COSMOS_PYPI_SIMPLE",  # tests/unit/test_engine_vllm_contract.py
+        "COSMOS_SSHD_USER",  # scripts/ci/*.sh
+        "COSMOS_SSHD_DIR",  # scripts/ci/sshd.sh
+        "COSMOS_DOCKER_WORK",  # scripts/ci/docker.sh
+    }
+)
 
 OnError = Literal["error", "original"]
 Executor = Literal["local", "ray"]
@@ -232,6 +255,7 @@ def resolve_settings(
 ) -> ResolvedSettings:
     """Defaults < file < environment < ``flags`` (``{"upsample": {"max_tokens": 200}}``)."""
     env = os.environ if env is None else env
+    _warn_unknown_variables(env)
     path = find_config_file(config_file, env, cwd or Path.cwd())
     layers: list[tuple[str, Layer]] = []
     if path is not None:
@@ -258,21 +282,28 @@ def find_config_file(given: Path | None, env: Mapping[str, str], cwd: Path) -> P
     if given is None and env.get(CONFIG_ENV):
         given = Path(env[CONFIG_ENV])
     if given is not None:
-        if not given.is_file():
-            raise ConfigError(f"config file {given} not found; check --config or ${CONFIG_ENV}")
-        return given
+        return given  # read through the one door: missing, special or too large is one line there
     default = cwd / CONFIG_FILE
-    return default if default.is_file() else None
+    return default if os.path.lexists(default) else None
+
+
+#: the TOML settings file; small, and tomllib recurses once per level of nesting
+CONFIG = UserFile(
+    what="config file",
+    max_bytes=MiB,
+    error=ConfigError,
+    fix="fix the file or pass another --config",
+    missing=f"check --config or ${CONFIG_ENV}",
+    syntax="toml",
+)
 
 
 def read_config_file(path: Path) -> dict[str, dict[str, Any]]:
     """The file's sections; a syntax error or an unknown section is one line naming the file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_user_text(path, CONFIG))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc}); fix the file or pass another --config") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
     for section, values in data.items():
         if section not in SECTIONS:
             raise ConfigError(
@@ -294,6 +325,25 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return layer
 
 
+#: unknown variables already warned about (settings are resolved more than once in a process)
+_warned: set[str] = set()
+
+
+def _warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """A ``COSMOS_*`` variable that is neither a setting nor in :data:`OTHER_VARIABLES` is ignored,
+    with a warning naming the closest setting (as an unknown TOML key is refused)."""
+    settings = {env_name(section, key) for section, model in SECTIONS.items() for key in model.model_fields}
+    for name in sorted(env):
+        if not name.startswith("COSMOS_") or name in settings | OTHER_VARIABLES | _warned:
+            continue
+        _warned.add(name)
+        log.warning(
+            "unknown environment variable %s%s; it is ignored (cosmos-workflow config lists the settings)",
+            name,
+            _did_you_mean(name, sorted(settings), prefix="COSMOS_"),
+        )
+
+
 def env_name(section: str, key: str) -> str:
     """``COSMOS_MAX_TOKENS`` for ``[upsample] max_tokens``; ``COSMOS_REMOTE_HOST`` for the others."""
     prefix = "COSMOS_" if section == "upsample" else f"COSMOS_{section.upper()}_"
@@ -303,6 +353,8 @@ def env_name(section: str, key: str) -> str:
 def _env_value(name: str, raw: str, model: type[_Section], key: str) -> Any:
     if model.model_fields[key].annotation is dict or key == "engine_options":
         try:
+            if too_deep(raw, "json"):  # json.loads would raise RecursionError
+                raise ValueError("nested too deeply")
             return json.loads(raw)
         except ValueError:
             raise ConfigError(
@@ -322,9 +374,11 @@ def _check_keys(section: str, values: Mapping[str, Any], origin: str) -> None:
             )
 
 
-def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _did_you_mean(word: str, choices: Iterable[str], *, prefix: str = "") -> str:
+    """`` (did you mean 'max_tokens'?)`` for the closest choice, compared without ``prefix``."""
+    stems = [choice.removeprefix(prefix) for choice in choices]
+    close = difflib.get_close_matches(word.removeprefix(prefix), stems, n=1)
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""
 
 
 def _describe_origin(origin: str, section: str, key: str) -> str:

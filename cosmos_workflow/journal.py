@@ -21,8 +21,10 @@ from pathlib import Path
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
+from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.specs.results import UpsampleRecord
 from cosmos_workflow.text import clean_strings, replacement_note
+from cosmos_workflow.userfiles import GiB, UserFile, open_user_file_if_exists
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -84,15 +86,23 @@ class Journal:
             os.replace(self.path, self.path.with_name(self.path.name + ".old"))
 
 
+#: a journal is read like any file a user names: regular, bounded (it is read line by line)
+JOURNAL = UserFile(
+    what="journal",
+    max_bytes=4 * GiB,
+    error=InputFileError,
+    fix="move it aside (its items are then redone) or pass another --output-file",
+)
+
+
 def read_records(path: Path, *, clips_dir: Path, warn: bool = True) -> Iterator[UpsampleRecord]:
     """The valid records of one journal (``clips_dir``: the run's clips folder, which the records'
     clips must lie in). An invalid line is reported and skipped (see the module docstring); an
     unfinished last line is reported only with ``warn`` (not for another rank's live journal)."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
+    raw = open_user_file_if_exists(path, JOURNAL)
+    if raw is None:
         return
-    with handle:
+    with raw as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

@@ -46,10 +46,10 @@ def check_paths(
 ) -> None:
     """Refuse unusable paths before any work; raise :class:`PathError` naming the first one.
 
-    ``read``: files the run reads (the prompts file): they must exist and not be a folder or a
-    device. ``write``: files the run replaces (the output, its journal): a regular file or nothing,
-    none of ``read``, in a folder this user can write (created if missing). ``folders``: folders
-    the run writes into (clips, specs): a folder or nothing, writable.
+    ``read``: files the run reads (the prompts file): they must exist and be regular files.
+    ``write``: files the run replaces (the output, its journal): a regular file or nothing, none
+    of ``read``, in a folder this user can write (created if missing). ``folders``: folders the
+    run writes into (clips, specs): a folder or nothing, writable.
     """
     inputs = {_identity(path): path for path in read}
     for path in write:
@@ -62,9 +62,9 @@ def _identity(path: Path) -> tuple[int, int]:
     status = _stat(path, "input file")
     if status is None:
         raise PathError(f"input file {path} not found; check the path")
-    kind = _kind(status.st_mode)
-    if kind is not None and not stat.S_ISFIFO(status.st_mode):  # a FIFO is fine: <(cat p.json)
-        raise PathError(f"input file {path} is {kind}; pass a JSON file")
+    kind = file_kind(status.st_mode)
+    if kind is not None:  # a FIFO too: with no writer, reading it would wait for ever
+        raise PathError(f"input file {path} is {kind}, not a regular file; pass a JSON file")
     return status.st_dev, status.st_ino
 
 
@@ -75,7 +75,7 @@ def _check_output_file(path: Path, inputs: dict[tuple[int, int], Path]) -> None:
     if status is not None:
         if stat.S_ISDIR(status.st_mode):
             raise PathError(f"output {path} is a folder; pass a file path, e.g. {path / 'upsampled.json'}")
-        kind = _kind(status.st_mode)
+        kind = file_kind(status.st_mode)
         if kind is not None:
             raise PathError(f"output {path} is {kind}; writing would replace it: pass a regular file path")
         same = inputs.get((status.st_dev, status.st_ino))
@@ -91,7 +91,8 @@ def _check_folder(folder: Path) -> None:
         if status is None:
             continue
         if not stat.S_ISDIR(status.st_mode):
-            raise PathError(f"{candidate} is {_kind(status.st_mode) or 'a file'}, not a folder; fix the path")
+            kind = file_kind(status.st_mode) or "a file"
+            raise PathError(f"{candidate} is {kind}, not a folder; fix the path")
         _probe_writable(candidate)
         return
 
@@ -128,7 +129,7 @@ def _check_text(path: Path, what: str) -> None:
         raise PathError(f"{what} {text!r} holds characters no file name can have; fix the path") from None
 
 
-def _kind(mode: int) -> str | None:
+def file_kind(mode: int) -> str | None:
     """What a non-regular file is ("a FIFO (named pipe)"), None for a regular file."""
     return None if stat.S_ISREG(mode) else _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 

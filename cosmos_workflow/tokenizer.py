@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.userfiles import MiB, UserFile, check_user_file
 
 TEKKEN_FILE = "tekken.json"
 BUNDLED_TEKKEN = "tekken_240911.json"
@@ -57,6 +58,14 @@ def tokenizer_path_for(model: str | Path | None) -> Path:
 #: Where a user message's images start in its token ids: after ``<s>`` and ``[INST]``.
 IMAGES_AT = 2
 
+#: a checkpoint's tekken.json (Pixtral's is 15 MiB); mistral-common reads it itself
+TOKENIZER_FILE = UserFile(
+    what="tokenizer",
+    max_bytes=256 * MiB,
+    error=ConfigError,
+    fix=f"point --model at a checkpoint folder with a valid {TEKKEN_FILE}",
+)
+
 
 class Tokenizer:
     """Counts and encodes requests with a Mistral tokenizer file."""
@@ -64,6 +73,7 @@ class Tokenizer:
     def __init__(self, path: Path) -> None:
         from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
+        check_user_file(path, TOKENIZER_FILE)
         try:
             self._tok = MistralTokenizer.from_file(str(path))
         except Exception as exc:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosmos_workflow.errors import ModelLoadError
+from cosmos_workflow.userfiles import MiB, UserFile, read_user_text
 
 logger = logging.getLogger("cosmos_workflow")
 
@@ -115,16 +116,24 @@ def read_params(folder: Path) -> PixtralParams:
     return params
 
 
+#: a checkpoint's sizes: a few hundred bytes of flat JSON
+PARAMS_FILE = UserFile(
+    what="checkpoint file",
+    max_bytes=MiB,
+    error=ModelLoadError,
+    fix="re-download the checkpoint",
+    syntax="json",
+)
+
+
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_user_text(path, PARAMS_FILE))
     except json.JSONDecodeError as exc:
         raise ModelLoadError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
             "re-download the checkpoint"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc}; check the file and its permissions") from exc
     if not isinstance(raw, dict):
         raise ModelLoadError(
             f"{path} holds a JSON {type(raw).__name__}, not an object of model sizes; "

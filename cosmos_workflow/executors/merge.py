@@ -38,11 +38,12 @@ from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 
-from cosmos_workflow.errors import OutputShrinkError
+from cosmos_workflow.errors import InputFileError, OutputShrinkError
 from cosmos_workflow.files import keep_copy, write_json_atomic
 from cosmos_workflow.journal import journals_for, read_records
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.userfiles import GiB, UserFile, read_user_text
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -151,14 +152,24 @@ def merge_output(
     return MergeResult(merged.records, merged.missing, merged.journals, held=len(held.records), kept=kept)
 
 
+#: the output ``merge`` would replace, read back like any file a user names
+OUTPUT_FILE = UserFile(
+    what="output",
+    max_bytes=4 * GiB,
+    error=InputFileError,
+    fix="move it aside or pass another --output-file",
+    syntax="json",
+)
+
+
 def held_records(output: Path, *, clips_dir: Path) -> Held:
     """The output's entries read back as records; an entry (or the whole file) that is not a valid
     record is listed in ``invalid`` (its replacement would lose it)."""
-    try:
-        data = json.loads(output.read_bytes())
-    except FileNotFoundError:
+    if not output.exists():
         return Held([], [])
-    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+    try:
+        data = json.loads(read_user_text(output, OUTPUT_FILE))
+    except (InputFileError, ValueError) as exc:  # too large, not UTF-8, nested too deep, not JSON
         return Held([], [f"the whole file ({_first_line(exc)}: not a JSON list of records)"])
     if not isinstance(data, list):
         return Held([], ["the whole file (not a JSON list of records)"])

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.specs.manager import StoredSpec
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.userfiles import GiB, UserFile, read_user_text
 
 #: a spec that has not been upsampled yet
 PENDING = "pending"
@@ -112,14 +113,22 @@ def _unparameterised_spec(stored: StoredSpec) -> Shot:
     )
 
 
+#: what ``report`` reads back: the output JSON an ``upsample-prompts`` run wrote
+RESULTS_FILE = UserFile(
+    what="results file",
+    max_bytes=GiB,
+    error=InputFileError,
+    fix="pass the output JSON of upsample-prompts",
+    missing="pass the output JSON of upsample-prompts",
+    syntax="json",
+)
+
+
 def load_records(path: Path) -> list[UpsampleRecord]:
     """Read an ``upsample-prompts`` output file; any problem is one :class:`InputFileError` line."""
+    text = read_user_text(path, RESULTS_FILE)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(f"{path} not found; pass the output JSON of upsample-prompts") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read {path}: {exc}") from exc
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "

@@ -130,7 +130,8 @@ MAX_RESOLUTION=${POSITIONAL[3]:-480}
 NUM_FRAMES=${POSITIONAL[4]:-2}
 NUM_GPU=${POSITIONAL[5]:-1}
 
-[[ -f "$PROMPTS_FILE" ]] || die "prompts file '$PROMPTS_FILE' not found; pass an existing JSON list of {name, prompt, video_path}" 1
+[[ -e "$PROMPTS_FILE" ]] || die "prompts file '$PROMPTS_FILE' not found; pass an existing JSON list of {name, prompt, video_path}" 1
+[[ -f "$PROMPTS_FILE" ]] || die "prompts file '$PROMPTS_FILE' is not a regular file (a FIFO, device or folder); pass a JSON list of {name, prompt, video_path}" 1
 PREPROCESS_FLAG=$(parse_bool "$PREPROCESS_VIDEOS")
 [[ "$MAX_RESOLUTION" == auto ]] || check_number MAX_RESOLUTION "$MAX_RESOLUTION" 16
 check_number NUM_FRAMES "$NUM_FRAMES" 0

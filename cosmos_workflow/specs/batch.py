@@ -5,7 +5,9 @@ good ones go on. A file that cannot be read or parsed at all is an :class:`Input
 In JSONL each line is an item of its own: a line that is not JSON is that item's problem.
 Hostile text is made safe here, at the boundary: a UTF-8 BOM is accepted, a key given twice in
 one item is that item's problem, a lone surrogate becomes U+FFFD (the item's record says so),
-a NUL in a path is the item's problem, and nesting too deep to parse is one clear error.
+a NUL in a path is the item's problem, and nesting too deep to parse is one clear error (a whole
+file) or that item's problem (a JSONL line). The file is read through the one door
+(:mod:`cosmos_workflow.userfiles`): a regular file of at most 1 GiB.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from cosmos_workflow.errors import InputFileError
-from cosmos_workflow.paths import describe_os_error
 from cosmos_workflow.text import replace_lone_surrogates, replacement_note
+from cosmos_workflow.userfiles import GiB, UserFile, read_user_text, too_deep
 
 
 class BatchItem(BaseModel):
@@ -123,18 +125,23 @@ def _object(pairs: list[tuple[str, Any]]) -> _Object:
     return obj
 
 
+#: a JSON list of items; ``-sig``: a UTF-8 BOM (Windows editors) is fine
+PROMPTS_FILE = UserFile(
+    what="prompts file",
+    max_bytes=GiB,
+    error=InputFileError,
+    fix="pass a JSON list of {name, prompt, video_path} objects, or a .jsonl file",
+    syntax="json",
+    encoding="utf-8-sig",
+)
+#: one item per line: nesting is each line's own problem
+PROMPTS_LINES = replace(PROMPTS_FILE, syntax="text")
+
+
 def _read_entries(path: Path) -> list[_Entry]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: a UTF-8 BOM (Windows editors) is fine
-    except FileNotFoundError:
-        raise InputFileError(f"prompts file {path} not found; check the path") from None
-    except OSError as exc:
-        raise InputFileError(f"cannot read prompts file {describe_os_error(exc)}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputFileError(
-            f"prompts file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-        ) from exc
-    if path.suffix.lower() == ".jsonl":
+    jsonl = path.suffix.lower() == ".jsonl"
+    text = read_user_text(path, PROMPTS_LINES if jsonl else PROMPTS_FILE)
+    if jsonl:
         return list(_parse_jsonl(text, path))
     return [
         _Entry(f"{path.name} item {n}", record) for n, record in enumerate(_parse_json_list(text, path), 1)
@@ -149,8 +156,6 @@ def _parse_json_list(text: str, path: Path) -> list[Any]:
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "it must be a JSON list of {name, prompt, video_path} objects, or use .jsonl"
         ) from exc
-    except RecursionError:
-        raise InputFileError(f"{path} is nested too deeply to read; {_FLAT}") from None
     if not isinstance(data, list):
         raise InputFileError(
             f"{path} holds a JSON {type(data).__name__}, not a list; wrap the items in [ ... ]"
@@ -168,12 +173,13 @@ def _parse_jsonl(text: str, path: Path) -> Iterator[_Entry]:
         if not line.strip():
             continue
         where = f"{path.name} line {number}"
+        if too_deep(line, "json"):
+            yield _Entry(where, unparsed=f"nested too deeply to read; {_FLAT}")
+            continue
         try:
             yield _Entry(where, json.loads(line, object_pairs_hook=_object))
         except json.JSONDecodeError as exc:
             yield _Entry(where, unparsed=f"not valid JSON (column {exc.colno}: {exc.msg}); fix the line")
-        except RecursionError:
-            yield _Entry(where, unparsed=f"nested too deeply to read; {_FLAT}")
 
 
 def _validate(entry: _Entry, base: Path) -> tuple[BatchItem | None, Problem | None]:

@@ -23,9 +23,10 @@ from pydantic import ValidationError
 
 from cosmos_workflow.errors import SpecError
 from cosmos_workflow.files import flocked, write_json_atomic
-from cosmos_workflow.paths import check_paths, describe_os_error, safe_file_name
+from cosmos_workflow.paths import check_paths, safe_file_name
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsampleFrom, new_spec
 from cosmos_workflow.text import clean_strings, replacement_note
+from cosmos_workflow.userfiles import MiB, UserFile, read_user_text
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -69,16 +70,20 @@ def file_stem(name: str) -> str:
     return safe_file_name(name, fallback="spec")
 
 
+#: one spec; a folder of them is scanned, so each is read through the one door
+SPEC_FILE = UserFile(
+    what="spec file",
+    max_bytes=16 * MiB,
+    error=SpecError,
+    fix="fix or delete it",
+    missing="check the path or run list-specs",
+    syntax="json",
+)
+
+
 def load_spec(path: Path) -> PromptSpec:
     """Read and validate one spec file; any problem is a :class:`SpecError` naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"spec file {path} not found; check the path or run list-specs") from None
-    except OSError as exc:
-        raise SpecError(f"cannot read spec file {describe_os_error(exc)}") from exc
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"spec file {path} is not UTF-8 text (byte {exc.start}); fix or delete it") from exc
+    text = read_user_text(path, SPEC_FILE)
     try:
         data, replaced = clean_strings(json.loads(text))
     except json.JSONDecodeError as exc:
@@ -86,8 +91,6 @@ def load_spec(path: Path) -> PromptSpec:
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "fix or delete the file"
         ) from exc
-    except RecursionError:
-        raise SpecError(f"{path} is nested too deeply to be a spec; fix or delete the file") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path} holds a JSON {type(data).__name__}, not a spec object; fix or delete it")
     if replaced:
@@ -179,7 +182,8 @@ class SpecStore:
             try:
                 scan.specs.append(StoredSpec(path, load_spec(path)))
             except SpecError as exc:
-                scan.problems.append(SpecProblem(path, str(exc).removeprefix(f"{path} ")))
+                message = str(exc).removeprefix(f"{SPEC_FILE.what} ").removeprefix(f"{path} ")
+                scan.problems.append(SpecProblem(path, message))
         return scan
 
     def list(self) -> list[StoredSpec]:

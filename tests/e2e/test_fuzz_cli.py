@@ -2,11 +2,14 @@
 
 Each example writes a batch file (JSON or JSONL, maybe with a BOM) of good and bad items (blank
 prompts, unknown keys, wrong types, duplicate names and keys, NUL paths, lone surrogates, lines
-that are not JSON, markup and control characters) and picks an output (sometimes the input file,
-a folder, a FIFO, a device, a path under a file) and flag values, some invalid. It runs
-``cosmos_workflow.cli.main`` with the fake engine and asserts: no traceback, the exit code the
-README gives, every good item in the output, no file written outside the output folder, nothing
-special replaced. ``derandomize`` keeps CI runs identical; 50 examples take about 15 s.
+that are not JSON, markup and control characters, JSONL lines nested 100,000 deep) and picks an
+output (sometimes the input file, a folder, a FIFO, a device, a path under a file) and flag
+values, some invalid. Issue 23 adds hostile files in place of the prompts file (a FIFO, an
+endless ``/dev/zero`` link, JSON nested 100,000 deep) and of the ``--config`` file (a FIFO, an
+endless file, TOML nested 330 deep). It runs ``cosmos_workflow.cli.main`` with the fake engine
+and asserts: no traceback, the exit code the README gives, every good item in the output, no file
+written outside the output folder, nothing special replaced, and (an alarm) no read that blocks.
+``derandomize`` keeps CI runs identical; 80 examples take about 30 s.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class Case:
     output: str = "normal"
     flags: list[str] = field(default_factory=list)
     bad_flag: bool = False
+    source: str = "file"  #: what the prompts file is: see SOURCES
+    config: str = "none"  #: what --config names: see CONFIGS
 
 
 names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12)
@@ -62,6 +67,12 @@ BAD_FLAGS = [
     ("--batch-size", "x"),
 ]
 OUTPUTS = ["normal", "nested", "input", "folder", "fifo", "device", "under-file"]
+#: the prompts file: the batch written, or in its place a FIFO, an endless file, or deep nesting
+SOURCES = ["file", "fifo", "endless", "deep"]
+#: --config: none, a good file, or a FIFO, an endless file, TOML nested deeper than tomllib can parse
+CONFIGS = ["none", "good", "fifo", "endless", "deep"]
+DEEP_JSON_LINE = "[" * 100_000 + "]" * 100_000
+DEEP_TOML = "[upsample]\nmodel = " + "[" * 330 + "]" * 330 + "\n"
 BAD_ITEMS = [
     {"name": "blank", "prompt": "   "},
     {"name": "no-prompt"},
@@ -85,7 +96,9 @@ def cases(draw: st.DrawFn) -> Case:
             item["video_path"] = video
         case.records.append(item)
         case.good.append(name)
-    for bad in draw(st.lists(st.sampled_from(BAD_ITEMS), max_size=3)):
+    for bad in draw(st.lists(st.sampled_from([*BAD_ITEMS, DEEP_JSON_LINE]), max_size=3)):
+        if bad == DEEP_JSON_LINE and not case.jsonl:
+            continue  # a JSONL line of its own; a whole JSON file nested deep is a source below
         case.records.insert(draw(st.integers(0, len(case.records))), bad)
         case.bad += 1
     if good_names and draw(st.booleans()):  # the second of two items with one name is skipped
@@ -98,7 +111,10 @@ def cases(draw: st.DrawFn) -> Case:
         "--batch-size": draw(st.sampled_from(["1", "8"])),
         "--num-frames": draw(st.sampled_from(["0", "1", "2"])),
     }
-    if draw(st.integers(0, 5)) == 0:
+    # mostly the batch as written, and no config file
+    case.source = draw(st.sampled_from(SOURCES)) if draw(st.integers(0, 3)) == 0 else "file"
+    case.config = draw(st.sampled_from(CONFIGS)) if draw(st.integers(0, 3)) == 0 else "none"
+    if draw(st.integers(0, 5)) == 0 and case.config in ("none", "good"):  # the config is read first
         flag, value = draw(st.sampled_from(BAD_FLAGS))
         flags[flag] = value
         case.bad_flag = True
@@ -111,25 +127,44 @@ def cases(draw: st.DrawFn) -> Case:
 def expected_exit(case: Case) -> int:
     """The README's table: 2 bad flag value; 1 nothing usable (no valid item, an unusable output
     path); 3 finished but some items failed or were skipped; 0 all done."""
+    if case.config not in ("none", "good"):
+        return 1
     if case.bad_flag:
         return 2
-    if not case.good or case.output not in ("normal", "nested"):
+    if case.source != "file" or not case.good or case.output not in ("normal", "nested"):
         return 1
     return 3 if case.bad else 0
 
 
 def batch_text(case: Case) -> str:
     def dump(value: Any) -> str:
+        if value == DEEP_JSON_LINE:
+            return value
         return json.dumps(value, ensure_ascii=False).replace(SURROGATE, "\\ud83d")
 
     body = "\n".join(dump(r) for r in case.records) + "\n" if case.jsonl else dump(case.records)
     return ("\ufeff" if case.bom else "") + body
 
 
+class Blocked(BaseException):
+    """The command ran past the alarm: a read blocked (a FIFO) or never ended (an endless file)."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise Blocked(f"the command ran longer than {ALARM_S} s")
+
+
+#: far more than any example takes: only a read that blocks or never ends gets there
+ALARM_S = 60
+
+
 @contextmanager
 def cli_process_state() -> Iterator[None]:
-    """main() installs signal handlers and logging, as a process would: put them back afterwards."""
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    """main() installs signal handlers and logging, as a process would: put them back afterwards.
+    An alarm stops a command that blocks (the test then fails instead of hanging)."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, ALARM_S)
     import logging
 
     root = logging.getLogger()
@@ -137,6 +172,7 @@ def cli_process_state() -> Iterator[None]:
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         root.handlers[:], root.level = saved
@@ -155,6 +191,33 @@ def run_main(argv: list[str]) -> tuple[int, str]:
     finally:
         sys.argv = old_argv
     return code, out.getvalue() + err.getvalue()
+
+
+def write_source(case: Case, prompts: Path) -> None:
+    """The prompts file as the case has it: the batch, or a FIFO, an endless file, deep JSON."""
+    if case.source == "fifo":
+        os.mkfifo(prompts)  # no writer: opened as a plain file, it would block for ever
+    elif case.source == "endless":
+        prompts.symlink_to("/dev/zero")
+    elif case.source == "deep":
+        prompts.write_text(DEEP_JSON_LINE)
+    else:
+        prompts.write_text(batch_text(case), encoding="utf-8")
+
+
+def config_flags(case: Case, root: Path) -> list[str]:
+    """``--config`` and the file as the case has it, made under ``root/cfg``."""
+    if case.config == "none":
+        return []
+    config = root / "cfg" / "config.toml"
+    config.parent.mkdir(exist_ok=True)
+    if case.config == "fifo":
+        os.mkfifo(config)
+    elif case.config == "endless":
+        config.symlink_to("/dev/zero")
+    else:
+        config.write_text(DEEP_TOML if case.config == "deep" else "[upsample]\nmax_tokens = 300\n")
+    return ["--config", str(config)]
 
 
 def output_path(case: Case, root: Path, prompts: Path) -> Path:
@@ -187,7 +250,7 @@ def video() -> Iterator[Path]:
 
 
 @settings(
-    max_examples=50,
+    max_examples=80,
     deadline=None,
     derandomize=True,
     database=None,
@@ -196,6 +259,13 @@ def video() -> Iterator[Path]:
 @given(case=cases())
 @example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], output="input"))
 @example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], output="device"))
+@example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], source="fifo"))
+@example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], source="endless"))
+@example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], source="deep"))
+@example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], config="fifo"))
+@example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], config="endless"))
+@example(case=Case(records=[{"name": "a", "prompt": "x"}], good=["a"], config="deep"))
+@example(case=Case(records=[{"name": "a", "prompt": "x"}, DEEP_JSON_LINE], good=["a"], bad=1, jsonl=True))
 @example(
     case=Case(
         records=[
@@ -215,7 +285,7 @@ def test_fuzz_batch_files_and_options(case: Case, video: Path) -> None:
         (root / "in").mkdir()
         (root / "out").mkdir()
         prompts = root / "in" / ("p.jsonl" if case.jsonl else "p.json")
-        prompts.write_text(batch_text(case), encoding="utf-8")
+        write_source(case, prompts)
         (root / "in" / "v.mp4").write_bytes(video.read_bytes())
         os.mkfifo(root / "out" / "fifo")
         if os.geteuid() == 0:
@@ -223,13 +293,14 @@ def test_fuzz_batch_files_and_options(case: Case, video: Path) -> None:
         else:
             (root / "out" / "null").symlink_to("/dev/null")
         (root / "out" / "afile").write_text("")
+        config = config_flags(case, root)
         before = snapshot(root)
         output = output_path(case, root, prompts)
 
         argv = ["upsample-prompts", str(prompts), "-o", str(output), "--engine", "fake", "-q"]
-        code, printed = run_main([*argv, *case.flags])
+        code, printed = run_main([*argv, *case.flags, *config])
 
-        event(f"exit {code}, output {case.output}")
+        event(f"exit {code}, output {case.output}, source {case.source}, config {case.config}")
         assert "Traceback" not in printed, printed
         assert code == expected_exit(case), printed
         after = snapshot(root)

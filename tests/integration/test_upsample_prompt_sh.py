@@ -95,6 +95,14 @@ def test_missing_prompts_file_is_named_and_fails(tmp_path: Path) -> None:
     assert f"prompts file '{tmp_path / 'nope.json'}' not found" in run.stderr
 
 
+def test_fifo_prompts_file_is_not_a_regular_file_not_missing(tmp_path: Path) -> None:
+    fifo = tmp_path / "p.json"
+    os.mkfifo(fifo)  # issue 23: named, it exists; read, it would block
+    run = run_script(str(fifo), str(tmp_path / "out.json"))
+    assert run.returncode == 1
+    assert f"prompts file '{fifo}' is not a regular file (a FIFO, device or folder)" in run.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

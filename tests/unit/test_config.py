@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from cosmos_workflow.config import (
     CONFIG_FILE,
+    OTHER_VARIABLES,
+    SECTIONS,
     env_name,
     options_from_keywords,
     resolve_settings,
@@ -104,6 +107,8 @@ def test_environment_values_are_typed_and_checked() -> None:
     assert upsample.seed is None  # an empty variable is unset
     with pytest.raises(ConfigError, match=r"\$COSMOS_ENGINE_OPTIONS must be a JSON object"):
         resolve_settings(env={"COSMOS_ENGINE_OPTIONS": "max_num_seqs=64"}, cwd=Path("/"))
+    with pytest.raises(ConfigError, match=r"\$COSMOS_ENGINE_OPTIONS must be a JSON object"):
+        resolve_settings(env={"COSMOS_ENGINE_OPTIONS": "[" * 50_000}, cwd=Path("/"))  # no RecursionError
     with pytest.raises(ConfigError, match=r"num_frames = '99' \(env COSMOS_NUM_FRAMES\)"):
         resolve_settings(env={"COSMOS_NUM_FRAMES": "99"}, cwd=Path("/"))
 
@@ -134,3 +139,45 @@ def test_keyword_arguments_take_the_flags_place(tmp_path: Path, monkeypatch: pyt
     write(tmp_path / CONFIG_FILE, '[upsample]\nmodel = "tiny-random"\nmax_tokens = 100\n')
     options = options_from_keywords(max_tokens=50)
     assert options.engine.model == "tiny-random" and options.sampling.max_tokens == 50
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each unknown variable is warned about once per process: start from none warned."""
+    monkeypatch.setattr("cosmos_workflow.config._warned", set())
+
+
+def test_case11c_unknown_cosmos_variable_is_warned_once_with_did_you_mean(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fresh_warnings: None
+) -> None:
+    env = {"COSMOS_MAX_TOKEN": "200", "COSMOS_REMOTE_HOTS": "gpu1", "COSMOS_ZZZZZZZZZZ": "1", "HOME": "/x"}
+    for _ in range(2):
+        resolved = resolve_settings(env=env, cwd=tmp_path)
+    assert resolved.settings.upsample.max_tokens == 300  # ignored, as the warning says
+    assert [r.getMessage() for r in caplog.records] == [
+        "unknown environment variable COSMOS_MAX_TOKEN (did you mean 'COSMOS_MAX_TOKENS'?); it is ignored "
+        "(cosmos-workflow config lists the settings)",
+        "unknown environment variable COSMOS_REMOTE_HOTS (did you mean 'COSMOS_REMOTE_HOST'?); it is ignored "
+        "(cosmos-workflow config lists the settings)",
+        "unknown environment variable COSMOS_ZZZZZZZZZZ; it is ignored "
+        "(cosmos-workflow config lists the settings)",
+    ]
+
+
+def test_case11c_settings_and_the_variables_the_code_reads_are_never_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fresh_warnings: None
+) -> None:
+    """Every COSMOS_* name in the code, scripts, tests and CI is a setting or in OTHER_VARIABLES."""
+    root = Path(__file__).resolve().parents[2]
+    folders = ["cosmos_workflow", "scripts", "tests", "benchmarks", "examples", ".ci"]
+    files = [p for folder in folders for p in (root / folder).rglob("*") if p.is_file()]
+    named = set()
+    for path in files:
+        if path.suffix in {".py", ".sh", ".toml", ".md", ""}:
+            named |= set(re.findall(r"COSMOS_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace")))
+    named -= {"COSMOS_MAX_TOKEN", "COSMOS_REMOTE_HOTS", "COSMOS_ZZZZZZZZZZ"}  # the typos tested above
+    assert "COSMOS_CI" in named and "COSMOS_TEST_SSHD" in named and "COSMOS_MAX_TOKENS" in named
+    settings = {env_name(section, key) for section, model in SECTIONS.items() for key in model.model_fields}
+    assert sorted(named - settings - OTHER_VARIABLES) == []
+    resolve_settings(env=dict.fromkeys(named, ""), cwd=tmp_path)
+    assert caplog.records == []

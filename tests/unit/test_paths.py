@@ -91,14 +91,15 @@ def test_case4_paths_with_nul_or_lone_surrogates_are_refused(tmp_path: Path) -> 
         check_paths(folders=[tmp_path / "c\ud83d"])
 
 
-def test_input_must_exist_and_not_be_a_device(tmp_path: Path) -> None:
+def test_input_must_exist_and_be_a_regular_file(tmp_path: Path) -> None:
     with pytest.raises(PathError, match="not found"):
         check_paths(read=[tmp_path / "missing.json"])
-    with pytest.raises(PathError, match="is a character device"):
+    with pytest.raises(PathError, match="is a character device, not a regular file"):
         check_paths(read=[Path("/dev/zero")])
     fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    check_paths(read=[fifo])  # process substitution: <(cat p.json)
+    os.mkfifo(fifo)  # issue 23: with no writer, reading it would wait for ever
+    with pytest.raises(PathError, match=r"is a FIFO \(named pipe\), not a regular file"):
+        check_paths(read=[fifo])
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from pathlib import Path
 import paramiko
 
 from cosmos_workflow.errors import ConfigError, HostKeyError, RemoteConnectionError
-from cosmos_workflow.executors.remote.settings import SSHSettings
+from cosmos_workflow.executors.remote.settings import KNOWN_HOSTS, SSHSettings
+from cosmos_workflow.userfiles import check_user_file, read_user_text
 
 
 def host_key_name(host: str, port: int) -> str:
@@ -34,9 +35,16 @@ class KnownHosts:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def exists(self) -> bool:
+        """Whether the file is there; it must then be a regular file of bounded size."""
+        if not self.path.exists():
+            return False
+        check_user_file(self.path, KNOWN_HOSTS)
+        return True
+
     def load(self) -> paramiko.HostKeys:
         keys = paramiko.HostKeys()
-        if self.path.exists():
+        if self.exists():
             try:
                 keys.load(str(self.path))
             except Exception as exc:  # paramiko raises several unrelated types for a bad line
@@ -47,7 +55,7 @@ class KnownHosts:
 
     def load_into(self, client: paramiko.SSHClient) -> None:
         """Make this file the client's trusted keys (nothing trusted when it does not exist)."""
-        if self.path.exists():
+        if self.exists():
             try:
                 client.load_host_keys(str(self.path))
             except Exception as exc:
@@ -71,9 +79,9 @@ class KnownHosts:
 
     def forget(self, name: str) -> int:
         """Remove every line for ``name`` (plain or hashed); the file is rewritten atomically."""
-        if not self.path.exists():
+        if not self.exists():
             return 0
-        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = read_user_text(self.path, KNOWN_HOSTS).splitlines(keepends=True)
         kept = [line for line in lines if not _line_names(line, name)]
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text("".join(kept), encoding="utf-8")

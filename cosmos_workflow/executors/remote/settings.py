@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cosmos_workflow.config import ResolvedSettings, env_name, resolve_settings
 from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.userfiles import MiB, UserFile, check_user_file
 
 
 class SSHSettings(BaseModel):
@@ -55,6 +56,30 @@ class SSHSettings(BaseModel):
     def address(self) -> str:
         """``user@host:port``, for messages."""
         return f"{self.user}@{self.host}:{self.port}"
+
+
+#: [remote] ssh_key: a private key is a few KiB
+SSH_KEY = UserFile(
+    what="[remote] ssh_key",
+    max_bytes=MiB,
+    error=ConfigError,
+    fix="point it at your private key file (e.g. ~/.ssh/id_ed25519), or remove it to use the ssh-agent",
+)
+#: [remote] known_hosts: one line per host
+KNOWN_HOSTS = UserFile(
+    what="known_hosts file",
+    max_bytes=16 * MiB,
+    error=ConfigError,
+    fix="set [remote] known_hosts to an OpenSSH known_hosts file (default ~/.ssh/known_hosts)",
+)
+
+
+def check_key_files(settings: SSHSettings) -> None:
+    """The files ``[remote]`` names, where they exist, are regular files within their caps:
+    paramiko opens them itself, and a FIFO would block it, ``/dev/zero`` fill memory."""
+    for path, kind in ((settings.ssh_key, SSH_KEY), (settings.known_hosts, KNOWN_HOSTS)):
+        if path is not None and path.exists():
+            check_user_file(path, kind)
 
 
 class RemoteConfig(BaseModel):
@@ -86,6 +111,7 @@ def remote_config(resolved: ResolvedSettings) -> RemoteConfig:
             "known_hosts": remote.known_hosts.expanduser(),
         }
     )
+    check_key_files(ssh)  # before the run plans anything
     assert settings.paths.remote_dir is not None
     return RemoteConfig(
         remote=ssh,

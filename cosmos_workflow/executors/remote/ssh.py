@@ -43,7 +43,7 @@ from cosmos_workflow.executors.remote.hostkeys import (
     unknown_key_error,
     unreachable,
 )
-from cosmos_workflow.executors.remote.settings import SSHSettings
+from cosmos_workflow.executors.remote.settings import SSHSettings, check_key_files
 
 log = logging.getLogger("cosmos_workflow")
 # paramiko reports every connection and SFTP session at INFO; our own messages say what matters
@@ -166,6 +166,7 @@ class Connection:
         return self.open()
 
     def _connect_once(self) -> paramiko.SSHClient:
+        check_key_files(self.settings)  # a missing key is explained by _classify
         client = self._factory()
         client.set_missing_host_key_policy(_UnknownKeyPolicy(self.settings))
         KnownHosts(self.settings.known_hosts).load_into(client)
