@@ -177,7 +177,8 @@ def test_case6_fifo_prompts_file_is_exit_1_in_plan_upsample_merge_and_report(tmp
     for args, what in (
         (("plan", str(fifo)), "prompts file"),
         (("upsample-prompts", str(fifo), "-o", out, "--engine", "fake"), "prompts file"),
-        (("merge", str(fifo), "-o", out), "prompts file"),
+        # merge checks its paths (the output must not be the input) before reading anything
+        (("merge", str(fifo), "-o", out), "input file"),
         (("report", str(fifo)), "results file"),
     ):
         result = cli(*args)

@@ -195,5 +195,5 @@ def test_a_journal_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> No
     journal = tmp_path / "out.json.rank1.journal.jsonl"
     os.mkfifo(journal)  # e.g. merge reading every rank's journal
     with pytest.raises(InputFileError, match=r"journal .*rank1.journal.jsonl is a FIFO \(named pipe\)"):
-        list(read_records(journal))
-    assert list(read_records(tmp_path / "missing.journal.jsonl")) == []
+        list(read_records(journal, clips_dir=tmp_path / "clips"))
+    assert list(read_records(tmp_path / "missing.journal.jsonl", clips_dir=tmp_path / "clips")) == []
