@@ -217,17 +217,22 @@ def _progress(quiet: bool) -> Iterator[Progress]:
         bars.TextColumn("{task.fields[rate]}"),
         bars.TimeRemainingColumn(),
     )
-    with bars.Progress(*columns, console=stderr, transient=False) as bar:
-        task = bar.add_task("upsampling", total=None, rate="")
+    bar = bars.Progress(*columns, console=stderr, transient=False)
+    task = bar.add_task("upsampling", total=None, rate="")
 
-        def advance(count: int, total: int | None = None) -> None:
-            if total is not None:
-                bar.update(task, total=total)
-            bar.update(task, advance=count)
-            speed = bar.tasks[0].speed
-            bar.update(task, rate=f"{speed:.2f} items/s" if speed else "")
+    def advance(count: int, total: int | None = None) -> None:
+        if not bar.live.is_started:  # shown once work starts: a refusal before it is one line
+            bar.start()
+        if total is not None:
+            bar.update(task, total=total)
+        bar.update(task, advance=count)
+        speed = bar.tasks[0].speed
+        bar.update(task, rate=f"{speed:.2f} items/s" if speed else "")
 
+    try:
         yield advance
+    finally:
+        bar.stop()
 
 
 def _summary(result: RunResult, problems: Sequence[Problem], output: Path | None) -> None:

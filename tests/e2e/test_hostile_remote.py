@@ -1,0 +1,124 @@
+"""Issue 23, the remote and launcher cases: one test per case, named after it. The remote ones run
+on the loopback sshd (real SSH, host keys verified); this machine is the host, so what arrived
+there is read directly from the test user's home."""
+
+# ruff: noqa: F811  (the fixtures imported from the remote test modules are parameters of their name)
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cosmos_workflow import api
+from cosmos_workflow.config import UpsampleSettings, run_options
+from cosmos_workflow.executors import Executor, RunContext
+from cosmos_workflow.executors.local import LocalExecutor
+from cosmos_workflow.executors.remote import Connection, RemoteConfig, RemoteExecutor
+from cosmos_workflow.runner import Job
+from cosmos_workflow.specs.batch import BatchItem
+from tests.e2e.test_remote_cli import config, lines  # noqa: F401  (config: a fixture)
+from tests.e2e.test_remote_run import (  # noqa: F401  (remote_toml: a fixture)
+    FAKE,
+    ROOT,
+    Config,
+    cli,
+    journal_lines,
+    records,
+    remote_dir_of,
+    remote_toml,
+    slow_remote_run,
+    start_cli,
+    wait,
+)
+
+FAKE_KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAcosmos-test-secret\n"
+
+
+def _host_files(root: Path) -> list[Path]:
+    return [root, *sorted(root.rglob("*"))]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Losing(Executor):
+    """Runs every job but one here; the one it loses has no result (as a host that returned none)."""
+
+    def __init__(self, lose: str) -> None:
+        self.lose = lose
+        self.local = LocalExecutor()
+
+    def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
+        self.local.execute([job for job in jobs if job.item.name != self.lose], run)
+
+
+def test_caseC_num_gpu_above_the_devices_is_refused_at_once(tmp_path: Path) -> None:
+    source = tmp_path / "p.json"
+    source.write_text(json.dumps([{"name": "a", "prompt": "a boat"}]))
+    output = tmp_path / "out.json"
+    started = time.monotonic()
+    command = [sys.executable, "-m", "cosmos_workflow", "upsample-prompts", str(source), "-o", str(output)]
+    run = subprocess.run(
+        [*command, *FAKE, "--num-gpu", "100000"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 30
+    assert run.returncode == 2, run.stderr
+    cores = len(os.sched_getaffinity(0))
+    assert run.stderr.strip().splitlines() == [
+        f"error: num_gpu 100000 starts one process per device, and there are {cores} CPU cores this "
+        f"process may use (the fake engine uses no GPU); pass --num-gpu {cores} or fewer"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]  # no log, no journal: nothing started
+
+
+def _run_cut_once(
+    remote_config: RemoteConfig, python: str, tmp_path: Path, cut: Callable[[Connection], None]
+) -> None:
+    """Three slow items on the host; ``cut`` breaks the connection after the first result."""
+    config = remote_config.model_copy(
+        update={"remote": remote_config.remote.model_copy(update={"python": python})}
+    )
+    items = [BatchItem(name=f"item{n}", prompt=f"a boat, take {n}") for n in range(3)]
+    output = tmp_path / "up.json"
+    settings = UpsampleSettings(
+        engine="fake", model="fake", batch_size=1, engine_options={"seconds_per_batch": 1.0}
+    )
+    executor = RemoteExecutor(config)
+    done: list[int] = []
+
+    def progress(count: int, total: int | None = None) -> None:
+        if total is None and not done:
+            done.append(count)
+            cut(executor.connection)
+
+    result = api.upsample(
+        items, run_options(settings, output=output), output=output, executor=executor, progress=progress
+    )
+    assert [r.status for r in result.records] == ["text_only"] * 3
+
+
+def _close_socket(connection: Connection) -> None:
+    """The socket fails under paramiko's transport thread, which notices first (as when the
+    network fails while nothing is being sent)."""
+    transport = connection.client.get_transport()
+    assert transport is not None
+    transport.sock.close()
+    time.sleep(1)
+
+
+def _other_key(tmp_path: Path) -> str:
+    key = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return " ".join(key.with_suffix(".pub").read_text().split()[:2])
