@@ -353,7 +353,7 @@ def build_record(
         preprocessed_video=str(job.preprocessed_video) if job.preprocessed_video else None,
         status=status,
         error=problem,
-        warning=_warning(job),
+        warning=record_warning(job),
         frames=plan.frames,
         frame_indices=plan.frame_indices,
         width=plan.width,
@@ -377,7 +377,7 @@ def build_record(
     )
 
 
-def _warning(job: Job) -> str | None:
+def record_warning(job: Job) -> str | None:
     """What the loader changed in the item, and why a video was not used."""
     video = job.plan.message if job.plan.status == "text_only" and job.item.video_path else None
     return "; ".join(w for w in (job.item.warning, video) if w) or None

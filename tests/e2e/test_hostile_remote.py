@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -35,12 +36,48 @@ from tests.e2e.test_remote_run import (  # noqa: F401  (remote_toml: a fixture)
     start_cli,
     wait,
 )
+from tests.sshd import Sshd
+from tests.videos import make_video
 
 FAKE_KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAcosmos-test-secret\n"
 
 
 def _host_files(root: Path) -> list[Path]:
     return [root, *sorted(root.rglob("*"))]
+
+
+def test_caseA_remote_sends_only_planned_videos(remote_toml: Config, tmp_path: Path, sshd: Sshd) -> None:
+    config = remote_toml("venv")
+    key = tmp_path / "home" / ".ssh" / "id_ed25519"
+    key.parent.mkdir(parents=True)
+    key.write_bytes(FAKE_KEY)
+    video = tmp_path / "clip.mp4"
+    make_video(video, 96, 64, frames=4)
+    source = tmp_path / "prompts.json"
+    items = [
+        {"name": "key", "prompt": "a boat on a lake", "video_path": str(key)},
+        {"name": "passwd", "prompt": "a car turns left", "video_path": "/etc/passwd"},
+        {"name": "real", "prompt": "a red car", "video_path": str(video)},
+    ]
+    source.write_text(json.dumps(items))
+    output = tmp_path / "out.json"
+    run = cli("upsample-prompts", str(source), "-o", str(output), *FAKE, "--config", str(config), "--remote")
+    assert run.returncode == 0, run.stderr
+    assert "videos: 1 distinct, 1 sent" in run.stderr and "2 not sent (not a usable video" in run.stderr
+    got = records(output)
+    assert [r["status"] for r in got] == ["text_only", "text_only", "ok"]
+    assert [r["video_path"] for r in got] == [str(key), "/etc/passwd", str(video)]
+    assert all("from the text alone" in str(r["warning"]) for r in got[:2])  # said here, as locally
+    remote = remote_dir_of(config, sshd)
+    assert [p.name for p in (remote / "blobs").iterdir()] == [f"{_sha256(video)}.mp4"]
+    passwd = Path("/etc/passwd").read_bytes().splitlines()[0]
+    for path in _host_files(remote):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"cosmos-test-secret" not in data and passwd not in data, path
+        # the host's copies are the remote user's alone, from their creation on
+        want = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.lstat().st_mode) == want, f"{path}: {oct(path.lstat().st_mode)}"
 
 
 def _sha256(path: Path) -> str:

@@ -3,7 +3,9 @@
 For the jobs it is given (already keyed, resumed and planned here), it:
 
 1. connects (:mod:`.ssh`), ships this exact cosmos-workflow (:mod:`.code`),
-2. uploads each distinct video once by content and the batch (:mod:`.transfer`),
+2. uploads each distinct video the plans use once, by content, and the batch (:mod:`.transfer`):
+   a video the probe refused here (not a video, unreadable, not a regular file) never leaves this
+   machine; its item goes as text-only,
 3. starts ``upsample-prompts`` on the host, detached (:mod:`.job`, :mod:`.command`), or reattaches
    to the one still running there for the same output,
 4. streams the host's journal back: each record is checked against the local plan (frames,
@@ -40,6 +42,7 @@ from cosmos_workflow.executors.remote.settings import RemoteConfig
 from cosmos_workflow.executors.remote.ssh import Connection
 from cosmos_workflow.executors.remote.transfer import RemoteDir, safe_name
 from cosmos_workflow.media import clip_path
+from cosmos_workflow.runner import record_warning
 from cosmos_workflow.specs.results import UpsampleRecord
 
 if TYPE_CHECKING:
@@ -56,6 +59,12 @@ _PLAN_FIELD = {"prompt_tokens": "total_tokens"}
 
 class PlanMismatchError(RemoteError):
     """The host planned an item differently from this machine."""
+
+
+def uses_video(job: Job) -> bool:
+    """Whether the host needs the item's video: the probe here accepted it as a video and the plan
+    is not text-only. Anything else the item names (a key, /etc/passwd, a FIFO) stays here."""
+    return job.video is not None and job.plan.status != "text_only"
 
 
 @dataclass
@@ -253,18 +262,18 @@ class _RemoteRun:
     # -- uploads ------------------------------------------------------------------------------------
 
     def _upload_videos(self, jobs: list[Job]) -> dict[Path | None, str]:
-        """Each distinct local video once, by content: local path -> absolute remote path."""
-        local = sorted(
-            {job.item.video_path for job in jobs if job.item.video_path and job.item.video_path.is_file()}
-        )
+        """Each distinct video the plans use, once, by content: local path -> absolute remote path."""
+        local = sorted({job.item.video_path for job in jobs if job.item.video_path and uses_video(job)})
         uploads = [self.folder.upload(path) for path in local]
         sent = [u for u in uploads if u.sent]
+        kept = {job.item.video_path for job in jobs if job.item.video_path} - set(local)
         log.info(
-            "videos: %d distinct, %d sent (%.1f MB), %d already on the host",
+            "videos: %d distinct, %d sent (%.1f MB), %d already on the host%s",
             len(local),
             len(sent),
             sum(u.sent for u in sent) / 1e6,
             len(local) - len(sent),
+            f"; {len(kept)} not sent (not a usable video: text-only)" if kept else "",
         )
         return {path: self.folder.path(u.remote) for path, u in zip(local, uploads, strict=True)}
 
@@ -356,6 +365,8 @@ class _RemoteRun:
             else getattr(record, name)
             for name in ("error", "warning")
         }
+        if local_video and not pending.remote_video:  # not sent: why is this machine's to say
+            texts["warning"] = record_warning(job)
         return record.model_copy(
             update={"key": job.key, "video_path": local_video, "preprocessed_video": clip, **texts}
         )
