@@ -70,6 +70,8 @@ class RunResult:
     counts: Counter[Status] = field(default_factory=Counter)
     #: False for a torchrun rank that did not write the output (``records`` are its shard's)
     wrote_output: bool = True
+    #: names of the items with no result in any journal (not in the output: the run is partial)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:

@@ -37,7 +37,7 @@ from cosmos_workflow.executors import Executor
 from cosmos_workflow.runner import Progress, RunResult
 from cosmos_workflow.specs.batch import Problem
 
-#: finished, but some items failed (status error or fallback)
+#: finished, but some items failed (status error or fallback), were invalid, or have no result
 EXIT_PARTIAL = 3
 
 
@@ -154,8 +154,9 @@ def upsample_prompts(
     if report and result.wrote_output:
         page = review.report_path_for(output)
         _wrote_page(review.write_report(result.records, page, source=output, elapsed=result.elapsed_s))
-    # an item skipped as invalid is missing from the output: it failed, as far as a script can tell
-    if (result.failed or problems) and result.wrote_output:
+    # an item skipped as invalid, or with no result, is missing from the output: it failed, as far
+    # as a script can tell (exit 0 means every item is in the output as ok or text_only)
+    if (result.failed or problems or result.missing) and result.wrote_output:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -243,6 +244,8 @@ def _summary(result: RunResult, problems: Sequence[Problem], output: Path | None
         table.add_row(status, str(result.counts.get(status, 0)))
     if problems:
         table.add_row("invalid (skipped)", str(len(problems)))
+    if result.missing:
+        table.add_row("missing (no result)", str(len(result.missing)))
     stderr.print(table)
     total = len(result.records)
     done_now = total - result.resumed

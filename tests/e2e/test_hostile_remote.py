@@ -86,6 +86,30 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_caseB_item_edited_while_the_remote_job_runs_is_done_in_a_follow_up_job(
+    remote_toml: Config, tmp_path: Path
+) -> None:
+    config = remote_toml("venv")
+    args, output = slow_remote_run(config, tmp_path, 16)
+    process = start_cli(*args)
+    wait(lambda: journal_lines(output) >= 3, "three results")
+    process.kill()  # SIGKILL: the job on the host runs on
+    process.communicate()
+    source = Path(args[1])
+    items = json.loads(source.read_text())
+    items[12]["prompt"] = "an edited prompt: a blue bicycle"
+    source.write_text(json.dumps(items))
+    rerun = cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "reattaching to the job still running" in rerun.stderr
+    assert "no result for 1 item(s) (item12); running them in a follow-up job" in rerun.stderr
+    got = records(output)
+    assert [r["name"] for r in got] == [f"item{n}" for n in range(16)]
+    assert got[12]["original_prompt"] == "an edited prompt: a blue bicycle"
+    assert "a blue bicycle" in str(got[12]["upsampled_prompt"])
+    assert all(r["status"] == "text_only" for r in got)
+
+
 class _Losing(Executor):
     """Runs every job but one here; the one it loses has no result (as a host that returned none)."""
 
@@ -95,6 +119,15 @@ class _Losing(Executor):
 
     def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
         self.local.execute([job for job in jobs if job.item.name != self.lose], run)
+
+
+def test_caseB_an_item_with_no_result_makes_the_run_partial(tmp_path: Path) -> None:
+    items = [BatchItem(name=name, prompt=f"a boat, {name}") for name in ("a", "b", "c")]
+    output = tmp_path / "up.json"
+    options = run_options(UpsampleSettings(engine="fake", model="fake"), output=output)
+    result = api.upsample(items, options, output=output, executor=_Losing("b"))
+    assert result.missing == ["b"] and [r.name for r in result.records] == ["a", "c"]
+    assert [r["name"] for r in records(output)] == ["a", "c"]  # the CLI exits 3 on result.missing
 
 
 def test_caseC_num_gpu_above_the_devices_is_refused_at_once(tmp_path: Path) -> None:

@@ -188,21 +188,41 @@ class _RemoteRun:
             )
         else:
             self._launch(stream)
+        self._run_to_end(stream)
+        if stream.pending:  # e.g. a reattached job whose batch held an item before it was edited
+            log.warning(
+                "the host returned no result for %d item(s) (%s); running them in a follow-up job",
+                len(stream.pending),
+                ", ".join(list(stream.pending)[:10]),
+            )
+            self._launch(stream, follow_up=True)
+            self._run_to_end(stream)
+        if stream.pending:
+            log.error(
+                "the host returned no result for %d item(s) (%s), even in a follow-up job; see %s there",
+                len(stream.pending),
+                ", ".join(list(stream.pending)[:10]),
+                self.folder.path(self.job.file("job.log")),
+            )
+
+    def _run_to_end(self, stream: _Stream) -> None:
+        """Follow the job until it ends; Ctrl-C / SIGTERM (KeyboardInterrupt, the CLI's
+        Interrupted) stop it on the host too."""
         try:
             exit_code = self._follow(stream)
         except Exception:
             raise
-        except (
-            BaseException
-        ):  # Ctrl-C / SIGTERM (KeyboardInterrupt, the CLI's Interrupted): stop it there too
+        except BaseException:
             self._stop(stream, "interrupted", drain=True)
             raise
-        self._finish(stream, exit_code)
+        self._check_exit(stream, exit_code)
 
-    def _launch(self, stream: _Stream) -> None:
+    def _launch(self, stream: _Stream, *, follow_up: bool = False) -> None:
+        """Start the job for the pending items; a follow-up adds to the job's journals (its
+        results stream on from where the first job's stopped), never sets them aside."""
         paths = self._paths(self._ship_code())
         self._write_batch(stream)
-        if self.options.force:
+        if self.options.force and not follow_up:
             self._set_aside_journals()
         self.folder.makedirs(f"{self.job.dir}/out")
         clips = paths.clips if self._clips_wanted else None
@@ -210,7 +230,8 @@ class _RemoteRun:
             self.folder.makedirs(f"{self.job.dir}/clips")
         gpus = min(self.config.remote.gpus, len(gpu_names(self.connection)))
         model = self.executor.remote_model(self.options)
-        options = remote_options(self.options, model=model, clips_dir=clips, num_gpu=gpus)
+        wanted = self.options.model_copy(update={"force": False}) if follow_up else self.options
+        options = remote_options(wanted, model=model, clips_dir=clips, num_gpu=gpus)
         command = remote_command(self.config, paths, options, gpus=gpus, container=self.container)
         self.job.start(command.argv, command.env)
         log.info("started the job on %s (%s)", self.config.remote.host, self.job.dir)
@@ -408,20 +429,13 @@ class _RemoteRun:
                 "could not stop the job on the host (%s); it may still be running in %s", exc, self.job.dir
             )
 
-    def _finish(self, stream: _Stream, code: int) -> None:
+    def _check_exit(self, stream: _Stream, code: int) -> None:
         if code not in FINISHED:
             raise RemoteCommandError(
                 f"the job on {self.config.remote.host} failed (exit {code}) after {stream.received} "
                 f"result(s) came back; its log ends with: {self._log_tail()}; fix that and rerun: "
                 "finished items are kept",
                 returncode=code,
-            )
-        if stream.pending:
-            log.error(
-                "the host returned no result for %d item(s) (%s); see %s on the host",
-                len(stream.pending),
-                ", ".join(list(stream.pending)[:10]),
-                self.folder.path(self.job.file("job.log")),
             )
 
     def _log_tail(self) -> str:
