@@ -7,7 +7,10 @@ there is read directly from the test user's home."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import signal
 import stat
 import subprocess
 import sys
@@ -15,11 +18,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from cosmos_workflow import api
 from cosmos_workflow.config import UpsampleSettings, run_options
+from cosmos_workflow.errors import RemoteConnectionError
 from cosmos_workflow.executors import Executor, RunContext
 from cosmos_workflow.executors.local import LocalExecutor
-from cosmos_workflow.executors.remote import Connection, RemoteConfig, RemoteExecutor
+from cosmos_workflow.executors.remote import Connection, RemoteConfig, RemoteDir, RemoteExecutor
 from cosmos_workflow.runner import Job
 from cosmos_workflow.specs.batch import BatchItem
 from tests.e2e.test_remote_cli import config, lines  # noqa: F401  (config: a fixture)
@@ -36,7 +42,7 @@ from tests.e2e.test_remote_run import (  # noqa: F401  (remote_toml: a fixture)
     start_cli,
     wait,
 )
-from tests.sshd import Sshd
+from tests.sshd import Sshd, drop
 from tests.videos import make_video
 
 FAKE_KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAcosmos-test-secret\n"
@@ -153,6 +159,30 @@ def test_caseC_num_gpu_above_the_devices_is_refused_at_once(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]  # no log, no journal: nothing started
 
 
+def test_caseD_transfer_error_always_has_a_reason(remote_config: RemoteConfig, tmp_path: Path) -> None:
+    """A host that stops answering mid-upload: paramiko's timeout carries no message (the issue's
+    'stopped after 92274688 bytes: ; rerun'); the error names its type instead."""
+    blob = tmp_path / "blob.mp4"
+    blob.write_bytes(os.urandom(40_000_000))
+    quick = remote_config.remote.model_copy(update={"connect_timeout": 1.0})  # SFTP times out in 6 s
+    with Connection(quick) as connection:
+        folder = RemoteDir(connection, remote_config.remote_dir)
+        server = int(connection.run(["sh", "-c", "echo $PPID"]).stdout)  # this connection's sshd
+        stalled: list[int] = []
+
+        def stall(done: int) -> None:
+            if done > 1_000_000 and not stalled:
+                stalled.append(server)
+                os.kill(server, signal.SIGSTOP)
+
+        try:
+            with pytest.raises(RemoteConnectionError) as failed:
+                folder.upload(blob, progress=stall)
+        finally:
+            os.kill(server, signal.SIGCONT)
+    assert re.search(r"stopped after \d+ bytes: TimeoutError; rerun", str(failed.value)), str(failed.value)
+
+
 def _run_cut_once(
     remote_config: RemoteConfig, python: str, tmp_path: Path, cut: Callable[[Connection], None]
 ) -> None:
@@ -186,6 +216,23 @@ def _close_socket(connection: Connection) -> None:
     assert transport is not None
     transport.sock.close()
     time.sleep(1)
+
+
+def test_caseD_paramiko_socket_exception_line_is_not_printed(
+    remote_config: RemoteConfig, remote_python: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        _run_cut_once(remote_config, remote_python, tmp_path, _close_socket)
+    assert "Socket exception" not in caplog.text  # paramiko's own line stays out; the run goes on
+
+
+def test_caseD_reconnect_warning_says_reconnecting_not_rerun(
+    remote_config: RemoteConfig, remote_python: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        _run_cut_once(remote_config, remote_python, tmp_path, drop)
+    [warning] = [r.getMessage() for r in caplog.records if "connection to" in r.getMessage()]
+    assert "reconnecting (try 1 of 5): the job runs on there" in warning and "rerun" not in warning
 
 
 def _other_key(tmp_path: Path) -> str:

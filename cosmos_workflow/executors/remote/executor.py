@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from cosmos_workflow.engines.tiny import cache_root
-from cosmos_workflow.errors import ConfigError, RemoteCommandError, RemoteConnectionError, RemoteError
+from cosmos_workflow.errors import (
+    ConfigError,
+    RemoteCommandError,
+    RemoteConnectionError,
+    RemoteError,
+    reason,
+)
 from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.executors.remote import code
 from cosmos_workflow.executors.remote.check import gpu_names
@@ -324,7 +330,13 @@ class _RemoteRun:
                     raise RemoteConnectionError(
                         f"{exc}; the job keeps running on the host: rerun the same command to reattach"
                     ) from exc
-                log.warning("connection to %s lost (%s); reconnecting", self.config.remote.host, exc)
+                log.warning(
+                    "connection to %s lost (%s); reconnecting (try %d of %d): the job runs on there",
+                    self.config.remote.host,
+                    reason(exc.__cause__ or exc),
+                    failures,
+                    self.executor.reconnects,
+                )
                 self.connection.open()
 
     def _take(self, stream: _Stream) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paramiko
 
-from cosmos_workflow.errors import ConfigError, HostKeyError, RemoteConnectionError
+from cosmos_workflow.errors import ConfigError, HostKeyError, RemoteConnectionError, reason
 from cosmos_workflow.executors.remote.settings import SSHSettings
 
 
@@ -186,6 +186,6 @@ def trust_host(status: HostKeyStatus, settings: SSHSettings, *, replace: bool = 
 def unreachable(settings: SSHSettings, exc: BaseException, tries: int = 1) -> RemoteConnectionError:
     after = f" (after {tries} tries)" if tries > 1 else ""
     return RemoteConnectionError(
-        f"cannot reach {settings.host}:{settings.port}{after}: {exc or type(exc).__name__}; check [remote] "
+        f"cannot reach {settings.host}:{settings.port}{after}: {reason(exc)}; check [remote] "
         "host and port, that sshd runs there, and the network"
     )

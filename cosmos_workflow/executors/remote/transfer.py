@@ -33,7 +33,7 @@ from typing import IO, ParamSpec, TypeVar
 
 import paramiko
 
-from cosmos_workflow.errors import RemoteConnectionError, TransferError
+from cosmos_workflow.errors import RemoteConnectionError, TransferError, reason
 from cosmos_workflow.executors.remote.ssh import Connection
 
 log = logging.getLogger("cosmos_workflow")
@@ -313,7 +313,7 @@ class RemoteDir:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.connection.close()
             raise RemoteConnectionError(
-                f"the transfer stopped after {done + copied} bytes: {exc or type(exc).__name__}; "
+                f"the transfer stopped after {done + copied} bytes: {reason(exc)}; "
                 "rerun the same command to resume it"
             ) from exc
         return copied
@@ -370,5 +370,5 @@ class RemoteDir:
             self.connection.close()
             raise RemoteConnectionError(
                 f"the connection to {self.connection.settings.address} dropped during a transfer "
-                f"({exc or type(exc).__name__}); rerun the same command to resume"
+                f"({reason(exc)}); rerun the same command to resume"
             ) from exc
