@@ -28,6 +28,7 @@ from cosmos_workflow.executors.local import LocalExecutor
 from cosmos_workflow.executors.remote import Connection, RemoteConfig, RemoteDir, RemoteExecutor
 from cosmos_workflow.runner import Job
 from cosmos_workflow.specs.batch import BatchItem
+from tests.e2e.test_remote_cli import cli as remote_cli
 from tests.e2e.test_remote_cli import config, lines  # noqa: F401  (config: a fixture)
 from tests.e2e.test_remote_run import (  # noqa: F401  (remote_toml: a fixture)
     FAKE,
@@ -239,3 +240,29 @@ def _other_key(tmp_path: Path) -> str:
     key = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     return " ".join(key.with_suffix(".pub").read_text().split()[:2])
+
+
+def test_caseD_trust_says_changed_first_and_refuses(config: Path, sshd: Sshd, tmp_path: Path) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    recorded = f"[{sshd.host}]:{sshd.port} {_other_key(tmp_path)}\n"
+    known_hosts.write_text(recorded)
+    refused = remote_cli("remote", "trust", "--config", str(config), stdin="y\n")
+    assert refused.returncode == 1
+    assert "record this key" not in refused.stdout + refused.stderr  # nothing asked
+    [error] = refused.stderr.strip().splitlines()
+    assert error.startswith(f"error: host key of [{sshd.host}]:{sshd.port} has CHANGED")
+    # the hint names the config file the user passed
+    assert error.endswith(f"`cosmos-workflow remote trust --replace --config {config}`")
+    assert known_hosts.read_text() == recorded
+    declined = remote_cli("remote", "trust", "--config", str(config), "--replace", stdin="n\n")
+    assert declined.returncode == 1 and "it has CHANGED; replace it in" in declined.stdout
+    assert known_hosts.read_text() == recorded
+    replaced = remote_cli("remote", "trust", "--config", str(config), "--replace", "--yes")
+    assert replaced.returncode == 0 and f"replaced in {known_hosts}" in replaced.stdout
+    assert "already trusted" in remote_cli("remote", "trust", "--config", str(config)).stdout
+
+
+def test_caseD_hints_name_the_config_file(config: Path) -> None:
+    result = remote_cli("remote", "check", "--config", str(config))
+    assert result.returncode == 1
+    assert f"then: cosmos-workflow remote trust --config {config}" in lines(result)["host"]

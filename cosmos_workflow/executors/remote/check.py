@@ -94,7 +94,7 @@ def _host_key(config: RemoteConfig) -> CheckResult:
             "fail",
             f"{status.name} sent {seen}, but {settings.known_hosts} has {describe_key(status.known[0])}",
             "if the host was reinstalled, check the new fingerprint, then: "
-            "cosmos-workflow remote trust --replace",
+            + settings.command("remote", "trust", "--replace"),
         )
     if settings.host_key_policy == "accept-new":
         return CheckResult(
@@ -104,7 +104,7 @@ def _host_key(config: RemoteConfig) -> CheckResult:
         "host key",
         "fail",
         f"{status.name} {seen} is not in {settings.known_hosts}",
-        "check the fingerprint with the host's admin, then: cosmos-workflow remote trust",
+        "check the fingerprint with the host's admin, then: " + settings.command("remote", "trust"),
     )
 
 
