@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import re
 import signal
 import stat
@@ -266,3 +267,23 @@ def test_caseD_hints_name_the_config_file(config: Path) -> None:
     result = remote_cli("remote", "check", "--config", str(config))
     assert result.returncode == 1
     assert f"then: cosmos-workflow remote trust --config {config}" in lines(result)["host"]
+
+
+def test_caseD_docker_mode_leaves_files_of_the_user_not_root(
+    remote_toml: Config, tmp_path: Path, docker_image: str, sshd: Sshd
+) -> None:
+    config = remote_toml("docker", image=docker_image)
+    video = tmp_path / "clip.mp4"
+    make_video(video, 96, 64, frames=4)
+    source = tmp_path / "prompts.json"
+    source.write_text(json.dumps([{"name": "one", "prompt": "a red car", "video_path": str(video)}]))
+    output = tmp_path / "out.json"
+    run = cli("upsample-prompts", str(source), "-o", str(output), *FAKE, "--config", str(config), "--remote")
+    assert run.returncode == 0, run.stderr
+    assert [r["status"] for r in records(output)] == ["ok"]
+    user = pwd.getpwnam(sshd.user)
+    files = _host_files(remote_dir_of(config, sshd))
+    assert any(p.name == "results.json.journal.jsonl" for p in files)  # written in the container
+    for path in files:
+        assert (path.lstat().st_uid, path.lstat().st_gid) == (user.pw_uid, user.pw_gid), path
+        assert stat.S_IMODE(path.lstat().st_mode) == (0o700 if path.is_dir() else 0o600), path

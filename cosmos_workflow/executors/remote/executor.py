@@ -238,9 +238,17 @@ class _RemoteRun:
         model = self.executor.remote_model(self.options)
         wanted = self.options.model_copy(update={"force": False}) if follow_up else self.options
         options = remote_options(wanted, model=model, clips_dir=clips, num_gpu=gpus)
-        command = remote_command(self.config, paths, options, gpus=gpus, container=self.container)
+        owner = self._owner() if self._docker else ""
+        command = remote_command(
+            self.config, paths, options, gpus=gpus, container=self.container, owner=owner
+        )
         self.job.start(command.argv, command.env)
         log.info("started the job on %s (%s)", self.config.remote.host, self.job.dir)
+
+    def _owner(self) -> str:
+        """The remote user's ``UID:GID`` (the container runs the job as that user)."""
+        ids = [self.connection.run(["id", flag]).stdout.strip() for flag in ("-u", "-g")]
+        return ":".join(ids)
 
     @property
     def _clips_wanted(self) -> bool:
