@@ -287,3 +287,16 @@ def test_caseD_docker_mode_leaves_files_of_the_user_not_root(
     for path in files:
         assert (path.lstat().st_uid, path.lstat().st_gid) == (user.pw_uid, user.pw_gid), path
         assert stat.S_IMODE(path.lstat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_caseD_remote_check_says_the_image_has_no_torch(config: Path, docker_image: str) -> None:
+    assert remote_cli("remote", "trust", "--config", str(config), "--yes").returncode == 0
+    env = {"COSMOS_REMOTE_MODE": "docker", "COSMOS_DOCKER_IMAGE": docker_image}
+    result = remote_cli("remote", "check", "--config", str(config), env=env)
+    assert result.returncode == 1
+    image = lines(result)["image"]
+    assert image.startswith(f"FAIL  image          {docker_image}")
+    assert "torch does not import there (ModuleNotFoundError: No module named 'torch')" in image
+    assert "fix: use an image with torch" in image
+    venv = remote_cli("remote", "check", "--config", str(config))  # the test venv has CPU torch
+    assert re.search(r"with pip and torch \d", lines(venv)["interpreter"])
