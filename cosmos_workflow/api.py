@@ -188,7 +188,12 @@ def _result(
         write_json_atomic(output, [r.model_dump(mode="json") for r in merged.records])
     counts = Counter(r.status for r in merged.records)
     return RunResult(
-        merged.records, time.monotonic() - started, resumed=resumed, counts=counts, wrote_output=complete
+        merged.records,
+        time.monotonic() - started,
+        resumed=resumed,
+        counts=counts,
+        wrote_output=complete,
+        missing=merged.missing,
     )
 
 

@@ -143,3 +143,9 @@ class ReportError(CosmosWorkflowError):
 
 class ClusterError(CosmosWorkflowError):
     """The Ray cluster cannot be reached, or the pipeline on it failed as a whole."""
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, never empty: the exception's message, else its type's name (a bare
+    ``EOFError()`` or ``socket.timeout()`` has no message)."""
+    return str(exc).strip() or type(exc).__name__

@@ -74,6 +74,8 @@ class RunResult:
     counts: Counter[Status] = field(default_factory=Counter)
     #: False for a torchrun rank that did not write the output (``records`` are its shard's)
     wrote_output: bool = True
+    #: names of the items with no result in any journal (not in the output: the run is partial)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -430,7 +432,7 @@ def build_record(
         preprocessed_video=str(job.preprocessed_video) if job.preprocessed_video else None,
         status=status,
         error=problem,
-        warning=_warning(job, generation),
+        warning=record_warning(job, generation),
         frames=plan.frames,
         frame_indices=plan.frame_indices,
         width=plan.width,
@@ -454,7 +456,7 @@ def build_record(
     )
 
 
-def _warning(job: Job, generation: Generation | None) -> str | None:
+def record_warning(job: Job, generation: Generation | None = None) -> str | None:
     """What the loader changed in the item, why a video was not used, and a prompt the engine
     counted otherwise than the plan (never expected: the plan's count is the engine's tokenizer's)."""
     video = job.plan.message if job.plan.status == "text_only" and job.item.video_path else None

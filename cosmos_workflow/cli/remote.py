@@ -49,7 +49,7 @@ def trust(
 ) -> None:
     """Show the host's key fingerprint and record it in known_hosts."""
     from cosmos_workflow.executors.remote import host_key_status, load_remote_config, trust_host
-    from cosmos_workflow.executors.remote.hostkeys import describe_key
+    from cosmos_workflow.executors.remote.hostkeys import describe_key, refuse_changed
 
     setup_logging(quiet=True)
     settings = load_remote_config(config).remote
@@ -58,12 +58,18 @@ def trust(
     if status.trusted:
         stdout.print(f"already trusted in {settings.known_hosts}", markup=False, highlight=False)
         return
+    refuse_changed(status, settings, replace=replace)  # CHANGED is said first, and refused
     stderr.print(
         "compare it with the host's own (there: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)",
         markup=False,
         highlight=False,
     )
-    if not yes and not typer.confirm(f"record this key in {settings.known_hosts}?"):
+    question = (
+        f"the key on record is {describe_key(status.known[0])}: it has CHANGED; replace it"
+        if status.changed
+        else "record this key"
+    )
+    if not yes and not typer.confirm(f"{question} in {settings.known_hosts}?"):
         raise typer.Exit(EXIT_FAILED)
     done = trust_host(status, settings, replace=replace)
     stdout.print(f"{done} in {settings.known_hosts}", markup=False, highlight=False)

@@ -37,7 +37,8 @@ from cosmos_workflow.executors import Executor
 from cosmos_workflow.runner import Progress, RunResult
 from cosmos_workflow.specs.batch import Problem
 
-#: finished, but some items failed (status error or fallback) or were invalid (items, spec files)
+#: finished, but some items failed (status error or fallback), were invalid (items, spec files), or have
+#: no result
 EXIT_PARTIAL = 3
 
 
@@ -155,8 +156,9 @@ def upsample_prompts(
     if report and result.wrote_output:
         page = review.report_path_for(output)
         _wrote_page(review.write_report(result.records, page, source=output, elapsed=result.elapsed_s))
-    # an item skipped as invalid is missing from the output: it failed, as far as a script can tell
-    if (result.failed or problems) and result.wrote_output:
+    # an item skipped as invalid, or with no result, is missing from the output: it failed, as far
+    # as a script can tell (exit 0 means every item is in the output as ok or text_only)
+    if (result.failed or problems or result.missing) and result.wrote_output:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -218,17 +220,22 @@ def _progress(quiet: bool) -> Iterator[Progress]:
         bars.TextColumn("{task.fields[rate]}"),
         bars.TimeRemainingColumn(),
     )
-    with bars.Progress(*columns, console=stderr, transient=False) as bar:
-        task = bar.add_task("upsampling", total=None, rate="")
+    bar = bars.Progress(*columns, console=stderr, transient=False)
+    task = bar.add_task("upsampling", total=None, rate="")
 
-        def advance(count: int, total: int | None = None) -> None:
-            if total is not None:
-                bar.update(task, total=total)
-            bar.update(task, advance=count)
-            speed = bar.tasks[0].speed
-            bar.update(task, rate=f"{speed:.2f} items/s" if speed else "")
+    def advance(count: int, total: int | None = None) -> None:
+        if not bar.live.is_started:  # shown once work starts: a refusal before it is one line
+            bar.start()
+        if total is not None:
+            bar.update(task, total=total)
+        bar.update(task, advance=count)
+        speed = bar.tasks[0].speed
+        bar.update(task, rate=f"{speed:.2f} items/s" if speed else "")
 
+    try:
         yield advance
+    finally:
+        bar.stop()
 
 
 def _summary(result: RunResult, problems: Sequence[Problem], output: Path | None) -> None:
@@ -239,6 +246,8 @@ def _summary(result: RunResult, problems: Sequence[Problem], output: Path | None
         table.add_row(status, str(result.counts.get(status, 0)))
     if problems:
         table.add_row("invalid (skipped)", str(len(problems)))
+    if result.missing:
+        table.add_row("missing (no result)", str(len(result.missing)))
     stderr.print(table)
     total = len(result.records)
     done_now = total - result.resumed

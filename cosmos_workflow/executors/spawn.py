@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.engines.environment import is_torchrun_variable
-from cosmos_workflow.errors import ConfigError, LaunchError
+from cosmos_workflow.errors import ConfigError, LaunchError, UsageError
 from cosmos_workflow.executors.base import KeyedItem
+from cosmos_workflow.executors.local import GPU_FREE_ENGINES
 from cosmos_workflow.executors.torchrun import rank_info
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.journal import done_keys, journal_path_for, journals_for
@@ -49,10 +50,46 @@ _ROOT_CAUSE = re.compile(
 
 
 def launcher_for(options: RunOptions) -> TorchrunLauncher | None:
-    """A launcher when the run wants several processes and this process is not one already."""
+    """A launcher when the run wants several processes and this process is not one already;
+    refused at once (a usage error, nothing started) when it wants more than there are devices."""
     if options.num_gpu <= 1 or rank_info() is not None:
         return None
+    limit, devices = device_limit(options)
+    if options.num_gpu > limit:
+        raise UsageError(
+            f"num_gpu {options.num_gpu} starts one process per device, and there are {limit} {devices}; "
+            f"pass --num-gpu {limit} or fewer"
+        )
     return TorchrunLauncher(options.num_gpu, options.cuda_devices)
+
+
+def device_limit(options: RunOptions) -> tuple[int, str]:
+    """How many processes this machine can give a device each, and what those devices are: the
+    GPUs listed or visible, else (no GPU, or an engine that uses none) the CPU cores this process
+    may run on."""
+    if options.cuda_devices:
+        return len(options.cuda_devices.split(",")), f"GPU(s) in cuda_devices {options.cuda_devices!r}"
+    engine = options.engine.engine
+    gpus = 0 if engine in GPU_FREE_ENGINES else _visible_gpus()
+    if gpus:
+        return gpus, "GPU(s) visible"
+    why = f"the {engine} engine uses no GPU" if engine in GPU_FREE_ENGINES else "no GPU visible"
+    return _usable_cores(), f"CPU cores this process may use ({why})"
+
+
+def _visible_gpus() -> int:
+    if importlib.util.find_spec("torch") is None:
+        return 0
+    import torch
+
+    return int(torch.cuda.device_count())
+
+
+def _usable_cores() -> int:
+    """The cores of this process' affinity (a container or taskset may allow fewer than exist)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def child_arguments(options: RunOptions) -> list[str]:

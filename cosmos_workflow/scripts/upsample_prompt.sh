@@ -27,6 +27,8 @@
 #     MOUNTS           more host folders to mount at the same path, one per line (e.g. video folders;
 #                      the prompts, output and checkpoint folders are mounted already)
 #     DOCKER_ARGS      more `docker run` arguments, one per line
+#     CONTAINER_USER   UID:GID: in the container, install as root, then run cosmos-workflow as that
+#                      user (umask 077), so what it writes in the mounted folders is that user's
 #     COSMOS_WORKFLOW_PIP  pip requirement installed in the container (e.g. a wheel under a mounted
 #                      folder), even over a cosmos_workflow the image has; default: when the image
 #                      has none, this checkout, mounted read-only at /opt/cosmos-workflow, from a copy.
@@ -178,7 +180,7 @@ docker_command() {
     done
     cmd+=(-e DOCKER=0 -e IN_CONTAINER=1)
     local name
-    for name in COSMOS_MODEL ENGINE BATCH_SIZE EXTRA_ARGS PYTHON COSMOS_WORKFLOW_PIP; do
+    for name in COSMOS_MODEL ENGINE BATCH_SIZE EXTRA_ARGS PYTHON COSMOS_WORKFLOW_PIP CONTAINER_USER; do
         if [[ -n "${!name:-}" ]]; then cmd+=(-e "$name"); fi
     done
     cmd+=("${extra_docker[@]}" "${IMAGE:-$DEFAULT_IMAGE}")
@@ -235,4 +237,11 @@ else
     LAUNCH=("$PY" -m cosmos_workflow)
 fi
 if ! dry_run; then ensure_installed; fi
+# installed as root (the image's environment is root's); run as the user who owns the mounts
+if [[ -n "${CONTAINER_USER:-}" && "$(id -u)" == 0 ]]; then
+    [[ "$CONTAINER_USER" =~ ^[0-9]+:[0-9]+$ ]] || die "CONTAINER_USER must be UID:GID, got '$CONTAINER_USER'"
+    umask 077
+    export HOME=/tmp # root's home is not that user's; caches go to the throwaway container's /tmp
+    LAUNCH=(setpriv "--reuid=${CONTAINER_USER%%:*}" "--regid=${CONTAINER_USER##*:}" --clear-groups -- "${LAUNCH[@]}")
+fi
 run_or_print "${LAUNCH[@]}" "${CLI[@]}"

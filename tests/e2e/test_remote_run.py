@@ -285,7 +285,7 @@ def test_ctrl_c_stops_the_remote_job_and_a_rerun_resumes(
 
 def test_local_process_killed_then_rerun_reattaches(remote_toml: Config, tmp_path: Path, sshd: Sshd) -> None:
     config = remote_toml("venv")
-    args, output = slow_remote_run(config, tmp_path, 6)
+    args, output = slow_remote_run(config, tmp_path, 12)  # long enough to outlast the rerun's start
     process = start_cli(*args)
     wait(lambda: journal_lines(output) >= 1, "a first result")
     process.kill()  # the local side dies; the job on the host must not
@@ -297,7 +297,7 @@ def test_local_process_killed_then_rerun_reattaches(remote_toml: Config, tmp_pat
     assert rerun.returncode == 0, rerun.stderr
     assert "reattaching to the job still running on 127.0.0.1" in rerun.stderr
     assert int((job / "job.pid").read_text()) == pid  # the same job, not a second one
-    assert [r["name"] for r in records(output)] == [f"item{n}" for n in range(6)]
+    assert [r["name"] for r in records(output)] == [f"item{n}" for n in range(12)]
 
 
 def test_remote_failure_keeps_partial_results_and_rerun_resumes(

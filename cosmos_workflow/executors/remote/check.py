@@ -1,7 +1,8 @@
 """``cosmos-workflow remote check``: is the host ready for a run? One verdict per check, with the fix.
 
 The checks, in order: the host key (against known_hosts), authentication, ``remote_dir`` writable
-and its free disk, Docker and the image (docker mode) or the interpreter (venv mode), the GPUs
+and its free disk, Docker and the image (docker mode) or the interpreter (venv mode), each with
+torch importable (the model engines need it), the GPUs
 (``nvidia-smi``), the checkpoint. Without a connection the checks after it are skipped. Nothing
 is changed on the host except a probe file written and removed in ``remote_dir`` (and, with
 ``host_key_policy = "accept-new"``, an unknown key recorded as any connection would).
@@ -26,6 +27,8 @@ Verdict = Literal["ok", "warn", "fail", "skip"]
 FAIL_GIB = 1.0
 WARN_GIB = 20.0
 MIN_PYTHON = (3, 11)
+#: program text (constant) for the host's interpreter: torch's version, or the import's error
+TORCH_PROBE = "import torch; print(torch.__version__)"
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def _host_key(config: RemoteConfig) -> CheckResult:
             "fail",
             f"{status.name} sent {seen}, but {settings.known_hosts} has {describe_key(status.known[0])}",
             "if the host was reinstalled, check the new fingerprint, then: "
-            "cosmos-workflow remote trust --replace",
+            + settings.command("remote", "trust", "--replace"),
         )
     if settings.host_key_policy == "accept-new":
         return CheckResult(
@@ -104,7 +107,7 @@ def _host_key(config: RemoteConfig) -> CheckResult:
         "host key",
         "fail",
         f"{status.name} {seen} is not in {settings.known_hosts}",
-        "check the fingerprint with the host's admin, then: cosmos-workflow remote trust",
+        "check the fingerprint with the host's admin, then: " + settings.command("remote", "trust"),
     )
 
 
@@ -158,7 +161,21 @@ def _image(config: RemoteConfig, connection: Connection) -> CheckResult:
         return CheckResult(
             "image", "fail", f"{image} is not on the host", f"on the host: docker pull {shlex.quote(image)}"
         )
-    return CheckResult("image", "ok", f"{image} ({result.stdout.strip()[:19]})")
+    seen = f"{image} ({result.stdout.strip()[:19]})"
+    torch, why = torch_version(connection, ["docker", "run", "--rm", "--network=none", image, "python3"])
+    if torch is None:
+        fix = "use an image with torch (the Cosmos image has it), or set [docker] image to one"
+        return CheckResult("image", "fail", f"{seen}: torch does not import there ({why})", fix)
+    return CheckResult("image", "ok", f"{seen} with torch {torch}")
+
+
+def torch_version(connection: Connection, python: list[str]) -> tuple[str | None, str]:
+    """torch's version in the host's interpreter ``python`` (an argv), or None and why it does not
+    import (the engines that run models need it; only fake and openai run without)."""
+    result = connection.run([*python, "-c", TORCH_PROBE], check=False, timeout=600)
+    if result.returncode == 0 and result.stdout.strip():
+        return result.stdout.strip().splitlines()[-1], ""
+    return None, (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
 
 
 def _interpreter(config: RemoteConfig, connection: Connection) -> CheckResult:
@@ -175,7 +192,12 @@ def _interpreter(config: RemoteConfig, connection: Connection) -> CheckResult:
     version = tuple(int(part) for part in result.stdout.split()[0].split("."))
     if version < MIN_PYTHON:
         return CheckResult("interpreter", "fail", f"{python} is Python {result.stdout.strip()}", fix)
-    return CheckResult("interpreter", "ok", f"{python}: Python {result.stdout.strip()} with pip")
+    seen = f"{python}: Python {result.stdout.strip()} with pip"
+    torch, why = torch_version(connection, [python])
+    if torch is None:
+        fix = f"install torch there ({python} -m pip install torch, the build for the host's CUDA)"
+        return CheckResult("interpreter", "fail", f"{seen}, but torch does not import ({why})", fix)
+    return CheckResult("interpreter", "ok", f"{seen} and torch {torch}")
 
 
 def _gpus(config: RemoteConfig, connection: Connection) -> CheckResult:

@@ -171,7 +171,8 @@ def installed_hash(connection: Connection, python: str) -> str | None:
     result = connection.run([python, "-c", HOST_HASH_SCRIPT], check=False, timeout=120)
     if result.returncode == 127:
         raise RemoteError(
-            f"{python} not found on the host; set [remote] python (cosmos-workflow remote check)"
+            f"{python} not found on the host; set [remote] python "
+            f"({connection.settings.command('remote', 'check')})"
         )
     return result.stdout.strip() if result.returncode == 0 else None
 

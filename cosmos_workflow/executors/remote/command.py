@@ -5,7 +5,8 @@ same way a local ``--num-gpu`` launch passes them to its ranks (:mod:`..spawn`),
 exactly this run's settings whatever its own config says. Docker mode runs
 ``scripts/upsample_prompt.sh`` as shipped with the wheel, with ``DOCKER=1``: the image, the
 shipped code mounted read-only, the uploads and the job folder mounted at their own paths,
-``--gpus`` only when the host has a GPU, torchrun across ``gpus``.
+``--gpus`` only when the host has a GPU, torchrun across ``gpus``, and cosmos-workflow run as the
+remote user (``CONTAINER_USER``: installed as root, then run with that uid and gid).
 Venv mode runs the CLI with the interpreter directly (``--num-gpu``: torchrun across ``gpus``).
 Everything is an argument list: names, prompts and paths are data, never shell syntax.
 """
@@ -55,19 +56,26 @@ def remote_options(options: RunOptions, *, model: str, clips_dir: str | None, nu
 
 
 def remote_command(
-    config: RemoteConfig, paths: RemotePaths, options: RunOptions, *, gpus: int, container: str
+    config: RemoteConfig,
+    paths: RemotePaths,
+    options: RunOptions,
+    *,
+    gpus: int,
+    container: str,
+    owner: str = "",
 ) -> RemoteCommand:
     """The job's command for ``options`` as :func:`remote_options` made them: docker mode through
-    the seed's script (its NUM_GPU runs torchrun), venv mode the CLI (``--num-gpu`` runs torchrun)."""
+    the seed's script (its NUM_GPU runs torchrun; ``owner``, the remote user's ``UID:GID``, runs
+    it in the container as that user), venv mode the CLI (``--num-gpu`` runs torchrun)."""
     if config.remote.mode == "docker":
-        return _docker_command(config, paths, options, gpus=gpus, container=container)
+        return _docker_command(config, paths, options, gpus=gpus, container=container, owner=owner)
     argv = [paths.python, "-m", "cosmos_workflow", "upsample-prompts", f"--output-file={paths.output}"]
     argv += [*child_arguments(options), "--quiet", "--", paths.batch]
     return RemoteCommand(argv, child_environment(options, {}))
 
 
 def _docker_command(
-    config: RemoteConfig, paths: RemotePaths, options: RunOptions, *, gpus: int, container: str
+    config: RemoteConfig, paths: RemotePaths, options: RunOptions, *, gpus: int, container: str, owner: str
 ) -> RemoteCommand:
     inside_wheel = f"/opt/cosmos-workflow/{Path(paths.wheel).name}"  # where the script mounts code/
     docker_args = ["--name", container, "--init"]
@@ -80,6 +88,8 @@ def _docker_command(
         "COSMOS_WORKFLOW_PIP": inside_wheel,
         "MOUNTS": f"{paths.blobs}\n{paths.job}",
         "DOCKER_ARGS": "\n".join(docker_args),
+        # the files it writes in remote_dir are the remote user's, not root's
+        "CONTAINER_USER": owner,
     }
     plan = options.plan
     # the script's NUM_GPU starts torchrun; the ranks it starts must not start their own

@@ -3,7 +3,9 @@
 For the jobs it is given (already keyed, resumed and planned here), it:
 
 1. connects (:mod:`.ssh`), ships this exact cosmos-workflow (:mod:`.code`),
-2. uploads each distinct video once by content and the batch (:mod:`.transfer`),
+2. uploads each distinct video the plans use once, by content, and the batch (:mod:`.transfer`):
+   a video the probe refused here (not a video, unreadable, not a regular file) never leaves this
+   machine; its item goes as text-only,
 3. starts ``upsample-prompts`` on the host, detached (:mod:`.job`, :mod:`.command`), or reattaches
    to the one still running there for the same output,
 4. streams the host's journal back: each record is checked against the local plan (frames,
@@ -30,7 +32,13 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from cosmos_workflow.engines.tiny import cache_root
-from cosmos_workflow.errors import ConfigError, RemoteCommandError, RemoteConnectionError, RemoteError
+from cosmos_workflow.errors import (
+    ConfigError,
+    RemoteCommandError,
+    RemoteConnectionError,
+    RemoteError,
+    reason,
+)
 from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.executors.remote import code
 from cosmos_workflow.executors.remote.check import gpu_names
@@ -40,6 +48,7 @@ from cosmos_workflow.executors.remote.settings import RemoteConfig
 from cosmos_workflow.executors.remote.ssh import Connection
 from cosmos_workflow.executors.remote.transfer import RemoteDir, safe_name
 from cosmos_workflow.media import clip_path
+from cosmos_workflow.runner import record_warning
 from cosmos_workflow.specs.results import UpsampleRecord
 
 if TYPE_CHECKING:
@@ -56,6 +65,12 @@ _PLAN_FIELD = {"prompt_tokens": "total_tokens"}
 
 class PlanMismatchError(RemoteError):
     """The host planned an item differently from this machine."""
+
+
+def uses_video(job: Job) -> bool:
+    """Whether the host needs the item's video: the probe here accepted it as a video and the plan
+    is not text-only. Anything else the item names (a key, /etc/passwd, a FIFO) stays here."""
+    return job.video is not None and job.plan.status != "text_only"
 
 
 @dataclass
@@ -179,21 +194,41 @@ class _RemoteRun:
             )
         else:
             self._launch(stream)
+        self._run_to_end(stream)
+        if stream.pending:  # e.g. a reattached job whose batch held an item before it was edited
+            log.warning(
+                "the host returned no result for %d item(s) (%s); running them in a follow-up job",
+                len(stream.pending),
+                ", ".join(list(stream.pending)[:10]),
+            )
+            self._launch(stream, follow_up=True)
+            self._run_to_end(stream)
+        if stream.pending:
+            log.error(
+                "the host returned no result for %d item(s) (%s), even in a follow-up job; see %s there",
+                len(stream.pending),
+                ", ".join(list(stream.pending)[:10]),
+                self.folder.path(self.job.file("job.log")),
+            )
+
+    def _run_to_end(self, stream: _Stream) -> None:
+        """Follow the job until it ends; Ctrl-C / SIGTERM (KeyboardInterrupt, the CLI's
+        Interrupted) stop it on the host too."""
         try:
             exit_code = self._follow(stream)
         except Exception:
             raise
-        except (
-            BaseException
-        ):  # Ctrl-C / SIGTERM (KeyboardInterrupt, the CLI's Interrupted): stop it there too
+        except BaseException:
             self._stop(stream, "interrupted", drain=True)
             raise
-        self._finish(stream, exit_code)
+        self._check_exit(stream, exit_code)
 
-    def _launch(self, stream: _Stream) -> None:
+    def _launch(self, stream: _Stream, *, follow_up: bool = False) -> None:
+        """Start the job for the pending items; a follow-up adds to the job's journals (its
+        results stream on from where the first job's stopped), never sets them aside."""
         paths = self._paths(self._ship_code())
         self._write_batch(stream)
-        if self.options.force:
+        if self.options.force and not follow_up:
             self._set_aside_journals()
         self.folder.makedirs(f"{self.job.dir}/out")
         clips = paths.clips if self._clips_wanted else None
@@ -201,10 +236,19 @@ class _RemoteRun:
             self.folder.makedirs(f"{self.job.dir}/clips")
         gpus = min(self.config.remote.gpus, len(gpu_names(self.connection)))
         model = self.executor.remote_model(self.options)
-        options = remote_options(self.options, model=model, clips_dir=clips, num_gpu=gpus)
-        command = remote_command(self.config, paths, options, gpus=gpus, container=self.container)
+        wanted = self.options.model_copy(update={"force": False}) if follow_up else self.options
+        options = remote_options(wanted, model=model, clips_dir=clips, num_gpu=gpus)
+        owner = self._owner() if self._docker else ""
+        command = remote_command(
+            self.config, paths, options, gpus=gpus, container=self.container, owner=owner
+        )
         self.job.start(command.argv, command.env)
         log.info("started the job on %s (%s)", self.config.remote.host, self.job.dir)
+
+    def _owner(self) -> str:
+        """The remote user's ``UID:GID`` (the container runs the job as that user)."""
+        ids = [self.connection.run(["id", flag]).stdout.strip() for flag in ("-u", "-g")]
+        return ":".join(ids)
 
     @property
     def _clips_wanted(self) -> bool:
@@ -253,18 +297,18 @@ class _RemoteRun:
     # -- uploads ------------------------------------------------------------------------------------
 
     def _upload_videos(self, jobs: list[Job]) -> dict[Path | None, str]:
-        """Each distinct local video once, by content: local path -> absolute remote path."""
-        local = sorted(
-            {job.item.video_path for job in jobs if job.item.video_path and job.item.video_path.is_file()}
-        )
+        """Each distinct video the plans use, once, by content: local path -> absolute remote path."""
+        local = sorted({job.item.video_path for job in jobs if job.item.video_path and uses_video(job)})
         uploads = [self.folder.upload(path) for path in local]
         sent = [u for u in uploads if u.sent]
+        kept = {job.item.video_path for job in jobs if job.item.video_path} - set(local)
         log.info(
-            "videos: %d distinct, %d sent (%.1f MB), %d already on the host",
+            "videos: %d distinct, %d sent (%.1f MB), %d already on the host%s",
             len(local),
             len(sent),
             sum(u.sent for u in sent) / 1e6,
             len(local) - len(sent),
+            f"; {len(kept)} not sent (not a usable video: text-only)" if kept else "",
         )
         return {path: self.folder.path(u.remote) for path, u in zip(local, uploads, strict=True)}
 
@@ -294,7 +338,13 @@ class _RemoteRun:
                     raise RemoteConnectionError(
                         f"{exc}; the job keeps running on the host: rerun the same command to reattach"
                     ) from exc
-                log.warning("connection to %s lost (%s); reconnecting", self.config.remote.host, exc)
+                log.warning(
+                    "connection to %s lost (%s); reconnecting (try %d of %d): the job runs on there",
+                    self.config.remote.host,
+                    reason(exc.__cause__ or exc),
+                    failures,
+                    self.executor.reconnects,
+                )
                 self.connection.open()
 
     def _take(self, stream: _Stream) -> None:
@@ -356,6 +406,8 @@ class _RemoteRun:
             else getattr(record, name)
             for name in ("error", "warning")
         }
+        if local_video and not pending.remote_video:  # not sent: why is this machine's to say
+            texts["warning"] = record_warning(job)
         return record.model_copy(
             update={"key": job.key, "video_path": local_video, "preprocessed_video": clip, **texts}
         )
@@ -397,20 +449,13 @@ class _RemoteRun:
                 "could not stop the job on the host (%s); it may still be running in %s", exc, self.job.dir
             )
 
-    def _finish(self, stream: _Stream, code: int) -> None:
+    def _check_exit(self, stream: _Stream, code: int) -> None:
         if code not in FINISHED:
             raise RemoteCommandError(
                 f"the job on {self.config.remote.host} failed (exit {code}) after {stream.received} "
                 f"result(s) came back; its log ends with: {self._log_tail()}; fix that and rerun: "
                 "finished items are kept",
                 returncode=code,
-            )
-        if stream.pending:
-            log.error(
-                "the host returned no result for %d item(s) (%s); see %s on the host",
-                len(stream.pending),
-                ", ".join(list(stream.pending)[:10]),
-                self.folder.path(self.job.file("job.log")),
             )
 
     def _log_tail(self) -> str:

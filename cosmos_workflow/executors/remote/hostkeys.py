@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paramiko
 
-from cosmos_workflow.errors import ConfigError, HostKeyError, RemoteConnectionError
+from cosmos_workflow.errors import ConfigError, HostKeyError, RemoteConnectionError, reason
 from cosmos_workflow.executors.remote.settings import KNOWN_HOSTS, SSHSettings
 from cosmos_workflow.userfiles import check_user_file, read_user_text
 
@@ -112,8 +112,8 @@ def unknown_key_error(settings: SSHSettings, name: str, key: paramiko.PKey) -> H
     return HostKeyError(
         f"host key of {name} is unknown: {describe_key(key)} is not in {settings.known_hosts}; "
         "check that fingerprint with the host's admin (on the host: ssh-keygen -lf "
-        "/etc/ssh/ssh_host_ed25519_key.pub), then run `cosmos-workflow remote trust` to record it, "
-        'or set host_key_policy = "accept-new" in [remote]',
+        f"/etc/ssh/ssh_host_ed25519_key.pub), then run `{settings.command('remote', 'trust')}` to record "
+        'it, or set host_key_policy = "accept-new" in [remote]',
         host=name,
         fingerprint=key.fingerprint,
     )
@@ -126,7 +126,7 @@ def changed_key_error(
         f"host key of {name} has CHANGED: {settings.known_hosts} has {describe_key(known)}, the host "
         f"sent {describe_key(sent)}; the connection may be intercepted, so nothing was sent. If the "
         "host was reinstalled, check the new fingerprint with its admin, then run "
-        "`cosmos-workflow remote trust --replace`",
+        f"`{settings.command('remote', 'trust', '--replace')}`",
         host=name,
         fingerprint=sent.fingerprint,
     )
@@ -182,18 +182,24 @@ def trust_host(status: HostKeyStatus, settings: SSHSettings, *, replace: bool = 
     ``replace``. Returns what was done: ``already``, ``recorded`` or ``replaced``."""
     if status.trusted:
         return "already"
+    refuse_changed(status, settings, replace=replace)
     known_hosts = KnownHosts(settings.known_hosts)
     if status.changed:
-        if not replace:
-            raise changed_key_error(settings, status.name, status.key, status.known[0])
         known_hosts.forget(status.name)
     known_hosts.record(status.name, status.key)
     return "replaced" if status.changed else "recorded"
 
 
+def refuse_changed(status: HostKeyStatus, settings: SSHSettings, *, replace: bool) -> None:
+    """A key that differs from the one on record is refused, unless ``replace`` says the host was
+    reinstalled (asked before any question about recording it)."""
+    if status.changed and not replace:
+        raise changed_key_error(settings, status.name, status.key, status.known[0])
+
+
 def unreachable(settings: SSHSettings, exc: BaseException, tries: int = 1) -> RemoteConnectionError:
     after = f" (after {tries} tries)" if tries > 1 else ""
     return RemoteConnectionError(
-        f"cannot reach {settings.host}:{settings.port}{after}: {exc or type(exc).__name__}; check [remote] "
+        f"cannot reach {settings.host}:{settings.port}{after}: {reason(exc)}; check [remote] "
         "host and port, that sshd runs there, and the network"
     )

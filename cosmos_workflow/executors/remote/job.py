@@ -24,8 +24,10 @@ log = logging.getLogger("cosmos_workflow")
 
 #: sh program text (constant): $1 the job folder, the rest the command; user data only as "$@".
 #: The session leader traps TERM (its child does not inherit a trap) so it outlives a stop and
-#: records the job's exit status.
-_LAUNCH = """cd "$1" || exit 1
+#: records the job's exit status. umask 077: what the job writes (log, journals, clips) is the
+#: remote user's alone, as what the upload made.
+_LAUNCH = """umask 077
+cd "$1" || exit 1
 shift
 rm -f job.exit
 setsid sh -c 'trap : TERM HUP; "$@" >job.log 2>&1; echo $? >job.exit.tmp; mv job.exit.tmp job.exit' sh "$@" \

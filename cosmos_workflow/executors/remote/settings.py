@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -51,11 +52,17 @@ class SSHSettings(BaseModel):
     connect_timeout: float = Field(20.0, gt=0, description="seconds for TCP connect, banner and auth each")
     keepalive: int = Field(15, ge=0, description="seconds between SSH keepalives (0: none)")
     connect_attempts: int = Field(4, ge=1, description="tries on transient network errors, with backoff")
+    config_file: Path | None = Field(None, description="the config file these came from, for hints")
 
     @property
     def address(self) -> str:
         """``user@host:port``, for messages."""
         return f"{self.user}@{self.host}:{self.port}"
+
+    def command(self, *args: str) -> str:
+        """A cosmos-workflow command for a hint, with the ``--config`` these settings came from."""
+        config = ["--config", str(self.config_file)] if self.config_file else []
+        return shlex.join(["cosmos-workflow", *args, *config])
 
 
 #: [remote] ssh_key: a private key is a few KiB
@@ -109,6 +116,7 @@ def remote_config(resolved: ResolvedSettings) -> RemoteConfig:
         | {
             "ssh_key": remote.ssh_key.expanduser() if remote.ssh_key else None,
             "known_hosts": remote.known_hosts.expanduser(),
+            "config_file": resolved.config_file.absolute() if resolved.config_file else None,
         }
     )
     check_key_files(ssh)  # before the run plans anything

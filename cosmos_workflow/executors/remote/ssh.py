@@ -34,6 +34,7 @@ from cosmos_workflow.errors import (
     RemoteAuthError,
     RemoteCommandError,
     RemoteConnectionError,
+    reason,
 )
 from cosmos_workflow.executors.remote.hostkeys import (
     KnownHosts,
@@ -46,8 +47,9 @@ from cosmos_workflow.executors.remote.hostkeys import (
 from cosmos_workflow.executors.remote.settings import SSHSettings, check_key_files
 
 log = logging.getLogger("cosmos_workflow")
-# paramiko reports every connection and SFTP session at INFO; our own messages say what matters
-logging.getLogger("paramiko").setLevel(logging.WARNING)
+# paramiko reports every connection and SFTP session at INFO, and a dropped connection from its
+# transport thread at ERROR ("Socket exception: ..."); our own errors say what happened and the fix
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 ClientFactory = Callable[[], paramiko.SSHClient]
 
@@ -217,7 +219,7 @@ class Connection:
         if isinstance(exc, FileNotFoundError) and s.ssh_key and not s.ssh_key.exists():
             return ConfigError(f"[remote] ssh_key {s.ssh_key} does not exist; fix the path")
         if isinstance(exc, _TRANSIENT_OS) or _banner_problem(exc):
-            return _Transient(str(exc) or type(exc).__name__)
+            return _Transient(reason(exc))
         if isinstance(exc, OSError | paramiko.SSHException):
             return unreachable(s, exc)
         return exc
@@ -296,7 +298,7 @@ class Connection:
         self.close()
         return RemoteConnectionError(
             f"the connection to {self.settings.address} dropped during `{_short(command)}`: "
-            f"{exc or type(exc).__name__}; rerun the same command to reconnect and resume"
+            f"{reason(exc)}; rerun the same command to reconnect and resume"
         )
 
     # -- files ------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ host's sha256, then renamed over the local path.
 Every remote path is relative to ``remote_dir``, checked lexically (no absolute path, no ``..``
 escaping it) and, for what is read, against the host's resolved path (no symlink leading out).
 Remote names come from hashes or :func:`safe_name`, never from raw user strings.
+
+What this makes on the host is the remote user's alone: folders ``0700`` and files ``0600``, set
+in the SFTP request that creates them (never changed afterwards, so no moment is world-readable).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import IO, ParamSpec, TypeVar
 
 import paramiko
 
-from cosmos_workflow.errors import RemoteConnectionError, TransferError
+from cosmos_workflow.errors import RemoteConnectionError, TransferError, reason
 from cosmos_workflow.executors.remote.ssh import Connection
 
 log = logging.getLogger("cosmos_workflow")
@@ -38,6 +41,9 @@ log = logging.getLogger("cosmos_workflow")
 CHUNK = 1 << 20
 BLOBS = "blobs"
 PARTS = "tmp"
+#: modes of the folders and files made on the host (the server's umask can only narrow them)
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -77,6 +83,20 @@ def inside_path(relative: str) -> str:
     if normal in (".", "..") or normal.startswith("../"):
         raise TransferError(f"remote path {relative!r} leaves remote_dir; refused")
     return normal
+
+
+def open_private(sftp: paramiko.SFTPClient, path: str, mode: str) -> paramiko.SFTPFile:
+    """``sftp.open(path, mode)`` for writing, a new file created ``0600``. paramiko's own ``open``
+    sends no permissions, so the server would create the file 0666 less its umask (world-readable);
+    this sends the same OPEN request with the mode in its attributes."""
+    flags = paramiko.sftp.SFTP_FLAG_WRITE | paramiko.sftp.SFTP_FLAG_CREATE
+    flags |= paramiko.sftp.SFTP_FLAG_APPEND if "a" in mode else paramiko.sftp.SFTP_FLAG_TRUNC
+    attributes = paramiko.SFTPAttributes()
+    attributes.st_mode = FILE_MODE
+    kind, message = sftp._request(paramiko.sftp.CMD_OPEN, sftp._adjust_cwd(path), flags, attributes)
+    if kind != paramiko.sftp.CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    return paramiko.SFTPFile(sftp, message.get_binary(), mode)
 
 
 def _refused_by_host(exc: BaseException) -> bool:
@@ -146,7 +166,7 @@ class RemoteDir:
             current = posixpath.dirname(current)
         for folder in reversed(missing):
             try:
-                sftp.mkdir(folder)
+                sftp.mkdir(folder, mode=DIR_MODE)
             except OSError as exc:
                 if not self._is_dir(folder):
                     raise TransferError(
@@ -220,7 +240,7 @@ class RemoteDir:
         self._mkdirs(posixpath.dirname(absolute))
         tmp = f"{posixpath.dirname(absolute)}/.{posixpath.basename(absolute)}.{os.getpid()}.tmp"
         sftp = self.connection.sftp()
-        with self._sftp_call(sftp.open, tmp, "wb") as handle:
+        with self._sftp_call(open_private, sftp, tmp, "wb") as handle:
             handle.write(data)
         self._sftp_call(sftp.posix_rename, tmp, absolute)
 
@@ -271,10 +291,11 @@ class RemoteDir:
 
     def _send(self, local: Path, part: str, offset: int, progress: ByteProgress | None) -> int:
         absolute = self.path(part)
+        sftp = self.connection.sftp()
         sent = 0
         with (
             local.open("rb") as source,
-            self._sftp_call(self.connection.sftp().open, absolute, "ab" if offset else "wb") as target,
+            self._sftp_call(open_private, sftp, absolute, "ab" if offset else "wb") as target,
         ):
             target.set_pipelined(True)
             source.seek(offset)
@@ -292,7 +313,7 @@ class RemoteDir:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.connection.close()
             raise RemoteConnectionError(
-                f"the transfer stopped after {done + copied} bytes: {exc or type(exc).__name__}; "
+                f"the transfer stopped after {done + copied} bytes: {reason(exc)}; "
                 "rerun the same command to resume it"
             ) from exc
         return copied
@@ -349,5 +370,5 @@ class RemoteDir:
             self.connection.close()
             raise RemoteConnectionError(
                 f"the connection to {self.connection.settings.address} dropped during a transfer "
-                f"({exc or type(exc).__name__}); rerun the same command to resume"
+                f"({reason(exc)}); rerun the same command to resume"
             ) from exc
