@@ -14,8 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -70,13 +73,13 @@ class Journal:
         if not lines:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
+        with _interrupts_held(), self.path.open("a", encoding="utf-8") as handle:
             if handle.tell() > 0 and not _ends_with_newline(self.path):
                 handle.write(SEAL)
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
-        _saved[self.path] += len(encoded)
+            _saved[self.path] += len(encoded)
         if self.on_saved is not None:
             self.on_saved(records)
 
@@ -93,6 +96,21 @@ JOURNAL = UserFile(
     error=InputFileError,
     fix="move it aside (its items are then redone) or pass another --output-file",
 )
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends: a saved line and the count of saved lines
+    (which the interrupt message reports) never disagree. Only the main thread receives them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def read_records(path: Path, *, clips_dir: Path, warn: bool = True) -> Iterator[UpsampleRecord]:
