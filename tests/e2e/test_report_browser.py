@@ -134,7 +134,7 @@ def hostile_record(**changes: object) -> UpsampleRecord:
         "name": f"evil {HOSTILE}",
         "original_prompt": f"a prompt {HOSTILE}",
         "upsampled_prompt": f"an answer {HOSTILE}",
-        "status": "error",
+        "status": "fallback",  # a failure that wrote a prompt: both the answer and the error show
         "error": f"failed {HOSTILE}",
         "warning": f"careful {HOSTILE}",
         "plan_changes": [HOSTILE],
