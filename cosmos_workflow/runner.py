@@ -167,16 +167,16 @@ class Runner:
                 sent[job.key] = job
                 yield job.request
 
-        redo: dict[str, Generation | None] = {}
+        redo: list[Job] = []
+        results: dict[str, Generation | None] = {}
         with closing(PacedSaver(save)) as saver:
             for answers in self.engine.generate_stream(requests(), self.options.sampling):
                 finished = [(sent.pop(key), generation) for key, generation in answers]
-                redo.update((job.key, g) for job, g in finished if self._needs_retry(g))
-                saver.add([self._record(job, g) for job, g in finished if job.key not in redo])
-                for job, _ in finished:
-                    if job.key in redo:
-                        sent[job.key] = job
-        save(self._finish([sent[key] for key in redo], redo))
+                retry = [(job, g) for job, g in finished if self._needs_retry(g)]
+                redo += [job for job, _ in retry]
+                results.update((job.key, g) for job, g in retry)
+                saver.add([self._record(job, g) for job, g in finished if job.key not in results])
+        save(self._finish(redo, results))
 
     def _needs_retry(self, generation: Generation) -> bool:
         cut = _cut_off(generation) and not self.options.engine.options.get("ignore_eos")
