@@ -38,7 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cosmos_workflow.budget import PlanSettings
-from cosmos_workflow.engines import EngineConfig, SamplingParams
+from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class, engine_list
 from cosmos_workflow.errors import ConfigError, UsageError
 from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
 
@@ -96,7 +96,7 @@ class UpsampleSettings(_Section):
     )
     num_frames: int = Field(2, ge=0, le=16)
     frame_sampling: Literal["first", "uniform"] = "first"
-    engine: str = Field("auto", description="auto, hf, vllm, openai or fake")
+    engine: str = Field("auto", description=engine_list())
     model: str | None = Field(None, description="checkpoint folder, 'tiny-random', or a served model name")
     control: Control | None = Field(None, description="picks the folder of a per-control checkpoint")
     device: str | None = None
@@ -483,12 +483,11 @@ def default_clips_dir(output: Path) -> Path:
 
 
 def check_ray_engine(engine: str) -> None:
-    """The ``openai`` engine does not run on Ray: its server already batches (a UsageError)."""
-    if engine == "openai":
-        raise UsageError(
-            "--executor ray does not take --engine openai: the server already batches requests; "
-            "drop --executor ray"
-        )
+    """An engine whose class gives a :attr:`~cosmos_workflow.engines.Engine.ray_refusal` does not
+    run on Ray (``openai``: its server already batches): a UsageError with that reason."""
+    refusal = engine_class(engine).ray_refusal
+    if refusal is not None:
+        raise UsageError(f"--executor ray does not take --engine {engine}: {refusal}; drop --executor ray")
 
 
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:
@@ -550,8 +549,9 @@ def resolve_model(
     """The checkpoint to load: ``model``, else Cosmos-Transfer1's upsampler where its download
     script puts it (:func:`default_checkpoint`); a per-control folder is picked by ``control``."""
     model = settings.model
-    if not model and settings.engine == "fake":
-        return "fake"
+    default = engine_class(settings.engine).default_model
+    if not model and default is not None:
+        return default
     if not model:
         model = str(default_checkpoint(os.environ if env is None else env, cwd or Path.cwd()))
     if Path(model).is_dir():

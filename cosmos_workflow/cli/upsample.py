@@ -32,6 +32,7 @@ from cosmos_workflow.cli.options import (
     settings_from_flags,
 )
 from cosmos_workflow.config import ResolvedSettings, RunOptions, run_options
+from cosmos_workflow.engines import engine_list
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.executors import Executor
 from cosmos_workflow.runner import Progress, RunResult
@@ -72,7 +73,7 @@ def upsample_prompts(
     num_frames: NumFrames = 2,
     frame_sampling: FrameSampling = Sampling.first,
     engine: Annotated[
-        str, typer.Option(help="auto (vLLM with a GPU, else transformers), hf, vllm, openai, or fake")
+        str, typer.Option(help=engine_list({"auto": "vLLM with a GPU, else transformers"}, last=", or "))
     ] = "auto",
     model: Model = None,
     batch_size: Annotated[

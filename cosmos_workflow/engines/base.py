@@ -104,6 +104,13 @@ class Engine(Closes, abc.ABC):
     needs_pixel_values: bool = True
     #: How many requests the default :meth:`generate_stream` sends in one :meth:`generate` call.
     stream_group: int = 64
+    #: False where the engine never touches a local GPU (it asks a server, or scripts its answers):
+    #: executors then pin it no device, and count CPU cores, not GPUs, as the places it can run.
+    needs_gpu: bool = True
+    #: Why the engine does not run in a Ray actor pool (None: it does); the refusal's reason.
+    ray_refusal: str | None = None
+    #: The model it runs when none is given (None: a checkpoint must be found or named).
+    default_model: str | None = None
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config

@@ -23,6 +23,8 @@ class FakeEngine(Engine):
     """
 
     name = "fake"
+    needs_gpu = False
+    default_model = "fake"
 
     def __init__(
         self,

@@ -119,6 +119,8 @@ class OpenAIEngine(Engine):
     """Talks to a chat-completions server; ``transport`` and ``sleep`` are injectable for tests."""
 
     name = "openai"
+    needs_gpu = False
+    ray_refusal = "the server already batches requests"
 
     def __init__(
         self,

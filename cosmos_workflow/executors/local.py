@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from cosmos_workflow.engines import Engine
+from cosmos_workflow.engines import Engine, engine_class
 from cosmos_workflow.engines.cache import EngineCache
 from cosmos_workflow.errors import ConfigError, ModelLoadError
 from cosmos_workflow.executors.base import Executor, RunContext
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from cosmos_workflow.runner import Job
 
 log = logging.getLogger("cosmos_workflow")
-
-#: engines that never touch a local GPU (no device to pin)
-GPU_FREE_ENGINES = frozenset({"fake", "openai"})
 
 
 class LocalExecutor(Executor):
@@ -41,7 +38,8 @@ class LocalExecutor(Executor):
     def adapt(self, options: RunOptions) -> RunOptions:
         """``cuda_devices`` in one process: the engine runs on the first GPU listed."""
         engine = options.engine
-        if options.cuda_devices is None or engine.device is not None or engine.engine in GPU_FREE_ENGINES:
+        nothing_to_pin = engine.device is not None or not engine_class(engine.engine).needs_gpu
+        if options.cuda_devices is None or nothing_to_pin:
             return options
         first = options.cuda_devices.split(",")[0]
         device = f"cuda:{visible_index(first, os.environ)}"

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.config import check_ray_engine
-from cosmos_workflow.engines import Engine, EngineConfig, load_engine
+from cosmos_workflow.engines import Engine, EngineConfig, engine_class, load_engine
 from cosmos_workflow.errors import ClusterError, CosmosWorkflowError, ModelLoadError, UsageError
 from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.executors.local import write_fallbacks
@@ -79,8 +79,6 @@ _CHATTY_LOGGERS = {
 ENGINE_START_S = 1800
 #: tries at one engine batch, each ended by its actor's death, before its items are given up
 BATCH_TRIES = 3
-#: engines that need no GPU even on a GPU cluster
-_CPU_ENGINES = frozenset({"fake"})
 #: variables of the driver that the workers get too (the model cache, test hooks)
 _FORWARDED_PREFIX = "COSMOS_WORKFLOW_"
 
@@ -107,7 +105,7 @@ def placement(resources: Mapping[str, float], options: RunOptions) -> Placement:
     """One actor per GPU (or ``ray_actors``); each actor gets an equal share of the cluster's
     CPUs (up to one), with one share left for preprocessing, so preprocessing always runs."""
     gpus = int(resources.get("GPU", 0))
-    on_gpu = gpus > 0 and options.engine.engine not in _CPU_ENGINES and not _cpu_device(options)
+    on_gpu = gpus > 0 and engine_class(options.engine.engine).needs_gpu and not _cpu_device(options)
     actors = options.ray_actors or (gpus if on_gpu else 1)
     if on_gpu and actors > gpus:
         raise UsageError(

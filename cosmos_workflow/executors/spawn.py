@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cosmos_workflow.engines import engine_class
 from cosmos_workflow.engines.environment import is_torchrun_variable
 from cosmos_workflow.errors import ConfigError, LaunchError, UsageError
 from cosmos_workflow.executors.base import KeyedItem
-from cosmos_workflow.executors.local import GPU_FREE_ENGINES
 from cosmos_workflow.executors.torchrun import rank_info
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.journal import done_keys, journal_path_for, journals_for
@@ -70,10 +70,11 @@ def device_limit(options: RunOptions) -> tuple[int, str]:
     if options.cuda_devices:
         return len(options.cuda_devices.split(",")), f"GPU(s) in cuda_devices {options.cuda_devices!r}"
     engine = options.engine.engine
-    gpus = 0 if engine in GPU_FREE_ENGINES else _visible_gpus()
+    needs_gpu = engine_class(engine).needs_gpu
+    gpus = _visible_gpus() if needs_gpu else 0
     if gpus:
         return gpus, "GPU(s) visible"
-    why = f"the {engine} engine uses no GPU" if engine in GPU_FREE_ENGINES else "no GPU visible"
+    why = "no GPU visible" if needs_gpu else f"the {engine} engine uses no GPU"
     return _usable_cores(), f"CPU cores this process may use ({why})"
 
 

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.budget import probe_item, requested_long_side, snap_size
+from cosmos_workflow.engines import engine_class
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.executors.base import Finished, KeyedItem, RunContext
-from cosmos_workflow.executors.local import GPU_FREE_ENGINES, LocalExecutor
+from cosmos_workflow.executors.local import LocalExecutor
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.journal import rank_journal_suffix
 
@@ -73,7 +74,7 @@ def pin_device(options: RunOptions, info: RankInfo) -> RunOptions:
 
 
 def _cuda_available(engine: str) -> bool:
-    if engine in GPU_FREE_ENGINES:
+    if not engine_class(engine).needs_gpu:
         return False
     try:
         import torch

@@ -1,0 +1,69 @@
+"""What an engine can do is read from its class, by name, without importing torch or vLLM."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cosmos_workflow.config import UpsampleSettings, check_ray_engine, resolve_model
+from cosmos_workflow.engines import ENGINES, Engine, EngineConfig, engine_class, engine_list
+from cosmos_workflow.engines.fake import FakeEngine
+from cosmos_workflow.engines.hf import HFEngine
+from cosmos_workflow.engines.openai import OpenAIEngine
+from cosmos_workflow.engines.vllm import VLLMEngine
+from cosmos_workflow.errors import UsageError
+
+
+def served(config: EngineConfig) -> OpenAIEngine:
+    """A factory registered by a test: its return annotation names the class."""
+    return OpenAIEngine(config)
+
+
+def test_each_name_answers_with_the_class_its_factory_loads() -> None:
+    assert engine_class("hf") is HFEngine
+    assert engine_class("vllm") is VLLMEngine
+    assert engine_class("openai") is OpenAIEngine
+    assert engine_class("fake") is FakeEngine
+    assert engine_class("auto") is Engine  # it loads vLLM or hf: the base class's answers
+    assert engine_class("no-such-engine") is Engine  # refused when loaded, not when asked
+
+
+def test_a_registered_function_is_asked_through_its_annotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ENGINES, "served", f"{__name__}:served")
+
+    assert engine_class("served") is OpenAIEngine
+
+
+def test_the_abilities_of_the_engines() -> None:
+    gpu_free = {name for name in ENGINES if not engine_class(name).needs_gpu}
+    on_ray = {name for name in ENGINES if engine_class(name).ray_refusal is None}
+
+    assert gpu_free == {"fake", "openai"}
+    assert on_ray == {"auto", "hf", "vllm", "fake"}
+
+
+def test_asking_imports_neither_torch_nor_vllm() -> None:
+    code = (
+        "import sys\n"
+        "from cosmos_workflow.engines import ENGINES, engine_class\n"
+        "[engine_class(name).needs_gpu for name in ENGINES]\n"
+        "print(sorted(m for m in ('torch', 'vllm', 'transformers') if m in sys.modules))\n"
+    )
+    command = [sys.executable, "-c", code]
+    run = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+
+    assert run.stdout.strip() == "[]"
+
+
+def test_the_ray_refusal_and_the_default_model_come_from_the_class() -> None:
+    with pytest.raises(UsageError, match=r"^--executor ray does not take --engine openai: the server"):
+        check_ray_engine("openai")
+    check_ray_engine("hf")
+    assert resolve_model(UpsampleSettings(engine="fake")) == "fake"
+
+
+def test_the_help_lists_the_registered_engines() -> None:
+    assert engine_list() == "auto, hf, vllm, openai or fake"
+    assert engine_list({"auto": "either"}, last=", or ") == "auto (either), hf, vllm, openai, or fake"
