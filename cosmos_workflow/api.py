@@ -5,9 +5,10 @@ One flow, one direction::
     items -> keys -> resume (journals: which keys are done) -> this process' items (executor)
           -> plan each remaining item once -> executor runs the jobs -> journal -> output
 
-Only the executor varies (:mod:`cosmos_workflow.executors`). With ``num_gpu > 1`` in a single
-process, torchrun runs as a child process whose ranks do all of it; this process follows their
-journals and reads the result from them (:mod:`cosmos_workflow.executors.spawn`).
+Only the executor varies, chosen once from the options in :func:`upsample`
+(:func:`cosmos_workflow.executors.choice.choose`). With ``num_gpu > 1`` in a single process,
+torchrun runs as a child process whose ranks do all of it; this process follows their journals and
+reads the result from them (:mod:`cosmos_workflow.executors.spawn`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import closing, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.budget import Plan, PlanSettings, plan_item, probe_item
 from cosmos_workflow.config import RunOptions, default_clips_dir
 from cosmos_workflow.errors import InputFileError
-from cosmos_workflow.executors import Executor, KeyedItem, RunContext, executor_for, launcher_for
+from cosmos_workflow.executors import Executor, KeyedItem, RunContext
+from cosmos_workflow.executors.choice import choose
 from cosmos_workflow.executors.merge import MergeResult, by_key, merge_output, merge_records
 from cosmos_workflow.files import exclusive_lock, lock_path_for, write_json_atomic
 from cosmos_workflow.journal import Journal, OnSaved, done_keys, journal_path_for, journals_for, set_aside
@@ -33,6 +36,7 @@ from cosmos_workflow.specs.batch import BatchItem, Problem, load_batch
 from cosmos_workflow.tokenizer import Tokenizer, load_tokenizer, tokenizer_path_for
 
 if TYPE_CHECKING:
+    from cosmos_workflow.executors.remote import RemoteConfig
     from cosmos_workflow.executors.spawn import TorchrunLauncher
 
 log = logging.getLogger("cosmos_workflow")
@@ -61,37 +65,61 @@ def plan_job(keyed: KeyedItem, settings: PlanSettings, tokenizer: Tokenizer) -> 
     return Job(item=keyed.item, key=keyed.key, plan=planned, video=video)
 
 
+@dataclass
+class PromptsFile:
+    """A prompts file to read once the run's executor is chosen (only the primary process reports
+    its bad items); :attr:`problems` holds them once read."""
+
+    path: Path
+    problems: list[Problem] = field(default_factory=list)
+
+    def items(self, *, report: bool) -> list[BatchItem]:
+        batch = load_batch(self.path)
+        self.problems = batch.problems
+        if report:
+            for problem in batch.problems:
+                log.warning("skipped %s", problem)
+        if not batch.items:
+            raise InputFileError(_no_items(self.path, batch.problems))
+        return batch.items
+
+
 def upsample(
-    items: Sequence[BatchItem],
+    items: Sequence[BatchItem] | PromptsFile,
     options: RunOptions,
     *,
     output: Path,
     executor: Executor | None = None,
+    remote: RemoteConfig | None = None,
     progress: Progress | None = None,
     shard: bool = True,
     inputs: Sequence[Path] = (),
     on_saved: OnSaved | None = None,
 ) -> RunResult:
-    """Upsample ``items`` into ``output``, resuming from its journals; only one run per output.
+    """Upsample ``items`` (or a prompts file's) into ``output``, resuming from its journals; only
+    one run per output.
 
     Items already done in any journal of ``output`` are not redone (unless ``options.force``).
-    ``executor`` decides where the jobs run (default: ``options.executor``: this process, or this
-    torchrun rank unless ``shard`` is off, or a Ray cluster; with ``options.num_gpu > 1``, a
-    torchrun child process). An executor made
-    here is closed at the end; the caller's stays open (it may keep an engine loaded). Every path
-    is checked before any work (:func:`check_run_paths`); ``inputs`` are the files the items came
-    from, which the output must not be. ``on_saved`` is called with the new records each time
-    this process' journal has saved some (not for a torchrun child's: there, only the result).
+    ``executor`` decides where the jobs run; by default the options do
+    (:func:`~cosmos_workflow.executors.choice.choose`: this process, this torchrun rank unless
+    ``shard`` is off, a Ray cluster, the ``remote`` host, or with ``options.num_gpu > 1`` a
+    torchrun child process). What is chosen here is closed at the end; the caller's executor stays
+    open (it may keep an engine loaded). Every path is checked before any work
+    (:func:`check_run_paths`); ``inputs`` are the files the items came from, which the output must
+    not be. ``on_saved`` is called with the new records each time this process' journal has saved
+    some (not for a torchrun child's: there, only the result).
     """
-    if executor is None and (launcher := launcher_for(options)) is not None:
-        check_run_paths(output, "", options, inputs=inputs)
-        return launch(launcher, items, options, output=output, progress=progress)
-    owned = executor is None
-    executor = executor or executor_for(options, shard=shard)
-    with closing(executor) if owned else nullcontext():
-        return _run(
-            executor, items, options, output=output, progress=progress, inputs=inputs, on_saved=on_saved
-        )
+    runs = executor or choose(options, remote=remote, shard=shard)
+    with closing(runs) if executor is None else nullcontext():
+        source = None
+        if isinstance(items, PromptsFile):  # torchrun's ranks read the same file: the same items
+            source, inputs = items.path, [items.path]
+            items = items.items(report=runs.primary)
+        options = runs.adapt(options)
+        check_run_paths(output, runs.journal_suffix, options, inputs=inputs)
+        if isinstance(runs, Executor):
+            return _run(runs, items, options, output=output, progress=progress, on_saved=on_saved)
+        return launch(runs, items, options, output=output, progress=progress, source=source)
 
 
 def _run(
@@ -101,12 +129,9 @@ def _run(
     *,
     output: Path,
     progress: Progress | None,
-    inputs: Sequence[Path],
     on_saved: OnSaved | None,
 ) -> RunResult:
     started = time.monotonic()
-    options = executor.adapt(options)
-    check_run_paths(output, executor.journal_suffix, options, inputs=inputs)
     journal = Journal(journal_path_for(output, executor.journal_suffix), on_saved)
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
     tokenizer = tokenizer_for(options.engine.model)
@@ -203,27 +228,13 @@ def upsample_file(
     options: RunOptions,
     *,
     executor: Executor | None = None,
+    remote: RemoteConfig | None = None,
     progress: Progress | None = None,
 ) -> tuple[RunResult, list[Problem]]:
     """Read a prompts file, report its bad items, upsample the good ones into ``output``."""
-    launcher = launcher_for(options) if executor is None else None
-    owned = executor is None
-    executor = executor or executor_for(options)
-    batch = load_batch(prompts_file)
-    if executor.primary:
-        for problem in batch.problems:
-            log.warning("skipped %s", problem)
-    if not batch.items:
-        raise InputFileError(_no_items(prompts_file, batch.problems))
-    if launcher is not None:  # the ranks read the same file: the same items, the same outputs
-        check_run_paths(output, "", options, inputs=[prompts_file])
-        result = launch(launcher, batch.items, options, output=output, progress=progress, source=prompts_file)
-        return result, batch.problems
-    with closing(executor) if owned else nullcontext():
-        result = upsample(
-            batch.items, options, output=output, executor=executor, progress=progress, inputs=[prompts_file]
-        )
-    return result, batch.problems
+    source = PromptsFile(prompts_file)
+    result = upsample(source, options, output=output, executor=executor, remote=remote, progress=progress)
+    return result, source.problems
 
 
 def _no_items(prompts_file: Path, problems: Sequence[Problem]) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import progress as bars
@@ -34,9 +34,11 @@ from cosmos_workflow.cli.options import (
 from cosmos_workflow.config import ResolvedSettings, RunOptions, run_options
 from cosmos_workflow.engines import engine_list
 from cosmos_workflow.errors import UsageError
-from cosmos_workflow.executors import Executor
 from cosmos_workflow.runner import Progress, RunResult
 from cosmos_workflow.specs.batch import Problem
+
+if TYPE_CHECKING:
+    from cosmos_workflow.executors.remote import RemoteConfig
 
 #: finished, but some items failed (status error or fallback), were invalid (items, spec files), or have
 #: no result
@@ -145,13 +147,13 @@ def upsample_prompts(
     setup_logging(quiet=quiet)
     output = _output_path(prompts_file, output_file, input_dir)
     options = run_options(resolved.settings.upsample, output=output, force=force)
-    where = _remote_executor(resolved) if remote else None
+    host = _remote_config(resolved) if remote else None
     if input_dir is not None:
-        _run_specs(input_dir, options, quiet, report, where)
+        _run_specs(input_dir, options, quiet, report, host)
         return
     assert prompts_file is not None
     with _progress(quiet) as advance:
-        result, problems = api.upsample_file(prompts_file, output, options, executor=where, progress=advance)
+        result, problems = api.upsample_file(prompts_file, output, options, remote=host, progress=advance)
     # a rank that did not write the output exits 0: a non-zero exit makes torchrun stop the others
     _summary(result, problems, output if result.wrote_output else None)
     if report and result.wrote_output:
@@ -179,21 +181,19 @@ def _output_path(prompts_file: Path | None, output_file: Path | None, input_dir:
     return input_dir / ".upsampling" / "results.json"
 
 
-def _remote_executor(resolved: ResolvedSettings) -> Executor:
-    if resolved.settings.upsample.executor != "local":
-        raise UsageError("--remote runs the batch on the [remote] host; drop --executor ray (or use one)")
-    from cosmos_workflow.executors.remote import RemoteExecutor, remote_config
+def _remote_config(resolved: ResolvedSettings) -> RemoteConfig:
+    from cosmos_workflow.executors.remote import remote_config
 
-    return RemoteExecutor(remote_config(resolved))
+    return remote_config(resolved)
 
 
 def _run_specs(
-    input_dir: Path, options: RunOptions, quiet: bool, report: bool, executor: Executor | None
+    input_dir: Path, options: RunOptions, quiet: bool, report: bool, remote: RemoteConfig | None
 ) -> None:
     from cosmos_workflow.workflow import upsample_spec_dir
 
     with _progress(quiet) as advance:
-        summary = upsample_spec_dir(input_dir, options, progress=advance, executor=executor)
+        summary = upsample_spec_dir(input_dir, options, progress=advance, remote=remote)
     stderr.print(text(summary.describe(), newlines=True), highlight=False)
     if report:
         _wrote_page(review.write_spec_report(input_dir, input_dir / review.SPEC_REPORT_NAME).path)

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING
 
 from cosmos_workflow.engines import engine_class
 from cosmos_workflow.engines.environment import is_torchrun_variable
-from cosmos_workflow.errors import ConfigError, LaunchError, UsageError
+from cosmos_workflow.errors import ConfigError, LaunchError
 from cosmos_workflow.executors.base import KeyedItem
-from cosmos_workflow.executors.torchrun import rank_info
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.journal import done_keys, journal_path_for, journals_for
 
@@ -47,20 +46,6 @@ _ERROR_LINE = re.compile(r"^error: (.+)$", re.MULTILINE)
 _ROOT_CAUSE = re.compile(
     r"Root Cause.*?^\s*rank\s*:\s*(\d+).*?^\s*exitcode\s*:\s*(-?\d+)", re.DOTALL | re.MULTILINE
 )
-
-
-def launcher_for(options: RunOptions) -> TorchrunLauncher | None:
-    """A launcher when the run wants several processes and this process is not one already;
-    refused at once (a usage error, nothing started) when it wants more than there are devices."""
-    if options.num_gpu <= 1 or rank_info() is not None:
-        return None
-    limit, devices = device_limit(options)
-    if options.num_gpu > limit:
-        raise UsageError(
-            f"num_gpu {options.num_gpu} starts one process per device, and there are {limit} {devices}; "
-            f"pass --num-gpu {limit} or fewer"
-        )
-    return TorchrunLauncher(options.num_gpu, options.cuda_devices)
 
 
 def device_limit(options: RunOptions) -> tuple[int, str]:
@@ -194,6 +179,10 @@ class TorchrunLauncher:
     """Runs a batch as ``torchrun --nproc_per_node=num_gpu`` in a child process."""
 
     name = "torchrun-launcher"
+    #: as an executor's: this process guards the single-process journal (each rank writes its own)
+    journal_suffix = ""
+    #: as an executor's: this process reports the prompts file's problems
+    primary = True
 
     def __init__(
         self,
@@ -207,6 +196,13 @@ class TorchrunLauncher:
         self.cuda_devices = cuda_devices
         self.python = python
         self.poll_s = poll_s
+
+    def adapt(self, options: RunOptions) -> RunOptions:
+        """As an executor's: the options as given (each rank adapts them to itself)."""
+        return options
+
+    def close(self) -> None:
+        """As an executor's: nothing is held between runs (the child process ends with its run)."""
 
     def command(self, prompts: Path, output: Path, options: RunOptions) -> list[str]:
         torchrun = [self.python, "-m", "torch.distributed.run", "--standalone"]

@@ -1,8 +1,9 @@
 """WorkflowOrchestrator: upsample a list of PromptSpecs in one batch, the model loaded once.
 
-The batch runs through an executor (:mod:`cosmos_workflow.executors`): by default this process
-(or, with ``num_gpu > 1``, a torchrun child process on that many GPUs); a remote or Ray executor
-runs the same plans elsewhere without touching this class. Options come from the same place as
+The batch runs through an executor (:mod:`cosmos_workflow.executors`), chosen from the options as
+the CLI's is: by default this process (or, with ``num_gpu > 1``, a torchrun child process on that
+many GPUs); the ``[remote]`` host or a Ray cluster runs the same plans elsewhere without touching
+this class, which passes only the settings. Options come from the same place as
 the CLI's (:mod:`cosmos_workflow.config`): the keyword arguments here take the flags' place above
 the config file and the environment.
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
     from cosmos_workflow.engines import Engine
     from cosmos_workflow.executors import Executor
+    from cosmos_workflow.executors.remote import RemoteConfig
     from cosmos_workflow.runner import Progress
 
 log = logging.getLogger("cosmos_workflow")
@@ -56,8 +58,8 @@ class WorkflowOrchestrator(Closes):
             raise ConfigError("give an executor or an engine, not both; the executor decides where it runs")
         self.work_dir = work_dir
         self.config_file = config_file
-        if executor is None and engine is None:
-            executor = _remote_executor(config_file, remote)
+        #: the GPU host of ``[remote]`` the batches run on, if any (never with a given executor or engine)
+        self.remote = _remote_config(config_file, remote) if executor is None and engine is None else None
         self.executor = executor
         self.engine = engine
         #: the executor of this process' batches, kept across calls (and its engine, if kept)
@@ -99,6 +101,7 @@ class WorkflowOrchestrator(Closes):
             run_options,
             output=output,
             executor=self._executor_for(run_options),
+            remote=self.remote,
             progress=self.progress,
         )
         self.failures = {spec.id: reason for spec, reason in results if reason is not None}
@@ -108,9 +111,9 @@ class WorkflowOrchestrator(Closes):
         return [spec for spec, _ in results]
 
     def _executor_for(self, options: RunOptions) -> Executor | None:
-        """The caller's executor; for a Ray cluster or several GPUs none (the api picks Ray, or
-        starts torchrun); else ours."""
-        if self.executor is not None:
+        """The caller's executor; for the remote host, a Ray cluster or several GPUs none (the api
+        chooses from the options); else ours."""
+        if self.executor is not None or self.remote is not None:
             return self.executor
         if options.executor == "ray":
             if self.engine is not None:
@@ -140,13 +143,13 @@ class WorkflowOrchestrator(Closes):
         self.local.close()
 
 
-def _remote_executor(config_file: Path | None, remote: bool | None) -> Executor | None:
-    """The remote executor when asked for, or (``remote`` None) when the config names a host."""
+def _remote_config(config_file: Path | None, remote: bool | None) -> RemoteConfig | None:
+    """The remote host's settings when asked for, or (``remote`` None) when the config names a host."""
     if remote is False:
         return None
     resolved = resolve_settings(config_file=config_file)
     if remote is None and resolved.settings.remote.host is None:
         return None
-    from cosmos_workflow.executors.remote import RemoteExecutor, remote_config
+    from cosmos_workflow.executors.remote import remote_config
 
-    return RemoteExecutor(remote_config(resolved))
+    return remote_config(resolved)

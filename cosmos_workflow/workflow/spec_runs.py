@@ -39,6 +39,7 @@ from cosmos_workflow.specs.results import UpsampleRecord
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
     from cosmos_workflow.executors import Executor
+    from cosmos_workflow.executors.remote import RemoteConfig
     from cosmos_workflow.journal import OnSaved
     from cosmos_workflow.runner import Progress
 
@@ -166,10 +167,12 @@ def upsample_specs(
     *,
     output: Path,
     executor: Executor | None = None,
+    remote: RemoteConfig | None = None,
     progress: Progress | None = None,
     on_done: Callable[[int, PromptSpec], None] | None = None,
 ) -> list[tuple[PromptSpec, str | None]]:
     """Upsample in one batch; per spec, in input order: (updated spec, None) or (spec, reason).
+    ``executor``/``remote``: where the batch runs, as :func:`cosmos_workflow.api.upsample` takes them.
 
     ``on_done(index, updated spec)`` is called as soon as a spec's result is saved in the run's
     journal, before the batch ends (results resumed from an earlier run come only at the end).
@@ -186,6 +189,7 @@ def upsample_specs(
             options,
             output=output,
             executor=executor,
+            remote=remote,
             progress=progress,
             shard=False,
             on_saved=_saved_specs(prepared, options, on_done) if on_done else None,
@@ -285,6 +289,7 @@ def upsample_spec_dir(
     *,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    remote: RemoteConfig | None = None,
 ) -> SpecRunSummary:
     """Upsample the folder's specs that need it and write the results into their files."""
     if not input_dir.is_dir():
@@ -300,6 +305,7 @@ def upsample_spec_dir(
             options,
             output=input_dir / WORK_DIR / "results.json",
             executor=executor,
+            remote=remote,
             progress=progress,
         )
     summary.input_dir = input_dir
@@ -318,6 +324,7 @@ def upsample_stored(
     *,
     output: Path,
     executor: Executor | None = None,
+    remote: RemoteConfig | None = None,
     progress: Progress | None = None,
 ) -> SpecRunSummary:
     """Upsample specs read from files and write each success back under the file's lock, as
@@ -329,7 +336,13 @@ def upsample_stored(
             written[index] = _write_back(stored[index], spec, None)
 
     results = upsample_specs(
-        [s.spec for s in stored], options, output=output, executor=executor, progress=progress, on_done=write
+        [s.spec for s in stored],
+        options,
+        output=output,
+        executor=executor,
+        remote=remote,
+        progress=progress,
+        on_done=write,
     )
     outcomes = [
         written.get(i) or _write_back(s, spec, reason)

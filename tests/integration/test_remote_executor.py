@@ -84,7 +84,7 @@ remote_dir = "{remote_config.remote_dir}"
         new_spec("shot two", "a quiet street at night"),
     ]
     orchestrator = WorkflowOrchestrator(work_dir=tmp_path / "work", config_file=toml)
-    assert isinstance(orchestrator.executor, RemoteExecutor)
+    assert orchestrator.remote is not None and orchestrator.remote.remote.host == sshd.host
     done = orchestrator.upsample_prompts_batch(
         specs, preprocess_videos=True, max_resolution=480, engine="fake", model="fake"
     )
@@ -94,7 +94,7 @@ remote_dir = "{remote_config.remote_dir}"
     assert done[0].upsampling_params is not None and done[0].upsampling_params.video_path == str(small_video)
     assert "2 items (0 already done)" in _job_log(remote_config, sshd)
     local = WorkflowOrchestrator(work_dir=tmp_path / "local", config_file=toml, remote=False)
-    assert local.executor is None  # the local default
+    assert local.remote is None and local.executor is None  # the local default
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ from cosmos_workflow.budget import Plan
 from cosmos_workflow.config import RunOptions, resolve_settings, run_options
 from cosmos_workflow.engines import EngineConfig
 from cosmos_workflow.errors import ConfigError, ModelLoadError, UsageError
-from cosmos_workflow.executors import LocalExecutor, executor_for
 from cosmos_workflow.executors.ray import (
     AUTO_BATCH,
     RayExecutor,
@@ -133,17 +132,6 @@ def test_torchrun_gpu_settings_are_refused_on_ray(gpus: dict[str, object]) -> No
         UsageError, match="the cluster gives each actor its GPU: drop them and pass --ray-actors"
     ):
         RunOptions(engine=EngineConfig(engine="hf", model="tiny-random"), executor="ray", **gpus)
-
-
-def test_executor_for_follows_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        monkeypatch.delenv(name, raising=False)
-    assert isinstance(executor_for(options(executor="ray")), RayExecutor)
-    assert isinstance(executor_for(options()), LocalExecutor)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    with pytest.raises(UsageError, match="not under torchrun"):
-        executor_for(options(executor="ray"))
 
 
 def test_ray_settings_come_from_the_file_the_environment_and_flags(tmp_path: Path) -> None:
