@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
 from cosmos_workflow.errors import VideoError
 
 if TYPE_CHECKING:
@@ -36,11 +37,13 @@ class PlanSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     preprocess: bool = Field(True, description="resize frames to fit; False sends them as stock Cosmos does")
-    max_resolution: int | Literal["auto"] = Field(480, description="long side cap in pixels, or 'auto'")
-    num_frames: int = Field(2, ge=0, le=16)
+    max_resolution: int | Literal["auto"] = Field(
+        MAX_RESOLUTION, description="long side cap in pixels, or 'auto'"
+    )
+    num_frames: int = Field(NUM_FRAMES, ge=0, le=16)
     frame_sampling: Literal["first", "uniform"] = "first"
-    max_tokens: int = Field(300, ge=1)
-    max_model_len: int = Field(4096, ge=16)
+    max_tokens: int = Field(MAX_TOKENS, ge=1)
+    max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
 
 
 class Plan(BaseModel):

@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cosmos_workflow.budget import PlanSettings
+from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES, TEMPERATURE, TOP_P
 from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class, engine_list
 from cosmos_workflow.errors import ConfigError, UsageError
 from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
@@ -92,9 +93,9 @@ class UpsampleSettings(_Section):
 
     preprocess_videos: bool = Field(True, description="fit frames to the token budget")
     max_resolution: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
-        480, description="long side cap in pixels, or 'auto'"
+        MAX_RESOLUTION, description="long side cap in pixels, or 'auto'"
     )
-    num_frames: int = Field(2, ge=0, le=16)
+    num_frames: int = Field(NUM_FRAMES, ge=0, le=16)
     frame_sampling: Literal["first", "uniform"] = "first"
     engine: str = Field("auto", description=engine_list())
     model: str | None = Field(None, description="checkpoint folder, 'tiny-random', or a served model name")
@@ -102,10 +103,10 @@ class UpsampleSettings(_Section):
     device: str | None = None
     engine_options: dict[str, EngineOptionValue] = Field(default_factory=dict)
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8
-    max_model_len: int = Field(4096, ge=16)
-    max_tokens: int = Field(300, ge=1)
-    temperature: float = Field(0.6, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
+    max_tokens: int = Field(MAX_TOKENS, ge=1)
+    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0)
+    top_p: float = Field(TOP_P, gt=0.0, le=1.0)
     seed: int | None = None
     on_error: OnError = "error"
     clips: bool = Field(True, description="write each preprocessed clip")

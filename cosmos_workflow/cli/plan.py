@@ -29,6 +29,7 @@ from cosmos_workflow.cli.options import (
     settings_from_flags,
 )
 from cosmos_workflow.config import plan_settings
+from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
 from cosmos_workflow.specs.batch import load_batch
 
 STATUS_STYLE = {"ok": "green", "adjusted": "yellow", "text_only": "cyan", "overflow": "red", "error": "red"}
@@ -39,11 +40,11 @@ def plan(
     ctx: typer.Context,
     prompts_file: PromptsFile,
     preprocess: Preprocess = True,
-    max_resolution: MaxResolution = "480",
-    num_frames: NumFrames = 2,
+    max_resolution: MaxResolution = str(MAX_RESOLUTION),
+    num_frames: NumFrames = NUM_FRAMES,
     frame_sampling: FrameSampling = Sampling.first,
-    max_tokens: MaxTokens = 300,
-    max_model_len: MaxModelLen = 4096,
+    max_tokens: MaxTokens = MAX_TOKENS,
+    max_model_len: MaxModelLen = MAX_MODEL_LEN,
     model: Model = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
     config: ConfigFile = None,

@@ -32,6 +32,7 @@ from cosmos_workflow.cli.options import (
     settings_from_flags,
 )
 from cosmos_workflow.config import ResolvedSettings, RunOptions, run_options
+from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES, TEMPERATURE, TOP_P
 from cosmos_workflow.engines import engine_list
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.runner import Progress, RunResult
@@ -71,8 +72,8 @@ def upsample_prompts(
         Path | None, typer.Option(help="a folder of PromptSpec files to upsample in place, instead of a file")
     ] = None,
     preprocess: Preprocess = True,
-    max_resolution: MaxResolution = "480",
-    num_frames: NumFrames = 2,
+    max_resolution: MaxResolution = str(MAX_RESOLUTION),
+    num_frames: NumFrames = NUM_FRAMES,
     frame_sampling: FrameSampling = Sampling.first,
     engine: Annotated[
         str, typer.Option(help=engine_list({"auto": "vLLM with a GPU, else transformers"}, last=", or "))
@@ -81,10 +82,10 @@ def upsample_prompts(
     batch_size: Annotated[
         str, typer.Option(help="requests per engine call, or 'auto' (from free GPU memory; hf engine)")
     ] = "8",
-    max_model_len: MaxModelLen = 4096,
-    max_tokens: MaxTokens = 300,
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.6,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    max_model_len: MaxModelLen = MAX_MODEL_LEN,
+    max_tokens: MaxTokens = MAX_TOKENS,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = TEMPERATURE,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = TOP_P,
     seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
     on_error: Annotated[
         OnError,

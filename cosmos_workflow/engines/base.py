@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_TOKENS, TEMPERATURE, TOP_P
 from cosmos_workflow.lifetime import Closes
 
 FinishReason = Literal["stop", "length", "error"]
@@ -28,9 +29,9 @@ class SamplingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    temperature: float = Field(0.6, ge=0.0, le=2.0, description="0 means greedy decoding")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(300, ge=1, description="tokens reserved for, and allowed in, the answer")
+    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0, description="0 means greedy decoding")
+    top_p: float = Field(TOP_P, gt=0.0, le=1.0)
+    max_tokens: int = Field(MAX_TOKENS, ge=1, description="tokens reserved for, and allowed in, the answer")
     seed: int | None = Field(None, description="seed for reproducible sampling")
 
 
@@ -41,7 +42,7 @@ class EngineConfig(BaseModel):
 
     engine: str = "hf"
     model: str = Field("tiny-random", description="checkpoint path, 'tiny-random', or a served model name")
-    max_model_len: int = Field(4096, ge=16)
+    max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
     max_images_per_prompt: int = Field(2, ge=0)
     device: str | None = Field(None, description="e.g. 'cuda:1' or 'cpu'; None picks automatically")
     options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cosmos_workflow.config import options_from_keywords, resolve_settings
+from cosmos_workflow.defaults import MAX_RESOLUTION
 from cosmos_workflow.errors import ConfigError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.lifetime import Closes
@@ -72,7 +73,7 @@ class WorkflowOrchestrator(Closes):
         self,
         prompt_specs: Sequence[PromptSpec],
         preprocess_videos: bool = True,
-        max_resolution: int | Literal["auto"] = 480,
+        max_resolution: int | Literal["auto"] = MAX_RESOLUTION,
         *,
         force: bool = False,
         **options: Any,
