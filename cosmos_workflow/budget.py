@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
 from cosmos_workflow.errors import VideoError
+from cosmos_workflow.media import FrameSampling
 
 if TYPE_CHECKING:
     from cosmos_workflow.media import VideoInfo
@@ -41,7 +42,7 @@ class PlanSettings(BaseModel):
         MAX_RESOLUTION, description="long side cap in pixels, or 'auto'"
     )
     num_frames: int = Field(NUM_FRAMES, ge=0, le=16)
-    frame_sampling: Literal["first", "uniform"] = "first"
+    frame_sampling: FrameSampling = "first"
     max_tokens: int = Field(MAX_TOKENS, ge=1)
     max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
 

@@ -41,6 +41,7 @@ from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES, TEMPERATURE, TOP_P
 from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class, engine_list
 from cosmos_workflow.errors import ConfigError, UsageError
+from cosmos_workflow.media import FrameSampling
 from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
 
 log = logging.getLogger("cosmos_workflow")
@@ -96,7 +97,7 @@ class UpsampleSettings(_Section):
         MAX_RESOLUTION, description="long side cap in pixels, or 'auto'"
     )
     num_frames: int = Field(NUM_FRAMES, ge=0, le=16)
-    frame_sampling: Literal["first", "uniform"] = "first"
+    frame_sampling: FrameSampling = "first"
     engine: str = Field("auto", description=engine_list())
     model: str | None = Field(None, description="checkpoint folder, 'tiny-random', or a served model name")
     control: Control | None = Field(None, description="picks the folder of a per-control checkpoint")

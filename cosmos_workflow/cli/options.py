@@ -6,12 +6,12 @@ override the config file or the environment: see :mod:`cosmos_workflow.config`).
 
 from __future__ import annotations
 
-from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
+from cosmos_workflow import media
 from cosmos_workflow.config import ResolvedSettings, resolve_settings
 from cosmos_workflow.errors import UsageError
 
@@ -53,13 +53,8 @@ ConfigFile = Annotated[
 ]
 
 
-class Sampling(StrEnum):
-    first = "first"
-    uniform = "uniform"
-
-
 FrameSampling = Annotated[
-    Sampling,
+    media.FrameSampling,
     typer.Option(help="'first' frames (what the Cosmos checkpoint saw in training) or spread 'uniform'ly"),
 ]
 MaxTokens = Annotated[int, typer.Option(min=1, help="tokens reserved for the answer")]
@@ -119,7 +114,7 @@ def _flag_value(name: str, value: Any) -> Any:
         return parse_batch_size(value)
     if name == "engine_option":
         return parse_engine_options(value or [])
-    return value.value if isinstance(value, Enum) else value
+    return value
 
 
 def settings_from_flags(ctx: typer.Context, values: dict[str, Any], config: Path | None) -> ResolvedSettings:

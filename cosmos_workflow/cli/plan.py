@@ -25,7 +25,6 @@ from cosmos_workflow.cli.options import (
     NumFrames,
     Preprocess,
     PromptsFile,
-    Sampling,
     settings_from_flags,
 )
 from cosmos_workflow.config import plan_settings
@@ -42,7 +41,7 @@ def plan(
     preprocess: Preprocess = True,
     max_resolution: MaxResolution = str(MAX_RESOLUTION),
     num_frames: NumFrames = NUM_FRAMES,
-    frame_sampling: FrameSampling = Sampling.first,
+    frame_sampling: FrameSampling = "first",
     max_tokens: MaxTokens = MAX_TOKENS,
     max_model_len: MaxModelLen = MAX_MODEL_LEN,
     model: Model = None,

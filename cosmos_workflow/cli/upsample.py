@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,10 +27,10 @@ from cosmos_workflow.cli.options import (
     NumGpu,
     Offload,
     Preprocess,
-    Sampling,
     settings_from_flags,
 )
-from cosmos_workflow.config import ResolvedSettings, RunOptions, run_options
+from cosmos_workflow.config import Executor as ExecutorName
+from cosmos_workflow.config import OnError, ResolvedSettings, RunOptions, run_options
 from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES, TEMPERATURE, TOP_P
 from cosmos_workflow.engines import engine_list
 from cosmos_workflow.errors import UsageError
@@ -44,16 +43,6 @@ if TYPE_CHECKING:
 #: finished, but some items failed (status error or fallback), were invalid (items, spec files), or have
 #: no result
 EXIT_PARTIAL = 3
-
-
-class OnError(StrEnum):
-    error = "error"
-    original = "original"
-
-
-class ExecutorName(StrEnum):
-    local = "local"
-    ray = "ray"
 
 
 @app.command("upsample-prompts")
@@ -74,7 +63,7 @@ def upsample_prompts(
     preprocess: Preprocess = True,
     max_resolution: MaxResolution = str(MAX_RESOLUTION),
     num_frames: NumFrames = NUM_FRAMES,
-    frame_sampling: FrameSampling = Sampling.first,
+    frame_sampling: FrameSampling = "first",
     engine: Annotated[
         str, typer.Option(help=engine_list({"auto": "vLLM with a GPU, else transformers"}, last=", or "))
     ] = "auto",
@@ -90,7 +79,7 @@ def upsample_prompts(
     on_error: Annotated[
         OnError,
         typer.Option(help="'original': write the original prompt (status fallback) when an item fails"),
-    ] = OnError.error,
+    ] = "error",
     force: Annotated[bool, typer.Option(help="redo every item, ignoring earlier results")] = False,
     clips: Annotated[
         bool,
@@ -116,7 +105,7 @@ def upsample_prompts(
     executor: Annotated[
         ExecutorName,
         typer.Option(help="where the batch runs: local (this process, or torchrun's ranks) or a ray cluster"),
-    ] = ExecutorName.local,
+    ] = "local",
     ray_address: Annotated[
         str | None,
         typer.Option(help="with --executor ray: the cluster (HEAD:6379); default: start a local one"),
