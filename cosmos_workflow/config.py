@@ -493,47 +493,34 @@ def check_ray_engine(engine: str) -> None:
 
 
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:
-    return PlanSettings(
-        preprocess=settings.preprocess_videos,
-        max_resolution=settings.max_resolution,
-        num_frames=settings.num_frames,
-        frame_sampling=settings.frame_sampling,
-        max_tokens=settings.max_tokens,
-        max_model_len=settings.max_model_len,
-    )
+    return PlanSettings(preprocess=settings.preprocess_videos, **_named(settings, PlanSettings))
 
 
 def run_options(settings: UpsampleSettings, *, output: Path | None = None, force: bool = False) -> RunOptions:
-    """The run's options; clips go to ``clips_dir``, else ``<output stem>_clips`` beside ``output``."""
+    """The run's options; clips go to ``clips_dir``, else ``<output stem>_clips`` beside ``output``.
+    The settings of the same name in :class:`RunOptions`, :class:`SamplingParams` and
+    :class:`EngineConfig` are taken by name; the others are derived here."""
     return RunOptions(
         plan=plan_settings(settings),
-        sampling=SamplingParams(
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            max_tokens=settings.max_tokens,
-            seed=settings.seed,
-        ),
+        sampling=SamplingParams(**_named(settings, SamplingParams)),
         engine=EngineConfig(
-            engine=settings.engine,
+            **_named(settings, EngineConfig, derived={"model"}),
             model=resolve_model(settings),
-            max_model_len=settings.max_model_len,
             max_images_per_prompt=settings.num_frames,
-            device=settings.device,
             options=dict(settings.engine_options),
         ),
-        batch_size=settings.batch_size,
-        on_error=settings.on_error,
         force=force,
         clips_dir=_clips_dir(settings, output),
-        workers=settings.workers,
-        prefetch_batches=settings.prefetch_batches,
-        offload_prompt_upsampler=settings.offload_prompt_upsampler,
-        num_gpu=settings.num_gpu,
-        cuda_devices=settings.cuda_devices,
-        executor=settings.executor,
-        ray_address=settings.ray_address,
-        ray_actors=settings.ray_actors,
+        **_named(settings, RunOptions, derived={"engine", "clips_dir"}),
     )
+
+
+def _named(
+    settings: UpsampleSettings, model: type[BaseModel], *, derived: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Any]:
+    """The settings named as ``model``'s fields, as they are, but for the ``derived`` ones."""
+    shared = model.model_fields.keys() & UpsampleSettings.model_fields.keys()
+    return {name: getattr(settings, name) for name in sorted(shared - derived)}
 
 
 def _clips_dir(settings: UpsampleSettings, output: Path | None) -> Path | None:
