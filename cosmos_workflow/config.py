@@ -11,7 +11,8 @@ in the working directory, if any. Its sections are the seed's ``config.toml`` na
 
 Without a ``model``, the upsampler is looked for where Cosmos-Transfer1's download script puts it:
 ``$COSMOS_CHECKPOINT_DIR/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer`` first, then
-``./checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer`` (:func:`default_checkpoint`).
+``./checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer``
+(:func:`cosmos_workflow.checkpoint.discovery.default_checkpoint`).
 
 Environment variables: ``COSMOS_<KEY>`` for ``[upsample]`` keys (``COSMOS_MAX_TOKENS=200``) and
 ``COSMOS_<SECTION>_<KEY>`` for the others (``COSMOS_REMOTE_HOST=gpu1``). An unknown key in the
@@ -38,6 +39,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cosmos_workflow.budget import PlanSettings
+from cosmos_workflow.checkpoint.discovery import (
+    CHECKPOINT_DIR_ENV,
+    checkpoint_for,
+)
 from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES, TEMPERATURE, TOP_P
 from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class, engine_list
 from cosmos_workflow.errors import ConfigError, UsageError
@@ -52,10 +57,6 @@ DEFAULT_IMAGE = "nvcr.io/ubuntu/cosmos-transfer1:latest"
 
 #: one entry of CUDA_VISIBLE_DEVICES: an index, or a GPU / MIG UUID
 _DEVICE = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
-#: where Cosmos-Transfer1's download script puts the upsampler, inside its checkpoints folder
-UPSAMPLER_CHECKPOINT = Path("nvidia/Cosmos-UpsamplePrompt1-12B-Transfer")
-#: the checkpoints folder Cosmos-Transfer1 downloaded into (the one holding ``nvidia/``)
-CHECKPOINT_DIR_ENV = "COSMOS_CHECKPOINT_DIR"
 
 #: the COSMOS_* variables that are not settings, and where they are read; any other that is not
 #: a setting (env_name) is a typo, warned about (tests/unit/test_config.py keeps this list whole)
@@ -535,46 +536,15 @@ def _clips_dir(settings: UpsampleSettings, output: Path | None) -> Path | None:
 def resolve_model(
     settings: UpsampleSettings, *, env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> str:
-    """The checkpoint to load: ``model``, else Cosmos-Transfer1's upsampler where its download
-    script puts it (:func:`default_checkpoint`); a per-control folder is picked by ``control``."""
-    model = settings.model
+    """The checkpoint to load: ``model``, else the engine's own default (``fake``), else
+    Cosmos-Transfer1's upsampler where its download script puts it
+    (:func:`~cosmos_workflow.checkpoint.discovery.checkpoint_for`); a per-control folder is picked
+    by ``control``."""
     default = engine_class(settings.engine).default_model
-    if not model and default is not None:
+    if not settings.model and default is not None:
         return default
-    if not model:
-        model = str(default_checkpoint(os.environ if env is None else env, cwd or Path.cwd()))
-    if Path(model).is_dir():
-        from cosmos_workflow.checkpoint import pick_variant
-
-        return str(pick_variant(Path(model), settings.control))
-    return model
-
-
-def checkpoint_candidates(env: Mapping[str, str], cwd: Path) -> list[tuple[str, Path]]:
-    """Where the upsampler is looked for when no model is given, in this order (the first found
-    wins): ``$COSMOS_CHECKPOINT_DIR/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer``, then
-    ``checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer`` under the working directory."""
-    candidates = []
-    if env.get(CHECKPOINT_DIR_ENV):
-        root = Path(env[CHECKPOINT_DIR_ENV]).expanduser()
-        candidates.append((f"${CHECKPOINT_DIR_ENV}", root / UPSAMPLER_CHECKPOINT))
-    candidates.append(("the working directory", cwd / "checkpoints" / UPSAMPLER_CHECKPOINT))
-    return candidates
-
-
-def default_checkpoint(env: Mapping[str, str], cwd: Path) -> Path:
-    """The first of :func:`checkpoint_candidates` that exists, or one line saying where it looked."""
-    candidates = checkpoint_candidates(env, cwd)
-    for origin, path in candidates:
-        if path.is_dir():
-            log.info("no model given; using %s (under %s)", path, origin)
-            return path
-    looked = " and ".join(f"{path} ({origin})" for origin, path in candidates)
-    unset = "" if env.get(CHECKPOINT_DIR_ENV) else f"; ${CHECKPOINT_DIR_ENV} is not set"
-    raise ConfigError(
-        f"no model given and no upsampler checkpoint at {looked}{unset}: pass --model PATH to a "
-        "Pixtral/Cosmos upsampler checkpoint, a served model name with --engine openai, or --model "
-        "tiny-random to try the pipeline with a tiny random model"
+    return checkpoint_for(
+        settings.model, settings.control, env=os.environ if env is None else env, cwd=cwd or Path.cwd()
     )
 
 

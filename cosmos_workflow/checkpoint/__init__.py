@@ -1,8 +1,8 @@
 """Checkpoints: Mistral-format Pixtral -> Hugging Face Llava, and the per-control variant choice.
 
 ``params`` reads and checks params.json; ``convert`` writes the Hugging Face checkpoint the ``hf``
-engine loads; ``variants`` picks a folder of the older per-control layout. Importing this package
-imports neither torch nor transformers.
+engine loads; ``variants`` picks a folder of the older per-control layout; ``discovery`` finds the
+upsampler when no model is named. Importing this package imports neither torch nor transformers.
 """
 
 from __future__ import annotations

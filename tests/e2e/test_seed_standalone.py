@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_workflow.config import UPSAMPLER_CHECKPOINT
+from cosmos_workflow.checkpoint.discovery import UPSAMPLER_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_COMMAND = [

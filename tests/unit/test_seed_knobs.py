@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import typer
 
+from cosmos_workflow.checkpoint.discovery import UPSAMPLER_CHECKPOINT
 from cosmos_workflow.cli import app
 from cosmos_workflow.cli.options import given_settings
 from cosmos_workflow.config import (
     CONFIG_FILE,
-    UPSAMPLER_CHECKPOINT,
     RunOptions,
     options_from_keywords,
     resolve_model,
