@@ -19,8 +19,9 @@ Environment variables: ``COSMOS_<KEY>`` for ``[upsample]`` keys (``COSMOS_MAX_TO
 file is an error naming the key and the file; every value remembers where it came from
 (``cosmos-workflow config`` prints them).
 
-:func:`run_options` turns the ``[upsample]`` settings into the one frozen :class:`RunOptions` a run
-carries from start to end.
+:func:`run_options` turns the ``[upsample]`` settings into the one frozen
+:class:`~cosmos_workflow.options.RunOptions` a run carries from start to end (re-exported here
+with its types, as before the split).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.checkpoint.discovery import (
@@ -47,6 +48,11 @@ from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, 
 from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class, engine_list
 from cosmos_workflow.errors import ConfigError, UsageError
 from cosmos_workflow.media import FrameSampling
+from cosmos_workflow.options import Executor as Executor
+from cosmos_workflow.options import OnError as OnError
+from cosmos_workflow.options import RunOptions as RunOptions
+from cosmos_workflow.options import check_ray_engine as check_ray_engine
+from cosmos_workflow.options import default_clips_dir as default_clips_dir
 from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
 
 log = logging.getLogger("cosmos_workflow")
@@ -80,8 +86,6 @@ OTHER_VARIABLES = frozenset(
     }
 )
 
-OnError = Literal["error", "original"]
-Executor = Literal["local", "ray"]
 Control = Literal["vis", "edge", "depth", "seg"]
 EngineOptionValue = str | int | float | bool | None
 
@@ -434,63 +438,8 @@ def _invalid(
 
 
 # --------------------------------------------------------------------------------------------
-# The run's options
+# From the settings to the run's options (cosmos_workflow.options)
 # --------------------------------------------------------------------------------------------
-
-
-class RunOptions(BaseModel):
-    """Everything that shapes a run besides the items; built once by :func:`run_options`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    plan: PlanSettings = Field(default_factory=PlanSettings)
-    sampling: SamplingParams = Field(default_factory=SamplingParams)
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        8, description="requests per engine call, or 'auto' (from free GPU memory); halved on out-of-memory"
-    )
-    on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
-    force: bool = False
-    clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
-    workers: int = Field(2, ge=1, description="background preprocessing threads")
-    prefetch_batches: int = Field(2, ge=1)
-    offload_prompt_upsampler: bool = Field(
-        True, description="free the engine after each batch; False: the executor's owner keeps it loaded"
-    )
-    num_gpu: int = Field(1, ge=1, description="processes, one GPU each (torchrun here or on the remote)")
-    cuda_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the run, e.g. '0,1'")
-    executor: Executor = Field("local", description="where the jobs run: 'local' (or a torchrun rank), 'ray'")
-    ray_address: str | None = Field(None, description="the Ray cluster to join; None starts a local one")
-    ray_actors: int | None = Field(None, ge=1, description="engines in the Ray actor pool; None: one per GPU")
-
-    @model_validator(mode="after")
-    def _runs_on_the_executor(self) -> RunOptions:
-        if self.executor == "ray":
-            check_ray_engine(self.engine.engine)
-            if self.num_gpu > 1 or self.cuda_devices:
-                raise UsageError(
-                    "--num-gpu and --cuda-devices start torchrun on this host; with --executor ray the "
-                    "cluster gives each actor its GPU: drop them and pass --ray-actors N"
-                )
-        return self
-
-    def clips_folder(self, output: Path) -> Path:
-        """The folder the clips of ``output``'s records must lie in: ``clips_dir``, else the default
-        beside ``output`` (so a ``--no-clips`` rerun still accepts the clips an earlier run wrote)."""
-        return self.clips_dir or default_clips_dir(output)
-
-
-def default_clips_dir(output: Path) -> Path:
-    """``<output stem>_clips`` beside ``output``: where a run writes its clips unless told."""
-    return output.with_name(f"{output.stem}_clips")
-
-
-def check_ray_engine(engine: str) -> None:
-    """An engine whose class gives a :attr:`~cosmos_workflow.engines.Engine.ray_refusal` does not
-    run on Ray (``openai``: its server already batches): a UsageError with that reason."""
-    refusal = engine_class(engine).ray_refusal
-    if refusal is not None:
-        raise UsageError(f"--executor ray does not take --engine {engine}: {refusal}; drop --executor ray")
 
 
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:

@@ -49,11 +49,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cosmos_workflow.config import check_ray_engine
 from cosmos_workflow.engines import Engine, EngineConfig, engine_class, load_engine
 from cosmos_workflow.errors import ClusterError, CosmosWorkflowError, ModelLoadError, UsageError
 from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.executors.local import write_fallbacks
+from cosmos_workflow.options import check_ray_engine
 from cosmos_workflow.runner import Job, Runner, length_sorted_batches, prepare_job
 from cosmos_workflow.specs.results import UpsampleRecord
 from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for

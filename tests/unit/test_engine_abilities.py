@@ -7,13 +7,14 @@ import sys
 
 import pytest
 
-from cosmos_workflow.config import UpsampleSettings, check_ray_engine, resolve_model
+from cosmos_workflow.config import UpsampleSettings, resolve_model
 from cosmos_workflow.engines import ENGINES, Engine, EngineConfig, engine_class, engine_list
 from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.engines.hf import HFEngine
 from cosmos_workflow.engines.openai import OpenAIEngine
 from cosmos_workflow.engines.vllm import VLLMEngine
 from cosmos_workflow.errors import UsageError
+from cosmos_workflow.options import check_ray_engine
 
 
 def served(config: EngineConfig) -> OpenAIEngine:

@@ -1,0 +1,73 @@
+"""The run's options: the one frozen :class:`RunOptions` a run carries from start to end, built
+from the settings by :func:`cosmos_workflow.config.run_options` (or by a caller that needs no
+settings file: tests, scripts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cosmos_workflow.budget import PlanSettings
+from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class
+from cosmos_workflow.errors import UsageError
+
+OnError = Literal["error", "original"]
+Executor = Literal["local", "ray"]
+
+
+class RunOptions(BaseModel):
+    """Everything that shapes a run besides the items; built once by
+    :func:`cosmos_workflow.config.run_options`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan: PlanSettings = Field(default_factory=PlanSettings)
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        8, description="requests per engine call, or 'auto' (from free GPU memory); halved on out-of-memory"
+    )
+    on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
+    force: bool = False
+    clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
+    workers: int = Field(2, ge=1, description="background preprocessing threads")
+    prefetch_batches: int = Field(2, ge=1)
+    offload_prompt_upsampler: bool = Field(
+        True, description="free the engine after each batch; False: the executor's owner keeps it loaded"
+    )
+    num_gpu: int = Field(1, ge=1, description="processes, one GPU each (torchrun here or on the remote)")
+    cuda_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the run, e.g. '0,1'")
+    executor: Executor = Field("local", description="where the jobs run: 'local' (or a torchrun rank), 'ray'")
+    ray_address: str | None = Field(None, description="the Ray cluster to join; None starts a local one")
+    ray_actors: int | None = Field(None, ge=1, description="engines in the Ray actor pool; None: one per GPU")
+
+    @model_validator(mode="after")
+    def _runs_on_the_executor(self) -> RunOptions:
+        if self.executor == "ray":
+            check_ray_engine(self.engine.engine)
+            if self.num_gpu > 1 or self.cuda_devices:
+                raise UsageError(
+                    "--num-gpu and --cuda-devices start torchrun on this host; with --executor ray the "
+                    "cluster gives each actor its GPU: drop them and pass --ray-actors N"
+                )
+        return self
+
+    def clips_folder(self, output: Path) -> Path:
+        """The folder the clips of ``output``'s records must lie in: ``clips_dir``, else the default
+        beside ``output`` (so a ``--no-clips`` rerun still accepts the clips an earlier run wrote)."""
+        return self.clips_dir or default_clips_dir(output)
+
+
+def default_clips_dir(output: Path) -> Path:
+    """``<output stem>_clips`` beside ``output``: where a run writes its clips unless told."""
+    return output.with_name(f"{output.stem}_clips")
+
+
+def check_ray_engine(engine: str) -> None:
+    """An engine whose class gives a :attr:`~cosmos_workflow.engines.Engine.ray_refusal` does not
+    run on Ray (``openai``: its server already batches): a UsageError with that reason."""
+    refusal = engine_class(engine).ray_refusal
+    if refusal is not None:
+        raise UsageError(f"--executor ray does not take --engine {engine}: {refusal}; drop --executor ray")
