@@ -28,11 +28,11 @@ from cosmos_workflow.budget import Plan
 from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EncodedRequest, Engine, Generation, SamplingParams
 from cosmos_workflow.errors import CosmosWorkflowError, EngineError, GPUOutOfMemoryError
+from cosmos_workflow.families import Family
 from cosmos_workflow.journal import Journal
 from cosmos_workflow.postprocess import accept
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import Status, UpsampleRecord
-from cosmos_workflow.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,7 +114,7 @@ class Runner:
     def __init__(
         self,
         engine: Engine,
-        tokenizer: Tokenizer | Callable[[], Tokenizer],
+        tokenizer: Family | Callable[[], Family],
         options: RunOptions,
         journal: Journal | None = None,
     ) -> None:
@@ -125,9 +125,9 @@ class Runner:
         self.batch_size = options.batch_size if isinstance(options.batch_size, int) else 8
 
     @functools.cached_property
-    def tokenizer(self) -> Tokenizer:
+    def tokenizer(self) -> Family:
         """The tokenizer; given as a loader, it loads on first use (a Ray actor seldom needs one)."""
-        return self._tokenizer if isinstance(self._tokenizer, Tokenizer) else self._tokenizer()
+        return self._tokenizer if isinstance(self._tokenizer, Family) else self._tokenizer()
 
     def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> list[UpsampleRecord]:
         """Process jobs; records come back in the order of ``jobs`` (and go to the journal, if any)."""
@@ -362,7 +362,7 @@ def length_sorted_batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def prepare_job(job: Job, tokenizer: Tokenizer, options: RunOptions, *, pixel_values: bool = True) -> Job:
+def prepare_job(job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True) -> Job:
     """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
     try:
         prepared = prepare_request(job, tokenizer, options, pixel_values=pixel_values)
@@ -376,7 +376,7 @@ def prepare_job(job: Job, tokenizer: Tokenizer, options: RunOptions, *, pixel_va
 
 
 def prepare_request(
-    job: Job, tokenizer: Tokenizer, options: RunOptions, *, pixel_values: bool = True
+    job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True
 ) -> tuple[EncodedRequest, Path | None]:
     """Frames at the planned size, the optional clip, and the exact token ids."""
     from cosmos_workflow.errors import BudgetError
@@ -407,6 +407,8 @@ def prepare_request(
         token_ids=encoding.token_ids,
         frames=frames,
         pixel_values=encoding.pixel_values,
+        grid_thw=encoding.grid_thw,
+        video=encoding.video,
     )
     return request, clip
 
