@@ -103,6 +103,7 @@ class UpsampleSettings(_Section):
     engine_options: dict[str, EngineOptionValue] = Field(default_factory=dict)
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8
     max_model_len: int = Field(4096, ge=16)
+    max_vision_tokens: int | None = Field(None, ge=1, description="cap on the frames' tokens")
     max_tokens: int = Field(300, ge=1)
     temperature: float = Field(0.6, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -499,6 +500,7 @@ def plan_settings(settings: UpsampleSettings) -> PlanSettings:
         frame_sampling=settings.frame_sampling,
         max_tokens=settings.max_tokens,
         max_model_len=settings.max_model_len,
+        max_vision_tokens=settings.max_vision_tokens,
     )
 
 

@@ -23,6 +23,7 @@ from cosmos_workflow.cli.options import (
     MaxModelLen,
     MaxResolution,
     MaxTokens,
+    MaxVisionTokens,
     Model,
     NumFrames,
     NumGpu,
@@ -79,6 +80,7 @@ def upsample_prompts(
         str, typer.Option(help="requests per engine call, or 'auto' (from free GPU memory; hf engine)")
     ] = "8",
     max_model_len: MaxModelLen = 4096,
+    max_vision_tokens: MaxVisionTokens = None,
     max_tokens: MaxTokens = 300,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.6,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
