@@ -1,0 +1,60 @@
+"""The hf engine on a Qwen2.5-VL checkpoint: one batch may mix images, videos and text alone, and
+each answer is the one the request gets on its own (left padding changes nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, SamplingParams
+from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def folder(cache_dir: Path) -> Path:
+    from cosmos_workflow.engines.tiny_qwen import tiny_qwen_dir
+
+    return tiny_qwen_dir(cache_dir)
+
+
+def _request(
+    family: Qwen25VLFamily, key: str, prompt: str, frames: int, size: tuple[int, int]
+) -> EncodedRequest:
+    rng = np.random.default_rng(len(key))
+    images = [rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8) for _ in range(frames)]
+    encoding = family.encode(prompt, images)
+    return EncodedRequest(
+        key=key,
+        prompt=prompt,
+        token_ids=encoding.token_ids,
+        frames=images,
+        pixel_values=encoding.pixel_values,
+        grid_thw=encoding.grid_thw,
+        video=encoding.video,
+    )
+
+
+def test_a_mixed_batch_answers_as_each_request_alone(folder: Path) -> None:
+    from cosmos_workflow.engines.hf import load
+
+    engine = load(EngineConfig(engine="hf", model=str(folder), device="cpu"))
+    family = Qwen25VLFamily(folder)
+    requests = [
+        _request(family, "image", "A red cube on a table.", 1, (448, 448)),
+        _request(family, "video", "A car at night, the camera pans left.", 3, (476, 476)),
+        _request(family, "text", "Rain.", 0, (0, 0)),
+        _request(family, "video2", "Trees.", 2, (448, 504)),
+    ]
+    greedy = SamplingParams(temperature=0.0, max_tokens=12)
+    with engine:
+        together = engine.generate(requests, greedy)
+        alone = [engine.generate([r], greedy)[0] for r in requests]
+
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert [g.prompt_tokens for g in together] == [r.num_tokens for r in requests]
+    assert all(g.finish_reason in {"stop", "length"} and g.error is None for g in together)
+    assert requests[1].video and not requests[0].video and requests[1].grid_thw == [(2, 34, 34)]
