@@ -233,3 +233,32 @@ def test_named_models_and_mistral_folders_are_pixtral(tmp_path: Path) -> None:
     (tmp_path / "params.json").write_text("{}")
     for model in (None, "tiny-random", "pixtral-12b-random", str(tmp_path)):
         assert family_for(model).name == "pixtral"
+
+
+def test_a_llava_with_another_vision_tower_is_not_pixtral(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(
+        '{"model_type": "llava", "vision_config": {"model_type": "clip_vision_model"}}'
+    )
+
+    with pytest.raises(UsageError, match="clip_vision_model"):
+        family_for(str(tmp_path))
+
+
+def test_engine_auto_keeps_qwen_on_hf_and_vllm_refuses_it(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cosmos_workflow.engines import auto, vllm
+    from cosmos_workflow.engines.base import EngineConfig
+    from cosmos_workflow.errors import ModelLoadError
+    from cosmos_workflow.families import family_name
+
+    chosen: list[str] = []
+    monkeypatch.setattr(auto, "choose_engine", lambda: ("vllm", "a GPU and vllm"))
+    monkeypatch.setattr("cosmos_workflow.engines.load_engine", lambda config: chosen.append(config.engine))
+    auto.load(EngineConfig(engine="auto", model=str(folder)))
+    auto.load(EngineConfig(engine="auto", model="tiny-random"))
+
+    assert chosen == ["hf", "vllm"]
+    assert family_name(str(folder)) == "qwen2_5_vl" and family_name("tiny-random") == "pixtral"
+    with pytest.raises(ModelLoadError, match="use --engine hf"):
+        vllm.load(EngineConfig(engine="vllm", model=str(folder)))
