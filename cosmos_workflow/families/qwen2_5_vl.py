@@ -14,6 +14,7 @@ torchvision, which this project does not install.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -113,6 +114,7 @@ class Qwen25VLFamily(Family):
     def max_long_side(self) -> int:
         return MAX_LONG_SIDE
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one family per checkpoint; prompts repeat in plans
     def text_tokens(self, prompt: str) -> int:
         return len(self._chat_ids(prompt, None))
 

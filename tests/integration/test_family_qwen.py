@@ -262,3 +262,17 @@ def test_engine_auto_keeps_qwen_on_hf_and_vllm_refuses_it(
     assert family_name(str(folder)) == "qwen2_5_vl" and family_name("tiny-random") == "pixtral"
     with pytest.raises(ModelLoadError, match="use --engine hf"):
         vllm.load(EngineConfig(engine="vllm", model=str(folder)))
+
+
+def test_a_plan_the_engine_found_too_long_shrinks_in_qwens_arithmetic(family: Qwen25VLFamily) -> None:
+    plan = plan_item("x", PROMPT, _video(1920, 1080, 48), PlanSettings(max_resolution="auto"), family)
+
+    smaller = plan.shrunk(family, "the engine reported the request too long")
+
+    assert smaller is not None and smaller.width is not None and smaller.height is not None
+    assert max(smaller.width, smaller.height) < max(plan.width or 0, plan.height or 0)
+    assert smaller.width % 28 == 0 and smaller.height % 28 == 0
+    assert smaller.image_tokens == family.vision_tokens(plan.frames, smaller.width, smaller.height)
+    assert smaller.total_tokens == smaller.image_tokens + plan.text_tokens
+    frames = [np.zeros((smaller.height, smaller.width, 3), np.uint8)] * plan.frames
+    assert len(family.encode(PROMPT, frames, pixel_values=False).token_ids) == smaller.total_tokens

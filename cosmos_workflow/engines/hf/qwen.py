@@ -150,6 +150,12 @@ def load_qwen(config: EngineConfig, checkpoint: Path) -> HFQwenEngine:
         ) from exc
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelLoadError(f"cannot load {checkpoint} as a Qwen2.5-VL checkpoint: {exc}") from exc
+    if config.options:
+        logger.warning(
+            "hf engine: the speed options %s are for Pixtral checkpoints; Qwen2.5-VL runs transformers' "
+            "own generate without them",
+            ", ".join(sorted(config.options)),
+        )
     logger.info(
         "hf engine (Qwen2.5-VL, transformers generate): %s on %s (%s)", checkpoint, device, model.dtype
     )
