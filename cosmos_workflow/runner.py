@@ -409,8 +409,16 @@ def prepare_request(
         pixel_values=encoding.pixel_values,
         grid_thw=encoding.grid_thw,
         video=encoding.video,
+        frame_interval=frame_interval(plan.frame_indices, job.video.fps if job.video else None),
     )
     return request, clip
+
+
+def frame_interval(indices: Sequence[int], fps: float | None) -> float | None:
+    """Mean seconds between the frames sent (None for fewer than two frames or an unknown fps)."""
+    if len(indices) < 2 or not fps:
+        return None
+    return (indices[-1] - indices[0]) / (len(indices) - 1) / fps
 
 
 def build_record(

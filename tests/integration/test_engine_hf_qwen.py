@@ -35,6 +35,7 @@ def _request(
         pixel_values=encoding.pixel_values,
         grid_thw=encoding.grid_thw,
         video=encoding.video,
+        frame_interval=1 / 24 if frames > 1 else None,
     )
 
 
@@ -58,3 +59,26 @@ def test_a_mixed_batch_answers_as_each_request_alone(folder: Path) -> None:
     assert [g.prompt_tokens for g in together] == [r.num_tokens for r in requests]
     assert all(g.finish_reason in {"stop", "length"} and g.error is None for g in together)
     assert requests[1].video and not requests[0].video and requests[1].grid_thw == [(2, 34, 34)]
+
+
+def test_a_batch_carries_each_kind_of_visual_and_the_videos_timing(folder: Path) -> None:
+    import torch
+
+    from cosmos_workflow.engines.hf import load
+
+    family = Qwen25VLFamily(folder)
+    requests = [
+        _request(family, "video", "A car.", 3, (476, 476)),
+        _request(family, "image", "A cube.", 1, (448, 448)),
+        _request(family, "text", "Rain.", 0, (0, 0)),
+    ]
+    with load(EngineConfig(engine="hf", model=str(folder), device="cpu")) as engine:
+        batch = engine._batch(requests, torch)
+
+    assert batch["input_ids"].shape == (3, max(r.num_tokens for r in requests))
+    assert batch["attention_mask"].sum(dim=1).tolist() == [r.num_tokens for r in requests]
+    assert batch["image_grid_thw"].tolist() == [[1, 32, 32]]
+    assert batch["video_grid_thw"].tolist() == [[2, 34, 34]]
+    assert batch["pixel_values"].shape == (32 * 32, 1176)
+    assert batch["pixel_values_videos"].shape == (2 * 34 * 34, 1176)
+    assert batch["second_per_grid_ts"].tolist() == pytest.approx([2 / 24])

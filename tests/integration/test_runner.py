@@ -336,3 +336,12 @@ def test_auto_batch_size_asks_the_engine_and_evens_the_batches_out(
     )
     assert [len(b) for b in engine.batches] == batches
     assert engine.asked[1] == 300 and engine.asked[0] >= 7
+
+
+def test_the_frame_interval_is_the_mean_time_between_the_frames_sent() -> None:
+    from cosmos_workflow.runner import frame_interval
+
+    assert frame_interval([0, 1], 24.0) == pytest.approx(1 / 24)
+    assert frame_interval([0, 10, 20], 20.0) == pytest.approx(0.5)
+    assert frame_interval([5], 24.0) is None
+    assert frame_interval([0, 1], None) is None

@@ -20,7 +20,7 @@ import numpy as np
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.hf.device import free_cuda, is_out_of_memory, pick_device, release_failed_call
 from cosmos_workflow.errors import EngineError, GPUOutOfMemoryError, ModelLoadError
-from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
+from cosmos_workflow.families.qwen2_5_vl import TEMPORAL, Qwen25VLFamily
 
 logger = logging.getLogger("cosmos_workflow")
 
@@ -83,6 +83,10 @@ class HFQwenEngine(Engine):
                 grid = [list(g) for r in chosen for g in r.grid_thw]
                 batch[pixels] = torch.from_numpy(patches).to(self.device, self._model.dtype)
                 batch[grids] = torch.tensor(grid, dtype=torch.long, device=self.device)
+        videos = [r for r in requests if r.pixel_values and r.video]
+        if videos:  # seconds per temporal patch (the processor's temporal_patch_size / fps); 1 if unknown
+            seconds = [TEMPORAL * r.frame_interval if r.frame_interval else 1.0 for r in videos]
+            batch["second_per_grid_ts"] = torch.tensor(seconds, dtype=torch.float32, device=self.device)
         return batch
 
     def _answer(self, request: EncodedRequest, new: list[int]) -> Generation:
