@@ -18,9 +18,8 @@ from typing import Any
 from cosmos_workflow.engines.tiny import ANSWER_TOKENS, SEED, cache_root, cached_build
 from cosmos_workflow.errors import ModelLoadError
 
-#: The model name that builds (once) and uses the tiny Qwen2.5-VL checkpoint. Bump the folder's
-#: version when the architecture, tokenizer or seed changes, so stale caches are never reused.
-TINY_QWEN_MODEL = "tiny-random-qwen"
+#: The tiny checkpoint's folder in the cache (pass it as ``--model``). Bump its version when the
+#: architecture, tokenizer or seed changes, so stale caches are never reused.
 TINY_QWEN_FOLDER = "tiny-random-qwen2_5_vl-v1"
 REQUIRED_FILES = (
     "config.json",
