@@ -93,7 +93,7 @@ class Plan(BaseModel):
         if max(width, height) >= current:
             return None
         images = tokenizer.vision_tokens(self.frames, width, height)
-        changes = [*self.changes, f"resolution {current}->{long_side} px long side: {reason}"]
+        changes = [*self.changes, f"resolution {current}->{max(width, height)} px long side: {reason}"]
         return self.model_copy(
             update={
                 "width": width,

@@ -88,7 +88,7 @@ def request_key(item: BatchItem, options: RunOptions) -> str:
         "name": item.name,
         "prompt": item.prompt,
         "video": _video_identity(item.video_path),
-        "plan": options.plan.model_dump(mode="json"),
+        "plan": _plan_key(options),
         "sampling": options.sampling.model_dump(mode="json"),
         "engine": options.engine.engine,
         "model": options.engine.model,
@@ -96,6 +96,15 @@ def request_key(item: BatchItem, options: RunOptions) -> str:
     }
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _plan_key(options: RunOptions) -> dict[str, object]:
+    """The plan settings in a key: a setting added later is left out at its default, so the keys
+    of earlier runs (and their resume) stay as they were."""
+    plan: dict[str, object] = options.plan.model_dump(mode="json")
+    if plan.get("max_vision_tokens") is None:
+        del plan["max_vision_tokens"]
+    return plan
 
 
 def _video_identity(path: Path | None) -> list[object] | None:
