@@ -23,10 +23,11 @@ What it does, in one process, on one loaded model (random bf16 weights built on 
    into prefill and decoding steps;
 6. optional **ablations** (``--ablations``): decoding-step time of one batch under other settings.
 
-It prints a summary and writes ``results.json`` (every figure) into ``--out``. The roofline uses
-the datasheet figures of the card in use (HBM bandwidth and dense bf16 rate: H200 4.8 TB/s, H100
-3.35 TB/s, both 989 TFLOP/s); the copy bandwidth and matrix rate measured on the card at the start
-are reported beside it, with the roofline they give.
+It prints a summary and writes ``results.json`` (every figure) into ``--out``. The roofline takes,
+per phase, the larger of compute time and memory time (``roofline``), from the datasheet figures of
+the card in use (HBM bandwidth and dense bf16 rate: H200 4.8 TB/s, H100 3.35 TB/s, both 989
+TFLOP/s) and from the copy bandwidth and matrix rate measured on the card at the start; both are
+reported.
 
 Start-up: the time from process start to the model being built and to the first fast batch being
 out (it includes compiling the decoding step, or loading it from the compile cache: pass
@@ -364,13 +365,16 @@ def datasheet(gpu: str) -> tuple[str, Ceilings]:
 def roofline(
     shape: Shape, prompts: Sequence[int], patches_per_request: int, max_tokens: int, ceilings: Ceilings
 ) -> dict[str, float]:
-    """Ideal seconds for one batch: prefill FLOPs at ``ceilings.flops``, decoding bytes at
-    ``ceilings.bytes_per_s``.
+    """Ideal seconds for one batch: each phase takes the larger of its compute time (FLOPs at
+    ``ceilings.flops``) and its memory time (bytes at ``ceilings.bytes_per_s``).
 
-    Prefill: 2 FLOPs per weight per prompt token in the decoder, causal attention (QK^T and PV),
-    the vision tower and projector per patch with per-image attention. Decoding: every step reads
-    the decoder's weights once plus each request's KV cache as it stands (prompt + tokens so far);
-    only real tokens count (no padding, no static-cache slack).
+    Prefill FLOPs: 2 per weight per prompt token in the decoder, causal attention (QK^T and PV),
+    the vision tower and projector per patch with per-image attention; prefill bytes: the weights
+    read once and the KV cache written once. Decoding FLOPs: 2 per weight per request per step,
+    plus attention over each request's cache as it stands; decoding bytes: every step reads the
+    decoder's weights once plus each request's KV cache (prompt + tokens so far). Only real
+    tokens count (no padding, no static-cache slack). At batch 256 a decoding step is bound by
+    both: counting bytes alone overstates what the card can do.
     """
     prefill_flops = 0.0
     for tokens in prompts:
@@ -379,18 +383,30 @@ def roofline(
         prefill_flops += 2 * shape.vision_linear_params * patches_per_request
         per_image = patches_per_request // 2 or patches_per_request
         prefill_flops += 2 * 4 * shape.vision_layers * per_image * per_image * shape.vision_width
-    kv_bytes = sum(
-        (tokens + (max_tokens - 1) / 2) * max_tokens * shape.kv_bytes_per_token for tokens in prompts
-    )
-    decode_bytes = max_tokens * shape.decode_weight_bytes + kv_bytes
-    prefill_s = prefill_flops / ceilings.flops
-    decode_s = decode_bytes / ceilings.bytes_per_s
+    prefill_bytes = shape.decode_weight_bytes + sum(prompts) * shape.kv_bytes_per_token
+    # the cache each request holds, summed over the steps: (prompt + (max_tokens - 1) / 2) per step
+    cached_tokens = sum((tokens + (max_tokens - 1) / 2) * max_tokens for tokens in prompts)
+    decode_bytes = max_tokens * shape.decode_weight_bytes + cached_tokens * shape.kv_bytes_per_token
+    decode_flops = 2 * shape.layer_linear_params * len(prompts) * max_tokens
+    decode_flops += 4 * shape.layers * cached_tokens * shape.q_width  # QK^T and PV per cached token
+    phases = {
+        "prefill_compute_s": prefill_flops / ceilings.flops,
+        "prefill_memory_s": prefill_bytes / ceilings.bytes_per_s,
+        "decode_compute_s": decode_flops / ceilings.flops,
+        "decode_memory_s": decode_bytes / ceilings.bytes_per_s,
+    }
+    prefill_s = max(phases["prefill_compute_s"], phases["prefill_memory_s"])
+    decode_s = max(phases["decode_compute_s"], phases["decode_memory_s"])
     return {
         "prefill_flops": prefill_flops,
+        "prefill_bytes": prefill_bytes,
         "prefill_s": prefill_s,
+        "decode_flops": decode_flops,
         "decode_bytes": decode_bytes,
         "decode_s": decode_s,
         "decode_step_s": decode_s / max_tokens,
+        "decode_bound": "compute" if phases["decode_compute_s"] > phases["decode_memory_s"] else "memory",
+        **phases,
         "batch_s": prefill_s + decode_s,
         "requests_per_s": len(prompts) / (prefill_s + decode_s),
     }
@@ -626,7 +642,9 @@ def summary(results: Results) -> str:
         f"speedup {results.get('speedup_vs_baseline', float('nan')):.1f}x; "
         f"batch {results['prefill']['requests']}: {decode['batch_s']:.2f} s, "
         f"prefill {results['prefill']['seconds']:.2f} s, step {1000 * decode['step_s']:.1f} ms "
-        f"(datasheet roofline {1000 * sheet['batch']['decode_step_s']:.1f} ms); "
+        f"(roofline {1000 * sheet['batch']['decode_step_s']:.1f} ms datasheet, "
+        f"{1000 * measured.get('batch', {}).get('decode_step_s', float('nan')):.1f} ms measured ceilings, "
+        f"{sheet['batch']['decode_bound']}-bound); "
         f"roofline {sheet['batch']['requests_per_s']:.2f} req/s (datasheet), "
         f"{100 * sheet['fraction_of_batch']:.0f}% of it per batch, "
         f"{100 * sheet['fraction_of_wall']:.0f}% over the run; "

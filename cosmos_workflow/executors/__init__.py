@@ -1,4 +1,4 @@
-"""Where planned jobs run: this process, a torchrun rank, a Ray actor pool, (next) a remote host.
+"""Where planned jobs run: this process, a torchrun rank, a Ray actor pool, a remote host.
 
 Every executor implements :class:`Executor`; :func:`executor_for` picks the one the options ask
 for (``executor = "ray"``) or the one this process is in (a torchrun rank when started by torchrun

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from cosmos_workflow.errors import InputFileError
+from cosmos_workflow.specs.figures import ResultFigures
 from cosmos_workflow.specs.manager import StoredSpec
 from cosmos_workflow.specs.results import UpsampleRecord
 from cosmos_workflow.userfiles import GiB, UserFile, read_user_text
@@ -25,9 +25,10 @@ PENDING = "pending"
 _RECORDS = TypeAdapter(list[UpsampleRecord])
 
 
-@dataclass(frozen=True, kw_only=True)
-class Shot:
-    """One reviewed item: what went in, what the model saw, what it wrote."""
+class Shot(ResultFigures):
+    """One reviewed item: what went in, what the model saw (its figures), what it wrote."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     original_prompt: str
@@ -37,28 +38,19 @@ class Shot:
     error: str | None = None
     video_path: str | None = None
     preprocessed_video: str | None = None
-    frame_indices: list[int] = field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
-    source_width: int | None = None
-    source_height: int | None = None
-    image_tokens: int = 0
-    text_tokens: int = 0
-    completion_tokens: int = 0
-    max_tokens: int = 0
-    max_model_len: int = 0
-    finish_reason: str | None = None
-    plan_changes: list[str] = field(default_factory=list)
     model: str = ""
     engine: str = ""
-    sampling: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = Field(default_factory=dict)
     timestamp: str | None = None
-    source_file: str | None = None
-    """The spec file the shot came from (spec folders only)."""
+    source_file: str | None = Field(None, description="the spec file the shot came from (spec folders only)")
 
-    @property
-    def prompt_tokens(self) -> int:
-        return self.image_tokens + self.text_tokens
+    @model_validator(mode="before")
+    @classmethod
+    def _prompt_is_images_and_text(cls, data: Any) -> Any:
+        """A shot's prompt is its images plus its text, unless given."""
+        if isinstance(data, dict) and "prompt_tokens" not in data:
+            return {**data, "prompt_tokens": data.get("image_tokens", 0) + data.get("text_tokens", 0)}
+        return data
 
     @property
     def total_tokens(self) -> int:
@@ -73,8 +65,14 @@ class Shot:
         return None
 
 
+#: what a shot takes, by name, from the records and params it is read from; its prompt tokens are
+#: counted from images and text (hand-written params may hold those alone)
+_SHOT_FIELDS: set[str] = set(Shot.model_fields) - {"prompt_tokens"}
+
+
 def shot_from_record(record: UpsampleRecord) -> Shot:
-    return Shot(**record.model_dump(include=_shot_fields()))
+    """The record's shot: the fields they share, by name (figures, item and engine)."""
+    return Shot(**record.model_dump(include=_SHOT_FIELDS))
 
 
 def shot_from_spec(stored: StoredSpec) -> Shot:
@@ -83,7 +81,7 @@ def shot_from_spec(stored: StoredSpec) -> Shot:
     if params is None:
         return _unparameterised_spec(stored)
     return Shot(
-        **params.model_dump(include=_shot_fields()),  # the run's figures, field for field
+        **params.model_dump(include=_SHOT_FIELDS),  # figures, status, video, model, engine, sampling
         name=spec.name,
         original_prompt=spec.prompt,
         upsampled_prompt=spec.upsampled_prompt,
@@ -91,11 +89,6 @@ def shot_from_spec(stored: StoredSpec) -> Shot:
         timestamp=spec.upsampled_at.isoformat() if spec.upsampled_at else None,
         source_file=str(stored.path),
     )
-
-
-def _shot_fields() -> set[str]:
-    """What a shot shares, by name, with the records it is read from."""
-    return {f.name for f in fields(Shot)}
 
 
 def _unparameterised_spec(stored: StoredSpec) -> Shot:

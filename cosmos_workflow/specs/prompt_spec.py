@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cosmos_workflow.specs.figures import ResultFigures
+
 Modality = Literal["vis", "edge", "depth", "seg"]
 MODALITIES: tuple[Modality, ...] = ("vis", "edge", "depth", "seg")
 
@@ -44,8 +46,8 @@ def spec_id(prompt: str, input_video_path: str | None, control_inputs: Mapping[M
     return f"ps_{digest[:16]}"
 
 
-class UpsamplingParams(BaseModel):
-    """How ``upsampled_prompt`` was made: enough to reproduce it or judge it."""
+class _HowMade(BaseModel):
+    """Who made the result and from which video: upsampling_params' first fields."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,23 +61,22 @@ class UpsamplingParams(BaseModel):
     preprocess: bool = True
     max_resolution: int | Literal["auto"] = 480
     frame_sampling: str = "first"
-    frames: int = 0
-    frame_indices: list[int] = Field(default_factory=list)
-    width: int | None = Field(None, description="frame width sent to the model")
-    height: int | None = Field(None, description="frame height sent to the model")
-    source_width: int | None = None
-    source_height: int | None = None
-    prompt_tokens: int = 0
-    image_tokens: int = 0
-    text_tokens: int = 0
-    completion_tokens: int = 0
-    max_tokens: int = 0
-    max_model_len: int = 0
-    finish_reason: str | None = None
-    plan_changes: list[str] = Field(default_factory=list)
+
+
+class _RunTrace(BaseModel):
+    """The sampling, the clip and the journal key: upsampling_params' last fields, after its figures."""
+
+    model_config = ConfigDict(extra="forbid")
+
     sampling: dict[str, Any] = Field(default_factory=dict)
     preprocessed_video: str | None = None
     request_key: str = Field("", description="the run journal's key for this request")
+
+
+class UpsamplingParams(_RunTrace, ResultFigures, _HowMade):
+    """How ``upsampled_prompt`` was made: enough to reproduce it or judge it."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class PromptSpec(BaseModel):

@@ -19,11 +19,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from cosmos_workflow.specs.figures import ResultFigures
 
 Status = Literal["ok", "text_only", "fallback", "error"]
 
@@ -38,8 +39,8 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class UpsampleRecord(BaseModel):
-    """One item's result, as written to the output JSON list and the journal."""
+class _RecordItem(BaseModel):
+    """The item and its outcome: a record's first fields."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -51,20 +52,13 @@ class UpsampleRecord(BaseModel):
     status: Status
     error: str | None = None
     warning: str | None = None
-    frames: NonNegativeInt = 0
-    frame_indices: list[NonNegativeInt] = Field(default_factory=list)
-    width: NonNegativeInt | None = None
-    height: NonNegativeInt | None = None
-    source_width: NonNegativeInt | None = None
-    source_height: NonNegativeInt | None = None
-    prompt_tokens: NonNegativeInt = 0
-    image_tokens: NonNegativeInt = 0
-    text_tokens: NonNegativeInt = 0
-    completion_tokens: NonNegativeInt = 0
-    max_tokens: NonNegativeInt = 0
-    max_model_len: NonNegativeInt = 0
-    finish_reason: str | None = None
-    plan_changes: list[str] = Field(default_factory=list)
+
+
+class _RecordRun(BaseModel):
+    """Who answered and how: a record's last fields, after its figures."""
+
+    model_config = ConfigDict(extra="forbid")
+
     model: str = ""
     engine: str = ""
     sampling: dict[str, Any] = Field(default_factory=dict)
@@ -74,6 +68,13 @@ class UpsampleRecord(BaseModel):
         min_length=1, description="hash of everything that determines the answer; the journal's key"
     )
     timestamp: str = Field(default_factory=utc_now)
+
+
+class UpsampleRecord(_RecordRun, ResultFigures, _RecordItem):
+    """One item's result, as written to the output JSON list and the journal: the item's fields,
+    then its figures, then the run's (the bases in reverse give that order; see ``specs.figures``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     @property
     def done(self) -> bool:

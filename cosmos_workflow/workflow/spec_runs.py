@@ -126,14 +126,6 @@ def unique_names(specs: Sequence[PromptSpec]) -> list[str]:
     return names
 
 
-#: what a spec's upsampling_params copies from the run's record, field for field (status and
-#: video_path mean something else there and are set explicitly)
-_SHARED_FIGURES: set[str] = (set(UpsampleRecord.model_fields) & set(UpsamplingParams.model_fields)) - {
-    "status",
-    "video_path",
-}
-
-
 def apply_record(
     spec: PromptSpec, record: UpsampleRecord, choice: VideoChoice, options: RunOptions
 ) -> PromptSpec:
@@ -141,6 +133,8 @@ def apply_record(
     notes = [n for n in (choice.note, record.warning) if n]
     params = UpsamplingParams(
         tool_version=__version__,
+        model=record.model,
+        engine=record.engine,
         status="text_only" if record.status == "text_only" else "ok",
         video_path=choice.path if record.frames else None,
         video_source=choice.source,
@@ -148,7 +142,9 @@ def apply_record(
         preprocess=options.plan.preprocess,
         max_resolution=options.plan.max_resolution,
         frame_sampling=options.plan.frame_sampling,
-        **record.model_dump(include=_SHARED_FIGURES),
+        **record.figures(),
+        sampling=record.sampling,
+        preprocessed_video=record.preprocessed_video,
         request_key=record.key,
     )
     return spec.model_copy(

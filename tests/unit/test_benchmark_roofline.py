@@ -1,0 +1,69 @@
+"""The GPU benchmark's roofline (issue 26): each phase costs the larger of its compute time and its
+memory time, so a decoding step at batch 256 is not credited with bandwidth alone."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gpu_upsample", ROOT / "benchmarks" / "gpu_upsample.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_upsample"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def pixtral_12b(bench: ModuleType) -> object:
+    """Mistral-NeMo-12B's decoder (Pixtral-12B's): 40 layers, width 5120, 32 query and 8 KV heads
+    of 128, MLP 14336, vocabulary 131072; a 24-layer, 1024-wide vision tower of 16-px patches."""
+    per_layer = 5120 * 4096 + 2 * 5120 * 1024 + 4096 * 5120 + 3 * 5120 * 14336
+    layers = 40 * per_layer
+    return bench.Shape(
+        decode_weight_bytes=2 * (layers + 131072 * 5120),
+        layer_linear_params=layers,
+        kv_bytes_per_token=2 * 40 * 8 * 128 * 2,
+        layers=40,
+        q_width=32 * 128,
+        vision_linear_params=24 * 12 * 1024 * 1024,
+        vision_layers=24,
+        vision_width=1024,
+        patch=16,
+    )
+
+
+def test_batch_256_decoding_is_memory_bound_at_the_issue_figures(bench: ModuleType) -> None:
+    """The issue's arithmetic: 23 GB of weights and ~52 GB of cache a step (15.7 ms at 4.8 TB/s),
+    about 6 TFLOP of products (6-7 ms at 989 TFLOP/s): the step costs the larger."""
+    line = bench.roofline(pixtral_12b(bench), [1090] * 256, 1020, 300, bench.DATASHEETS["H200"])
+    assert line["decode_bound"] == "memory"
+    assert 0.015 < line["decode_step_s"] < 0.0165
+    assert 0.0055 < line["decode_compute_s"] / 300 < 0.007
+    assert line["decode_s"] == max(line["decode_compute_s"], line["decode_memory_s"])
+    assert line["prefill_s"] == max(line["prefill_compute_s"], line["prefill_memory_s"])
+    assert line["batch_s"] == line["prefill_s"] + line["decode_s"]
+
+
+def test_a_card_with_more_bandwidth_is_held_by_its_compute(bench: ModuleType) -> None:
+    fast_memory = bench.Ceilings(bytes_per_s=100e12, flops=989e12)
+    line = bench.roofline(pixtral_12b(bench), [1090] * 256, 1020, 300, fast_memory)
+    assert line["decode_bound"] == "compute"
+    assert line["decode_s"] == line["decode_compute_s"] > line["decode_memory_s"]
+    bytes_only = line["decode_memory_s"] / 300
+    assert line["decode_step_s"] > 5 * bytes_only  # counting bytes alone would promise 5x too much
+
+
+def test_one_request_decoding_is_bound_by_reading_the_weights(bench: ModuleType) -> None:
+    line = bench.roofline(pixtral_12b(bench), [1090], 1020, 300, bench.DATASHEETS["H200"])
+    weights_s = pixtral_12b(bench).decode_weight_bytes / 4.8e12  # type: ignore[attr-defined]
+    assert line["decode_bound"] == "memory"
+    assert weights_s < line["decode_step_s"] < 1.05 * weights_s
