@@ -83,3 +83,25 @@ def test_upsample_prompts_runs_the_examples_with_the_hf_engine(
         assert record["upsampled_prompt"] and record["finish_reason"] == "stop"
         assert record["prompt_tokens"] == record["image_tokens"] + record["text_tokens"]
     assert {r["frames"] for r in records if r["video_path"]} == {int(frames)}
+
+
+def test_a_spec_folder_is_upsampled_with_the_qwen_checkpoint(qwen_dir: Path, tmp_path: Path) -> None:
+    from cosmos_workflow.specs.manager import load_spec
+
+    specs = tmp_path / "prompts"
+    video = EXAMPLES / "videos" / "city_night_720p.mp4"
+    made = cli("create-spec", "city", "A city at night", "--video", str(video), "--specs-dir", str(specs))
+    assert made.returncode == 0, made.stderr
+    args = ["upsample-prompts", "--input-dir", str(specs), "--engine", "hf", "--model", str(qwen_dir)]
+    args += ["--temperature", "0", "-q"]
+
+    first = cli(*args)
+    second = cli(*args)
+
+    assert first.returncode == 0, first.stderr
+    assert "1 updated, 0 skipped (already upsampled), 0 failed" in first.stderr
+    spec = load_spec(Path(made.stdout.strip()))
+    params = spec.upsampling_params
+    assert spec.upsampled_prompt and params is not None and params.finish_reason == "stop"
+    assert params.width is not None and params.width % 28 == 0 and params.frames == 2
+    assert second.returncode == 0 and "nothing to do" in second.stderr
