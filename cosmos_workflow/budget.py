@@ -185,8 +185,10 @@ def _plan_fitted(
         )
     frames, (width, height) = choice
     images = tok.vision_tokens(frames, width, height)
-    wanted_size = tok.fitted_size(video.width, video.height, wanted_long)
-    changes = _changes(video, settings, wanted_frames, max(wanted_size), frames, max(width, height))
+    grid_long = max(tok.fitted_size(video.width, video.height, wanted_long))
+    changes = _changes(video, settings, wanted_frames, grid_long, frames, max(width, height))
+    if grid_long >= wanted_long + tok.step:  # the family's smallest frame is larger than asked
+        changes.insert(0, f"resolution {wanted_long}->{grid_long} px long side: the model's smallest frames")
     return Plan(
         **base,
         width=width,

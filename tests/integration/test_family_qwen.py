@@ -276,3 +276,12 @@ def test_a_plan_the_engine_found_too_long_shrinks_in_qwens_arithmetic(family: Qw
     assert smaller.total_tokens == smaller.image_tokens + plan.text_tokens
     frames = [np.zeros((smaller.height, smaller.width, 3), np.uint8)] * plan.frames
     assert len(family.encode(PROMPT, frames, pixel_values=False).token_ids) == smaller.total_tokens
+
+
+def test_a_long_side_below_the_processors_minimum_is_raised_and_said(family: Qwen25VLFamily) -> None:
+    plan = plan_item("x", PROMPT, _video(1280, 720, 48), PlanSettings(max_resolution=480), family)
+
+    assert plan.width is not None and plan.height is not None
+    assert plan.width * plan.height >= family.processor.min_pixels
+    assert plan.status == "adjusted"
+    assert plan.changes == [f"resolution 480->{plan.width} px long side: the model's smallest frames"]
