@@ -82,3 +82,20 @@ def test_a_batch_carries_each_kind_of_visual_and_the_videos_timing(folder: Path)
     assert batch["pixel_values"].shape == (32 * 32, 1176)
     assert batch["pixel_values_videos"].shape == (2 * 34 * 34, 1176)
     assert batch["second_per_grid_ts"].tolist() == pytest.approx([2 / 24])
+
+
+def test_ignore_eos_answers_run_to_max_tokens_and_other_options_are_named(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The benchmarks' switch: random weights stop anywhere; with it every answer has max_tokens."""
+    from cosmos_workflow.engines.hf import load
+
+    options: dict[str, str | int | float | bool | None] = {"ignore_eos": True, "compile": True}
+    engine = load(EngineConfig(engine="hf", model=str(folder), device="cpu", options=options))
+    family = Qwen25VLFamily(folder)
+    requests = [_request(family, f"r{n}", "Rain on a street.", 2, (448, 448)) for n in range(3)]
+    with engine:
+        answers = engine.generate(requests, SamplingParams(temperature=0.0, max_tokens=40))
+    assert [(g.completion_tokens, g.finish_reason) for g in answers] == [(40, "length")] * 3
+    [warning] = [r.getMessage() for r in caplog.records if "speed options" in r.getMessage()]
+    assert "compile" in warning and "ignore_eos" not in warning

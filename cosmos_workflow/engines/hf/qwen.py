@@ -24,6 +24,9 @@ from cosmos_workflow.families.qwen2_5_vl import TEMPORAL, Qwen25VLFamily
 
 logger = logging.getLogger("cosmos_workflow")
 
+#: the hf engine options the Qwen2.5-VL path reads (the benchmarks' switch to answer to max_tokens)
+QWEN_OPTIONS = frozenset({"ignore_eos"})
+
 
 class HFQwenEngine(Engine):
     """A loaded ``Qwen2_5_VLForConditionalGeneration``; one ``generate`` call per batch."""
@@ -52,7 +55,7 @@ class HFQwenEngine(Engine):
             with torch.inference_mode():
                 if sampling.seed is not None:
                     torch.manual_seed(sampling.seed)
-                out = self._model.generate(**inputs, **_generation_kwargs(sampling, self.pad_id))
+                out = self._model.generate(**inputs, **self._generation_kwargs(sampling))
         except Exception as exc:
             if is_out_of_memory(exc, torch):
                 release_failed_call(exc, torch)
@@ -63,6 +66,10 @@ class HFQwenEngine(Engine):
             raise EngineError(f"Qwen2.5-VL generate failed: {type(exc).__name__}: {exc}") from exc
         width = inputs["input_ids"].shape[1]
         return [self._answer(r, row[width:].tolist()) for r, row in zip(requests, out, strict=True)]
+
+    def _generation_kwargs(self, sampling: SamplingParams) -> dict[str, Any]:
+        ignore_eos = bool(self.config.options.get("ignore_eos"))
+        return _generation_kwargs(sampling, self.pad_id, ignore_eos=ignore_eos)
 
     def _batch(self, requests: Sequence[EncodedRequest], torch: Any) -> dict[str, Any]:
         """Left-padded ids and mask, and the visuals split into images and videos, in order."""
@@ -113,7 +120,7 @@ class HFQwenEngine(Engine):
             raise EngineError("the engine is closed")
 
 
-def _generation_kwargs(sampling: SamplingParams, pad_id: int) -> dict[str, Any]:
+def _generation_kwargs(sampling: SamplingParams, pad_id: int, *, ignore_eos: bool = False) -> dict[str, Any]:
     greedy = sampling.temperature == 0
     kwargs: dict[str, Any] = {
         "max_new_tokens": sampling.max_tokens,
@@ -122,6 +129,8 @@ def _generation_kwargs(sampling: SamplingParams, pad_id: int) -> dict[str, Any]:
     }
     if not greedy:
         kwargs |= {"temperature": sampling.temperature, "top_p": sampling.top_p}
+    if ignore_eos:  # benchmarks: every answer runs to max_tokens (random weights stop anywhere)
+        kwargs["min_new_tokens"] = sampling.max_tokens
     return kwargs
 
 
@@ -154,11 +163,11 @@ def load_qwen(config: EngineConfig, checkpoint: Path) -> HFQwenEngine:
         ) from exc
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelLoadError(f"cannot load {checkpoint} as a Qwen2.5-VL checkpoint: {exc}") from exc
-    if config.options:
+    if unused := sorted(set(config.options) - QWEN_OPTIONS):
         logger.warning(
             "hf engine: the speed options %s are for Pixtral checkpoints; Qwen2.5-VL runs transformers' "
             "own generate without them",
-            ", ".join(sorted(config.options)),
+            ", ".join(unused),
         )
     logger.info(
         "hf engine (Qwen2.5-VL, transformers generate): %s on %s (%s)", checkpoint, device, model.dtype
