@@ -28,12 +28,12 @@ from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.executors import Executor, KeyedItem, RunContext
 from cosmos_workflow.executors.choice import choose
 from cosmos_workflow.executors.merge import MergeResult, by_key, merge_output, merge_records
+from cosmos_workflow.families import Family, family_for
 from cosmos_workflow.files import exclusive_lock, lock_path_for, write_json_atomic
 from cosmos_workflow.journal import Journal, OnSaved, done_keys, journal_path_for, journals_for, set_aside
 from cosmos_workflow.paths import check_paths
 from cosmos_workflow.runner import Job, Progress, RunResult, request_key
 from cosmos_workflow.specs.batch import BatchItem, Problem, load_batch
-from cosmos_workflow.tokenizer import Tokenizer, load_tokenizer, tokenizer_path_for
 
 if TYPE_CHECKING:
     from cosmos_workflow.executors.remote import RemoteConfig
@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("cosmos_workflow")
 
 
-def tokenizer_for(model: str | Path | None) -> Tokenizer:
-    """The checkpoint's own tokenizer when ``model`` is a folder with ``tekken.json``, else Pixtral's."""
-    return load_tokenizer(tokenizer_path_for(model))
+def tokenizer_for(model: str | Path | None) -> Family:
+    """The checkpoint's model family, with its own tokenizer (Pixtral's for a named model)."""
+    return family_for(model)
 
 
 def plan(
@@ -56,7 +56,7 @@ def plan(
         yield plan_job(KeyedItem(item, ""), settings, tokenizer).plan
 
 
-def plan_job(keyed: KeyedItem, settings: PlanSettings, tokenizer: Tokenizer) -> Job:
+def plan_job(keyed: KeyedItem, settings: PlanSettings, tokenizer: Family) -> Job:
     """The planner's one call for an item: probe the video, fit the request, keep both on the job."""
     video, problem = probe_item(keyed.item)
     planned = plan_item(keyed.item.name, keyed.item.prompt, video, settings, tokenizer, video_problem=problem)

@@ -18,14 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
 from cosmos_workflow.errors import VideoError
+from cosmos_workflow.families.pixtral import PATCH, snap_size
 from cosmos_workflow.media import FrameSampling
 
 if TYPE_CHECKING:
+    from cosmos_workflow.families import Family
     from cosmos_workflow.media import VideoInfo
     from cosmos_workflow.specs.batch import BatchItem
-    from cosmos_workflow.tokenizer import Tokenizer
 
-PATCH = 16
+__all__ = ["PATCH", "Plan", "PlanSettings", "plan_item", "probe_item", "requested_long_side", "snap_size"]
+
 MIN_LONG_SIDE = 112
 MAX_ASPECT = 16.0
 
@@ -45,6 +47,9 @@ class PlanSettings(BaseModel):
     frame_sampling: FrameSampling = "first"
     max_tokens: int = Field(MAX_TOKENS, ge=1)
     max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
+    max_vision_tokens: int | None = Field(
+        None, ge=1, description="cap on the frames' tokens (memory and time); None: only the context"
+    )
 
 
 class Plan(BaseModel):
@@ -73,7 +78,7 @@ class Plan(BaseModel):
     def headroom(self) -> int:
         return self.max_model_len - self.total_tokens - self.max_tokens
 
-    def shrunk(self, tokenizer: Tokenizer, reason: str) -> Plan | None:
+    def shrunk(self, tokenizer: Family, reason: str) -> Plan | None:
         """This plan at three quarters of its long side, same frames (None if it cannot shrink).
 
         For a request the engine still found too long: the plan shrinks itself; nothing is
@@ -82,14 +87,17 @@ class Plan(BaseModel):
         if self.width is None or self.height is None or not self.frames:
             return None
         current = max(self.width, self.height)
-        long_side = max(PATCH, current * 3 // 4 // PATCH * PATCH)
+        step = tokenizer.step
+        long_side = max(step, current * 3 // 4 // step * step)
         if long_side >= current:
             return None
-        width, height = snap_size(
+        width, height = tokenizer.fitted_size(
             self.source_width or self.width, self.source_height or self.height, long_side
         )
-        images = self.frames * tokenizer.image_tokens(width, height)
-        changes = [*self.changes, f"resolution {current}->{long_side} px long side: {reason}"]
+        if max(width, height) >= current:
+            return None
+        images = tokenizer.vision_tokens(self.frames, width, height)
+        changes = [*self.changes, f"resolution {current}->{max(width, height)} px long side: {reason}"]
         return self.model_copy(
             update={
                 "width": width,
@@ -101,13 +109,6 @@ class Plan(BaseModel):
                 "changes": changes,
             }
         )
-
-
-def snap_size(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """Keep the aspect ratio, long side == ``long_side`` (a multiple of 16), short side on the grid."""
-    scale = long_side / max(width, height)
-    short = max(PATCH, round(min(width, height) * scale / PATCH) * PATCH)
-    return (long_side, short) if width >= height else (short, long_side)
 
 
 def requested_long_side(width: int, height: int, settings: PlanSettings, max_image_size: int) -> int:
@@ -122,11 +123,13 @@ def plan_item(
     prompt: str,
     video: VideoInfo | None,
     settings: PlanSettings,
-    tokenizer: Tokenizer,
+    tokenizer: Family,
     *,
     video_problem: str | None = None,
 ) -> Plan:
-    """Plan one request. ``video`` is None for a text-only request (``video_problem`` says why)."""
+    """Plan one request. ``video`` is None for a text-only request (``video_problem`` says why).
+
+    ``tokenizer`` is the checkpoint's model family: every count and size is its arithmetic."""
     text = tokenizer.text_tokens(prompt)
     base: dict[str, Any] = {
         "name": name,
@@ -148,11 +151,11 @@ def plan_item(
 
 
 def _plan_stock(
-    base: dict[str, Any], text: int, video: VideoInfo, settings: PlanSettings, tok: Tokenizer
+    base: dict[str, Any], text: int, video: VideoInfo, settings: PlanSettings, tok: Family
 ) -> Plan:
     """What stock Cosmos sends: the first frames at full size, only the tokenizer's own cap."""
     frames = min(settings.num_frames, video.frame_count)
-    images = frames * tok.image_tokens(video.width, video.height)
+    images = tok.vision_tokens(frames, video.width, video.height)
     total = images + text
     fits = total + settings.max_tokens <= settings.max_model_len
     message = "" if fits else _overflow(total, settings)
@@ -171,22 +174,25 @@ def _plan_stock(
 
 
 def _plan_fitted(
-    base: dict[str, Any], text: int, video: VideoInfo, settings: PlanSettings, tok: Tokenizer
+    base: dict[str, Any], text: int, video: VideoInfo, settings: PlanSettings, tok: Family
 ) -> Plan:
     from cosmos_workflow.media import select_frame_indices
 
     if max(video.width, video.height) > MAX_ASPECT * min(video.width, video.height):
         return Plan(**base, total_tokens=text, fits=False, status="error", message=_extreme_aspect(video))
     wanted_frames = min(settings.num_frames, video.frame_count)
-    wanted_long = requested_long_side(video.width, video.height, settings, tok.grid.max_image_size)
+    wanted_long = requested_long_side(video.width, video.height, settings, tok.max_long_side)
     choice = _search(video.width, video.height, wanted_frames, wanted_long, text, settings, tok)
     if choice is None:
         return Plan(
             **base, total_tokens=text, fits=False, status="error", message=_nothing_fits(text, settings)
         )
     frames, (width, height) = choice
-    images = frames * tok.image_tokens(width, height)
-    changes = _changes(video, settings, wanted_frames, wanted_long, frames, max(width, height))
+    images = tok.vision_tokens(frames, width, height)
+    grid_long = max(tok.fitted_size(video.width, video.height, wanted_long))
+    changes = _changes(video, settings, wanted_frames, grid_long, frames, max(width, height))
+    if grid_long >= wanted_long + tok.step:  # the family's smallest frame is larger than asked
+        changes.insert(0, f"resolution {wanted_long}->{grid_long} px long side: the model's smallest frames")
     return Plan(
         **base,
         width=width,
@@ -203,15 +209,17 @@ def _plan_fitted(
 
 
 def _search(
-    width: int, height: int, frames: int, long_side: int, text: int, settings: PlanSettings, tok: Tokenizer
+    width: int, height: int, frames: int, long_side: int, text: int, settings: PlanSettings, tok: Family
 ) -> tuple[int, tuple[int, int]] | None:
-    """Largest resolution at the most frames that fits: resolution is lowered before frames."""
+    """Largest resolution at the most frames that fits the context and the vision budget:
+    resolution is lowered before frames."""
     limit = settings.max_model_len - settings.max_tokens - text
+    if settings.max_vision_tokens is not None:
+        limit = min(limit, settings.max_vision_tokens)
     floor = min(long_side, MIN_LONG_SIDE)
     for count in range(frames, 0, -1):
-        for side in range(long_side, floor - 1, -PATCH):
-            size = snap_size(width, height, side)
-            if count * tok.image_tokens(*size) <= limit:
+        for size in tok.sizes(width, height, long_side, floor):
+            if tok.vision_tokens(count, *size) <= limit:
                 return count, size
     return None
 
@@ -233,6 +241,7 @@ def _changes(
         changes.append(
             f"resolution {wanted_long}->{long_side} px long side to fit "
             f"{settings.max_model_len} tokens with {settings.max_tokens} reserved"
+            + (f" and {settings.max_vision_tokens} vision tokens" if settings.max_vision_tokens else "")
         )
     if frames < wanted_frames:
         changes.append(

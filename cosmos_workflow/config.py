@@ -110,6 +110,7 @@ class UpsampleSettings(_Section):
     engine_options: dict[str, EngineOptionValue] = Field(default_factory=dict)
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8
     max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
+    max_vision_tokens: int | None = Field(None, ge=1, description="cap on the frames' tokens")
     max_tokens: int = Field(MAX_TOKENS, ge=1)
     temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0)
     top_p: float = Field(TOP_P, gt=0.0, le=1.0)

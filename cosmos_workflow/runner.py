@@ -28,11 +28,11 @@ from cosmos_workflow.budget import Plan
 from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EncodedRequest, Engine, Generation, SamplingParams
 from cosmos_workflow.errors import CosmosWorkflowError, EngineError, GPUOutOfMemoryError
+from cosmos_workflow.families import Family
 from cosmos_workflow.journal import Journal
 from cosmos_workflow.postprocess import accept
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import Status, UpsampleRecord
-from cosmos_workflow.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,7 +88,7 @@ def request_key(item: BatchItem, options: RunOptions) -> str:
         "name": item.name,
         "prompt": item.prompt,
         "video": _video_identity(item.video_path),
-        "plan": options.plan.model_dump(mode="json"),
+        "plan": _plan_key(options),
         "sampling": options.sampling.model_dump(mode="json"),
         "engine": options.engine.engine,
         "model": options.engine.model,
@@ -96,6 +96,15 @@ def request_key(item: BatchItem, options: RunOptions) -> str:
     }
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _plan_key(options: RunOptions) -> dict[str, object]:
+    """The plan settings in a key: a setting added later is left out at its default, so the keys
+    of earlier runs (and their resume) stay as they were."""
+    plan: dict[str, object] = options.plan.model_dump(mode="json")
+    if plan.get("max_vision_tokens") is None:
+        del plan["max_vision_tokens"]
+    return plan
 
 
 def _video_identity(path: Path | None) -> list[object] | None:
@@ -114,7 +123,7 @@ class Runner:
     def __init__(
         self,
         engine: Engine,
-        tokenizer: Tokenizer | Callable[[], Tokenizer],
+        tokenizer: Family | Callable[[], Family],
         options: RunOptions,
         journal: Journal | None = None,
     ) -> None:
@@ -125,9 +134,9 @@ class Runner:
         self.batch_size = options.batch_size if isinstance(options.batch_size, int) else 8
 
     @functools.cached_property
-    def tokenizer(self) -> Tokenizer:
+    def tokenizer(self) -> Family:
         """The tokenizer; given as a loader, it loads on first use (a Ray actor seldom needs one)."""
-        return self._tokenizer if isinstance(self._tokenizer, Tokenizer) else self._tokenizer()
+        return self._tokenizer if isinstance(self._tokenizer, Family) else self._tokenizer()
 
     def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> list[UpsampleRecord]:
         """Process jobs; records come back in the order of ``jobs`` (and go to the journal, if any)."""
@@ -362,7 +371,7 @@ def length_sorted_batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def prepare_job(job: Job, tokenizer: Tokenizer, options: RunOptions, *, pixel_values: bool = True) -> Job:
+def prepare_job(job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True) -> Job:
     """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
     try:
         prepared = prepare_request(job, tokenizer, options, pixel_values=pixel_values)
@@ -376,7 +385,7 @@ def prepare_job(job: Job, tokenizer: Tokenizer, options: RunOptions, *, pixel_va
 
 
 def prepare_request(
-    job: Job, tokenizer: Tokenizer, options: RunOptions, *, pixel_values: bool = True
+    job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True
 ) -> tuple[EncodedRequest, Path | None]:
     """Frames at the planned size, the optional clip, and the exact token ids."""
     from cosmos_workflow.errors import BudgetError
@@ -407,8 +416,18 @@ def prepare_request(
         token_ids=encoding.token_ids,
         frames=frames,
         pixel_values=encoding.pixel_values,
+        grid_thw=encoding.grid_thw,
+        video=encoding.video,
+        frame_interval=frame_interval(plan.frame_indices, job.video.fps if job.video else None),
     )
     return request, clip
+
+
+def frame_interval(indices: Sequence[int], fps: float | None) -> float | None:
+    """Mean seconds between the frames sent (None for fewer than two frames or an unknown fps)."""
+    if len(indices) < 2 or not fps:
+        return None
+    return (indices[-1] - indices[0]) / (len(indices) - 1) / fps
 
 
 def build_record(

@@ -10,7 +10,7 @@ import functools
 import inspect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,10 @@ class ImageGrid:
 class Encoding:
     token_ids: list[int]
     pixel_values: list[np.ndarray]
+    #: (t, h, w) patch grid per visual, for families whose model takes it (Qwen2.5-VL)
+    grid_thw: list[tuple[int, int, int]] = field(default_factory=list)
+    #: True when the visuals are one video rather than images
+    video: bool = False
 
 
 def bundled_tokenizer_path() -> Path:

@@ -59,6 +59,9 @@ FrameSampling = Annotated[
 ]
 MaxTokens = Annotated[int, typer.Option(min=1, help="tokens reserved for the answer")]
 MaxModelLen = Annotated[int, typer.Option(min=16, help="the model's context: prompt + answer")]
+MaxVisionTokens = Annotated[
+    int | None, typer.Option(min=1, help="cap on the frames' tokens (memory and time); default: the context")
+]
 Model = Annotated[
     str | None,
     typer.Option(

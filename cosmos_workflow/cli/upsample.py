@@ -22,6 +22,7 @@ from cosmos_workflow.cli.options import (
     MaxModelLen,
     MaxResolution,
     MaxTokens,
+    MaxVisionTokens,
     Model,
     NumFrames,
     NumGpu,
@@ -72,6 +73,7 @@ def upsample_prompts(
         str, typer.Option(help="requests per engine call, or 'auto' (from free GPU memory; hf engine)")
     ] = "8",
     max_model_len: MaxModelLen = MAX_MODEL_LEN,
+    max_vision_tokens: MaxVisionTokens = None,
     max_tokens: MaxTokens = MAX_TOKENS,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = TEMPERATURE,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = TOP_P,

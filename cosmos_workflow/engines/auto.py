@@ -12,6 +12,10 @@ from __future__ import annotations
 import logging
 
 from cosmos_workflow.engines.base import Engine, EngineConfig
+from cosmos_workflow.families import family_name
+
+#: the families ``--engine vllm`` serves (engines/vllm.py's FAMILIES; that module imports vLLM lazily)
+VLLM_FAMILIES = ("pixtral",)
 
 logger = logging.getLogger("cosmos_workflow")
 
@@ -21,6 +25,8 @@ def load(config: EngineConfig) -> Engine:
     from cosmos_workflow.engines import load_engine
 
     name, reason = choose_engine()
+    if name == "vllm" and family_name(config.model) not in VLLM_FAMILIES:
+        name, reason = "hf", f"the vllm engine does not serve {family_name(config.model)} checkpoints yet"
     logger.info("engine auto: using %s (%s)", name, reason)
     return load_engine(config.model_copy(update={"engine": name}))
 

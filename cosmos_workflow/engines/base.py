@@ -63,6 +63,13 @@ class EncodedRequest:
     token_ids: Sequence[int]
     frames: Sequence[np.ndarray] = field(default_factory=tuple)
     pixel_values: Sequence[np.ndarray] = field(default_factory=tuple)
+    #: (t, h, w) patch grid per visual, for families whose model takes it (Qwen2.5-VL)
+    grid_thw: Sequence[tuple[int, int, int]] = field(default_factory=tuple)
+    #: True when the visuals are one video (Qwen2.5-VL's ``pixel_values_videos``), not images
+    video: bool = False
+    #: seconds between consecutive frames sent (from the video's fps and the frames chosen), for
+    #: models that place frames in time (Qwen2.5-VL's M-RoPE); None when unknown
+    frame_interval: float | None = None
 
     @property
     def num_tokens(self) -> int:

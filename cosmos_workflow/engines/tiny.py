@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,29 +80,33 @@ def cache_root() -> Path:
 
 
 def tiny_model_dir(root: Path | None = None) -> Path:
-    """The tiny model's folder, built on first use and reused afterwards.
+    """The tiny model's folder, built on first use and reused afterwards."""
+    return cached_build((root or cache_root()) / TINY_MODEL_NAME, REQUIRED_FILES, _build)
+
+
+def cached_build(target: Path, required: tuple[str, ...], build: Callable[[Path], None]) -> Path:
+    """``target``, built by ``build`` on first use (complete once every ``required`` file exists).
 
     Safe against concurrent builders: each builds in its own temporary folder beside the target
     and renames it into place; whoever loses the race discards its copy and uses the winner's.
     """
-    target = (root or cache_root()) / TINY_MODEL_NAME
-    if _is_complete(target):
+    if _is_complete(target, required):
         return target
     if target.exists():
         _discard_stale(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_NAME}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other
-        _build(staging)
-        _publish(staging, target)
+        build(staging)
+        _publish(staging, target, required)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _is_complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in REQUIRED_FILES)
+def _is_complete(folder: Path, required: tuple[str, ...]) -> bool:
+    return all((folder / name).is_file() for name in required)
 
 
 def _discard_stale(target: Path) -> None:
@@ -114,11 +119,11 @@ def _discard_stale(target: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _publish(staging: Path, target: Path) -> None:
+def _publish(staging: Path, target: Path, required: tuple[str, ...]) -> None:
     try:
         os.replace(staging, target)
     except OSError as exc:
-        if _is_complete(target):
+        if _is_complete(target, required):
             return  # a concurrent builder won the race; its copy is identical
         raise ModelLoadError(
             f"cannot write the tiny model to {target}: {exc}; set {CACHE_ENV} to a writable folder"

@@ -48,6 +48,7 @@ from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, G
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.engines.tiny import PIXTRAL_12B_PARAMS, RANDOM_12B_MODEL, cache_root
 from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError, ModelLoadError
+from cosmos_workflow.families import family_name
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.tokenizer import TEKKEN_FILE, bundled_tokenizer_path, load_tokenizer, tokenizer_path_for
 
@@ -104,6 +105,9 @@ DUMMY_LOAD = "dummy"
 #: Requests in vLLM's queue at once while streaming: more than fit in its KV cache (about 450 of
 #: Pixtral's 1,400-token requests on an H200), so the scheduler never runs short of work.
 STREAM_WINDOW = 1024
+
+#: the model families this engine serves (Qwen2.5-VL on vLLM is not built yet: issue 25)
+FAMILIES = ("pixtral",)
 
 
 CheckpointFormat = Literal["mistral", "hf"]
@@ -488,6 +492,11 @@ def _keywords(target: Any) -> frozenset[str] | None:
 
 def load(config: EngineConfig) -> VLLMEngine:
     """Start ``vllm.LLM`` on the checkpoint, hiding torchrun's variables while it starts."""
+    if (family := family_name(config.model)) not in FAMILIES:
+        raise ModelLoadError(
+            f"the vllm engine serves Pixtral checkpoints only for now, and {config.model} is {family}; "
+            "use --engine hf"
+        )
     vllm = _import_vllm()
     folder = random_12b_folder() if config.model == RANDOM_12B_MODEL else None
     fmt = "mistral" if folder is not None else _checkpoint_format(config)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
+    from cosmos_workflow.families import Family
     from cosmos_workflow.journal import Journal
     from cosmos_workflow.runner import Job, Progress
     from cosmos_workflow.specs.batch import BatchItem
     from cosmos_workflow.specs.results import UpsampleRecord
-    from cosmos_workflow.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class RunContext:
     where the records go (this process' journal, and the progress bar if there is one)."""
 
     options: RunOptions
-    tokenizer: Tokenizer
+    tokenizer: Family
     journal: Journal
     progress: Progress | None = None
 
@@ -71,9 +71,7 @@ class Executor(abc.ABC):
         """The options as this executor runs them (e.g. a torchrun rank pins its GPU)."""
         return options
 
-    def select(
-        self, items: Sequence[KeyedItem], options: RunOptions, tokenizer: Tokenizer
-    ) -> list[KeyedItem]:
+    def select(self, items: Sequence[KeyedItem], options: RunOptions, tokenizer: Family) -> list[KeyedItem]:
         """The items this process is responsible for (all of them, unless the work is sharded)."""
         return list(items)
 

@@ -53,10 +53,10 @@ from cosmos_workflow.engines import Engine, EngineConfig, engine_class, load_eng
 from cosmos_workflow.errors import ClusterError, CosmosWorkflowError, ModelLoadError, UsageError
 from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.executors.local import write_fallbacks
+from cosmos_workflow.families import family_for
 from cosmos_workflow.options import check_ray_engine
 from cosmos_workflow.runner import Job, Runner, length_sorted_batches, prepare_job
 from cosmos_workflow.specs.results import UpsampleRecord
-from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -229,7 +229,7 @@ def stream(
 def prepare_row(row: dict[str, Any], options: RunOptions) -> dict[str, Any]:
     """A CPU task: decode, resize and encode one engine batch (in ``options.workers`` threads)."""
     jobs = _loads(row["jobs"])
-    tokenizer = load_tokenizer(tokenizer_path_for(options.engine.model))
+    tokenizer = family_for(options.engine.model)
 
     def prepare(job: Job) -> Job:
         return prepare_job(job, tokenizer, options) if job.plan.fits else job
@@ -267,7 +267,7 @@ class EngineActor:
             self.load_error = exc
             return
         # the tokenizer loads only if a request must shrink: the batches come encoded
-        tokenizer = functools.partial(load_tokenizer, tokenizer_path_for(options.engine.model))
+        tokenizer = functools.partial(family_for, options.engine.model)
         self.runner = Runner(engine, tokenizer, options)
         self.runner.size_batches(longest)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cosmos_workflow.budget import probe_item, requested_long_side, snap_size
+from cosmos_workflow.budget import probe_item, requested_long_side
 from cosmos_workflow.engines import engine_class
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.executors.base import Finished, KeyedItem, RunContext
@@ -36,9 +36,9 @@ from cosmos_workflow.journal import rank_journal_suffix
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
+    from cosmos_workflow.families import Family
     from cosmos_workflow.runner import Job, Progress
     from cosmos_workflow.specs.batch import BatchItem
-    from cosmos_workflow.tokenizer import Tokenizer
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -88,7 +88,7 @@ def _cuda_available(engine: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def item_cost(item: BatchItem, options: RunOptions, tokenizer: Tokenizer) -> int:
+def item_cost(item: BatchItem, options: RunOptions, tokenizer: Family) -> int:
     """Estimated tokens for one item, from a cheap probe: the requested frames at the requested
     size, about a token per 4 bytes of prompt, and the answer. Not the plan: balancing needs only
     a fair estimate, and each rank plans its own items once."""
@@ -97,9 +97,9 @@ def item_cost(item: BatchItem, options: RunOptions, tokenizer: Tokenizer) -> int
     video, _ = probe_item(item)
     if video is None or not settings.num_frames:
         return text
-    long_side = requested_long_side(video.width, video.height, settings, tokenizer.grid.max_image_size)
-    size = snap_size(video.width, video.height, long_side)
-    return min(settings.num_frames, video.frame_count) * tokenizer.image_tokens(*size) + text
+    long_side = requested_long_side(video.width, video.height, settings, tokenizer.max_long_side)
+    size = tokenizer.fitted_size(video.width, video.height, long_side)
+    return tokenizer.vision_tokens(min(settings.num_frames, video.frame_count), *size) + text
 
 
 def shard_by_cost(costs: Sequence[int], world_size: int) -> list[list[int]]:
@@ -169,9 +169,7 @@ class TorchrunExecutor(LocalExecutor):
     def adapt(self, options: RunOptions) -> RunOptions:
         return pin_device(options, self.info)
 
-    def select(
-        self, items: Sequence[KeyedItem], options: RunOptions, tokenizer: Tokenizer
-    ) -> list[KeyedItem]:
+    def select(self, items: Sequence[KeyedItem], options: RunOptions, tokenizer: Family) -> list[KeyedItem]:
         shards = shard_by_cost([item_cost(k.item, options, tokenizer) for k in items], self.info.world_size)
         self.fingerprints = [shard_fingerprint([items[i].key for i in shard]) for shard in shards]
         mine = [items[i] for i in shards[self.info.rank]]

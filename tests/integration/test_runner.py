@@ -336,3 +336,37 @@ def test_auto_batch_size_asks_the_engine_and_evens_the_batches_out(
     )
     assert [len(b) for b in engine.batches] == batches
     assert engine.asked[1] == 300 and engine.asked[0] >= 7
+
+
+def test_the_frame_interval_is_the_mean_time_between_the_frames_sent() -> None:
+    from cosmos_workflow.runner import frame_interval
+
+    assert frame_interval([0, 1], 24.0) == pytest.approx(1 / 24)
+    assert frame_interval([0, 10, 20], 20.0) == pytest.approx(0.5)
+    assert frame_interval([5], 24.0) is None
+    assert frame_interval([0, 1], None) is None
+
+
+def test_keys_without_a_vision_budget_are_those_of_earlier_runs(tmp_path: Path) -> None:
+    """Runs from before --max-vision-tokens existed still resume: the key leaves it out at its default."""
+    import hashlib
+
+    item = BatchItem(name="a", prompt="p")
+    opts = options(tmp_path)
+    plan = opts.plan.model_dump(mode="json")
+    del plan["max_vision_tokens"]
+    earlier = {
+        "name": "a",
+        "prompt": "p",
+        "video": None,
+        "plan": plan,
+        "sampling": opts.sampling.model_dump(mode="json"),
+        "engine": opts.engine.engine,
+        "model": opts.engine.model,
+        "max_model_len": opts.engine.max_model_len,
+    }
+    digest = hashlib.sha256(json.dumps(earlier, sort_keys=True).encode()).hexdigest()[:32]
+
+    assert request_key(item, opts) == digest
+    budgeted = opts.model_copy(update={"plan": opts.plan.model_copy(update={"max_vision_tokens": 500})})
+    assert request_key(item, budgeted) != digest

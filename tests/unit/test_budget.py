@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from cosmos_workflow.budget import MIN_LONG_SIDE, PlanSettings, plan_item, snap_size
+from cosmos_workflow.families.pixtral import PixtralFamily
 from cosmos_workflow.media import VideoInfo
 from cosmos_workflow.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return load_tokenizer()
+    return PixtralFamily(load_tokenizer())
 
 
 def video(width: int, height: int, frames: int = 48) -> VideoInfo:
@@ -101,7 +102,7 @@ def test_auto_takes_the_largest_that_fits(tok) -> None:
     plan = plan_item("x", "Test", video(1920, 1080), PlanSettings(max_resolution="auto"), tok)
     bigger = snap_size(1920, 1080, max(plan.width, plan.height) + 16)
     assert plan.total_tokens + 300 <= 4096
-    assert 2 * tok.image_tokens(*bigger) + plan.text_tokens + 300 > 4096
+    assert 2 * tok.tokenizer.image_tokens(*bigger) + plan.text_tokens + 300 > 4096
 
 
 def test_frames_capped_by_video_length(tok) -> None:

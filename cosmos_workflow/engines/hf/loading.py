@@ -6,13 +6,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cosmos_workflow.engines.base import EngineConfig
+from cosmos_workflow.engines.base import Engine, EngineConfig
 from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
 from cosmos_workflow.engines.hf.device import free_cuda, pick_device
 from cosmos_workflow.engines.hf.engine import HFEngine
 from cosmos_workflow.engines.hf.kernels import chunk_decoder_tokens, chunk_vision_tower, use_gqa_decode
 from cosmos_workflow.engines.hf.options import HFOptions
 from cosmos_workflow.errors import ModelLoadError
+from cosmos_workflow.families import model_type_of
+from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
 from cosmos_workflow.requirements import HF_INSTALL_HINT, require_transformers
 
 logger = logging.getLogger("cosmos_workflow")
@@ -22,7 +24,7 @@ TINY_MODEL = "tiny-random"
 INSTALL_HINT = HF_INSTALL_HINT
 
 
-def load(config: EngineConfig) -> HFEngine:
+def load(config: EngineConfig) -> Engine:
     """Load the checkpoint named by ``config.model``.
 
     'tiny-random' builds (once) and loads the tiny model; 'pixtral-12b-random' builds Pixtral-12B's
@@ -34,6 +36,10 @@ def load(config: EngineConfig) -> HFEngine:
     if config.model == RANDOM_12B_MODEL:
         return _load_random_12b(config)
     checkpoint = resolve_checkpoint(config.model)
+    if model_type_of(checkpoint) == Qwen25VLFamily.name:
+        from cosmos_workflow.engines.hf.qwen import load_qwen
+
+        return load_qwen(config, checkpoint)
     torch, llava = _import_backend()
     device = pick_device(config.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

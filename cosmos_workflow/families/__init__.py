@@ -1,0 +1,89 @@
+"""Model families behind one seam, chosen once from the checkpoint.
+
+``config.json``'s ``model_type`` names the family (``llava`` with a Pixtral vision tower:
+Pixtral; ``qwen2_5_vl``: Qwen2.5-VL); a Mistral-format folder (``params.json`` or ``tekken.json``)
+and every named model (``tiny-random``, ``pixtral-12b-random``, a served model's name) are
+Pixtral. A checkpoint of any other family is refused with one line naming its type.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from cosmos_workflow.errors import UsageError
+from cosmos_workflow.families.base import Family
+from cosmos_workflow.families.pixtral import PixtralFamily
+from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
+from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
+
+__all__ = ["SUPPORTED", "Family", "family_for", "family_name", "model_type_of"]
+
+
+def _pixtral(model: str | Path | None) -> Family:
+    return PixtralFamily(load_tokenizer(tokenizer_path_for(model)))
+
+
+def _qwen(model: str | Path | None) -> Family:
+    assert model is not None
+    return Qwen25VLFamily(Path(model).expanduser())
+
+
+#: ``config.json`` model types and the family that serves each
+SUPPORTED: dict[str, Callable[[str | Path | None], Family]] = {
+    "llava": _pixtral,
+    "pixtral": _pixtral,
+    "qwen2_5_vl": _qwen,
+}
+_NAMES = {"llava": "Pixtral", "pixtral": "Pixtral", "qwen2_5_vl": "Qwen2.5-VL / Cosmos-Reason1"}
+
+
+@functools.lru_cache(maxsize=8)
+def family_for(model: str | Path | None) -> Family:
+    """The family of ``model`` (a checkpoint folder, a tokenizer file, or a model name), loaded once."""
+    model_type = _supported_type(model)
+    return _pixtral(model) if model_type is None else SUPPORTED[model_type](model)
+
+
+def family_name(model: str | Path | None) -> str:
+    """The name of ``model``'s family (``Family.name``) without loading its tokenizer."""
+    model_type = _supported_type(model)
+    return PixtralFamily.name if model_type in (None, "llava", "pixtral") else Qwen25VLFamily.name
+
+
+def _supported_type(model: str | Path | None) -> str | None:
+    """``model``'s checkpoint type when it has one, refused in one line if no family serves it."""
+    model_type = model_type_of(model)
+    if model_type is not None and model_type not in SUPPORTED:
+        supported = ", ".join(f"{t} ({n})" for t, n in _NAMES.items())
+        raise UsageError(
+            f"--model {model} is a {model_type!r} checkpoint, a model family cosmos-workflow does not "
+            f"support; supported model types: {supported}"
+        )
+    return model_type
+
+
+def model_type_of(model: str | Path | None) -> str | None:
+    """``config.json``'s model type when ``model`` is a folder with one that names it (else None)."""
+    if model is None:
+        return None
+    config = Path(model).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--model {model}: cannot read {config}: {exc}") from exc
+    if not isinstance(data, dict) or "model_type" not in data:
+        return None  # no type to go by: Pixtral, as before families existed
+    model_type = str(data["model_type"])
+    vision = data.get("vision_config")
+    if (
+        model_type == "llava"
+        and isinstance(vision, dict)
+        and vision.get("model_type", "pixtral") != "pixtral"
+    ):
+        return f"llava with a {vision['model_type']} vision tower"  # LLaVA-1.5 and kin: not Pixtral
+    return model_type

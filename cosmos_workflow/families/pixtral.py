@@ -1,0 +1,51 @@
+"""Pixtral-12B (Cosmos-Transfer1's upsampler): mistral-common's tokenizer and image arithmetic.
+
+Images are cut into 16-px patches, each row ends with ``[IMG_BREAK]`` and the image with
+``[IMG_END]``; every frame is one image. This module only puts today's arithmetic behind the
+family contract: the numbers are those of :class:`cosmos_workflow.tokenizer.Tokenizer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from cosmos_workflow.families.base import Family
+from cosmos_workflow.tokenizer import Encoding, Tokenizer
+
+PATCH = 16
+
+
+def snap_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """Keep the aspect ratio, long side == ``long_side`` (a multiple of 16), short side on the grid."""
+    scale = long_side / max(width, height)
+    short = max(PATCH, round(min(width, height) * scale / PATCH) * PATCH)
+    return (long_side, short) if width >= height else (short, long_side)
+
+
+class PixtralFamily(Family):
+    """Requests as Pixtral sees them: a user message of images, then the prompt."""
+
+    name: ClassVar[str] = "pixtral"
+    step: ClassVar[int] = PATCH
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    @property
+    def max_long_side(self) -> int:
+        return self.tokenizer.grid.max_image_size
+
+    def text_tokens(self, prompt: str) -> int:
+        return self.tokenizer.text_tokens(prompt)
+
+    def vision_tokens(self, frames: int, width: int, height: int) -> int:
+        return frames * self.tokenizer.image_tokens(width, height)
+
+    def fitted_size(self, width: int, height: int, long_side: int) -> tuple[int, int]:
+        return snap_size(width, height, long_side)
+
+    def encode(self, prompt: str, frames: Sequence[np.ndarray], *, pixel_values: bool = True) -> Encoding:
+        return self.tokenizer.encode(prompt, frames, pixel_values=pixel_values)
