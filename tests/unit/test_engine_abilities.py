@@ -10,7 +10,8 @@ import pytest
 from cosmos_workflow.config import UpsampleSettings, resolve_model
 from cosmos_workflow.engines import ENGINES, Engine, EngineConfig, engine_class, engine_list
 from cosmos_workflow.engines.fake import FakeEngine
-from cosmos_workflow.engines.hf import HFEngine
+from cosmos_workflow.engines.hf import HFBase, HFEngine
+from cosmos_workflow.engines.hf.qwen import HFQwenEngine
 from cosmos_workflow.engines.openai import OpenAIEngine
 from cosmos_workflow.engines.vllm import VLLMEngine
 from cosmos_workflow.errors import UsageError
@@ -23,7 +24,8 @@ def served(config: EngineConfig) -> OpenAIEngine:
 
 
 def test_each_name_answers_with_the_class_its_factory_loads() -> None:
-    assert engine_class("hf") is HFEngine
+    assert engine_class("hf") is HFBase  # the checkpoint picks the Pixtral or the Qwen2.5-VL class
+    assert issubclass(HFEngine, HFBase) and issubclass(HFQwenEngine, HFBase)
     assert engine_class("vllm") is VLLMEngine
     assert engine_class("openai") is OpenAIEngine
     assert engine_class("fake") is FakeEngine

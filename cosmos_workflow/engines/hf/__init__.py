@@ -17,13 +17,15 @@ Files: ``options`` (speed options), ``batch`` (packing requests into tensors), `
 choice, GPU memory, out-of-memory detection), ``kernels`` (the GQA attention kernel and the chunking
 patches), ``flex_decode`` (decode attention over the filled blocks of the KV cache),
 ``compile_cache`` (where compiled kernels are kept across processes), ``loading`` (checkpoint
-resolution, loading, the full-size random build), ``engine`` (the engine class). Importing this
+resolution, loading, the full-size random build), ``common`` (what every hf engine is),
+``engine`` (the Pixtral engine class), ``qwen`` (the Qwen2.5-VL one). Importing this
 package imports neither torch nor transformers.
 """
 
 from __future__ import annotations
 
 from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors
+from cosmos_workflow.engines.hf.common import HFBase
 from cosmos_workflow.engines.hf.engine import HFEngine
 from cosmos_workflow.engines.hf.flex_decode import filled_block_mask, flex_decode_attention, flex_decode_mask
 from cosmos_workflow.engines.hf.kernels import (
@@ -45,6 +47,7 @@ __all__ = [
     "KNOWN_OPTIONS",
     "PAD_ID",
     "TINY_MODEL",
+    "HFBase",
     "HFEngine",
     "HFOptions",
     "chunk_decoder_tokens",

@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors, round_up
+from cosmos_workflow.engines.hf.common import HFBase
 from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
 from cosmos_workflow.engines.hf.decode_loop import Stops, cache_length, decoder_for
 from cosmos_workflow.engines.hf.device import (
@@ -30,10 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cosmos_workflow")
 
 
-class HFEngine(Engine):
+class HFEngine(HFBase):
     """A loaded transformers Llava/Pixtral model; one ``generate`` call per batch."""
-
-    name = "hf"
 
     def __init__(
         self, config: EngineConfig, *, model: Any, checkpoint: Path | None, options: HFOptions

@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cosmos_workflow.engines.base import Engine, EngineConfig
+from cosmos_workflow.engines.base import EngineConfig
+from cosmos_workflow.engines.hf.common import HFBase
 from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
 from cosmos_workflow.engines.hf.device import free_cuda, pick_device
 from cosmos_workflow.engines.hf.engine import HFEngine
@@ -24,7 +25,7 @@ TINY_MODEL = "tiny-random"
 INSTALL_HINT = HF_INSTALL_HINT
 
 
-def load(config: EngineConfig) -> Engine:
+def load(config: EngineConfig) -> HFBase:
     """Load the checkpoint named by ``config.model``.
 
     'tiny-random' builds (once) and loads the tiny model; 'pixtral-12b-random' builds Pixtral-12B's

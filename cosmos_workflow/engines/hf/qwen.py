@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.hf.common import HFBase
 from cosmos_workflow.engines.hf.device import free_cuda, is_out_of_memory, pick_device, release_failed_call
 from cosmos_workflow.errors import EngineError, GPUOutOfMemoryError, ModelLoadError
 from cosmos_workflow.families.qwen2_5_vl import TEMPORAL, Qwen25VLFamily
@@ -28,10 +29,8 @@ logger = logging.getLogger("cosmos_workflow")
 QWEN_OPTIONS = frozenset({"ignore_eos"})
 
 
-class HFQwenEngine(Engine):
+class HFQwenEngine(HFBase):
     """A loaded ``Qwen2_5_VLForConditionalGeneration``; one ``generate`` call per batch."""
-
-    name = "hf"
 
     def __init__(self, config: EngineConfig, *, model: Any, checkpoint: Path) -> None:
         super().__init__(config)
