@@ -54,7 +54,6 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cosmos_workflow.api import upsample  # noqa: E402
-from cosmos_workflow.budget import PlanSettings  # noqa: E402
 from cosmos_workflow.config import RunOptions  # noqa: E402
 from cosmos_workflow.engines.base import (  # noqa: E402
     EncodedRequest,
@@ -64,6 +63,7 @@ from cosmos_workflow.engines.base import (  # noqa: E402
     SamplingParams,
 )
 from cosmos_workflow.executors import LocalExecutor  # noqa: E402
+from cosmos_workflow.planner import PlanSettings  # noqa: E402
 from cosmos_workflow.runner import evened_batch_size  # noqa: E402
 from cosmos_workflow.specs.batch import BatchItem  # noqa: E402
 

@@ -244,10 +244,10 @@ def _timed_run(
     out: Path, engine: Any, items: Sequence[BatchItem], workers: int, *, name: str, auto: bool = False
 ) -> dict[str, Any]:
     from cosmos_workflow.api import upsample
-    from cosmos_workflow.budget import PlanSettings
     from cosmos_workflow.config import RunOptions
     from cosmos_workflow.engines import SamplingParams
     from cosmos_workflow.executors import LocalExecutor
+    from cosmos_workflow.planner import PlanSettings
     from cosmos_workflow.runner import PROMPT_COUNT_MISMATCH
 
     options = RunOptions(

@@ -7,7 +7,7 @@ Run from the repository root::
 It generates one 720p and one 1080p H.264 clip (5 s at 24 fps, a keyframe every 2 s, textured
 moving content), then times per video, median over repetitions:
 
-* ours: probe + plan (``cosmos_workflow.budget.plan_item`` when present, else the same 480-px
+* ours: probe + plan (``cosmos_workflow.planner.plan_item`` when present, else the same 480-px
   long side snapped to the 16-px grid) + decode and resize the chosen frames + write the clip;
 * ours --no-clip: the same without writing the clip;
 * naive (the seed's first version): OpenCV ``VideoCapture`` reads every frame in sequence, each is
@@ -61,7 +61,7 @@ def make_clip(path: Path, width: int, height: int, *, seed: int = 0, seconds: in
 def make_planner() -> Callable[[Any], tuple[tuple[int, int], list[int]]] | None:
     """The lead's planner, if it exists yet; the tokenizer is loaded once, outside the timings."""
     try:
-        from cosmos_workflow.budget import PlanSettings, plan_item
+        from cosmos_workflow.planner import PlanSettings, plan_item
         from cosmos_workflow.tokenizer import load_tokenizer
     except ImportError:
         return None
@@ -148,7 +148,7 @@ def main() -> None:
 
 def print_table(rows: list[tuple[Any, ...]], planned: bool, args: argparse.Namespace) -> None:
     print(
-        f"planner: {'cosmos_workflow.budget.plan_item' if planned else 'fallback (budget.py absent)'}; "
+        f"planner: {'cosmos_workflow.planner.plan_item' if planned else 'fallback (planner.py absent)'}; "
         f"clips {SECONDS} s at {FPS} fps, GOP {GOP}; medians of {args.repeats} (ours) / "
         f"{args.naive_repeats} (naive) runs\n"
     )

@@ -8,7 +8,7 @@ One flow, one direction::
 Only the executor varies, chosen once from the options in :func:`upsample`
 (:func:`cosmos_workflow.executors.choice.choose`). With ``num_gpu > 1`` in a single process,
 torchrun runs as a child process whose ranks do all of it; this process follows their journals and
-reads the result from them (:mod:`cosmos_workflow.executors.spawn`).
+reads the result from them (:mod:`cosmos_workflow.executors.launcher`).
 """
 
 from __future__ import annotations
@@ -22,22 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cosmos_workflow.budget import Plan, PlanSettings, plan_item, probe_item
 from cosmos_workflow.config import RunOptions, default_clips_dir
 from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.executors import Executor, KeyedItem, RunContext
 from cosmos_workflow.executors.choice import choose
-from cosmos_workflow.executors.merge import MergeResult, by_key, merge_output, merge_records
 from cosmos_workflow.families import Family, family_for
 from cosmos_workflow.files import exclusive_lock, lock_path_for, write_json_atomic
 from cosmos_workflow.journal import Journal, OnSaved, done_keys, journal_path_for, journals_for, set_aside
+from cosmos_workflow.journal_merge import MergeResult, by_key, merge_output, merge_records
 from cosmos_workflow.paths import check_paths
+from cosmos_workflow.planner import Plan, PlanSettings, plan_item, probe_item
 from cosmos_workflow.runner import Job, Progress, RunResult, request_key
 from cosmos_workflow.specs.batch import BatchItem, Problem, load_batch
 
 if TYPE_CHECKING:
+    from cosmos_workflow.executors.launcher import TorchrunLauncher
     from cosmos_workflow.executors.remote import RemoteConfig
-    from cosmos_workflow.executors.spawn import TorchrunLauncher
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -249,7 +249,7 @@ def merge(
     """The ``merge`` command: what ``output`` holds and every journal beside it, into ``output``,
     in the prompts file's order, by a run's output rules: the paths checked as a run checks them
     (never the prompts file), one writer at a time, never replaced by less than it holds unless
-    ``force`` (see :func:`~cosmos_workflow.executors.merge.merge_output`). ``clips_dir``: the
+    ``force`` (see :func:`~cosmos_workflow.journal_merge.merge_output`). ``clips_dir``: the
     folder the run wrote its clips to (default: beside ``output``); records naming others are
     refused."""
     journal = journal_path_for(output)

@@ -39,7 +39,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.checkpoint.discovery import (
     CHECKPOINT_DIR_ENV,
     checkpoint_for,
@@ -53,6 +52,7 @@ from cosmos_workflow.options import OnError as OnError
 from cosmos_workflow.options import RunOptions as RunOptions
 from cosmos_workflow.options import check_ray_engine as check_ray_engine
 from cosmos_workflow.options import default_clips_dir as default_clips_dir
+from cosmos_workflow.planner import PlanSettings
 from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
 
 log = logging.getLogger("cosmos_workflow")

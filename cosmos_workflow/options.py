@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class
 from cosmos_workflow.errors import UsageError
+from cosmos_workflow.planner import PlanSettings
 
 OnError = Literal["error", "original"]
 Executor = Literal["local", "ray"]

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from cosmos_workflow.budget import Plan
 from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EncodedRequest, Engine, Generation, SamplingParams
 from cosmos_workflow.errors import CosmosWorkflowError, EngineError, GPUOutOfMemoryError
 from cosmos_workflow.families import Family
 from cosmos_workflow.journal import Journal
+from cosmos_workflow.planner import Plan
 from cosmos_workflow.postprocess import accept
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import Status, UpsampleRecord

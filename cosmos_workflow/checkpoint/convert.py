@@ -212,7 +212,7 @@ def convert_checkpoint(src: Path, dst: Path) -> Path:
     temporary sibling folder and renamed at the end, so a failed conversion leaves nothing
     half-written. Returns ``dst``.
     """
-    from cosmos_workflow.requirements import require_transformers
+    from cosmos_workflow.versions import require_transformers
 
     src, dst = Path(src), Path(dst)
     _check_source(src)

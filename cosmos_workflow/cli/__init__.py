@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cosmos_workflow.cli import checkpoint as _checkpoint  # noqa: F401  (registers the command)
 from cosmos_workflow.cli import config as _config  # noqa: F401
-from cosmos_workflow.cli import parallel as _parallel  # noqa: F401
+from cosmos_workflow.cli import merge as _merge  # noqa: F401
 from cosmos_workflow.cli import plan as _plan  # noqa: F401
 from cosmos_workflow.cli import remote as _remote  # noqa: F401
 from cosmos_workflow.cli import report as _report  # noqa: F401

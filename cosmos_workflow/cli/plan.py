@@ -12,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 from cosmos_workflow import api
-from cosmos_workflow.budget import Plan
 from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
@@ -30,6 +29,7 @@ from cosmos_workflow.cli.options import (
 )
 from cosmos_workflow.config import plan_settings
 from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
+from cosmos_workflow.planner import Plan
 from cosmos_workflow.specs.batch import load_batch
 
 STATUS_STYLE = {"ok": "green", "adjusted": "yellow", "text_only": "cyan", "overflow": "red", "error": "red"}

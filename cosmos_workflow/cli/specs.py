@@ -12,8 +12,8 @@ from rich.table import Table
 from cosmos_workflow.cli.app import app, stderr, stdout
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.errors import UsageError
-from cosmos_workflow.specs.manager import DEFAULT_SPECS_DIR, SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import MODALITIES, Modality, UpsampleFrom
+from cosmos_workflow.specs.store import DEFAULT_SPECS_DIR, SpecStore, StoredSpec
 
 SpecsDir = Annotated[Path, typer.Option(help="the spec folder")]
 

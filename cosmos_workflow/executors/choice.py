@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.executors.base import Executor
+from cosmos_workflow.executors.launcher import TorchrunLauncher, device_limit
 from cosmos_workflow.executors.local import LocalExecutor
-from cosmos_workflow.executors.spawn import TorchrunLauncher, device_limit
 from cosmos_workflow.executors.torchrun import RankInfo, TorchrunExecutor, rank_info
 
 if TYPE_CHECKING:

@@ -26,13 +26,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cosmos_workflow.budget import probe_item, requested_long_side
 from cosmos_workflow.engines import engine_class
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.executors.base import Finished, KeyedItem, RunContext
 from cosmos_workflow.executors.local import LocalExecutor
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.journal import rank_journal_suffix
+from cosmos_workflow.planner import probe_item, requested_long_side
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions

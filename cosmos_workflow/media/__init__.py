@@ -2,7 +2,7 @@
 
 PyAV (bundled FFmpeg) is imported only inside the functions that decode or encode, so importing
 this package stays cheap for ``--help`` and ``plan``. Resizing geometry (the size that fits the
-token budget) is chosen by :mod:`cosmos_workflow.budget`; this package only resizes to it.
+token budget) is chosen by :mod:`cosmos_workflow.planner`; this package only resizes to it.
 """
 
 from cosmos_workflow.media._clip import clip_path, write_clip

@@ -22,8 +22,8 @@ from cosmos_workflow.report._page import Card, make_card, render_page, write_pag
 from cosmos_workflow.report._shots import PENDING, Shot, load_records, shot_from_spec, shots_from_records
 from cosmos_workflow.report._summary import Summary, summarise
 from cosmos_workflow.report._thumbnails import MAX_JPEG_BYTES, Frames, Thumbnail, shot_frames
-from cosmos_workflow.specs.manager import SpecProblem, SpecStore
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.specs.store import SpecProblem, SpecStore
 
 __all__ = [
     "MAX_JPEG_BYTES",

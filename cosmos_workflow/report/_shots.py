@@ -15,8 +15,8 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_vali
 
 from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.specs.figures import ResultFigures
-from cosmos_workflow.specs.manager import StoredSpec
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.specs.store import StoredSpec
 from cosmos_workflow.userfiles import GiB, UserFile, read_user_text
 
 #: a spec that has not been upsampled yet

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from cosmos_workflow.config import options_from_keywords
 from cosmos_workflow.errors import ItemError
-from cosmos_workflow.specs.manager import SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import PromptSpec
+from cosmos_workflow.specs.store import SpecStore, StoredSpec
 from cosmos_workflow.workflow.spec_runs import WORK_DIR, upsample_stored
 
 if TYPE_CHECKING:

@@ -32,9 +32,9 @@ from cosmos_workflow.errors import InputFileError, SpecError
 from cosmos_workflow.files import flocked
 from cosmos_workflow.paths import describe_os_error
 from cosmos_workflow.specs.batch import BatchItem
-from cosmos_workflow.specs.manager import SpecStore, StoredSpec
 from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsamplingParams, utc_now
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.specs.store import SpecStore, StoredSpec
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions

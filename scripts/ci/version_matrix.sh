@@ -30,7 +30,7 @@ pytest_in() { # VENV TEST...
 # 1. the image: its pins, then cosmos-workflow and pytest on top, the pins kept
 image=$(bash scripts/ci/image_venv.sh "$CACHE/image-venv")
 "$image/bin/python" -m pip install -q -c scripts/ci/cosmos-image-pins.txt -e . pytest pytest-timeout >&2
-pytest_in "$image" tests/unit/test_budget.py tests/unit/test_token_counts.py tests/unit/test_requirements.py \
+pytest_in "$image" tests/unit/test_planner.py tests/unit/test_token_counts.py tests/unit/test_versions.py \
     tests/unit/test_engine_vllm.py tests/unit/test_media_sampling.py tests/integration/test_media.py
 
 # 2. the hf extra's lowest transformers
@@ -51,6 +51,6 @@ if [ "$(cat "$hf/.stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" >"$hf/.stamp"
 fi
 pytest_in "$hf" tests/unit/test_engine_hf.py tests/unit/test_engine_hf_speed.py tests/unit/test_engine_hf_auto.py \
-    tests/unit/test_requirements.py tests/integration/test_engine_hf_model.py \
+    tests/unit/test_versions.py tests/integration/test_engine_hf_model.py \
     tests/integration/test_engine_hf_speed_model.py tests/integration/test_tiny.py \
     tests/integration/test_tiny_auto.py tests/integration/test_checkpoint.py

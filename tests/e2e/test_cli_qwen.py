@@ -86,7 +86,7 @@ def test_upsample_prompts_runs_the_examples_with_the_hf_engine(
 
 
 def test_a_spec_folder_is_upsampled_with_the_qwen_checkpoint(qwen_dir: Path, tmp_path: Path) -> None:
-    from cosmos_workflow.specs.manager import load_spec
+    from cosmos_workflow.specs.store import load_spec
 
     specs = tmp_path / "prompts"
     video = EXAMPLES / "videos" / "city_night_720p.mp4"

@@ -75,9 +75,9 @@ def remote_config(folder: Path) -> Path:
 @pytest.mark.parametrize(
     ("target", "args"),
     [
-        ("cosmos_workflow.specs.manager:SpecStore.scan", ["list-specs", "--specs-dir", "{tmp}/specs"]),
+        ("cosmos_workflow.specs.store:SpecStore.scan", ["list-specs", "--specs-dir", "{tmp}/specs"]),
         (
-            "cosmos_workflow.specs.manager:SpecStore.create",
+            "cosmos_workflow.specs.store:SpecStore.create",
             ["create-spec", "x", "a prompt", "--video", "v.mp4", "--specs-dir", "{tmp}/specs"],
         ),
         ("cosmos_workflow.report:write_report_for_file", ["report", "{tmp}/out.json"]),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cosmos_workflow.journal import read_records
-from cosmos_workflow.specs.manager import load_spec
+from cosmos_workflow.specs.store import load_spec
 from tests.videos import make_video
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cosmos_workflow.budget import PlanSettings, plan_item
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.families import family_for
 from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily, smart_resize
 from cosmos_workflow.media import VideoInfo
+from cosmos_workflow.planner import PlanSettings, plan_item
 
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")

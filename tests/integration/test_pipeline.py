@@ -50,7 +50,7 @@ def planner_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(api, "plan_item", counting)
-    monkeypatch.setattr("cosmos_workflow.budget.plan_item", counting)
+    monkeypatch.setattr("cosmos_workflow.planner.plan_item", counting)
     return calls
 
 

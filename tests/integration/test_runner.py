@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from cosmos_workflow import api
-from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.config import RunOptions
 from cosmos_workflow.engines import EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.fake import FakeEngine
@@ -17,6 +16,7 @@ from cosmos_workflow.errors import EngineError, ModelLoadError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.journal import journal_path_for
 from cosmos_workflow.media import clip_path
+from cosmos_workflow.planner import PlanSettings
 from cosmos_workflow.runner import request_key
 from cosmos_workflow.specs.batch import BatchItem, load_batch
 from cosmos_workflow.tokenizer import load_tokenizer

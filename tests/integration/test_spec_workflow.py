@@ -21,8 +21,8 @@ from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import InputFileError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.journal import read_records
-from cosmos_workflow.specs.manager import StoredSpec, load_spec
 from cosmos_workflow.specs.prompt_spec import Modality, UpsampleFrom, new_spec
+from cosmos_workflow.specs.store import StoredSpec, load_spec
 from cosmos_workflow.workflow import PromptSpecManager
 from cosmos_workflow.workflow.spec_runs import upsample_spec_dir
 from tests.videos import make_video

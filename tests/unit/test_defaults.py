@@ -5,11 +5,11 @@ from __future__ import annotations
 import inspect
 
 from cosmos_workflow import defaults
-from cosmos_workflow.budget import PlanSettings
 from cosmos_workflow.cli.plan import plan as plan_command
 from cosmos_workflow.cli.upsample import upsample_prompts
 from cosmos_workflow.config import RunOptions, UpsampleSettings
 from cosmos_workflow.engines import EngineConfig, SamplingParams
+from cosmos_workflow.planner import PlanSettings
 
 
 def test_the_settings_the_plan_and_the_engine_start_from_the_same_defaults() -> None:

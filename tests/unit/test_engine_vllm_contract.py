@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from cosmos_workflow.engines import vllm as engine
-from cosmos_workflow.requirements import release
+from cosmos_workflow.versions import release
 
 PYPI_SIMPLE = os.environ.get("COSMOS_PYPI_SIMPLE", "https://pypi.org/simple")
 CACHE = Path(os.environ.get("COSMOS_VLLM_SOURCE_CACHE", Path.home() / ".cache" / "cosmos-workflow" / "vllm"))

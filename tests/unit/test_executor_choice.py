@@ -12,9 +12,9 @@ from cosmos_workflow.engines import EngineConfig
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.executors.choice import choose
+from cosmos_workflow.executors.launcher import TorchrunLauncher
 from cosmos_workflow.executors.ray import RayExecutor
 from cosmos_workflow.executors.remote import RemoteConfig, RemoteExecutor, remote_config
-from cosmos_workflow.executors.spawn import TorchrunLauncher
 from cosmos_workflow.executors.torchrun import TorchrunExecutor
 
 

@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cosmos_workflow.cli.app import app
-from cosmos_workflow.cli.parallel import EXIT_INCOMPLETE
+from cosmos_workflow.cli.merge import EXIT_INCOMPLETE
 from cosmos_workflow.errors import OutputShrinkError
-from cosmos_workflow.executors.merge import BY_NAME, by_key, journals_for, merge_output, merge_records
 from cosmos_workflow.files import keep_copy
 from cosmos_workflow.journal import Journal, journal_path_for
+from cosmos_workflow.journal_merge import BY_NAME, by_key, journals_for, merge_output, merge_records
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import Status, UpsampleRecord
 
@@ -162,7 +162,7 @@ def _prompts(tmp_path: Path, names: str) -> Path:
 
 @pytest.fixture
 def cli() -> CliRunner:
-    import cosmos_workflow.cli.parallel  # noqa: F401  (registers the command)
+    import cosmos_workflow.cli.merge  # noqa: F401  (registers the command)
 
     return CliRunner()
 

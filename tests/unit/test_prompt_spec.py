@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from cosmos_workflow.specs import prompt_spec
-from cosmos_workflow.specs.manager import load_spec
 from cosmos_workflow.specs.prompt_spec import PromptSpec, new_spec, spec_id
+from cosmos_workflow.specs.store import load_spec
 from cosmos_workflow.workflow import PromptSpecManager
 
 V0 = Path(__file__).resolve().parents[1] / "data" / "specs_v0"

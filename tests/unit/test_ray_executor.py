@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_workflow.budget import Plan
 from cosmos_workflow.config import RunOptions, resolve_settings, run_options
 from cosmos_workflow.engines import EngineConfig
 from cosmos_workflow.errors import ConfigError, ModelLoadError, UsageError
@@ -18,6 +17,7 @@ from cosmos_workflow.executors.ray import (
     our_error,
     placement,
 )
+from cosmos_workflow.planner import Plan
 from cosmos_workflow.runner import Job
 from cosmos_workflow.specs.batch import BatchItem
 

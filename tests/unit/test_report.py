@@ -23,9 +23,9 @@ from cosmos_workflow.report import (
 )
 from cosmos_workflow.report._shots import shot_from_record, shot_from_spec, shots_from_records
 from cosmos_workflow.report._summary import BAR_WIDTH, budget_of, summarise
-from cosmos_workflow.specs.manager import StoredSpec
 from cosmos_workflow.specs.prompt_spec import UpsamplingParams, new_spec
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.specs.store import StoredSpec
 
 HOSTILE = '</p><script>alert("x")</script><img src=x onerror=alert(1)> & "quoted" \'single\''
 

@@ -20,8 +20,8 @@ from cosmos_workflow.config import (
     run_options,
 )
 from cosmos_workflow.errors import ConfigError, UsageError
+from cosmos_workflow.executors.launcher import child_arguments
 from cosmos_workflow.executors.local import LocalExecutor, visible_index
-from cosmos_workflow.executors.spawn import child_arguments
 
 
 def parse_flags(*args: str) -> dict[str, object]:

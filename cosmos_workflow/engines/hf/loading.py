@@ -16,7 +16,7 @@ from cosmos_workflow.engines.hf.options import HFOptions
 from cosmos_workflow.errors import ModelLoadError
 from cosmos_workflow.families import model_type_of
 from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
-from cosmos_workflow.requirements import HF_INSTALL_HINT, require_transformers
+from cosmos_workflow.versions import HF_INSTALL_HINT, require_transformers
 
 logger = logging.getLogger("cosmos_workflow")
 

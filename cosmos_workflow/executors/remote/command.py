@@ -1,7 +1,7 @@
 """The command the host runs: ``upsample-prompts`` with this run's options, in the image or the venv.
 
 Every option of the run becomes a flag (or, for the two without one, a ``COSMOS_*`` variable), the
-same way a local ``--num-gpu`` launch passes them to its ranks (:mod:`..spawn`), so the host runs
+same way a local ``--num-gpu`` launch passes them to its ranks (:mod:`..launcher`), so the host runs
 exactly this run's settings whatever its own config says. Docker mode runs
 ``scripts/upsample_prompt.sh`` as shipped with the wheel, with ``DOCKER=1``: the image, the
 shipped code mounted read-only, the uploads and the job folder mounted at their own paths,
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from cosmos_workflow.config import RunOptions
+from cosmos_workflow.executors.launcher import child_arguments, child_environment
 from cosmos_workflow.executors.remote.settings import RemoteConfig
-from cosmos_workflow.executors.spawn import child_arguments, child_environment
 
 SCRIPT = "scripts/upsample_prompt.sh"
 

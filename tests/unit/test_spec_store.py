@@ -15,8 +15,8 @@ from cosmos_workflow.engines import EngineConfig
 from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import ItemError, SpecError
 from cosmos_workflow.executors import LocalExecutor
-from cosmos_workflow.specs.manager import file_stem, load_spec
 from cosmos_workflow.specs.prompt_spec import new_spec
+from cosmos_workflow.specs.store import file_stem, load_spec
 from cosmos_workflow.workflow import PromptSpecManager
 from tests.videos import make_video
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosmos_workflow.budget import MIN_LONG_SIDE, PlanSettings, plan_item, snap_size
 from cosmos_workflow.families.pixtral import PixtralFamily
 from cosmos_workflow.media import VideoInfo
+from cosmos_workflow.planner import MIN_LONG_SIDE, PlanSettings, plan_item, snap_size
 from cosmos_workflow.tokenizer import load_tokenizer
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_workflow import requirements
+from cosmos_workflow import versions as requirements
 from cosmos_workflow.engines import EngineConfig, load_engine
 from cosmos_workflow.errors import ModelLoadError
-from cosmos_workflow.requirements import TRANSFORMERS_FLOOR, installed_version, release, require_transformers
+from cosmos_workflow.versions import TRANSFORMERS_FLOOR, installed_version, release, require_transformers
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 INSTALLED = installed_version("transformers")

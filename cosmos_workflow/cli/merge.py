@@ -5,7 +5,7 @@ a rank died and its results are to be collected without a rerun, ranks ran as se
 the output file was lost. It needs no run options: records are matched to items by name and
 original prompt, not by request key, because keys hash every option and the videos' absolute
 paths and mtimes, which differ across a Docker mount or a copied folder (see
-:mod:`cosmos_workflow.executors.merge`). The output's rules are a run's (:func:`api.merge`).
+:mod:`cosmos_workflow.journal_merge`). The output's rules are a run's (:func:`api.merge`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from cosmos_workflow import api
 from cosmos_workflow.cli.app import app, setup_logging, stderr
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import PromptsFile
-from cosmos_workflow.executors.merge import MergeResult
+from cosmos_workflow.journal_merge import MergeResult
 from cosmos_workflow.specs.batch import Problem
 
 #: written, but some items have no result or failed
