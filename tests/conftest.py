@@ -22,20 +22,26 @@ if importlib.util.find_spec("paramiko") is not None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup``, a module's tests that use a module-scoped fixture (a Ray cluster, a
-    browser, a built environment, a loaded model) run on one worker, so the fixture is made once;
-    the rest are spread test by test. A test already in an ``xdist_group`` (a resource shared by
-    several files) keeps its group. Without xdist the marks change nothing."""
+    """Which tests share a pytest-xdist worker under ``--dist loadgroup``; the rest are spread test
+    by test. Without xdist the marks change nothing. A test already in an ``xdist_group`` keeps it."""
     for item in items:
-        if item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        group = _shared_resource(item)
+        if item.get_closest_marker("xdist_group") is None and group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
-def _uses_a_module_fixture(item: pytest.Item) -> bool:
+def _shared_resource(item: pytest.Item) -> str | None:
+    """The tests that start containers take turns on the one Docker daemon (one of them checks
+    that no ``cosmos-workflow-*`` container is left); a module's tests that use a module-scoped
+    fixture (a browser, a built environment, a loaded model) run on one worker, so it is made once."""
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
-        return False
-    return any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
+        return None
+    if "docker_image" in info.names_closure:
+        return "docker"
+    if any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
+        return item.nodeid.split("::")[0]
+    return None
 
 
 @pytest.fixture(scope="session")
