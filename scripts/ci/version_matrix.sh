@@ -24,7 +24,7 @@ pytest_in() { # VENV TEST...
     shift
     echo "== $(basename "$venv"): $("$venv/bin/python" -m pip list --format=freeze 2>/dev/null |
         grep -iE '^(mistral.common|pydantic|numpy|av|transformers|torch)==' | tr '\n' ' ')" >&2
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n auto --dist loadgroup "$@"
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n logical --dist loadgroup "$@"
 }
 
 # 1. the image: its pins, then cosmos-workflow and pytest on top, the pins kept
