@@ -1,5 +1,5 @@
 """Shared fixtures: generated videos (tests/videos.py), an isolated cache, the tiny model; and how
-tests are shared between pytest-xdist's workers (``scripts/check.sh`` runs ``-n logical --dist loadgroup``)."""
+tests are shared between pytest-xdist's workers (``scripts/check.sh``: ``-n logical --dist loadgroup``)."""
 
 from __future__ import annotations
 
