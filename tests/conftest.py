@@ -1,8 +1,11 @@
-"""Shared fixtures: generated videos (tests/videos.py), an isolated cache, the tiny model."""
+"""Shared fixtures: generated videos (tests/videos.py), an isolated cache, the tiny model; and how
+tests are shared between pytest-xdist's workers (``scripts/check.sh``: ``-n logical --dist loadgroup``)."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +20,37 @@ if importlib.util.find_spec("paramiko") is not None:
     from tests.sshd import docker_image, known_hosts, remote_config, remote_python, sshd  # noqa: F401
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Which tests share a pytest-xdist worker under ``--dist loadgroup``; the rest are spread test
+    by test. Without xdist the marks change nothing. A test already in an ``xdist_group`` keeps it."""
+    for item in items:
+        group = _shared_resource(item)
+        if item.get_closest_marker("xdist_group") is None and group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _shared_resource(item: pytest.Item) -> str | None:
+    """The tests that start containers take turns on the one Docker daemon (one of them checks
+    that no ``cosmos-workflow-*`` container is left); a module's tests that use a module-scoped
+    fixture (a browser, a built environment, a loaded model) run on one worker, so it is made once."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    if "docker_image" in info.names_closure:
+        return "docker"
+    if any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
+        return item.nodeid.split("::")[0]
+    return None
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One cache for the whole session, so the tiny model is built once and never in ~/.cache."""
-    root = tmp_path_factory.mktemp("cosmos-cache")
+    """One cache for the whole run, so the tiny model (and the remote tests' wheel) is built once and
+    never in ~/.cache. Under pytest-xdist the workers share it: it sits beside their own folders."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cosmos-cache"
+    root.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COSMOS_WORKFLOW_CACHE", str(root))
         yield root
@@ -28,10 +58,12 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def tiny_model(cache_dir: Path) -> Path:
-    """The tiny random Pixtral checkpoint (built once per session)."""
+    """The tiny random Pixtral checkpoint (built once per run: a second worker waits for the first)."""
     from cosmos_workflow.engines.tiny import tiny_model_dir
 
-    return tiny_model_dir()
+    with (cache_dir / ".tiny-model.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return tiny_model_dir()
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,12 @@ pytest_in() { # VENV TEST...
     shift
     echo "== $(basename "$venv"): $("$venv/bin/python" -m pip list --format=freeze 2>/dev/null |
         grep -iE '^(mistral.common|pydantic|numpy|av|transformers|torch)==' | tr '\n' ' ')" >&2
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n logical --dist loadgroup "$@"
 }
 
 # 1. the image: its pins, then cosmos-workflow and pytest on top, the pins kept
 image=$(bash scripts/ci/image_venv.sh "$CACHE/image-venv")
-"$image/bin/python" -m pip install -q -c scripts/ci/cosmos-image-pins.txt -e . pytest pytest-timeout >&2
+"$image/bin/python" -m pip install -q -c scripts/ci/cosmos-image-pins.txt -e . pytest pytest-timeout pytest-xdist >&2
 pytest_in "$image" tests/unit/test_planner.py tests/unit/test_token_counts.py tests/unit/test_versions.py \
     tests/unit/test_engine_vllm.py tests/unit/test_media_sampling.py tests/integration/test_media.py
 

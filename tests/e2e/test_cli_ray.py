@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+# one local Ray cluster at a time: a second one beside it starves both on a 2-CPU machine
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

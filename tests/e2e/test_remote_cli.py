@@ -16,6 +16,9 @@ from cosmos_workflow.executors.remote.check import disk_verdict
 from tests.sshd import Sshd
 
 ROOT = Path(__file__).resolve().parents[2]
+# every test here checks the one remote_dir below, where `check` writes and removes a probe file of
+# a fixed name: one worker runs them all (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("remote-cli-check-dir")
 
 
 def cli(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,8 @@ from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.executors.ray import RayExecutor
 from cosmos_workflow.specs.batch import load_batch
 
-pytestmark = pytest.mark.slow
+# one local Ray cluster at a time: a second one beside it starves both on a 2-CPU machine
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 
 class Logged(FakeEngine):
