@@ -370,11 +370,11 @@ def roofline(
 
     Prefill FLOPs: 2 per weight per prompt token in the decoder, causal attention (QK^T and PV),
     the vision tower and projector per patch with per-image attention; prefill bytes: the weights
-    read once and the KV cache written once. Decoding FLOPs: 2 per weight per request per step,
-    plus attention over each request's cache as it stands; decoding bytes: every step reads the
-    decoder's weights once plus each request's KV cache (prompt + tokens so far). Only real
-    tokens count (no padding, no static-cache slack). At batch 256 a decoding step is bound by
-    both: counting bytes alone overstates what the card can do.
+    read once and the KV cache written once. Decoding FLOPs: 2 per weight (the lm_head included)
+    per request per step, plus attention over each request's cache as it stands; decoding bytes:
+    every step reads the decoder's weights once plus each request's KV cache (prompt + tokens so
+    far). Only real tokens count (no padding, no static-cache slack). At batch 256 a decoding step
+    does about 6 TFLOP besides moving about 75 GB: counting bytes alone hides the compute.
     """
     prefill_flops = 0.0
     for tokens in prompts:
@@ -387,7 +387,8 @@ def roofline(
     # the cache each request holds, summed over the steps: (prompt + (max_tokens - 1) / 2) per step
     cached_tokens = sum((tokens + (max_tokens - 1) / 2) * max_tokens for tokens in prompts)
     decode_bytes = max_tokens * shape.decode_weight_bytes + cached_tokens * shape.kv_bytes_per_token
-    decode_flops = 2 * shape.layer_linear_params * len(prompts) * max_tokens
+    decode_weights = shape.decode_weight_bytes // 2  # bf16: the decoder's layers and the lm_head
+    decode_flops = 2 * decode_weights * len(prompts) * max_tokens
     decode_flops += 4 * shape.layers * cached_tokens * shape.q_width  # QK^T and PV per cached token
     phases = {
         "prefill_compute_s": prefill_flops / ceilings.flops,
