@@ -72,16 +72,20 @@ def _require_pypi() -> None:
 
 @pytest.fixture(scope="module")
 def image_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Python of a fresh environment holding the image's pins (and nothing of ours)."""
+    """The Python of a fresh environment holding the image's pins (and nothing of ours): a copy of
+    one built once under .cache/ci (rebuilt by image_venv.sh when the pins or the interpreter
+    change), since the tests install into it."""
     _require_pypi()
-    folder = tmp_path_factory.mktemp("image") / "venv"
+    pristine = REPO / ".cache" / "ci" / "image-pristine"
     built = subprocess.run(
-        ["bash", str(REPO / "scripts" / "ci" / "image_venv.sh"), str(folder)],
+        ["bash", str(REPO / "scripts" / "ci" / "image_venv.sh"), str(pristine)],
         capture_output=True,
         text=True,
         timeout=1200,
     )
     assert built.returncode == 0, built.stderr[-3000:]
+    folder = tmp_path_factory.mktemp("image") / "venv"
+    shutil.copytree(pristine, folder, symlinks=True)  # a venv finds its packages from where it lies
     python = folder / "bin" / "python"
     installed = _freeze(python)
     assert {name: installed.get(name) for name in _pins()} == _pins(), "the image's pins are installed"
