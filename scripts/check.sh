@@ -17,7 +17,7 @@ if command -v shellcheck >/dev/null 2>&1; then shellcheck "${shell_scripts[@]}";
 # tests in parallel, one worker per logical CPU (`-n auto` counts physical cores where psutil is
 # installed: 1 on a 2-vCPU VM); tests that share a module-scoped fixture, the Ray cluster or the Docker
 # daemon stay on one worker (tests/conftest.py). Arguments pass through (`-n 0`: one process).
-"$PY" -m pytest -n logical --dist loadgroup "$@"
+"$PY" -m pytest -n logical --dist loadgroup --durations=25 "$@"
 # a full run also tests the other ends of the dependency ranges: the Cosmos image's pins and the
 # lowest transformers the hf extra allows, each in its own environment (built once, under .cache/ci)
 if [ $# -eq 0 ]; then PY="$PY" bash scripts/ci/version_matrix.sh; fi
