@@ -89,7 +89,7 @@ def request_key(item: BatchItem, options: RunOptions) -> str:
         "prompt": item.prompt,
         "video": _video_identity(item.video_path),
         "plan": _plan_key(options),
-        "sampling": options.sampling.model_dump(mode="json"),
+        "sampling": options.sampling.key(),
         "engine": options.engine.engine,
         "model": options.engine.model,
         "max_model_len": options.engine.max_model_len,
@@ -102,8 +102,9 @@ def _plan_key(options: RunOptions) -> dict[str, object]:
     """The plan settings in a key: a setting added later is left out at its default, so the keys
     of earlier runs (and their resume) stay as they were."""
     plan: dict[str, object] = options.plan.model_dump(mode="json")
-    if plan.get("max_vision_tokens") is None:
-        del plan["max_vision_tokens"]
+    for later in ("max_vision_tokens", "system_prompt"):
+        if plan.get(later) is None:
+            del plan[later]
     return plan
 
 
@@ -438,7 +439,7 @@ def build_record(
     problem = _problem(job, generation)
     text: str | None = None
     if problem is None and generation is not None:
-        cleaned = accept(generation, options.sampling.max_tokens)
+        cleaned = accept(generation, options.sampling.max_tokens, ascii_only=options.sampling.ascii_only)
         problem, text = cleaned.problem, cleaned.text
     status = "text_only" if plan.frames == 0 else "ok"
     if problem is not None:
@@ -468,7 +469,7 @@ def build_record(
         plan_changes=plan.changes,
         model=engine.model_name if engine else options.engine.model,
         engine=engine.name if engine else options.engine.engine,
-        sampling=options.sampling.model_dump(mode="json"),
+        sampling=options.sampling.key(),
         attempts=job.attempts,
         retry=job.retry_note,
         key=job.key,

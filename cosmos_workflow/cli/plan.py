@@ -16,7 +16,10 @@ from cosmos_workflow.budget import Plan
 from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
+    AsciiOnly,
     ConfigFile,
+    EncoderLimit,
+    EncoderTokenizer,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
@@ -25,7 +28,9 @@ from cosmos_workflow.cli.options import (
     Model,
     NumFrames,
     Preprocess,
+    Preset,
     PromptsFile,
+    SystemPromptFile,
     settings_from_flags,
 )
 from cosmos_workflow.config import plan_settings
@@ -47,6 +52,11 @@ def plan(
     max_model_len: MaxModelLen = MAX_MODEL_LEN,
     max_vision_tokens: MaxVisionTokens = None,
     model: Model = None,
+    preset: Preset = None,
+    system_prompt_file: SystemPromptFile = None,
+    ascii_only: AsciiOnly = None,
+    encoder_tokenizer: EncoderTokenizer = None,
+    encoder_limit: EncoderLimit = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
     config: ConfigFile = None,
 ) -> None:

@@ -33,6 +33,15 @@ class SamplingParams(BaseModel):
     top_p: float = Field(TOP_P, gt=0.0, le=1.0)
     max_tokens: int = Field(MAX_TOKENS, ge=1, description="tokens reserved for, and allowed in, the answer")
     seed: int | None = Field(None, description="seed for reproducible sampling")
+    ascii_only: bool = Field(False, description="answers made of tokens whose text is ASCII only")
+
+    def key(self) -> dict[str, object]:
+        """The settings as request keys and records hold them: a setting added later is left out
+        at its default, so earlier runs' keys (and their resume) and records stay as they were."""
+        values: dict[str, object] = self.model_dump(mode="json")
+        if not self.ascii_only:
+            del values["ascii_only"]
+        return values
 
 
 class EngineConfig(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.hf.ascii import ascii_logits_processor
 from cosmos_workflow.engines.hf.device import free_cuda, is_out_of_memory, pick_device, release_failed_call
 from cosmos_workflow.errors import EngineError, GPUOutOfMemoryError, ModelLoadError
 from cosmos_workflow.families.qwen2_5_vl import TEMPORAL, Qwen25VLFamily
@@ -69,7 +70,11 @@ class HFQwenEngine(Engine):
 
     def _generation_kwargs(self, sampling: SamplingParams) -> dict[str, Any]:
         ignore_eos = bool(self.config.options.get("ignore_eos"))
-        return _generation_kwargs(sampling, self.pad_id, ignore_eos=ignore_eos)
+        kwargs = _generation_kwargs(sampling, self.pad_id, ignore_eos=ignore_eos)
+        if sampling.ascii_only:
+            vocab = self._model.config.get_text_config().vocab_size
+            kwargs |= ascii_logits_processor(self.family.ascii_ids(), vocab, self.device)
+        return kwargs
 
     def _batch(self, requests: Sequence[EncodedRequest], torch: Any) -> dict[str, Any]:
         """Left-padded ids and mask, and the visuals split into images and videos, in order."""
