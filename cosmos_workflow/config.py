@@ -521,8 +521,14 @@ def run_options(settings: UpsampleSettings, *, output: Path | None = None, force
         ),
         force=force,
         clips_dir=_clips_dir(settings, output),
-        **_named(settings, RunOptions, derived={"engine", "clips_dir"}),
+        encoder_limit=encoder_limit_of(settings),
+        **_named(settings, RunOptions, derived={"engine", "clips_dir", "encoder_limit"}),
     )
+
+
+def encoder_limit_of(settings: UpsampleSettings) -> int | None:
+    """The answers' limit: ``encoder_limit``, else 512 when an encoder tokenizer is given."""
+    return settings.encoder_limit or (ENCODER_LIMIT if settings.encoder_tokenizer else None)
 
 
 def _named(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cosmos_workflow.errors import ConfigError
-from cosmos_workflow.userfiles import MiB, UserFile, check_user_file
+from cosmos_workflow.userfiles import MiB, UserFile, check_user_file, read_user_text
 
 TEKKEN_FILE = "tekken.json"
 BUNDLED_TEKKEN = "tekken_240911.json"
@@ -246,3 +246,56 @@ def _image_config(encoder: Any) -> Any:
 def load_tokenizer(path: Path | None = None) -> Tokenizer:
     """A cached tokenizer; ``None`` means the Pixtral tokenizer bundled with mistral-common."""
     return Tokenizer(path or bundled_tokenizer_path())
+
+
+#: the generator's text encoder's tokenizer (``--encoder-tokenizer``): T5's tokenizer.json is
+#: 2.4 MB, Qwen2.5's 11 MB
+ENCODER_TOKENIZER_FILE = UserFile(
+    what="encoder tokenizer",
+    max_bytes=64 * MiB,
+    error=ConfigError,
+    fix="point --encoder-tokenizer at a tokenizer folder (T5's, Reason1's) or its tokenizer.json",
+)
+
+
+class EncoderTokenizer:
+    """Counts an answer's tokens as the generator's text encoder will see it (its special tokens
+    included: T5 adds ``</s>``), from local files only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._count = _encoder_counter(path)
+
+    def count(self, text: str) -> int:
+        return self._count(text)
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder_tokenizer(path: Path) -> EncoderTokenizer:
+    """A cached :class:`EncoderTokenizer` (one per run, shared by its threads)."""
+    return EncoderTokenizer(path)
+
+
+def _encoder_counter(path: Path) -> Callable[[str], int]:
+    """``tokenizer.json`` (the file, or in the folder) through ``tokenizers``; a folder without
+    one (a sentencepiece ``spiece.model``) through transformers' AutoTokenizer, offline."""
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not path.is_dir() or file.exists() or file.is_symlink():  # a FIFO there is refused at the door
+        from tokenizers import Tokenizer as FastTokenizer
+
+        text = read_user_text(file, ENCODER_TOKENIZER_FILE)
+        try:
+            fast = FastTokenizer.from_str(text)
+        except Exception as exc:
+            problem = f"is not a tokenizer ({' '.join(str(exc).split())})"
+            raise ENCODER_TOKENIZER_FILE.refuse(file, problem) from None
+        return lambda answer: len(fast.encode(answer).ids)
+    try:
+        from transformers import AutoTokenizer
+
+        slow = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        problem = f"has no tokenizer.json, nor a tokenizer transformers can load ({reason})"
+        raise ENCODER_TOKENIZER_FILE.refuse(path, problem) from None
+    return lambda answer: len(slow(answer)["input_ids"])
