@@ -162,6 +162,7 @@ class UpsampleSettings(_Section):
     preset: Literal["predict2-refiner"] | None = Field(
         None, description="settings of a known recipe, below the file, env and flags: predict2-refiner"
     )
+    system_prompt: str | None = Field(None, description="the system prompt's text (system_prompt_file wins)")
     system_prompt_file: Path | None = Field(None, description="a text file: the system prompt of every chat")
     ascii_only: bool = Field(False, description="answers of ASCII tokens only")
     encoder_tokenizer: Path | None = Field(
@@ -481,7 +482,7 @@ def _invalid(
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:
     return PlanSettings(
         preprocess=settings.preprocess_videos,
-        system_prompt=system_prompt(settings),
+        system_prompt=system_prompt_of(settings),
         **_named(settings, PlanSettings, derived={"system_prompt"}),
     )
 
@@ -495,10 +496,13 @@ SYSTEM_PROMPT_FILE = UserFile(
 )
 
 
-def system_prompt(settings: UpsampleSettings) -> str | None:
-    """The system prompt every chat starts with: ``system_prompt_file``'s text, else the preset's,
+def system_prompt_of(settings: UpsampleSettings) -> str | None:
+    """The system prompt every chat starts with: ``system_prompt_file``'s text, else
+    ``system_prompt`` (how torchrun's ranks and the remote host are given it), else the preset's,
     else none."""
     if settings.system_prompt_file is None:
+        if settings.system_prompt:
+            return settings.system_prompt
         return PRESET_SYSTEM_PROMPTS.get(settings.preset) if settings.preset else None
     text = read_user_text(settings.system_prompt_file, SYSTEM_PROMPT_FILE).strip()
     if not text:
