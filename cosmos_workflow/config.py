@@ -1,5 +1,5 @@
-"""Settings, built once, in rising precedence: defaults < a TOML file < ``COSMOS_*`` environment
-variables < command-line flags (or the orchestrator's keyword arguments).
+"""Settings, built once, in rising precedence: defaults < a preset's (``preset``) < a TOML file <
+``COSMOS_*`` environment variables < command-line flags (or the orchestrator's keyword arguments).
 
 The TOML file is ``--config PATH``, else ``$COSMOS_WORKFLOW_CONFIG``, else ``cosmos-workflow.toml``
 in the working directory, if any. Its sections are the seed's ``config.toml`` names::
