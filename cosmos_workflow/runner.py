@@ -564,7 +564,7 @@ def _to_last_sentence(generation: Generation) -> Generation:
     if not _cut_off(generation):
         return generation
     text = clean_text(generation.text)
-    end = max(text.rfind(mark) for mark in (". ", "! ", "? ", ".", "!", "?"))
+    end = max(text.rfind(mark) for mark in ".!?")
     if end <= 0:
         return generation
     return replace(generation, text=text[: end + 1], finish_reason="stop")

@@ -153,6 +153,7 @@ class Tokenizer:
         text = self._tok.instruct_tokenizer.tokenizer
         return len(text.encode(system + "\n\n", bos=False, eos=False))
 
+    @functools.cache  # noqa: B019 - one Tokenizer per checkpoint, cached by load_tokenizer
     def ascii_ids(self) -> frozenset[int]:
         """The ids whose text is ASCII, and EOS (:func:`ascii_token_ids`)."""
         return ascii_token_ids(self.decode_one, self.vocab_size, keep=(self.eos_id,))

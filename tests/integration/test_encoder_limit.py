@@ -122,3 +122,25 @@ def test_an_unusable_encoder_tokenizer_is_one_line(tmp_path: Path, kind: str) ->
     with pytest.raises(ConfigError) as caught:
         EncoderTokenizer(path)
     assert "encoder tokenizer" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_retry_cut_at_its_budget_ends_at_its_last_full_sentence(tmp_path: Path, encoder: Path) -> None:
+    from cosmos_workflow.engines import Generation
+
+    first = " ".join(["city"] * 80)
+    cut = Generation(
+        text="A city at night. The forest and the",
+        finish_reason="length",
+        prompt_tokens=5,
+        completion_tokens=8,
+    )
+    engine = FakeEngine(answers=[first, cut])
+    items = [BatchItem(name="city", prompt="a city")]
+
+    result = api.upsample(
+        items, opts(tmp_path, encoder, 50), output=tmp_path / "o.json", executor=LocalExecutor(engine)
+    )
+
+    record = result.records[0]
+    assert record.status == "text_only" and record.upsampled_prompt == "A city at night."
+    assert record.attempts == 2 and record.encoder_tokens == 5
