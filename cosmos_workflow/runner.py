@@ -469,6 +469,7 @@ def prepare_request(
         grid_thw=encoding.grid_thw,
         video=encoding.video,
         frame_interval=frame_interval(plan.frame_indices, job.video.fps if job.video else None),
+        system=tokenizer.system,
     )
     return request, clip
 

@@ -79,6 +79,8 @@ class EncodedRequest:
     #: seconds between consecutive frames sent (from the video's fps and the frames chosen), for
     #: models that place frames in time (Qwen2.5-VL's M-RoPE); None when unknown
     frame_interval: float | None = None
+    #: the system prompt already in ``token_ids``, for engines that send text, not ids (OpenAI)
+    system: str | None = None
 
     @property
     def num_tokens(self) -> int:
