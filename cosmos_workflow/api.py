@@ -42,16 +42,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("cosmos_workflow")
 
 
-def tokenizer_for(model: str | Path | None) -> Family:
-    """The checkpoint's model family, with its own tokenizer (Pixtral's for a named model)."""
-    return family_for(model)
+def tokenizer_for(model: str | Path | None, system: str | None = None) -> Family:
+    """The checkpoint's model family, with its own tokenizer (Pixtral's for a named model), its
+    chats starting with the ``system`` prompt if any."""
+    return family_for(model, system)
 
 
 def plan(
     items: Sequence[BatchItem], settings: PlanSettings, *, model: str | Path | None = None
 ) -> Iterator[Plan]:
     """Plan each item (lazily, so 50,000 items stream): probe its video, count its tokens exactly."""
-    tokenizer = tokenizer_for(model)
+    tokenizer = tokenizer_for(model, settings.system_prompt)
     for item in items:
         yield plan_job(KeyedItem(item, ""), settings, tokenizer).plan
 
@@ -134,7 +135,7 @@ def _run(
     started = time.monotonic()
     journal = Journal(journal_path_for(output, executor.journal_suffix), on_saved)
     keyed = [KeyedItem(item, request_key(item, options)) for item in items]
-    tokenizer = tokenizer_for(options.engine.model)
+    tokenizer = tokenizer_for(options.engine.model, options.plan.system_prompt)
     with exclusive_lock(journal.path, owner_of=output):
         executor.start(output, options)
         if options.force:

@@ -1,5 +1,5 @@
-"""Settings, built once, in rising precedence: defaults < a TOML file < ``COSMOS_*`` environment
-variables < command-line flags (or the orchestrator's keyword arguments).
+"""Settings, built once, in rising precedence: defaults < a preset's (``preset``) < a TOML file <
+``COSMOS_*`` environment variables < command-line flags (or the orchestrator's keyword arguments).
 
 The TOML file is ``--config PATH``, else ``$COSMOS_WORKFLOW_CONFIG``, else ``cosmos-workflow.toml``
 in the working directory, if any. Its sections are the seed's ``config.toml`` names::
@@ -43,7 +43,17 @@ from cosmos_workflow.checkpoint.discovery import (
     CHECKPOINT_DIR_ENV,
     checkpoint_for,
 )
-from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES, TEMPERATURE, TOP_P
+from cosmos_workflow.defaults import (
+    ENCODER_LIMIT,
+    MAX_MODEL_LEN,
+    MAX_RESOLUTION,
+    MAX_TOKENS,
+    NUM_FRAMES,
+    PRESET_SYSTEM_PROMPTS,
+    PRESETS,
+    TEMPERATURE,
+    TOP_P,
+)
 from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class, engine_list
 from cosmos_workflow.errors import ConfigError, UsageError
 from cosmos_workflow.media import FrameSampling
@@ -53,7 +63,7 @@ from cosmos_workflow.options import RunOptions as RunOptions
 from cosmos_workflow.options import check_ray_engine as check_ray_engine
 from cosmos_workflow.options import default_clips_dir as default_clips_dir
 from cosmos_workflow.planner import PlanSettings
-from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
+from cosmos_workflow.userfiles import KiB, MiB, UserFile, read_user_text, too_deep
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -147,6 +157,19 @@ class UpsampleSettings(_Section):
     ray_address: str | None = Field(None, description="a running Ray cluster; none starts a local one")
     ray_actors: int | None = Field(
         None, ge=1, description="engines in the Ray actor pool (default: one per GPU, 1 without GPUs)"
+    )
+    # issue 25: the refiner's preset, a system prompt, answers that fit the generator's encoder
+    preset: Literal["predict2-refiner"] | None = Field(
+        None, description="settings of a known recipe, below the file, env and flags: predict2-refiner"
+    )
+    system_prompt: str | None = Field(None, description="the system prompt's text (system_prompt_file wins)")
+    system_prompt_file: Path | None = Field(None, description="a text file: the system prompt of every chat")
+    ascii_only: bool = Field(False, description="answers of ASCII tokens only")
+    encoder_tokenizer: Path | None = Field(
+        None, description="the generator's text encoder's tokenizer (folder or tokenizer.json)"
+    )
+    encoder_limit: int | None = Field(
+        None, ge=1, description=f"answer tokens the encoder takes ({ENCODER_LIMIT} with an encoder tokenizer)"
     )
 
 
@@ -272,6 +295,7 @@ def resolve_settings(
     layers.append(
         ("flag", {s: {k: v for k, v in f.items() if v is not None} for s, f in (flags or {}).items()})
     )
+    layers = _preset_layer(layers) + layers
     merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     sources: dict[str, str] = {}
     for origin, layer in layers:
@@ -283,6 +307,16 @@ def resolve_settings(
     settings = _validate(merged, sources)
     _check_gpus(settings.upsample, sources)
     return ResolvedSettings(settings, sources, path)
+
+
+def _preset_layer(layers: list[tuple[str, Layer]]) -> list[tuple[str, Layer]]:
+    """The settings of the preset the highest layer names, as a layer below all of them (an
+    unknown name gives none: validation refuses it, naming the known ones)."""
+    named = [layer["upsample"]["preset"] for _, layer in layers if "preset" in layer.get("upsample", {})]
+    preset = named[-1] if named else None
+    if not isinstance(preset, str) or preset not in PRESETS:
+        return []
+    return [(f"preset {preset}", {"upsample": PRESETS[preset]})]
 
 
 def find_config_file(given: Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
@@ -390,6 +424,8 @@ def _did_you_mean(word: str, choices: Iterable[str], *, prefix: str = "") -> str
 
 
 def _describe_origin(origin: str, section: str, key: str) -> str:
+    if origin.startswith("preset "):
+        return origin
     if origin == "env":
         return f"env {env_name(section, key)}"
     return origin if origin == "flag" else f"file {origin}"
@@ -444,7 +480,34 @@ def _invalid(
 
 
 def plan_settings(settings: UpsampleSettings) -> PlanSettings:
-    return PlanSettings(preprocess=settings.preprocess_videos, **_named(settings, PlanSettings))
+    return PlanSettings(
+        preprocess=settings.preprocess_videos,
+        system_prompt=system_prompt_of(settings),
+        **_named(settings, PlanSettings, derived={"system_prompt"}),
+    )
+
+
+#: ``--system-prompt-file``: a paragraph or a page of instructions
+SYSTEM_PROMPT_FILE = UserFile(
+    what="system prompt file",
+    max_bytes=64 * KiB,
+    error=UsageError,
+    fix="pass a UTF-8 text file with the system prompt to --system-prompt-file",
+)
+
+
+def system_prompt_of(settings: UpsampleSettings) -> str | None:
+    """The system prompt every chat starts with: ``system_prompt_file``'s text, else
+    ``system_prompt`` (how torchrun's ranks and the remote host are given it), else the preset's,
+    else none."""
+    if settings.system_prompt_file is None:
+        if settings.system_prompt:
+            return settings.system_prompt
+        return PRESET_SYSTEM_PROMPTS.get(settings.preset) if settings.preset else None
+    text = read_user_text(settings.system_prompt_file, SYSTEM_PROMPT_FILE).strip()
+    if not text:
+        raise SYSTEM_PROMPT_FILE.refuse(settings.system_prompt_file, "is empty")
+    return text
 
 
 def run_options(settings: UpsampleSettings, *, output: Path | None = None, force: bool = False) -> RunOptions:
@@ -462,8 +525,14 @@ def run_options(settings: UpsampleSettings, *, output: Path | None = None, force
         ),
         force=force,
         clips_dir=_clips_dir(settings, output),
-        **_named(settings, RunOptions, derived={"engine", "clips_dir"}),
+        encoder_limit=encoder_limit_of(settings),
+        **_named(settings, RunOptions, derived={"engine", "clips_dir", "encoder_limit"}),
     )
+
+
+def encoder_limit_of(settings: UpsampleSettings) -> int | None:
+    """The answers' limit: ``encoder_limit``, else 512 when an encoder tokenizer is given."""
+    return settings.encoder_limit or (ENCODER_LIMIT if settings.encoder_tokenizer else None)
 
 
 def _named(

@@ -42,6 +42,19 @@ class RunOptions(BaseModel):
     executor: Executor = Field("local", description="where the jobs run: 'local' (or a torchrun rank), 'ray'")
     ray_address: str | None = Field(None, description="the Ray cluster to join; None starts a local one")
     ray_actors: int | None = Field(None, ge=1, description="engines in the Ray actor pool; None: one per GPU")
+    encoder_tokenizer: Path | None = Field(
+        None, description="the generator's text encoder's tokenizer: every answer is counted with it"
+    )
+    encoder_limit: int | None = Field(None, ge=1, description="answer tokens the encoder takes")
+
+    @model_validator(mode="after")
+    def _encoder_limit_needs_a_tokenizer(self) -> RunOptions:
+        if self.encoder_limit is not None and self.encoder_tokenizer is None:
+            raise UsageError(
+                f"--encoder-limit {self.encoder_limit} needs --encoder-tokenizer PATH, the tokenizer "
+                "to count the answers with (e.g. the generator's T5 tokenizer folder)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _runs_on_the_executor(self) -> RunOptions:

@@ -50,6 +50,9 @@ class PlanSettings(BaseModel):
     max_vision_tokens: int | None = Field(
         None, ge=1, description="cap on the frames' tokens (memory and time); None: only the context"
     )
+    system_prompt: str | None = Field(
+        None, description="the system prompt every chat starts with (counted in text_tokens); None: none"
+    )
 
 
 class Plan(BaseModel):

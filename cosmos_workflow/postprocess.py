@@ -52,8 +52,9 @@ def _unquote(text: str) -> str:
     return text
 
 
-def accept(generation: Generation, max_tokens: int) -> Cleaned:
-    """A usable prompt, or the reason this answer cannot be one."""
+def accept(generation: Generation, max_tokens: int, *, ascii_only: bool = False) -> Cleaned:
+    """A usable prompt, or the reason this answer cannot be one (with ``ascii_only``, an answer
+    with a character outside ASCII is refused: the engines should never have produced it)."""
     if generation.finish_reason == "error":
         return Cleaned("", generation.error or "the engine failed on this request")
     text = clean_text(generation.text)
@@ -65,4 +66,7 @@ def accept(generation: Generation, max_tokens: int) -> Cleaned:
         )
     if not text:
         return Cleaned("", "the model returned an empty answer")
+    if ascii_only and not text.isascii():
+        odd = next(c for c in text if not c.isascii())
+        return Cleaned(text, f"the answer has a character outside ASCII ({odd!r}) though ascii_only is set")
     return Cleaned(text, None)

@@ -20,19 +20,21 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from cosmos_workflow.config import RunOptions
+from cosmos_workflow.defaults import ENCODER_LIMIT
 from cosmos_workflow.engines import EncodedRequest, Engine, Generation, SamplingParams
 from cosmos_workflow.errors import CosmosWorkflowError, EngineError, GPUOutOfMemoryError
 from cosmos_workflow.families import Family
 from cosmos_workflow.journal import Journal
 from cosmos_workflow.planner import Plan
-from cosmos_workflow.postprocess import accept
+from cosmos_workflow.postprocess import accept, clean_text
 from cosmos_workflow.specs.batch import BatchItem
 from cosmos_workflow.specs.results import Status, UpsampleRecord
+from cosmos_workflow.tokenizer import EncoderTokenizer, load_encoder_tokenizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from cosmos_workflow.media import VideoInfo
 
 log = logging.getLogger("cosmos_workflow")
+#: how many times an answer too long for the generator's encoder is generated again, shorter
+ENCODER_RETRIES = 2
 #: The start of a record's warning when the engine's prompt count differs from the plan's.
 PROMPT_COUNT_MISMATCH = "prompt token count differs"
 
@@ -64,6 +68,8 @@ class Job:
     retried: bool = False
     attempts: int = 1
     retry_note: str | None = None
+    #: the answer's count with the generator's encoder tokenizer (None: no encoder given)
+    encoder_tokens: int | None = None
 
 
 @dataclass
@@ -89,11 +95,13 @@ def request_key(item: BatchItem, options: RunOptions) -> str:
         "prompt": item.prompt,
         "video": _video_identity(item.video_path),
         "plan": _plan_key(options),
-        "sampling": options.sampling.model_dump(mode="json"),
+        "sampling": options.sampling.key(),
         "engine": options.engine.engine,
         "model": options.engine.model,
         "max_model_len": options.engine.max_model_len,
     }
+    if options.encoder_tokenizer is not None:  # left out without one: earlier keys stay as they were
+        payload["encoder"] = [str(options.encoder_tokenizer.expanduser().resolve()), options.encoder_limit]
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
 
@@ -102,8 +110,9 @@ def _plan_key(options: RunOptions) -> dict[str, object]:
     """The plan settings in a key: a setting added later is left out at its default, so the keys
     of earlier runs (and their resume) stay as they were."""
     plan: dict[str, object] = options.plan.model_dump(mode="json")
-    if plan.get("max_vision_tokens") is None:
-        del plan["max_vision_tokens"]
+    for later in ("max_vision_tokens", "system_prompt"):
+        if plan.get(later) is None:
+            del plan[later]
     return plan
 
 
@@ -189,7 +198,48 @@ class Runner:
 
     def _needs_retry(self, generation: Generation) -> bool:
         cut = _cut_off(generation) and not self.options.engine.options.get("ignore_eos")
-        return cut or generation.error_kind == "context_length"
+        return cut or generation.error_kind == "context_length" or self._over_encoder_limit(generation)
+
+    @functools.cached_property
+    def encoder(self) -> EncoderTokenizer | None:
+        """The generator's text encoder's tokenizer, when the run counts answers with one."""
+        path = self.options.encoder_tokenizer
+        return None if path is None else load_encoder_tokenizer(path.expanduser())
+
+    def _encoder_count(self, generation: Generation) -> int | None:
+        """The answer's tokens for the encoder, as it will be written (None: no encoder, no answer)."""
+        if self.encoder is None or generation.error is not None or generation.finish_reason != "stop":
+            return None
+        return self.encoder.count(clean_text(generation.text))
+
+    def _over_encoder_limit(self, generation: Generation) -> bool:
+        count = self._encoder_count(generation)
+        return count is not None and count > (self.options.encoder_limit or ENCODER_LIMIT)
+
+    def _fit_encoder(self, job: Job, generation: Generation | None) -> Generation | None:
+        """An answer too long for the generator's encoder is generated again with an answer budget
+        cut in proportion (at most :data:`ENCODER_RETRIES` times); a retry's answer that runs into
+        its budget ends at its last full sentence. ``job.encoder_tokens`` holds the final count."""
+        limit = self.options.encoder_limit or ENCODER_LIMIT
+        for _ in range(ENCODER_RETRIES):
+            if generation is None or job.request is None or not self._over_encoder_limit(generation):
+                break
+            count = self._encoder_count(generation) or 0
+            budget = max(1, generation.completion_tokens * limit * 9 // (count * 10))
+            log.warning(
+                "%s: the answer has %d tokens for the generator's encoder, over its limit %d; "
+                "generating it again with at most %d tokens",
+                job.item.name, count, limit, budget,
+            )  # fmt: skip
+            job.attempts += 1
+            job.retry_note = (
+                f"the answer had {count} encoder tokens, over the limit {limit}; "
+                f"generated again with at most {budget} tokens"
+            )
+            sampling = self.options.sampling.model_copy(update={"max_tokens": budget})
+            generation = _to_last_sentence(self._generate([job.request], sampling)[0])
+        job.encoder_tokens = self._encoder_count(generation) if generation is not None else None
+        return generation
 
     def _prepared_in_order(self, pool: ThreadPoolExecutor, jobs: list[Job]) -> Iterator[Job]:
         """Jobs in their order, each preprocessed in the pool, a window of them ahead of the engine."""
@@ -253,7 +303,7 @@ class Runner:
             generation = results.get(job.key)
             if generation is not None and generation.error_kind == "context_length" and not job.retried:
                 generation = self._retry_smaller(job)
-            records.append(self._record(job, generation))
+            records.append(self._record(job, self._fit_encoder(job, generation)))
         return records
 
     def _retry_cut_off(self, jobs: list[Job], results: dict[str, Generation | None]) -> None:
@@ -419,6 +469,7 @@ def prepare_request(
         grid_thw=encoding.grid_thw,
         video=encoding.video,
         frame_interval=frame_interval(plan.frame_indices, job.video.fps if job.video else None),
+        system=tokenizer.system,
     )
     return request, clip
 
@@ -438,8 +489,10 @@ def build_record(
     problem = _problem(job, generation)
     text: str | None = None
     if problem is None and generation is not None:
-        cleaned = accept(generation, options.sampling.max_tokens)
+        cleaned = accept(generation, options.sampling.max_tokens, ascii_only=options.sampling.ascii_only)
         problem, text = cleaned.problem, cleaned.text
+    if problem is None:
+        problem = _over_limit(job, options)
     status = "text_only" if plan.frames == 0 else "ok"
     if problem is not None:
         status, text = ("fallback", job.item.prompt) if options.on_error == "original" else ("error", None)
@@ -468,9 +521,10 @@ def build_record(
         plan_changes=plan.changes,
         model=engine.model_name if engine else options.engine.model,
         engine=engine.name if engine else options.engine.engine,
-        sampling=options.sampling.model_dump(mode="json"),
+        sampling=options.sampling.key(),
         attempts=job.attempts,
         retry=job.retry_note,
+        encoder_tokens=job.encoder_tokens,
         key=job.key,
     )
 
@@ -491,6 +545,30 @@ def _count_mismatch(job: Job, generation: Generation | None) -> str | None:
         f"{PROMPT_COUNT_MISMATCH}: the engine counted {generation.prompt_tokens}, the plan "
         f"{job.request.num_tokens}; please report it with the video's size"
     )
+
+
+def _over_limit(job: Job, options: RunOptions) -> str | None:
+    """The line for an answer still too long for the generator's encoder after the retries."""
+    limit = options.encoder_limit or ENCODER_LIMIT
+    if job.encoder_tokens is None or job.encoder_tokens <= limit:
+        return None
+    return (
+        f"{job.item.name}: the answer has {job.encoder_tokens} tokens for the generator's text encoder "
+        f"({options.encoder_tokenizer}), over its limit of {limit}, after {ENCODER_RETRIES} shorter tries; "
+        "lower --max-tokens, or raise --encoder-limit if the encoder takes more"
+    )
+
+
+def _to_last_sentence(generation: Generation) -> Generation:
+    """A retry's answer cut at its budget, ended at its last full sentence (unchanged when it
+    finished, or has no sentence end to cut at)."""
+    if not _cut_off(generation):
+        return generation
+    text = clean_text(generation.text)
+    end = max(text.rfind(mark) for mark in ".!?")
+    if end <= 0:
+        return generation
+    return replace(generation, text=text[: end + 1], finish_reason="stop")
 
 
 def _cut_off(generation: Generation | None) -> bool:

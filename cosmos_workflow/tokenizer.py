@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cosmos_workflow.errors import ConfigError
-from cosmos_workflow.userfiles import MiB, UserFile, check_user_file
+from cosmos_workflow.userfiles import MiB, UserFile, check_user_file, read_user_text
 
 TEKKEN_FILE = "tekken.json"
 BUNDLED_TEKKEN = "tekken_240911.json"
@@ -116,23 +116,51 @@ class Tokenizer:
         return math.ceil(w / self.grid.patch_size), math.ceil(h / self.grid.patch_size)
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one Tokenizer per run; prompts repeat in plans
-    def text_tokens(self, prompt: str) -> int:
-        """Tokens of the whole chat without images: BOS, [INST], the text, [/INST]."""
-        return len(self.encode(prompt, ()).token_ids)
+    def text_tokens(self, prompt: str, system: str | None = None) -> int:
+        """Tokens of the whole chat without images: BOS, [INST], the system prompt if any, the
+        text, [/INST]."""
+        return len(self.encode(prompt, (), system=system).token_ids)
 
-    def encode(self, prompt: str, frames: Sequence[np.ndarray], *, pixel_values: bool = True) -> Encoding:
+    def encode(
+        self,
+        prompt: str,
+        frames: Sequence[np.ndarray],
+        *,
+        pixel_values: bool = True,
+        system: str | None = None,
+    ) -> Encoding:
         """Token ids and normalised image arrays for one request (frames as RGB uint8 HxWx3).
+
+        A ``system`` prompt is a mistral-common ``SystemMessage``: this tokenizer puts its text
+        and a blank line at the start of the user message, before the images.
 
         Without ``pixel_values`` (for engines that encode the images themselves, as vLLM does)
         the images are not normalised: their token runs are laid out from their sizes, where the
-        image encoder puts them (after ``[INST]``, before the text), the same ids for a fifth of
-        the time. A unit test holds the two ways equal over many sizes.
+        image encoder puts them (after ``[INST]`` and the system prompt, before the text), the
+        same ids for a fifth of the time. A unit test holds the two ways equal over many sizes.
         """
         if not pixel_values and frames:
-            ids = list(self.encode(prompt, ()).token_ids)
+            ids = list(self.encode(prompt, (), system=system).token_ids)
+            at = IMAGES_AT + self._system_length(system)
             runs = [t for f in frames for t in self.image_run(f.shape[1], f.shape[0])]
-            return Encoding(token_ids=[*ids[:IMAGES_AT], *runs, *ids[IMAGES_AT:]], pixel_values=[])
-        return self._encode_chat(prompt, frames)
+            return Encoding(token_ids=[*ids[:at], *runs, *ids[at:]], pixel_values=[])
+        return self._encode_chat(prompt, frames, system)
+
+    def _system_length(self, system: str | None) -> int:
+        """Tokens the system prompt adds before the images (its text and a blank line)."""
+        if not system:
+            return 0
+        text = self._tok.instruct_tokenizer.tokenizer
+        return len(text.encode(system + "\n\n", bos=False, eos=False))
+
+    @functools.cache  # noqa: B019 - one Tokenizer per checkpoint, cached by load_tokenizer
+    def ascii_ids(self) -> frozenset[int]:
+        """The ids whose text is ASCII, and EOS (:func:`ascii_token_ids`)."""
+        return ascii_token_ids(self.decode_one, self.vocab_size, keep=(self.eos_id,))
+
+    def decode_one(self, token_id: int) -> str:
+        """One token's text (special tokens and partial UTF-8 bytes give non-ASCII or empty text)."""
+        return self.decode([token_id])
 
     def image_run(self, width: int, height: int) -> list[int]:
         """One image's tokens: ``[IMG]`` per patch, ``[IMG_BREAK]`` after each row, the last one
@@ -143,8 +171,8 @@ class Tokenizer:
         run[-1] = img_end
         return run
 
-    def _encode_chat(self, prompt: str, frames: Sequence[np.ndarray]) -> Encoding:
-        from mistral_common.protocol.instruct.messages import UserMessage
+    def _encode_chat(self, prompt: str, frames: Sequence[np.ndarray], system: str | None = None) -> Encoding:
+        from mistral_common.protocol.instruct.messages import SystemMessage, UserMessage
 
         try:  # mistral-common 1.6 and later
             from mistral_common.protocol.instruct.chunk import ImageChunk, TextChunk
@@ -158,15 +186,25 @@ class Tokenizer:
 
         chunks: list[ImageChunk | TextChunk] = [ImageChunk(image=Image.fromarray(f)) for f in frames]
         chunks.append(TextChunk(text=prompt))
-        request: ChatCompletionRequest[UserMessage] = ChatCompletionRequest(
-            messages=[UserMessage(content=chunks)]
-        )
+        messages: list[SystemMessage | UserMessage] = [SystemMessage(content=system)] if system else []
+        messages.append(UserMessage(content=chunks))
+        request: ChatCompletionRequest[SystemMessage | UserMessage] = ChatCompletionRequest(messages=messages)
         tokenized = self._tok.encode_chat_completion(request)
         return Encoding(token_ids=list(tokenized.tokens), pixel_values=list(tokenized.images))
 
     def decode(self, token_ids: Sequence[int]) -> str:
         text: str = self._tok.decode(list(token_ids), **self._decode_options)
         return text
+
+
+def ascii_token_ids(
+    decode_one: Callable[[int], str], vocab_size: int, *, keep: Iterable[int] = ()
+) -> frozenset[int]:
+    """The token ids whose own text is non-empty ASCII, plus ``keep`` (the end-of-answer ids):
+    what an ASCII-only answer may be made of. A token holding part of a multi-byte character
+    decodes to U+FFFD on its own, so it is left out; special tokens decode to nothing and are too."""
+    allowed = {i for i in range(vocab_size) if (text := decode_one(i)) and text.isascii()}
+    return frozenset(allowed | set(keep))
 
 
 def image_encoder(tokenizer: Any) -> Any:
@@ -209,3 +247,56 @@ def _image_config(encoder: Any) -> Any:
 def load_tokenizer(path: Path | None = None) -> Tokenizer:
     """A cached tokenizer; ``None`` means the Pixtral tokenizer bundled with mistral-common."""
     return Tokenizer(path or bundled_tokenizer_path())
+
+
+#: the generator's text encoder's tokenizer (``--encoder-tokenizer``): T5's tokenizer.json is
+#: 2.4 MB, Qwen2.5's 11 MB
+ENCODER_TOKENIZER_FILE = UserFile(
+    what="encoder tokenizer",
+    max_bytes=64 * MiB,
+    error=ConfigError,
+    fix="point --encoder-tokenizer at a tokenizer folder (T5's, Reason1's) or its tokenizer.json",
+)
+
+
+class EncoderTokenizer:
+    """Counts an answer's tokens as the generator's text encoder will see it (its special tokens
+    included: T5 adds ``</s>``), from local files only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._count = _encoder_counter(path)
+
+    def count(self, text: str) -> int:
+        return self._count(text)
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder_tokenizer(path: Path) -> EncoderTokenizer:
+    """A cached :class:`EncoderTokenizer` (one per run, shared by its threads)."""
+    return EncoderTokenizer(path)
+
+
+def _encoder_counter(path: Path) -> Callable[[str], int]:
+    """``tokenizer.json`` (the file, or in the folder) through ``tokenizers``; a folder without
+    one (a sentencepiece ``spiece.model``) through transformers' AutoTokenizer, offline."""
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not path.is_dir() or file.exists() or file.is_symlink():  # a FIFO there is refused at the door
+        from tokenizers import Tokenizer as FastTokenizer
+
+        text = read_user_text(file, ENCODER_TOKENIZER_FILE)
+        try:
+            fast = FastTokenizer.from_str(text)
+        except Exception as exc:
+            problem = f"is not a tokenizer ({' '.join(str(exc).split())})"
+            raise ENCODER_TOKENIZER_FILE.refuse(file, problem) from None
+        return lambda answer: len(fast.encode(answer).ids)
+    try:
+        from transformers import AutoTokenizer
+
+        slow = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        problem = f"has no tokenizer.json, nor a tokenizer transformers can load ({reason})"
+        raise ENCODER_TOKENIZER_FILE.refuse(path, problem) from None
+    return lambda answer: len(slow(answer)["input_ids"])

@@ -87,6 +87,38 @@ CudaDevices = Annotated[
     typer.Option(help="the GPUs to use, as CUDA_VISIBLE_DEVICES: e.g. 0,1 (default: all visible)"),
 ]
 
+# issue 25: the refiner's preset and system prompt, answers that fit the generator's encoder
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        help="predict2-refiner: Cosmos-Predict2's refiner settings (greedy, 512 new tokens, ASCII-only "
+        "answers, a system prompt asking for an 80-100 word paragraph); flags, env and the config file win",
+        show_default=False,
+    ),
+]
+SystemPromptFile = Annotated[
+    Path | None,
+    typer.Option(help="a text file whose content is the system prompt of every request", show_default=False),
+]
+AsciiOnly = Annotated[
+    bool | None,
+    typer.Option("--ascii-only/--any-text", help="answers of ASCII tokens only", show_default=False),
+]
+EncoderTokenizer = Annotated[
+    Path | None,
+    typer.Option(
+        help="the generator's text encoder's tokenizer (a folder or tokenizer.json, e.g. T5's): answers "
+        "longer than --encoder-limit tokens are generated again shorter, or fail",
+        show_default=False,
+    ),
+]
+EncoderLimit = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="tokens the encoder takes (default 512 with --encoder-tokenizer)", show_default=False
+    ),
+]
+
 #: parameters whose settings key differs from the parameter's name
 _RENAMED = {
     "preprocess": "preprocess_videos",

@@ -15,7 +15,10 @@ from cosmos_workflow import api
 from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
+    AsciiOnly,
     ConfigFile,
+    EncoderLimit,
+    EncoderTokenizer,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
@@ -24,10 +27,12 @@ from cosmos_workflow.cli.options import (
     Model,
     NumFrames,
     Preprocess,
+    Preset,
     PromptsFile,
+    SystemPromptFile,
     settings_from_flags,
 )
-from cosmos_workflow.config import plan_settings
+from cosmos_workflow.config import encoder_limit_of, plan_settings
 from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
 from cosmos_workflow.planner import Plan
 from cosmos_workflow.specs.batch import load_batch
@@ -47,6 +52,11 @@ def plan(
     max_model_len: MaxModelLen = MAX_MODEL_LEN,
     max_vision_tokens: MaxVisionTokens = None,
     model: Model = None,
+    preset: Preset = None,
+    system_prompt_file: SystemPromptFile = None,
+    ascii_only: AsciiOnly = None,
+    encoder_tokenizer: EncoderTokenizer = None,
+    encoder_limit: EncoderLimit = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
     config: ConfigFile = None,
 ) -> None:
@@ -56,20 +66,30 @@ def plan(
     for problem in batch.problems:
         stderr.print(text(f"skipped {problem}"), highlight=False)
     plans = api.plan(batch.items, plan_settings(settings), model=settings.model)
-    planned, fit = _print_json(plans) if as_json else _print_table(list(plans))
+    limit = encoder_limit_of(settings)
+    planned, fit = _print_json(plans, limit) if as_json else _print_table(list(plans))
+    if limit is not None and not as_json:
+        stdout.print(
+            text(
+                f"answers: at most {limit} tokens of the generator's encoder ({settings.encoder_tokenizer})"
+            ),
+            highlight=False,
+        )
     if not planned or not fit:
         raise typer.Exit(EXIT_FAILED)
 
 
-def _print_json(plans: Iterator[Plan]) -> tuple[int, bool]:
-    """A JSON list written one plan per line as each is planned: memory stays flat for any size.
+def _print_json(plans: Iterator[Plan], encoder_limit: int | None = None) -> tuple[int, bool]:
+    """A JSON list written one plan per line as each is planned: memory stays flat for any size;
+    each row says the ``encoder_limit`` of the answers when there is one.
 
     ASCII-only (``\\uXXXX`` escapes), so no name can carry a terminal control sequence."""
     count, fit = 0, True
     out = sys.stdout
     out.write("[")
+    extra = {} if encoder_limit is None else {"encoder_limit": encoder_limit}
     for plan in plans:
-        out.write(("," if count else "") + "\n  " + json.dumps(plan.model_dump(mode="json")))
+        out.write(("," if count else "") + "\n  " + json.dumps(plan.model_dump(mode="json") | extra))
         count, fit = count + 1, fit and plan.fits
     out.write("\n]\n" if count else "]\n")
     out.flush()

@@ -16,8 +16,11 @@ from cosmos_workflow import report as review
 from cosmos_workflow.cli.app import app, saves_results, setup_logging, stderr
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
+    AsciiOnly,
     ConfigFile,
     CudaDevices,
+    EncoderLimit,
+    EncoderTokenizer,
     FrameSampling,
     MaxModelLen,
     MaxResolution,
@@ -28,6 +31,8 @@ from cosmos_workflow.cli.options import (
     NumGpu,
     Offload,
     Preprocess,
+    Preset,
+    SystemPromptFile,
     settings_from_flags,
 )
 from cosmos_workflow.config import Executor as ExecutorName
@@ -75,6 +80,11 @@ def upsample_prompts(
     max_model_len: MaxModelLen = MAX_MODEL_LEN,
     max_vision_tokens: MaxVisionTokens = None,
     max_tokens: MaxTokens = MAX_TOKENS,
+    preset: Preset = None,
+    system_prompt_file: SystemPromptFile = None,
+    ascii_only: AsciiOnly = None,
+    encoder_tokenizer: EncoderTokenizer = None,
+    encoder_limit: EncoderLimit = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = TEMPERATURE,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = TOP_P,
     seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,

@@ -33,6 +33,15 @@ class SamplingParams(BaseModel):
     top_p: float = Field(TOP_P, gt=0.0, le=1.0)
     max_tokens: int = Field(MAX_TOKENS, ge=1, description="tokens reserved for, and allowed in, the answer")
     seed: int | None = Field(None, description="seed for reproducible sampling")
+    ascii_only: bool = Field(False, description="answers made of tokens whose text is ASCII only")
+
+    def key(self) -> dict[str, object]:
+        """The settings as request keys and records hold them: a setting added later is left out
+        at its default, so earlier runs' keys (and their resume) and records stay as they were."""
+        values: dict[str, object] = self.model_dump(mode="json")
+        if not self.ascii_only:
+            del values["ascii_only"]
+        return values
 
 
 class EngineConfig(BaseModel):
@@ -70,6 +79,8 @@ class EncodedRequest:
     #: seconds between consecutive frames sent (from the video's fps and the frames chosen), for
     #: models that place frames in time (Qwen2.5-VL's M-RoPE); None when unknown
     frame_interval: float | None = None
+    #: the system prompt already in ``token_ids``, for engines that send text, not ids (OpenAI)
+    system: str | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -19,7 +19,9 @@ class FakeEngine(Engine):
     that long (``--engine-option seconds_per_batch=0.5``), for tests of a run in progress. The
     option ``streams`` makes it a streaming engine like vLLM's: the runner feeds it requests as
     they are prepared, and it answers each group of ``stream_group`` in reverse order (a request
-    that finishes early overtakes the ones sent before it).
+    that finishes early overtakes the ones sent before it). The option ``answer_words`` makes
+    each unscripted answer that many words long, cut at ``max_tokens`` words (a word a token), for
+    tests of answers too long for the generator's encoder.
     """
 
     name = "fake"
@@ -43,6 +45,7 @@ class FakeEngine(Engine):
         self.seconds_per_batch = float(self.config.options.get("seconds_per_batch") or 0.0)
         self.streams = bool(self.config.options.get("streams", False))
         self.stream_group = int(self.config.options.get("stream_group") or 8)
+        self.answer_words = int(self.config.options.get("answer_words") or 0)
 
     def generate_stream(
         self, requests: Iterable[EncodedRequest], sampling: SamplingParams
@@ -64,7 +67,9 @@ class FakeEngine(Engine):
         scripted = self.answers.popleft() if self.answers else None
         if isinstance(scripted, Generation):
             return scripted
-        text = scripted if scripted is not None else _describe(request)
+        text = (
+            scripted if scripted is not None else _describe(request, self.answer_words, sampling.max_tokens)
+        )
         return Generation(
             text=text,
             finish_reason="stop",
@@ -76,6 +81,10 @@ class FakeEngine(Engine):
         self.closed = True
 
 
-def _describe(request: EncodedRequest) -> str:
+def _describe(request: EncodedRequest, words: int = 0, max_tokens: int = 0) -> str:
     sizes = ", ".join(f"{f.shape[1]}x{f.shape[0]}" for f in request.frames) or "no frames"
-    return f"A detailed scene: {request.prompt} (seen in {len(request.frames)} frames: {sizes})."
+    text = f"A detailed scene: {request.prompt} (seen in {len(request.frames)} frames: {sizes})."
+    if not words:
+        return text
+    filler = text.split() + ["and"] * words
+    return " ".join(filler[: min(words, max_tokens)])

@@ -90,14 +90,15 @@ def image_data_url(frame: np.ndarray, fmt: str = "png") -> str:
 def chat_body(
     model: str, request: EncodedRequest, sampling: SamplingParams, fmt: str = "png"
 ) -> dict[str, Any]:
-    """The chat-completions body: one user message, images first, then the text."""
+    """The chat-completions body: the system message if any, then one user message, images
+    first, then the text. (ASCII-only answers cannot be asked of a server: postprocess checks them.)"""
     content: list[dict[str, Any]] = [
         {"type": "image_url", "image_url": {"url": image_data_url(f, fmt)}} for f in request.frames
     ]
     content.append({"type": "text", "text": request.prompt})
     body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": "user", "content": content}],
+        "messages": [*system_message(request.system), {"role": "user", "content": content}],
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "max_tokens": sampling.max_tokens,
@@ -105,6 +106,11 @@ def chat_body(
     if sampling.seed is not None:
         body["seed"] = sampling.seed
     return body
+
+
+def system_message(system: str | None) -> list[dict[str, Any]]:
+    """The chat's system message, as a list of none or one."""
+    return [{"role": "system", "content": system}] if system else []
 
 
 class _Retry(Exception):

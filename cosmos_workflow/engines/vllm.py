@@ -34,6 +34,7 @@ only where the installed release accepts them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import itertools
 import json
@@ -92,7 +93,9 @@ LLM_KWARGS_USED = frozenset(
 GENERATE_KWARGS_USED = frozenset({"sampling_params", "use_tqdm"})
 GENERATE_KWARGS_OPTIONAL = frozenset({"use_tqdm"})
 #: Fields set on ``vllm.SamplingParams``.
-SAMPLING_FIELDS_USED = frozenset({"temperature", "top_p", "max_tokens", "seed", "ignore_eos", "output_kind"})
+SAMPLING_FIELDS_USED = frozenset(
+    {"temperature", "top_p", "max_tokens", "seed", "ignore_eos", "output_kind", "allowed_token_ids"}
+)
 #: Keys of ``vllm.inputs.TokensPrompt``.
 PROMPT_KEYS_USED = frozenset({"prompt_token_ids", "multi_modal_data"})
 #: Attributes read from ``RequestOutput`` and ``CompletionOutput``.
@@ -257,9 +260,16 @@ class VLLMEngine(Engine):
         }
         if self.config.options.get("ignore_eos"):
             fields["ignore_eos"] = True
+        if sampling.ascii_only:  # the refiner's ASCII-only answers: vLLM samples from these ids only
+            fields["allowed_token_ids"] = self._ascii_ids()
         if final_only:
             fields["output_kind"] = self._vllm.sampling_params.RequestOutputKind.FINAL_ONLY
         return self._vllm.SamplingParams(**_only(fields, SAMPLING_FIELDS_USED))
+
+    @functools.cache  # noqa: B019 - one list per loaded engine
+    def _ascii_ids(self) -> list[int]:
+        """The checkpoint tokenizer's ids whose text is ASCII, and EOS."""
+        return sorted(load_tokenizer(tokenizer_path_for(self.config.model)).ascii_ids())
 
     def generate_stream(
         self, requests: Iterable[EncodedRequest], sampling: SamplingParams

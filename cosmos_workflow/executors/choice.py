@@ -3,7 +3,8 @@ combinations are refused, and why.
 
 :func:`choose` answers, in this order:
 
-- ``remote`` given: the ``[remote]`` GPU host (not with ``--executor ray``);
+- ``remote`` given: the ``[remote]`` GPU host (not with ``--executor ray``, nor an encoder
+  tokenizer: its path is not sent to the host yet);
 - ``executor = "ray"``: a Ray cluster's actor pool (started once, never under torchrun; the options
   already refused ``--num-gpu``/``--cuda-devices`` and an engine that does not run on Ray);
 - ``num_gpu > 1`` in a single process: a torchrun child process, no more ranks than devices;
@@ -47,6 +48,11 @@ def choose(options: RunOptions, *, remote: RemoteConfig | None = None, shard: bo
 def _remote(options: RunOptions, remote: RemoteConfig) -> Executor:
     if options.executor != "local":
         raise UsageError("--remote runs the batch on the [remote] host; drop --executor ray (or use one)")
+    if options.encoder_tokenizer is not None:
+        raise UsageError(
+            f"--encoder-tokenizer {options.encoder_tokenizer} is a path here, and --remote counts the "
+            "answers on the host, which has no copy of it yet; drop --encoder-tokenizer or --remote"
+        )
     from cosmos_workflow.executors.remote import RemoteExecutor
 
     return RemoteExecutor(remote)

@@ -97,6 +97,14 @@ def child_arguments(options: RunOptions) -> list[str]:
     for key, value in engine.options.items():
         if value is not None:  # an unset option: the engine's default, as when absent
             args += ["--engine-option", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
+    args += ["--ascii-only" if sampling.ascii_only else "--any-text"]
+    if options.encoder_tokenizer is not None:
+        args += [
+            "--encoder-tokenizer",
+            str(options.encoder_tokenizer),
+            "--encoder-limit",
+            str(options.encoder_limit),
+        ]
     args += ["--clips-dir", str(options.clips_dir)] if options.clips_dir else ["--no-clips"]
     return args + (["--force"] if options.force else [])
 
@@ -109,6 +117,8 @@ def child_environment(options: RunOptions, env: Mapping[str, str]) -> dict[str, 
     child["COSMOS_WORKERS"] = str(options.workers)
     child["COSMOS_PREFETCH_BATCHES"] = str(options.prefetch_batches)
     child["PYTHONUNBUFFERED"] = "1"  # the log file fills as the ranks write
+    if options.plan.system_prompt:  # the preset's or a file's text: the ranks count and send the same
+        child["COSMOS_SYSTEM_PROMPT"] = options.plan.system_prompt
     return child
 
 

@@ -229,7 +229,7 @@ def stream(
 def prepare_row(row: dict[str, Any], options: RunOptions) -> dict[str, Any]:
     """A CPU task: decode, resize and encode one engine batch (in ``options.workers`` threads)."""
     jobs = _loads(row["jobs"])
-    tokenizer = family_for(options.engine.model)
+    tokenizer = family_for(options.engine.model, options.plan.system_prompt)
 
     def prepare(job: Job) -> Job:
         return prepare_job(job, tokenizer, options) if job.plan.fits else job
@@ -267,7 +267,7 @@ class EngineActor:
             self.load_error = exc
             return
         # the tokenizer loads only if a request must shrink: the batches come encoded
-        tokenizer = functools.partial(family_for, options.engine.model)
+        tokenizer = functools.partial(family_for, options.engine.model, options.plan.system_prompt)
         self.runner = Runner(engine, tokenizer, options)
         self.runner.size_batches(longest)
 

@@ -22,17 +22,17 @@ from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
 __all__ = ["SUPPORTED", "Family", "family_for", "family_name", "model_type_of"]
 
 
-def _pixtral(model: str | Path | None) -> Family:
-    return PixtralFamily(load_tokenizer(tokenizer_path_for(model)))
+def _pixtral(model: str | Path | None, system: str | None = None) -> Family:
+    return PixtralFamily(load_tokenizer(tokenizer_path_for(model)), system)
 
 
-def _qwen(model: str | Path | None) -> Family:
+def _qwen(model: str | Path | None, system: str | None = None) -> Family:
     assert model is not None
-    return Qwen25VLFamily(Path(model).expanduser())
+    return Qwen25VLFamily(Path(model).expanduser(), system)
 
 
-#: ``config.json`` model types and the family that serves each
-SUPPORTED: dict[str, Callable[[str | Path | None], Family]] = {
+#: ``config.json`` model types and the family that serves each (given the model and system prompt)
+SUPPORTED: dict[str, Callable[[str | Path | None, str | None], Family]] = {
     "llava": _pixtral,
     "pixtral": _pixtral,
     "qwen2_5_vl": _qwen,
@@ -41,10 +41,11 @@ _NAMES = {"llava": "Pixtral", "pixtral": "Pixtral", "qwen2_5_vl": "Qwen2.5-VL / 
 
 
 @functools.lru_cache(maxsize=8)
-def family_for(model: str | Path | None) -> Family:
-    """The family of ``model`` (a checkpoint folder, a tokenizer file, or a model name), loaded once."""
+def family_for(model: str | Path | None, system: str | None = None) -> Family:
+    """The family of ``model`` (a checkpoint folder, a tokenizer file, or a model name), loaded
+    once; every request's chat starts with the ``system`` prompt, if any."""
     model_type = _supported_type(model)
-    return _pixtral(model) if model_type is None else SUPPORTED[model_type](model)
+    return _pixtral(model, system) if model_type is None else SUPPORTED[model_type](model, system)
 
 
 def family_name(model: str | Path | None) -> str:

@@ -24,6 +24,9 @@ class Family(abc.ABC):
     name: ClassVar[str]
     #: the grid step of a planned side: sizes shrink by at least this much at a time
     step: ClassVar[int]
+    #: the system prompt every request's chat starts with (None: none), counted and encoded as
+    #: the family's own chat format places it
+    system: str | None = None
 
     @property
     @abc.abstractmethod
@@ -46,6 +49,10 @@ class Family(abc.ABC):
     def encode(self, prompt: str, frames: Sequence[np.ndarray], *, pixel_values: bool = True) -> Encoding:
         """Token ids (and, with ``pixel_values``, the model's pixel arrays) for one request;
         ``frames`` are RGB uint8 HxWx3 arrays at the planned size."""
+
+    @abc.abstractmethod
+    def ascii_ids(self) -> frozenset[int]:
+        """The token ids an ASCII-only answer may use: those whose text is ASCII, and the end ids."""
 
     def sizes(self, width: int, height: int, long_side: int, floor: int) -> Iterator[tuple[int, int]]:
         """Planned sizes from ``long_side`` down to ``floor``, largest first (no repeats)."""

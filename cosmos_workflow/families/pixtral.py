@@ -31,15 +31,16 @@ class PixtralFamily(Family):
     name: ClassVar[str] = "pixtral"
     step: ClassVar[int] = PATCH
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, system: str | None = None) -> None:
         self.tokenizer = tokenizer
+        self.system = system
 
     @property
     def max_long_side(self) -> int:
         return self.tokenizer.grid.max_image_size
 
     def text_tokens(self, prompt: str) -> int:
-        return self.tokenizer.text_tokens(prompt)
+        return self.tokenizer.text_tokens(prompt, self.system)
 
     def vision_tokens(self, frames: int, width: int, height: int) -> int:
         return frames * self.tokenizer.image_tokens(width, height)
@@ -48,4 +49,7 @@ class PixtralFamily(Family):
         return snap_size(width, height, long_side)
 
     def encode(self, prompt: str, frames: Sequence[np.ndarray], *, pixel_values: bool = True) -> Encoding:
-        return self.tokenizer.encode(prompt, frames, pixel_values=pixel_values)
+        return self.tokenizer.encode(prompt, frames, pixel_values=pixel_values, system=self.system)
+
+    def ascii_ids(self) -> frozenset[int]:
+        return self.tokenizer.ascii_ids()

@@ -26,7 +26,7 @@ import numpy as np
 
 from cosmos_workflow.errors import ConfigError
 from cosmos_workflow.families.base import Family
-from cosmos_workflow.tokenizer import Encoding
+from cosmos_workflow.tokenizer import Encoding, ascii_token_ids
 
 MERGE = 2
 PATCH = 14
@@ -96,8 +96,9 @@ class Qwen25VLFamily(Family):
     name: ClassVar[str] = "qwen2_5_vl"
     step: ClassVar[int] = FACTOR
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, system: str | None = None) -> None:
         self.folder = folder
+        self.system = system
         config = _read_json(folder / "config.json")
         self.ids = VisionIds(
             image_pad=int(config.get("image_token_id", 151655)),
@@ -169,12 +170,17 @@ class Qwen25VLFamily(Family):
         text: str = self._tokenizer.decode(list(token_ids), skip_special_tokens=True)
         return text
 
+    @functools.cache  # noqa: B019 - one family per checkpoint
+    def ascii_ids(self) -> frozenset[int]:
+        size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        return ascii_token_ids(lambda i: self.decode([i]), size, keep=self.eos_ids)
+
     def _chat_ids(self, prompt: str, visual: str | None) -> list[int]:
         content: list[dict[str, str]] = [{"type": visual}] if visual else []
         content.append({"type": "text", "text": prompt})
-        text = self._template.render(
-            messages=[{"role": "user", "content": content}], add_generation_prompt=True
-        )
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": content})
+        text = self._template.render(messages=messages, add_generation_prompt=True)
         return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
 

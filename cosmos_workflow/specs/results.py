@@ -19,8 +19,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -64,6 +66,9 @@ class _RecordRun(BaseModel):
     sampling: dict[str, Any] = Field(default_factory=dict)
     attempts: int = Field(1, description="generations tried: 2 when a cut-off answer was retried")
     retry: str | None = Field(None, description="why the item was generated again, if it was")
+    encoder_tokens: int | None = Field(
+        None, ge=0, description="the answer's tokens for the generator's text encoder; absent without one"
+    )
     key: str = Field(
         min_length=1, description="hash of everything that determines the answer; the journal's key"
     )
@@ -79,6 +84,15 @@ class UpsampleRecord(_RecordRun, ResultFigures, _RecordItem):
     @property
     def done(self) -> bool:
         return self.status in DONE_STATUSES
+
+    @model_serializer(mode="wrap")
+    def _without_absent_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``encoder_tokens`` is written only when counted: files of runs without an encoder
+        tokenizer keep the format they had before it existed."""
+        data: dict[str, Any] = handler(self)
+        if data.get("encoder_tokens") is None:
+            data.pop("encoder_tokens", None)
+        return data
 
     @classmethod
     def read_back(cls, data: str | bytes | dict[str, Any], *, clips_dir: Path) -> UpsampleRecord:

@@ -105,3 +105,36 @@ def test_a_spec_folder_is_upsampled_with_the_qwen_checkpoint(qwen_dir: Path, tmp
     assert spec.upsampled_prompt and params is not None and params.finish_reason == "stop"
     assert params.width is not None and params.width % 28 == 0 and params.frames == 2
     assert second.returncode == 0 and "nothing to do" in second.stderr
+
+
+def test_the_refiner_preset_runs_batched_and_resumes_per_system_prompt(
+    qwen_dir: Path, tmp_path: Path
+) -> None:
+    """--preset predict2-refiner: greedy, 512 new tokens, ASCII-only answers, its system prompt
+    counted in the plan; another --system-prompt-file redoes the work, the same one resumes."""
+    output = tmp_path / "out.json"
+    mine = tmp_path / "system.txt"
+    mine.write_text("Describe the video in one sentence.", encoding="utf-8")
+    args = ["upsample-prompts", "prompts.json", "-o", str(output), "--model", str(qwen_dir)]
+    args += ["--engine", "hf", "--preset", "predict2-refiner", "--batch-size", "4", "--num-frames", "1"]
+
+    refined = cli(*args)
+    assert refined.returncode == 0, refined.stderr
+    records = json.loads(output.read_text())
+    plain = cli("plan", "prompts.json", "--model", str(qwen_dir), "--json", "--num-frames", "1")
+    plain_text = {row["name"]: row["text_tokens"] for row in json.loads(plain.stdout)}
+    for record in records:
+        assert record["sampling"] == {
+            "temperature": 0.0, "top_p": 1.0, "max_tokens": 512, "seed": None, "ascii_only": True
+        }  # fmt: skip
+        assert record["upsampled_prompt"].isascii() and record["status"] in {"ok", "text_only"}
+        assert record["text_tokens"] > plain_text[record["name"]]  # the system prompt is counted
+    keys = {r["key"] for r in records}
+
+    mine_run = cli(*args, "--system-prompt-file", str(mine))
+    again = cli(*args, "--system-prompt-file", str(mine))
+
+    assert mine_run.returncode == 0, mine_run.stderr
+    mine_records = json.loads(output.read_text())
+    assert not keys & {r["key"] for r in mine_records}, "another system prompt: every item redone"
+    assert again.returncode == 0 and "(4 already done)" in again.stderr

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cosmos_workflow.defaults import REFINER_SYSTEM_PROMPT
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.families import family_for
 from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily, smart_resize
@@ -157,13 +158,17 @@ def test_the_plan_counts_what_transformers_produces(
         assert ours.video == (len(frames) > 1)
 
 
-def _transformers_request(side: dict[str, Any], prompt: str, frames: list[np.ndarray]) -> dict[str, Any]:
-    """The request as transformers builds it: the processor's grid and pixels, the chat template,
-    the pad token repeated grid.prod() / 4 times, the tokenizer's ids."""
+def _transformers_request(
+    side: dict[str, Any], prompt: str, frames: list[np.ndarray], system: str | None = None
+) -> dict[str, Any]:
+    """The request as transformers builds it: the processor's grid and pixels, the chat template
+    (with the system message, if any), the pad token repeated grid.prod() / 4 times, the
+    tokenizer's ids."""
     tokenizer = side["tokenizer"]
     kind = None if not frames else "image" if len(frames) == 1 else "video"
     content: list[dict[str, str]] = [{"type": kind}] if kind else []
-    chat = [{"role": "user", "content": [*content, {"type": "text", "text": prompt}]}]
+    chat: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    chat.append({"role": "user", "content": [*content, {"type": "text", "text": prompt}]})
     text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     out: dict[str, Any] = {}
     if kind == "image":
@@ -196,6 +201,32 @@ def _transformers_video(side: dict[str, Any], frames: list[np.ndarray]) -> tuple
         video, patch_size=14, merge_size=2, temporal_patch_size=2
     )
     return [(grid_t, grid_h, grid_w)], patches[0].numpy()
+
+
+@pytest.mark.parametrize("system", [REFINER_SYSTEM_PROMPT, "Be brief.\n\nUse ASCII — only."])
+@pytest.mark.parametrize(
+    ("width", "height", "count", "asked"), [(1280, 720, 121, 2), (720, 1280, 9, 1), (64, 48, 5, 0)]
+)
+def test_a_system_prompt_is_counted_as_transformers_encodes_it(
+    folder: Path,
+    transformers_side: dict[str, Any],
+    system: str,
+    width: int,
+    height: int,
+    count: int,
+    asked: int,
+) -> None:
+    """The system message goes through the chat template's system role: the plan counts it, and
+    the ids are transformers' own."""
+    family = family_for(str(folder), system)
+    settings = PlanSettings(num_frames=asked, max_resolution="auto", max_model_len=32768, max_tokens=512)
+    plan = plan_item("x", PROMPT, _video(width, height, count), settings, family)
+    frames = [np.zeros((plan.height or 0, plan.width or 0, 3), np.uint8) for _ in range(plan.frames)]
+    theirs = _transformers_request(transformers_side, PROMPT, frames, system)
+    assert family.encode(PROMPT, frames).token_ids == theirs["ids"]
+    assert plan.total_tokens == len(theirs["ids"])
+    assert plan.text_tokens == len(_transformers_request(transformers_side, PROMPT, [], system)["ids"])
+    assert plan.text_tokens > family_for(str(folder)).text_tokens(PROMPT)
 
 
 def test_smart_resize_is_transformers_own(transformers_side: dict[str, Any]) -> None:

@@ -348,19 +348,22 @@ def test_the_frame_interval_is_the_mean_time_between_the_frames_sent() -> None:
 
 
 def test_keys_without_a_vision_budget_are_those_of_earlier_runs(tmp_path: Path) -> None:
-    """Runs from before --max-vision-tokens existed still resume: the key leaves it out at its default."""
+    """Runs from before --max-vision-tokens, system prompts and ASCII-only answers existed still
+    resume: the key leaves each out at its default."""
     import hashlib
 
     item = BatchItem(name="a", prompt="p")
     opts = options(tmp_path)
     plan = opts.plan.model_dump(mode="json")
-    del plan["max_vision_tokens"]
+    del plan["max_vision_tokens"], plan["system_prompt"]
+    sampling = opts.sampling.model_dump(mode="json")
+    del sampling["ascii_only"]
     earlier = {
         "name": "a",
         "prompt": "p",
         "video": None,
         "plan": plan,
-        "sampling": opts.sampling.model_dump(mode="json"),
+        "sampling": sampling,
         "engine": opts.engine.engine,
         "model": opts.engine.model,
         "max_model_len": opts.engine.max_model_len,
@@ -370,3 +373,10 @@ def test_keys_without_a_vision_budget_are_those_of_earlier_runs(tmp_path: Path) 
     assert request_key(item, opts) == digest
     budgeted = opts.model_copy(update={"plan": opts.plan.model_copy(update={"max_vision_tokens": 500})})
     assert request_key(item, budgeted) != digest
+    keys = {digest}
+    for system in ("Rewrite it.", "Rewrite it in detail."):
+        told = opts.model_copy(update={"plan": opts.plan.model_copy(update={"system_prompt": system})})
+        keys.add(request_key(item, told))
+    ascii_only = opts.model_copy(update={"sampling": opts.sampling.model_copy(update={"ascii_only": True})})
+    keys.add(request_key(item, ascii_only))
+    assert len(keys) == 4  # another system prompt, or ASCII-only answers: the work is redone

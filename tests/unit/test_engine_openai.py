@@ -173,3 +173,14 @@ def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = load_engine(EngineConfig(engine="openai", model="m"))
     assert engine.options.base_url == "http://gpu-box:9000/v1"  # type: ignore[attr-defined]
     engine.close()
+
+
+def test_a_system_prompt_is_sent_as_the_first_message() -> None:
+    from cosmos_workflow.engines.openai import chat_body
+
+    request = EncodedRequest(key="k", prompt="a cat", token_ids=[1, 2], system="Rewrite it.")
+    messages = chat_body("m", request, SamplingParams())["messages"]
+    assert messages[0] == {"role": "system", "content": "Rewrite it."}
+    assert messages[1]["role"] == "user" and messages[1]["content"][-1]["text"] == "a cat"
+    plain = chat_body("m", EncodedRequest(key="k", prompt="a cat", token_ids=[1]), SamplingParams())
+    assert [m["role"] for m in plain["messages"]] == ["user"]

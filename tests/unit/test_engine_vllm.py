@@ -116,7 +116,16 @@ class TextOnlyTokensPrompt(TypedDict):
 class FakeSamplingParams(types.SimpleNamespace):
     """As vLLM's msgspec struct: keyword fields, listed in ``__struct_fields__``."""
 
-    __struct_fields__ = ("temperature", "top_p", "top_k", "max_tokens", "seed", "ignore_eos", "output_kind")
+    __struct_fields__ = (
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_tokens",
+        "seed",
+        "ignore_eos",
+        "output_kind",
+        "allowed_token_ids",
+    )
 
 
 class RequestOutputKind:
@@ -308,7 +317,7 @@ def test_a_vllm_without_sampling_fields_is_refused(fake_vllm: types.ModuleType, 
     fake_vllm.SamplingParams = type("Params", (types.SimpleNamespace,), {"__struct_fields__": ("top_p",)})
     with pytest.raises(
         ModelLoadError,
-        match=r"lacks SamplingParams.ignore_eos, SamplingParams.max_tokens, SamplingParams.output_kind, ",
+        match=r"lacks SamplingParams.allowed_token_ids, SamplingParams.ignore_eos, SamplingParams.max_tokens",
     ):
         load_engine(_config(mistral_ckpt))
 
@@ -367,6 +376,25 @@ def test_stream_sends_final_only_and_ignore_eos_when_asked(
     _stream(vllm_engine, [_request("a")], max_tokens=30, seed=5)
     assert sent[0].output_kind == RequestOutputKind.FINAL_ONLY
     assert (sent[0].ignore_eos, sent[0].max_tokens, sent[0].seed) == (True, 30, 5)
+
+
+def test_ascii_only_answers_are_sampled_from_the_ascii_tokens_only(
+    fake_vllm: types.ModuleType, mistral_ckpt: Path
+) -> None:
+    from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
+
+    vllm_engine = load_engine(_config(mistral_ckpt))
+    fake = FakeLLM.instances[0].llm_engine
+    sent: list[Any] = []
+    original = fake.add_request
+    fake.add_request = lambda rid, prompt, params: (sent.append(params), original(rid, prompt, params))[1]  # type: ignore[method-assign]
+    _stream(vllm_engine, [_request("a")], max_tokens=30, ascii_only=True)
+    _stream(vllm_engine, [_request("b")], max_tokens=30)
+    tokenizer = load_tokenizer(tokenizer_path_for(mistral_ckpt))
+    allowed = sent[0].allowed_token_ids
+    assert tokenizer.eos_id in allowed and len(allowed) < tokenizer.vocab_size
+    assert all(tokenizer.decode([i]).isascii() for i in allowed[:: len(allowed) // 50])
+    assert not hasattr(sent[1], "allowed_token_ids")  # not asked: every token
 
 
 def test_stream_keeps_at_most_the_window_in_flight_and_pulls_lazily(

@@ -88,3 +88,12 @@ def test_the_remote_host_takes_the_whole_batch_but_not_ray(host: RemoteConfig) -
     assert (
         str(refused.value) == "--remote runs the batch on the [remote] host; drop --executor ray (or use one)"
     )
+
+
+@pytest.mark.usefixtures("single")
+def test_the_remote_host_is_refused_an_encoder_tokenizer_it_has_no_copy_of(
+    host: RemoteConfig, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError) as refused:
+        choose(options(encoder_tokenizer=tmp_path / "t5", encoder_limit=512), remote=host)
+    assert str(refused.value).startswith(f"--encoder-tokenizer {tmp_path / 't5'} is a path here")

@@ -20,7 +20,7 @@ from cosmos_workflow.config import (
     run_options,
 )
 from cosmos_workflow.errors import ConfigError, UsageError
-from cosmos_workflow.executors.launcher import child_arguments
+from cosmos_workflow.executors.launcher import child_arguments, child_environment
 from cosmos_workflow.executors.local import LocalExecutor, visible_index
 
 
@@ -148,6 +148,23 @@ def test_the_torchrun_child_gets_exactly_these_options(tmp_path: Path) -> None:
     with_clips = RunOptions(engine={"engine": "fake", "model": "fake"}, clips_dir=tmp_path / "my clips")
     parsed = parse_flags(*child_arguments(with_clips))
     assert parsed["clips_dir"] == tmp_path / "my clips" and "clips" not in parsed
+
+
+def test_the_torchrun_child_gets_the_refiners_options(tmp_path: Path) -> None:
+    """ASCII-only answers and the encoder go by flags; the system prompt (a preset's or a file's
+    text) by the environment: the ranks count and send what this process planned."""
+    (tmp_path / "t.json").write_text("{}")
+    options = RunOptions(
+        plan={"max_tokens": 512, "system_prompt": "Rewrite it.\nIn detail."},
+        sampling={"temperature": 0.0, "max_tokens": 512, "ascii_only": True},
+        engine={"engine": "fake", "model": "fake"},
+        encoder_tokenizer=tmp_path / "t.json",
+        encoder_limit=300,
+    )
+    flags = parse_flags(*child_arguments(options))
+    env = child_environment(options, {})
+    again = run_options(resolve_settings(flags={"upsample": flags}, env=env).settings.upsample)
+    assert again.model_copy(update={"clips_dir": None}) == options
 
 
 # ------------------------------------------------------------------ checkpoint_dir default

@@ -59,11 +59,13 @@ def cache_length(prompt: int, max_tokens: int) -> int:
 
 @dataclass(frozen=True)
 class Stops:
-    """How answers end: the EOS and padding ids, and whether EOS is suppressed (``ignore_eos``)."""
+    """How answers end: the EOS and padding ids, and whether EOS is suppressed (``ignore_eos``);
+    ``banned``: a (vocabulary,) bool mask of tokens never chosen (ASCII-only answers), or None."""
 
     eos_id: int
     pad_id: int
     ignore_eos: bool = False
+    banned: torch.Tensor | None = None
 
 
 def decoder_for(model: Any) -> StaticDecoder:
@@ -232,14 +234,16 @@ class _Answers:
 def choose(logits: torch.Tensor, sampling: SamplingParams, stops: Stops) -> torch.Tensor:
     """The next token of each row, as ``generate`` chooses it with our settings.
 
-    ``ignore_eos`` first (EOS made impossible), then greedy (argmax) at temperature 0, else the
-    logits divided by the temperature, cut to the top-p nucleus and sampled. ``logits`` (float32)
-    may be changed in place.
+    ``ignore_eos`` first (EOS made impossible), the ``banned`` tokens made impossible, then greedy
+    (argmax) at temperature 0, else the logits divided by the temperature, cut to the top-p
+    nucleus and sampled. ``logits`` (float32) may be changed in place.
     """
     import torch
 
     if stops.ignore_eos:
         logits[:, stops.eos_id] = float("-inf")
+    if stops.banned is not None:
+        logits.masked_fill_(stops.banned[: logits.shape[-1]], float("-inf"))
     if sampling.temperature <= 0:
         return logits.argmax(dim=-1)
     if sampling.temperature != 1.0:

@@ -7,7 +7,7 @@ import os
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +41,25 @@ def free_cuda(torch: Any) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def load_pretrained(
+    model_class: Any, checkpoint: Any, device: Any, torch: Any, *, kind: str, hint: str = ""
+) -> Any:
+    """``model_class.from_pretrained(checkpoint)`` on ``device`` in eval mode (bf16 on CUDA, fp32 on
+    the CPU), or one line: it does not fit there, or the folder is not a ``kind`` checkpoint."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        model = model_class.from_pretrained(checkpoint, dtype=dtype, attn_implementation="sdpa")
+        return model.to(device).eval()
+    except torch.cuda.OutOfMemoryError as exc:
+        free_cuda(torch)
+        raise ModelLoadError(
+            f"checkpoint {checkpoint} does not fit in {device} memory; free the GPU or pick another "
+            "with --device"
+        ) from exc
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load {checkpoint} as a {kind} checkpoint: {exc}{hint}") from exc
 
 
 def is_out_of_memory(exc: BaseException, torch: Any) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.hf.ascii import banned_mask, banning
 from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors, round_up
 from cosmos_workflow.engines.hf.common import HFBase
 from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
@@ -42,6 +43,7 @@ class HFEngine(HFBase):
         self.checkpoint = checkpoint
         self.options = options
         self._tokenizer: Tokenizer = load_tokenizer(tokenizer_path_for(checkpoint))
+        self._ascii_mask: torch.Tensor | None = None
         self._check_max_model_len()
 
     @property
@@ -175,7 +177,12 @@ class HFEngine(HFBase):
             output = self._model.generate(**inputs, **self._generate_kwargs(sampling))
             new_tokens: list[list[int]] = output[:, inputs["input_ids"].shape[1] :].tolist()
             return new_tokens
-        stops = Stops(eos_id=self._tokenizer.eos_id, pad_id=PAD_ID, ignore_eos=self.options.ignore_eos)
+        stops = Stops(
+            eos_id=self._tokenizer.eos_id,
+            pad_id=PAD_ID,
+            ignore_eos=self.options.ignore_eos,
+            banned=self._banned() if sampling.ascii_only else None,
+        )
         compiled = self.options.compile and self.device.type == "cuda"
         flex = self.options.gqa_decode and self.options.decode_attention == "flex"
         tokens = decoder_for(self._model).decode(inputs, sampling, stops, compiled=compiled, flex=flex)
@@ -197,7 +204,16 @@ class HFEngine(HFBase):
             kwargs["cache_implementation"] = "static"
         if self.options.ignore_eos:
             kwargs["min_new_tokens"] = sampling.max_tokens  # benchmark only: EOS masked until the end
+        if sampling.ascii_only:
+            kwargs |= banning(self._banned())
         return kwargs
+
+    def _banned(self) -> torch.Tensor:
+        """The tokens an ASCII-only answer never uses, as a mask over the model's vocabulary."""
+        if self._ascii_mask is None:
+            vocab = self._model.config.text_config.vocab_size
+            self._ascii_mask = banned_mask(self._tokenizer.ascii_ids(), vocab, self.device)
+        return self._ascii_mask
 
     @contextmanager
     def _seeded(self, seed: int | None) -> Iterator[None]:

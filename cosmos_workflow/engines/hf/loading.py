@@ -9,7 +9,7 @@ from typing import Any
 from cosmos_workflow.engines.base import EngineConfig
 from cosmos_workflow.engines.hf.common import HFBase
 from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
-from cosmos_workflow.engines.hf.device import free_cuda, pick_device
+from cosmos_workflow.engines.hf.device import free_cuda, load_pretrained, pick_device
 from cosmos_workflow.engines.hf.engine import HFEngine
 from cosmos_workflow.engines.hf.kernels import chunk_decoder_tokens, chunk_vision_tower, use_gqa_decode
 from cosmos_workflow.engines.hf.options import HFOptions
@@ -43,21 +43,8 @@ def load(config: EngineConfig) -> HFBase:
         return load_qwen(config, checkpoint)
     torch, llava = _import_backend()
     device = pick_device(config.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        model = llava.from_pretrained(checkpoint, dtype=dtype, attn_implementation="sdpa")
-        model = model.to(device).eval()
-    except torch.cuda.OutOfMemoryError as exc:
-        free_cuda(torch)
-        raise ModelLoadError(
-            f"checkpoint {checkpoint} does not fit in {device} memory; free the GPU or pick another "
-            "with --device"
-        ) from exc
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ModelLoadError(
-            f"cannot load {checkpoint} as a Llava/Pixtral checkpoint: {exc}; point --model at a "
-            "Hugging Face Pixtral checkpoint folder (config.json + safetensors)"
-        ) from exc
+    hint = "; point --model at a Hugging Face Pixtral checkpoint folder (config.json + safetensors)"
+    model = load_pretrained(llava, checkpoint, device, torch, kind="Llava/Pixtral", hint=hint)
     return finish_load(config, model, checkpoint)
 
 

@@ -18,8 +18,15 @@ from typing import Any
 import numpy as np
 
 from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines.hf.ascii import ascii_logits_processor
 from cosmos_workflow.engines.hf.common import HFBase
-from cosmos_workflow.engines.hf.device import free_cuda, is_out_of_memory, pick_device, release_failed_call
+from cosmos_workflow.engines.hf.device import (
+    free_cuda,
+    is_out_of_memory,
+    load_pretrained,
+    pick_device,
+    release_failed_call,
+)
 from cosmos_workflow.errors import EngineError, GPUOutOfMemoryError, ModelLoadError
 from cosmos_workflow.families.qwen2_5_vl import TEMPORAL, Qwen25VLFamily
 
@@ -68,7 +75,11 @@ class HFQwenEngine(HFBase):
 
     def _generation_kwargs(self, sampling: SamplingParams) -> dict[str, Any]:
         ignore_eos = bool(self.config.options.get("ignore_eos"))
-        return _generation_kwargs(sampling, self.pad_id, ignore_eos=ignore_eos)
+        kwargs = _generation_kwargs(sampling, self.pad_id, ignore_eos=ignore_eos)
+        if sampling.ascii_only:
+            vocab = self._model.config.get_text_config().vocab_size
+            kwargs |= ascii_logits_processor(self.family.ascii_ids(), vocab, self.device)
+        return kwargs
 
     def _batch(self, requests: Sequence[EncodedRequest], torch: Any) -> dict[str, Any]:
         """Left-padded ids and mask, and the visuals split into images and videos, in order."""
@@ -148,20 +159,8 @@ def load_qwen(config: EngineConfig, checkpoint: Path) -> HFQwenEngine:
     except ImportError as exc:
         raise ModelLoadError(f"the hf engine needs torch and transformers ({exc})") from exc
     device = pick_device(config.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        loaded: Any = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            checkpoint, dtype=dtype, attn_implementation="sdpa"
-        )
-        model = loaded.to(device).eval()
-    except torch.cuda.OutOfMemoryError as exc:
-        free_cuda(torch)
-        raise ModelLoadError(
-            f"checkpoint {checkpoint} does not fit in {device} memory; free the GPU or pick another "
-            "with --device"
-        ) from exc
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ModelLoadError(f"cannot load {checkpoint} as a Qwen2.5-VL checkpoint: {exc}") from exc
+    qwen = Qwen2_5_VLForConditionalGeneration
+    model = load_pretrained(qwen, checkpoint, device, torch, kind="Qwen2.5-VL")
     if unused := sorted(set(config.options) - QWEN_OPTIONS):
         logger.warning(
             "hf engine: the speed options %s are for Pixtral checkpoints; Qwen2.5-VL runs transformers' "

@@ -127,7 +127,7 @@ class RemoteExecutor(Executor):
         assert self._output is not None, "start() names the output first"
         identity = {
             "output": str(self._output.resolve()),
-            "options": options.model_dump(mode="json", exclude={"force", "clips_dir", "workers"}),
+            "options": _options_identity(options),
             "mode": self.config.remote.mode,
             "image": self.config.image,
             "model": self.remote_model(options),
@@ -463,3 +463,18 @@ class _RemoteRun:
             return " | ".join(self.job.log_tail(8).splitlines()) or "(empty)"
         except RemoteError:
             return "(log unreadable)"
+
+
+def _options_identity(options: RunOptions) -> dict[str, object]:
+    """The options that name a job folder; those added with issue 25 (system prompt, ASCII-only
+    answers, the encoder) are left out while unset, so a rerun of an earlier job finds its folder."""
+    data: dict[str, object] = options.model_dump(mode="json", exclude={"force", "clips_dir", "workers"})
+    data["sampling"] = options.sampling.key()
+    plan = options.plan.model_dump(mode="json")
+    if plan["system_prompt"] is None:
+        del plan["system_prompt"]
+    data["plan"] = plan
+    for later in ("encoder_tokenizer", "encoder_limit"):
+        if data[later] is None:
+            del data[later]
+    return data
