@@ -30,6 +30,8 @@ CHANGED = UpsampleSettings(
     cuda_devices="0,1",
     ray_address="head:6379",
     ray_actors=2,
+    encoder_tokenizer=Path("t5-tokenizer"),
+    encoder_limit=77,
 )
 
 
