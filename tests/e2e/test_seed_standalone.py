@@ -35,7 +35,10 @@ def seed_command(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "COSMOS_CHECKPOINT_DIR"}
+    """No checkpoint folder set; log lines as wide as they are (rich wraps at 80 columns when not on
+    a terminal, which split the long path of an xdist worker's temporary folder)."""
+    env = {k: v for k, v in os.environ.items() if k != "COSMOS_CHECKPOINT_DIR"}
+    return env | {"COLUMNS": "1000"}
 
 
 @pytest.mark.slow
