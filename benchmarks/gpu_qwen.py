@@ -28,7 +28,6 @@ PROCESS_START = time.perf_counter()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -36,7 +35,7 @@ from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_upsample import Results, environment, make_items, renamed, run_phase, synchronize  # noqa: E402
+from gpu_upsample import Results, make_items, renamed, run_phase, start_results, synchronize  # noqa: E402
 
 from cosmos_workflow.engines.base import EngineConfig  # noqa: E402
 from cosmos_workflow.engines.hf.qwen import HFQwenEngine  # noqa: E402
@@ -126,12 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available()
-    results = Results(args.out / "results.json")
-    results["command"] = " ".join(sys.argv)
-    results["environment"] = environment()
+    results = start_results(args.out)
     config = model_config(args.size)
     folder = args.out / f"qwen2_5_vl-{args.size}-random"
     write_folder(folder, config)

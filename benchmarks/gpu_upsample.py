@@ -630,6 +630,16 @@ def _public(value: Any) -> Any:
     return value
 
 
+def start_results(out: Path) -> Results:
+    """Logging on, ``out`` made, and ``out/results.json`` begun with the command and the machine."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    out.mkdir(parents=True, exist_ok=True)
+    results = Results(out / "results.json")
+    results["command"] = " ".join(sys.argv)
+    results["environment"] = environment()
+    return results
+
+
 def summary(results: Results) -> str:
     """One line with the figures that matter (the reply of a remote run shows only the end)."""
     main_run, decode = results["main"], results["decode"]
@@ -776,12 +786,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import torch
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
+    results = start_results(args.out)
     cuda = torch.cuda.is_available()
-    results = Results(args.out / "results.json")
-    results["command"] = " ".join(sys.argv)
-    results["environment"] = environment()
     print(json.dumps(results["environment"]), flush=True)
     results["_ceilings"] = card_ceilings(results, cuda)
     items = make_items(args.out / "videos", args.requests, args.videos, 1280, 720)

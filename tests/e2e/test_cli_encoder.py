@@ -5,23 +5,15 @@ records carry encoder_tokens."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.commands import cosmos
 from tests.integration.test_encoder_limit import write_encoder_tokenizer
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cosmos_workflow", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=os.environ.copy(),
-        timeout=600,
-    )
+    return cosmos(*args, cwd=cwd)
 
 
 def test_answers_fit_the_encoder_and_plan_shows_the_limit(tmp_path: Path) -> None:

@@ -4,12 +4,12 @@ is planned with Qwen's arithmetic and upsampled by the hf engine on the shipped 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.commands import cosmos
 
 pytest.importorskip("transformers")
 
@@ -26,14 +26,7 @@ def qwen_dir(cache_dir: Path) -> Path:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cosmos_workflow", *args],
-        capture_output=True,
-        text=True,
-        cwd=EXAMPLES,
-        env=os.environ.copy(),
-        timeout=600,
-    )
+    return cosmos(*args, cwd=EXAMPLES)
 
 
 def test_plan_uses_qwens_arithmetic_and_keeps_the_fields(qwen_dir: Path) -> None:
