@@ -285,6 +285,7 @@ class Connection:
             channel.close()
 
     def _session(self, command: str) -> paramiko.Channel:
+        self._check_not_dropped(command)
         transport = self.client.get_transport()
         try:
             assert transport is not None
@@ -293,6 +294,14 @@ class Connection:
         except (OSError, EOFError, paramiko.SSHException, AssertionError) as exc:
             raise self._dropped(command, exc) from exc
         return channel
+
+    def _check_not_dropped(self, command: str) -> None:
+        """A connection that died since its last use is reported as dropped, not silently reopened:
+        whether paramiko's transport thread noticed first must not decide whether the caller hears
+        of it (it reconnects with :meth:`open` and says so)."""
+        if self._client is not None and not self.alive:
+            closed = ConnectionResetError("the connection was closed")
+            raise self._dropped(command, closed) from closed
 
     def _dropped(self, command: str, exc: BaseException) -> RemoteConnectionError:
         self.close()
@@ -304,7 +313,8 @@ class Connection:
     # -- files ------------------------------------------------------------------------------------
 
     def sftp(self) -> paramiko.SFTPClient:
-        if self._sftp is None or not self.alive:
+        self._check_not_dropped("sftp")
+        if self._sftp is None:
             try:
                 self._sftp = self.client.open_sftp()
             except (OSError, EOFError, paramiko.SSHException) as exc:
