@@ -4,47 +4,47 @@ settings file: tests, scripts)."""
 
 from __future__ import annotations
 
+from copy import copy
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.planner import PlanSettings
+from cosmos_workflow.settings import BatchSize, Executor, OnError, UpsampleSettings
 
-OnError = Literal["error", "original"]
-Executor = Literal["local", "ray"]
+
+def setting(name: str) -> Any:
+    """``[upsample] name`` as :mod:`cosmos_workflow.settings` declares it (default, bounds and
+    description), for a run field that carries that setting as it is."""
+    return copy(UpsampleSettings.model_fields[name])
 
 
 class RunOptions(BaseModel):
     """Everything that shapes a run besides the items; built once by
-    :func:`cosmos_workflow.config.run_options`."""
+    :func:`cosmos_workflow.config.run_options`. A field that carries a setting as it is takes the
+    setting's declaration (:func:`setting`); the others are worked out from the settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     plan: PlanSettings = Field(default_factory=PlanSettings)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        8, description="requests per engine call, or 'auto' (from free GPU memory); halved on out-of-memory"
-    )
-    on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
+    batch_size: BatchSize = setting("batch_size")
+    on_error: OnError = setting("on_error")
     force: bool = False
     clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
-    workers: int = Field(2, ge=1, description="background preprocessing threads")
-    prefetch_batches: int = Field(2, ge=1)
-    offload_prompt_upsampler: bool = Field(
-        True, description="free the engine after each batch; False: the executor's owner keeps it loaded"
-    )
-    num_gpu: int = Field(1, ge=1, description="processes, one GPU each (torchrun here or on the remote)")
-    cuda_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the run, e.g. '0,1'")
-    executor: Executor = Field("local", description="where the jobs run: 'local' (or a torchrun rank), 'ray'")
-    ray_address: str | None = Field(None, description="the Ray cluster to join; None starts a local one")
-    ray_actors: int | None = Field(None, ge=1, description="engines in the Ray actor pool; None: one per GPU")
-    encoder_tokenizer: Path | None = Field(
-        None, description="the generator's text encoder's tokenizer: every answer is counted with it"
-    )
+    workers: int = setting("workers")
+    prefetch_batches: int = setting("prefetch_batches")
+    offload_prompt_upsampler: bool = setting("offload_prompt_upsampler")
+    num_gpu: int = setting("num_gpu")
+    cuda_devices: str | None = setting("cuda_devices")
+    executor: Executor = setting("executor")
+    ray_address: str | None = setting("ray_address")
+    ray_actors: int | None = setting("ray_actors")
+    encoder_tokenizer: Path | None = setting("encoder_tokenizer")
     encoder_limit: int | None = Field(None, ge=1, description="answer tokens the encoder takes")
 
     @model_validator(mode="after")
