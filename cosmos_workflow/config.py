@@ -20,9 +20,9 @@ file is an error naming the key and the file; every value remembers where it cam
 (``cosmos-workflow config`` prints them).
 
 What each setting is (its type, default, bounds and description) is declared in
-:mod:`cosmos_workflow.settings`. :func:`run_options` turns the ``[upsample]`` settings into the
-one frozen :class:`~cosmos_workflow.options.RunOptions` a run carries from start to end (the
-settings models, RunOptions and their types are re-exported here, as before the splits).
+:mod:`cosmos_workflow.settings`; :func:`cosmos_workflow.options.run_options` turns the
+``[upsample]`` settings into the one frozen :class:`~cosmos_workflow.options.RunOptions` a run
+carries from start to end (both re-exported here, as before the splits).
 """
 
 from __future__ import annotations
@@ -37,25 +37,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from cosmos_workflow.checkpoint.discovery import (
-    CHECKPOINT_DIR_ENV,
-    checkpoint_for,
-)
-from cosmos_workflow.defaults import ENCODER_LIMIT, PRESET_SYSTEM_PROMPTS, PRESETS
-from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class
+from cosmos_workflow.checkpoint.discovery import CHECKPOINT_DIR_ENV
+from cosmos_workflow.defaults import PRESETS
 from cosmos_workflow.errors import ConfigError, UsageError
 from cosmos_workflow.options import RunOptions as RunOptions
 from cosmos_workflow.options import check_ray_engine as check_ray_engine
 from cosmos_workflow.options import default_clips_dir as default_clips_dir
-from cosmos_workflow.planner import PlanSettings
+from cosmos_workflow.options import encoder_limit_of as encoder_limit_of
+from cosmos_workflow.options import plan_settings as plan_settings
+from cosmos_workflow.options import resolve_model as resolve_model
+from cosmos_workflow.options import run_options as run_options
 from cosmos_workflow.settings import SECTIONS as SECTIONS
 from cosmos_workflow.settings import Executor as Executor
 from cosmos_workflow.settings import OnError as OnError
 from cosmos_workflow.settings import Section, Settings
 from cosmos_workflow.settings import UpsampleSettings as UpsampleSettings
-from cosmos_workflow.userfiles import KiB, MiB, UserFile, read_user_text, too_deep
+from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
 
 log = logging.getLogger("cosmos_workflow")
 
@@ -302,99 +301,6 @@ def _invalid(
         origin = sources.get(f"{section}.{key}", "default")
         problems.append(f"[{section}] {key} = {values.get(key)!r} ({origin}): {error['msg']}")
     return "invalid setting: " + "; ".join(problems)
-
-
-# --------------------------------------------------------------------------------------------
-# From the settings to the run's options (cosmos_workflow.options)
-# --------------------------------------------------------------------------------------------
-
-
-def plan_settings(settings: UpsampleSettings) -> PlanSettings:
-    return PlanSettings(
-        preprocess=settings.preprocess_videos,
-        system_prompt=system_prompt_of(settings),
-        **_named(settings, PlanSettings, derived={"system_prompt"}),
-    )
-
-
-#: ``--system-prompt-file``: a paragraph or a page of instructions
-SYSTEM_PROMPT_FILE = UserFile(
-    what="system prompt file",
-    max_bytes=64 * KiB,
-    error=UsageError,
-    fix="pass a UTF-8 text file with the system prompt to --system-prompt-file",
-)
-
-
-def system_prompt_of(settings: UpsampleSettings) -> str | None:
-    """The system prompt every chat starts with: ``system_prompt_file``'s text, else
-    ``system_prompt`` (how torchrun's ranks and the remote host are given it), else the preset's,
-    else none."""
-    if settings.system_prompt_file is None:
-        if settings.system_prompt:
-            return settings.system_prompt
-        return PRESET_SYSTEM_PROMPTS.get(settings.preset) if settings.preset else None
-    text = read_user_text(settings.system_prompt_file, SYSTEM_PROMPT_FILE).strip()
-    if not text:
-        raise SYSTEM_PROMPT_FILE.refuse(settings.system_prompt_file, "is empty")
-    return text
-
-
-def run_options(settings: UpsampleSettings, *, output: Path | None = None, force: bool = False) -> RunOptions:
-    """The run's options; clips go to ``clips_dir``, else ``<output stem>_clips`` beside ``output``.
-    The settings of the same name in :class:`RunOptions`, :class:`SamplingParams` and
-    :class:`EngineConfig` are taken by name; the others are derived here."""
-    return RunOptions(
-        plan=plan_settings(settings),
-        sampling=SamplingParams(**_named(settings, SamplingParams)),
-        engine=EngineConfig(
-            **_named(settings, EngineConfig, derived={"model"}),
-            model=resolve_model(settings),
-            max_images_per_prompt=settings.num_frames,
-            options=dict(settings.engine_options),
-        ),
-        force=force,
-        clips_dir=_clips_dir(settings, output),
-        encoder_limit=encoder_limit_of(settings),
-        **_named(settings, RunOptions, derived={"engine", "clips_dir", "encoder_limit"}),
-    )
-
-
-def encoder_limit_of(settings: UpsampleSettings) -> int | None:
-    """The answers' limit: ``encoder_limit``, else 512 when an encoder tokenizer is given."""
-    return settings.encoder_limit or (ENCODER_LIMIT if settings.encoder_tokenizer else None)
-
-
-def _named(
-    settings: UpsampleSettings, model: type[BaseModel], *, derived: frozenset[str] | set[str] = frozenset()
-) -> dict[str, Any]:
-    """The settings named as ``model``'s fields, as they are, but for the ``derived`` ones."""
-    shared = model.model_fields.keys() & UpsampleSettings.model_fields.keys()
-    return {name: getattr(settings, name) for name in sorted(shared - derived)}
-
-
-def _clips_dir(settings: UpsampleSettings, output: Path | None) -> Path | None:
-    if not (settings.clips and settings.preprocess_videos):
-        return None
-    if settings.clips_dir is not None:
-        return settings.clips_dir
-    # no name ("-o ''" is Path('.')): no clips folder; the run refuses that output (paths.check_paths)
-    return default_clips_dir(output) if output is not None and output.name else None
-
-
-def resolve_model(
-    settings: UpsampleSettings, *, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> str:
-    """The checkpoint to load: ``model``, else the engine's own default (``fake``), else
-    Cosmos-Transfer1's upsampler where its download script puts it
-    (:func:`~cosmos_workflow.checkpoint.discovery.checkpoint_for`); a per-control folder is picked
-    by ``control``."""
-    default = engine_class(settings.engine).default_model
-    if not settings.model and default is not None:
-        return default
-    return checkpoint_for(
-        settings.model, settings.control, env=os.environ if env is None else env, cwd=cwd or Path.cwd()
-    )
 
 
 def options_from_keywords(
