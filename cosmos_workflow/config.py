@@ -19,9 +19,10 @@ Environment variables: ``COSMOS_<KEY>`` for ``[upsample]`` keys (``COSMOS_MAX_TO
 file is an error naming the key and the file; every value remembers where it came from
 (``cosmos-workflow config`` prints them).
 
-:func:`run_options` turns the ``[upsample]`` settings into the one frozen
-:class:`~cosmos_workflow.options.RunOptions` a run carries from start to end (re-exported here
-with its types, as before the split).
+What each setting is (its type, default, bounds and description) is declared in
+:mod:`cosmos_workflow.settings`; :func:`cosmos_workflow.options.run_options` turns the
+``[upsample]`` settings into the one frozen :class:`~cosmos_workflow.options.RunOptions` a run
+carries from start to end (both re-exported here, as before the splits).
 """
 
 from __future__ import annotations
@@ -30,49 +31,35 @@ import difflib
 import json
 import logging
 import os
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from cosmos_workflow.checkpoint.discovery import (
-    CHECKPOINT_DIR_ENV,
-    checkpoint_for,
-)
-from cosmos_workflow.defaults import (
-    ENCODER_LIMIT,
-    MAX_MODEL_LEN,
-    MAX_RESOLUTION,
-    MAX_TOKENS,
-    NUM_FRAMES,
-    PRESET_SYSTEM_PROMPTS,
-    PRESETS,
-    TEMPERATURE,
-    TOP_P,
-)
-from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class, engine_list
+from cosmos_workflow.checkpoint.discovery import CHECKPOINT_DIR_ENV
+from cosmos_workflow.defaults import PRESETS
 from cosmos_workflow.errors import ConfigError, UsageError
-from cosmos_workflow.media import FrameSampling
-from cosmos_workflow.options import Executor as Executor
-from cosmos_workflow.options import OnError as OnError
 from cosmos_workflow.options import RunOptions as RunOptions
 from cosmos_workflow.options import check_ray_engine as check_ray_engine
 from cosmos_workflow.options import default_clips_dir as default_clips_dir
-from cosmos_workflow.planner import PlanSettings
-from cosmos_workflow.userfiles import KiB, MiB, UserFile, read_user_text, too_deep
+from cosmos_workflow.options import encoder_limit_of as encoder_limit_of
+from cosmos_workflow.options import plan_settings as plan_settings
+from cosmos_workflow.options import resolve_model as resolve_model
+from cosmos_workflow.options import run_options as run_options
+from cosmos_workflow.settings import SECTIONS as SECTIONS
+from cosmos_workflow.settings import Executor as Executor
+from cosmos_workflow.settings import OnError as OnError
+from cosmos_workflow.settings import Section, Settings
+from cosmos_workflow.settings import UpsampleSettings as UpsampleSettings
+from cosmos_workflow.userfiles import MiB, UserFile, read_user_text, too_deep
 
 log = logging.getLogger("cosmos_workflow")
 
 CONFIG_FILE = "cosmos-workflow.toml"
 CONFIG_ENV = "COSMOS_WORKFLOW_CONFIG"
-DEFAULT_IMAGE = "nvcr.io/ubuntu/cosmos-transfer1:latest"
-
-#: one entry of CUDA_VISIBLE_DEVICES: an index, or a GPU / MIG UUID
-_DEVICE = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
 
 #: the COSMOS_* variables that are not settings, and where they are read; any other that is not
 #: a setting (env_name) is a typo, warned about (tests/unit/test_config.py keeps this list whole)
@@ -96,164 +83,6 @@ OTHER_VARIABLES = frozenset(
     }
 )
 
-Control = Literal["vis", "edge", "depth", "seg"]
-EngineOptionValue = str | int | float | bool | None
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class UpsampleSettings(_Section):
-    """``[upsample]``: what ``upsample-prompts`` and ``plan`` take, named like their flags."""
-
-    preprocess_videos: bool = Field(True, description="fit frames to the token budget")
-    max_resolution: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
-        MAX_RESOLUTION, description="long side cap in pixels, or 'auto'"
-    )
-    num_frames: int = Field(NUM_FRAMES, ge=0, le=16)
-    frame_sampling: FrameSampling = "first"
-    engine: str = Field("auto", description=engine_list())
-    model: str | None = Field(None, description="checkpoint folder, 'tiny-random', or a served model name")
-    control: Control | None = Field(None, description="picks the folder of a per-control checkpoint")
-    device: str | None = None
-    engine_options: dict[str, EngineOptionValue] = Field(default_factory=dict)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8
-    max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
-    max_vision_tokens: int | None = Field(None, ge=1, description="cap on the frames' tokens")
-    max_tokens: int = Field(MAX_TOKENS, ge=1)
-    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0)
-    top_p: float = Field(TOP_P, gt=0.0, le=1.0)
-    seed: int | None = None
-    on_error: OnError = "error"
-    clips: bool = Field(True, description="write each preprocessed clip")
-    clips_dir: Path | None = None
-    workers: int = Field(2, ge=1, description="background preprocessing threads")
-    prefetch_batches: int = Field(2, ge=1)
-    offload_prompt_upsampler: bool = Field(
-        True, description="free the model after each batch; False keeps it loaded in a long-lived process"
-    )
-    num_gpu: int = Field(1, ge=1, description="processes, one GPU each; more than 1 runs torchrun")
-    cuda_devices: str | None = Field(None, description="the GPUs to use, as CUDA_VISIBLE_DEVICES: '0,1'")
-
-    @field_validator("cuda_devices", mode="before")
-    @classmethod
-    def _device_list(cls, value: object) -> object:
-        """``"0, 1"``, ``[0, 1]`` or ``1`` -> ``"0,1"`` / ``"1"``; indices or GPU/MIG UUIDs."""
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, list | tuple):
-            value = ",".join(str(v) for v in value)
-        if not isinstance(value, str):
-            return value
-        devices = [d.strip() for d in value.split(",")]
-        if not all(_DEVICE.fullmatch(d) for d in devices):
-            raise ValueError("list GPU indices (or GPU UUIDs) separated by commas, e.g. '0,1'")
-        if len(set(devices)) != len(devices):
-            raise ValueError("a GPU is listed twice; list each once, e.g. '0,1'")
-        return ",".join(devices)
-
-    executor: Executor = Field("local", description="local (this process, or a torchrun rank) or ray")
-    ray_address: str | None = Field(None, description="a running Ray cluster; none starts a local one")
-    ray_actors: int | None = Field(
-        None, ge=1, description="engines in the Ray actor pool (default: one per GPU, 1 without GPUs)"
-    )
-    # issue 25: the refiner's preset, a system prompt, answers that fit the generator's encoder
-    preset: Literal["predict2-refiner"] | None = Field(
-        None, description="settings of a known recipe, below the file, env and flags: predict2-refiner"
-    )
-    system_prompt: str | None = Field(None, description="the system prompt's text (system_prompt_file wins)")
-    system_prompt_file: Path | None = Field(None, description="a text file: the system prompt of every chat")
-    ascii_only: bool = Field(False, description="answers of ASCII tokens only")
-    encoder_tokenizer: Path | None = Field(
-        None, description="the generator's text encoder's tokenizer (folder or tokenizer.json)"
-    )
-    encoder_limit: int | None = Field(
-        None, ge=1, description=f"answer tokens the encoder takes ({ENCODER_LIMIT} with an encoder tokenizer)"
-    )
-
-
-#: a host name, IPv4 or IPv6 literal: no spaces, quotes or leading dash
-_HOST = re.compile(r"[A-Za-z0-9_.:%-]+")
-_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*\$?")
-
-
-def remote_path(value: str | None) -> str | None:
-    """An absolute path on the host, or one under its home (``~/...``); no NUL or newline."""
-    if value is None:
-        return None
-    if not value or "\0" in value or "\n" in value:
-        raise ValueError("must be a non-empty path without NUL or newline characters")
-    if not (value.startswith("/") or value == "~" or value.startswith("~/")):
-        raise ValueError(f"{value!r} must be absolute (/data/cosmos) or under the remote home (~/cosmos)")
-    return value
-
-
-class RemoteSettings(_Section):
-    """``[remote]``: the GPU host that ``--remote`` runs on."""
-
-    host: str | None = None
-    port: int = Field(22, ge=1, le=65535)
-    user: str | None = None
-    ssh_key: Path | None = Field(None, description="private key file; None uses the SSH agent")
-    known_hosts: Path = Path("~/.ssh/known_hosts")
-    host_key_policy: Literal["strict", "accept-new"] = "strict"
-    mode: Literal["docker", "venv"] = "docker"
-    python: str = Field("python3", description="venv mode: the remote interpreter")
-    gpus: int = Field(1, ge=1)
-
-    @field_validator("host")
-    @classmethod
-    def _check_host(cls, value: str | None) -> str | None:
-        if value is not None and (not _HOST.fullmatch(value) or value.startswith("-")):
-            raise ValueError(f"{value!r} is not a host name or IP address")
-        return value
-
-    @field_validator("user")
-    @classmethod
-    def _check_user(cls, value: str | None) -> str | None:
-        if value is not None and not _USER.fullmatch(value):
-            raise ValueError(f"{value!r} is not a user name")
-        return value
-
-    @field_validator("python")
-    @classmethod
-    def _check_python(cls, value: str) -> str:
-        if not value or "\0" in value or "\n" in value:
-            raise ValueError("must be an interpreter name or path")
-        return value
-
-
-class PathsSettings(_Section):
-    """``[paths]``: where things live on the remote host."""
-
-    remote_dir: str | None = None
-
-    _check_remote_dir = field_validator("remote_dir")(remote_path)
-
-
-class DockerSettings(_Section):
-    """``[docker]``: the image the remote job runs in, and the checkpoint on the host (both modes)."""
-
-    image: str = Field(DEFAULT_IMAGE, min_length=1)
-    checkpoint_dir: str | None = None
-
-    _check_checkpoint_dir = field_validator("checkpoint_dir")(remote_path)
-
-
-class Settings(_Section):
-    upsample: UpsampleSettings = Field(default_factory=UpsampleSettings)
-    remote: RemoteSettings = Field(default_factory=RemoteSettings)
-    paths: PathsSettings = Field(default_factory=PathsSettings)
-    docker: DockerSettings = Field(default_factory=DockerSettings)
-
-
-SECTIONS: dict[str, type[_Section]] = {
-    "upsample": UpsampleSettings,
-    "remote": RemoteSettings,
-    "paths": PathsSettings,
-    "docker": DockerSettings,
-}
 
 Layer = Mapping[str, Mapping[str, Any]]
 
@@ -392,7 +221,7 @@ def env_name(section: str, key: str) -> str:
     return prefix + key.upper()
 
 
-def _env_value(name: str, raw: str, model: type[_Section], key: str) -> Any:
+def _env_value(name: str, raw: str, model: type[Section], key: str) -> Any:
     if model.model_fields[key].annotation is dict or key == "engine_options":
         try:
             if too_deep(raw, "json"):  # json.loads would raise RecursionError
@@ -472,99 +301,6 @@ def _invalid(
         origin = sources.get(f"{section}.{key}", "default")
         problems.append(f"[{section}] {key} = {values.get(key)!r} ({origin}): {error['msg']}")
     return "invalid setting: " + "; ".join(problems)
-
-
-# --------------------------------------------------------------------------------------------
-# From the settings to the run's options (cosmos_workflow.options)
-# --------------------------------------------------------------------------------------------
-
-
-def plan_settings(settings: UpsampleSettings) -> PlanSettings:
-    return PlanSettings(
-        preprocess=settings.preprocess_videos,
-        system_prompt=system_prompt_of(settings),
-        **_named(settings, PlanSettings, derived={"system_prompt"}),
-    )
-
-
-#: ``--system-prompt-file``: a paragraph or a page of instructions
-SYSTEM_PROMPT_FILE = UserFile(
-    what="system prompt file",
-    max_bytes=64 * KiB,
-    error=UsageError,
-    fix="pass a UTF-8 text file with the system prompt to --system-prompt-file",
-)
-
-
-def system_prompt_of(settings: UpsampleSettings) -> str | None:
-    """The system prompt every chat starts with: ``system_prompt_file``'s text, else
-    ``system_prompt`` (how torchrun's ranks and the remote host are given it), else the preset's,
-    else none."""
-    if settings.system_prompt_file is None:
-        if settings.system_prompt:
-            return settings.system_prompt
-        return PRESET_SYSTEM_PROMPTS.get(settings.preset) if settings.preset else None
-    text = read_user_text(settings.system_prompt_file, SYSTEM_PROMPT_FILE).strip()
-    if not text:
-        raise SYSTEM_PROMPT_FILE.refuse(settings.system_prompt_file, "is empty")
-    return text
-
-
-def run_options(settings: UpsampleSettings, *, output: Path | None = None, force: bool = False) -> RunOptions:
-    """The run's options; clips go to ``clips_dir``, else ``<output stem>_clips`` beside ``output``.
-    The settings of the same name in :class:`RunOptions`, :class:`SamplingParams` and
-    :class:`EngineConfig` are taken by name; the others are derived here."""
-    return RunOptions(
-        plan=plan_settings(settings),
-        sampling=SamplingParams(**_named(settings, SamplingParams)),
-        engine=EngineConfig(
-            **_named(settings, EngineConfig, derived={"model"}),
-            model=resolve_model(settings),
-            max_images_per_prompt=settings.num_frames,
-            options=dict(settings.engine_options),
-        ),
-        force=force,
-        clips_dir=_clips_dir(settings, output),
-        encoder_limit=encoder_limit_of(settings),
-        **_named(settings, RunOptions, derived={"engine", "clips_dir", "encoder_limit"}),
-    )
-
-
-def encoder_limit_of(settings: UpsampleSettings) -> int | None:
-    """The answers' limit: ``encoder_limit``, else 512 when an encoder tokenizer is given."""
-    return settings.encoder_limit or (ENCODER_LIMIT if settings.encoder_tokenizer else None)
-
-
-def _named(
-    settings: UpsampleSettings, model: type[BaseModel], *, derived: frozenset[str] | set[str] = frozenset()
-) -> dict[str, Any]:
-    """The settings named as ``model``'s fields, as they are, but for the ``derived`` ones."""
-    shared = model.model_fields.keys() & UpsampleSettings.model_fields.keys()
-    return {name: getattr(settings, name) for name in sorted(shared - derived)}
-
-
-def _clips_dir(settings: UpsampleSettings, output: Path | None) -> Path | None:
-    if not (settings.clips and settings.preprocess_videos):
-        return None
-    if settings.clips_dir is not None:
-        return settings.clips_dir
-    # no name ("-o ''" is Path('.')): no clips folder; the run refuses that output (paths.check_paths)
-    return default_clips_dir(output) if output is not None and output.name else None
-
-
-def resolve_model(
-    settings: UpsampleSettings, *, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> str:
-    """The checkpoint to load: ``model``, else the engine's own default (``fake``), else
-    Cosmos-Transfer1's upsampler where its download script puts it
-    (:func:`~cosmos_workflow.checkpoint.discovery.checkpoint_for`); a per-control folder is picked
-    by ``control``."""
-    default = engine_class(settings.engine).default_model
-    if not settings.model and default is not None:
-        return default
-    return checkpoint_for(
-        settings.model, settings.control, env=os.environ if env is None else env, cwd=cwd or Path.cwd()
-    )
 
 
 def options_from_keywords(

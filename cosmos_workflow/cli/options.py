@@ -6,13 +6,16 @@ override the config file or the environment: see :mod:`cosmos_workflow.config`).
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
 from cosmos_workflow import media
 from cosmos_workflow.config import ResolvedSettings, resolve_settings
+from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
 from cosmos_workflow.errors import UsageError
 
 
@@ -118,6 +121,62 @@ EncoderLimit = Annotated[
         min=1, help="tokens the encoder takes (default 512 with --encoder-tokenizer)", show_default=False
     ),
 ]
+
+
+def _shared(name: str, annotation: object, default: object) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default
+    )
+
+
+#: the options ``plan`` and ``upsample-prompts`` both take, each with its flag, help and default
+SHARED = {
+    option.name: option
+    for option in (
+        _shared("preprocess", Preprocess, True),
+        _shared("max_resolution", MaxResolution, str(MAX_RESOLUTION)),
+        _shared("num_frames", NumFrames, NUM_FRAMES),
+        _shared("frame_sampling", FrameSampling, "first"),
+        _shared("max_tokens", MaxTokens, MAX_TOKENS),
+        _shared("max_model_len", MaxModelLen, MAX_MODEL_LEN),
+        _shared("max_vision_tokens", MaxVisionTokens, None),
+        _shared("model", Model, None),
+        _shared("preset", Preset, None),
+        _shared("system_prompt_file", SystemPromptFile, None),
+        _shared("ascii_only", AsciiOnly, None),
+        _shared("encoder_tokenizer", EncoderTokenizer, None),
+        _shared("encoder_limit", EncoderLimit, None),
+    )
+}
+#: what is sent of each video
+SENT = ("preprocess", "max_resolution", "num_frames", "frame_sampling")
+#: the refiner's preset and system prompt, and answers that fit the generator's encoder (issue 25)
+REFINER = ("preset", "system_prompt_file", "ascii_only", "encoder_tokenizer", "encoder_limit")
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def shared_options(**after: Sequence[str]) -> Callable[[Command], Command]:
+    """Give a command the :data:`SHARED` options named, each list placed after the command's own
+    parameter of that keyword (their order in ``--help``); the command takes them as ``**flags``.
+
+    ``@shared_options(prompts_file=SENT)`` on ``def plan(ctx, prompts_file, **flags)`` makes
+    ``plan PROMPTS_FILE --preprocess-videos ... --frame-sampling ...``."""
+
+    def declare(command: Command) -> Command:
+        own = inspect.signature(command, eval_str=True)
+        unknown = set(after) - set(own.parameters)
+        assert not unknown, f"{command.__name__} has no parameter {unknown} to place options after"
+        parameters: list[inspect.Parameter] = []
+        for parameter in own.parameters.values():
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD:
+                parameters.append(parameter)
+                parameters += [SHARED[name] for name in after.get(parameter.name, ())]
+        command.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return command
+
+    return declare
+
 
 #: parameters whose settings key differs from the parameter's name
 _RENAMED = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,25 +15,14 @@ from cosmos_workflow import api
 from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
-    AsciiOnly,
+    REFINER,
+    SENT,
     ConfigFile,
-    EncoderLimit,
-    EncoderTokenizer,
-    FrameSampling,
-    MaxModelLen,
-    MaxResolution,
-    MaxTokens,
-    MaxVisionTokens,
-    Model,
-    NumFrames,
-    Preprocess,
-    Preset,
     PromptsFile,
-    SystemPromptFile,
     settings_from_flags,
+    shared_options,
 )
 from cosmos_workflow.config import encoder_limit_of, plan_settings
-from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
 from cosmos_workflow.planner import Plan
 from cosmos_workflow.specs.batch import load_batch
 
@@ -41,27 +30,16 @@ STATUS_STYLE = {"ok": "green", "adjusted": "yellow", "text_only": "cyan", "overf
 
 
 @app.command()
+@shared_options(prompts_file=(*SENT, "max_tokens", "max_model_len", "max_vision_tokens", "model", *REFINER))
 def plan(
     ctx: typer.Context,
     prompts_file: PromptsFile,
-    preprocess: Preprocess = True,
-    max_resolution: MaxResolution = str(MAX_RESOLUTION),
-    num_frames: NumFrames = NUM_FRAMES,
-    frame_sampling: FrameSampling = "first",
-    max_tokens: MaxTokens = MAX_TOKENS,
-    max_model_len: MaxModelLen = MAX_MODEL_LEN,
-    max_vision_tokens: MaxVisionTokens = None,
-    model: Model = None,
-    preset: Preset = None,
-    system_prompt_file: SystemPromptFile = None,
-    ascii_only: AsciiOnly = None,
-    encoder_tokenizer: EncoderTokenizer = None,
-    encoder_limit: EncoderLimit = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
     config: ConfigFile = None,
+    **flags: Any,
 ) -> None:
     """Plan every item's frames, size and tokens against the model's context, without a model."""
-    settings = settings_from_flags(ctx, dict(locals()), config).settings.upsample
+    settings = settings_from_flags(ctx, flags, config).settings.upsample
     batch = load_batch(prompts_file)
     for problem in batch.problems:
         stderr.print(text(f"skipped {problem}"), highlight=False)

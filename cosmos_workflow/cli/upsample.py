@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import progress as bars
@@ -16,28 +16,18 @@ from cosmos_workflow import report as review
 from cosmos_workflow.cli.app import app, saves_results, setup_logging, stderr
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
-    AsciiOnly,
+    REFINER,
+    SENT,
     ConfigFile,
     CudaDevices,
-    EncoderLimit,
-    EncoderTokenizer,
-    FrameSampling,
-    MaxModelLen,
-    MaxResolution,
-    MaxTokens,
-    MaxVisionTokens,
-    Model,
-    NumFrames,
     NumGpu,
     Offload,
-    Preprocess,
-    Preset,
-    SystemPromptFile,
     settings_from_flags,
+    shared_options,
 )
 from cosmos_workflow.config import Executor as ExecutorName
 from cosmos_workflow.config import OnError, ResolvedSettings, RunOptions, run_options
-from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES, TEMPERATURE, TOP_P
+from cosmos_workflow.defaults import TEMPERATURE, TOP_P
 from cosmos_workflow.engines import engine_list
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.runner import Progress, RunResult
@@ -53,6 +43,11 @@ EXIT_PARTIAL = 3
 
 @app.command("upsample-prompts")
 @saves_results
+@shared_options(
+    input_dir=SENT,
+    engine=("model",),
+    batch_size=("max_model_len", "max_vision_tokens", "max_tokens", *REFINER),
+)
 def upsample_prompts(
     ctx: typer.Context,
     prompts_file: Annotated[
@@ -66,25 +61,12 @@ def upsample_prompts(
     input_dir: Annotated[
         Path | None, typer.Option(help="a folder of PromptSpec files to upsample in place, instead of a file")
     ] = None,
-    preprocess: Preprocess = True,
-    max_resolution: MaxResolution = str(MAX_RESOLUTION),
-    num_frames: NumFrames = NUM_FRAMES,
-    frame_sampling: FrameSampling = "first",
     engine: Annotated[
         str, typer.Option(help=engine_list({"auto": "vLLM with a GPU, else transformers"}, last=", or "))
     ] = "auto",
-    model: Model = None,
     batch_size: Annotated[
         str, typer.Option(help="requests per engine call, or 'auto' (from free GPU memory; hf engine)")
     ] = "8",
-    max_model_len: MaxModelLen = MAX_MODEL_LEN,
-    max_vision_tokens: MaxVisionTokens = None,
-    max_tokens: MaxTokens = MAX_TOKENS,
-    preset: Preset = None,
-    system_prompt_file: SystemPromptFile = None,
-    ascii_only: AsciiOnly = None,
-    encoder_tokenizer: EncoderTokenizer = None,
-    encoder_limit: EncoderLimit = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = TEMPERATURE,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = TOP_P,
     seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
@@ -137,6 +119,7 @@ def upsample_prompts(
     remote: Annotated[
         bool, typer.Option(help="run on the GPU host of [remote] over SSH (see `remote check`)")
     ] = False,
+    **flags: Any,
 ) -> None:
     """Upsample every prompt with the model loaded once; rerun the same command to resume.
 
@@ -145,7 +128,7 @@ def upsample_prompts(
     starts that torchrun itself; with --executor ray the batch runs on a Ray cluster's actor pool
     and this process writes the output.
     """
-    resolved = settings_from_flags(ctx, dict(locals()), config)
+    resolved = settings_from_flags(ctx, dict(locals()) | flags, config)
     setup_logging(quiet=quiet)
     output = _output_path(prompts_file, output_file, input_dir)
     options = run_options(resolved.settings.upsample, output=output, force=force)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -120,27 +120,26 @@ class PromptSpec(BaseModel):
         return spec_id(self.prompt, self.input_video_path, self.control_inputs)
 
 
-def new_spec(
-    name: str,
-    prompt: str,
-    *,
-    input_video_path: str | None = None,
-    negative_prompt: str = "",
-    control_inputs: dict[Modality, str | None] | None = None,
-    upsample_from: UpsampleFrom = "auto",
-    timestamp: datetime | None = None,
-) -> PromptSpec:
+class SpecFields(TypedDict, total=False):
+    """What a new spec may be given besides its name and prompt (what is not given, or None, is
+    :class:`PromptSpec`'s default: no video, no controls, ``upsample_from`` auto, made now)."""
+
+    input_video_path: str | None
+    negative_prompt: str
+    control_inputs: dict[Modality, str | None] | None
+    upsample_from: UpsampleFrom
+    timestamp: datetime | None
+
+
+def new_spec(name: str, prompt: str, **fields: Unpack[SpecFields]) -> PromptSpec:
     """A fresh spec with its deterministic id."""
-    controls: dict[Modality, str | None] = dict(control_inputs or {})
+    controls: dict[Modality, str | None] = dict(fields.get("control_inputs") or {})
+    given: dict[str, Any] = {key: value for key, value in fields.items() if value is not None}
     return PromptSpec(
-        id=spec_id(prompt, input_video_path, controls),
+        **(given | {"control_inputs": controls}),
+        id=spec_id(prompt, fields.get("input_video_path"), controls),
         name=name,
         prompt=prompt,
-        negative_prompt=negative_prompt,
-        input_video_path=input_video_path,
-        control_inputs=controls,
-        upsample_from=upsample_from,
-        timestamp=timestamp or utc_now(),
     )
 
 

@@ -16,15 +16,15 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
+from typing import Unpack
 
 from pydantic import ValidationError
 
 from cosmos_workflow.errors import SpecError
 from cosmos_workflow.files import flocked, write_json_atomic
 from cosmos_workflow.paths import check_paths, safe_file_name
-from cosmos_workflow.specs.prompt_spec import Modality, PromptSpec, UpsampleFrom, new_spec
+from cosmos_workflow.specs.prompt_spec import PromptSpec, SpecFields, new_spec
 from cosmos_workflow.text import clean_strings, replacement_note
 from cosmos_workflow.userfiles import MiB, UserFile, read_user_text
 
@@ -132,33 +132,16 @@ class SpecStore:
         """Where a new spec goes: ``<specs_dir>/<date>/<name>_<id>.json``."""
         return self.specs_dir / spec.timestamp.date().isoformat() / f"{file_stem(spec.name)}_{spec.id}.json"
 
-    def create(
-        self,
-        name: str,
-        prompt: str,
-        *,
-        input_video_path: str | None = None,
-        negative_prompt: str = "",
-        control_inputs: dict[Modality, str | None] | None = None,
-        upsample_from: UpsampleFrom = "auto",
-        timestamp: datetime | None = None,
-    ) -> StoredSpec:
+    def create(self, name: str, prompt: str, **fields: Unpack[SpecFields]) -> StoredSpec:
         """Write a new spec; the same prompt, video and controls twice is refused (same id)."""
         if not prompt.strip():
             raise SpecError(f"spec {name!r}: the prompt is empty; write a short prompt for the shot")
-        if input_video_path is not None and not input_video_path.strip():
+        video = fields.get("input_video_path")
+        if video is not None and not video.strip():
             raise SpecError(f"spec {name!r}: the input video path is empty; pass the video's path")
         check_paths(folders=[self.specs_dir])
         try:
-            spec = new_spec(
-                name,
-                prompt,
-                input_video_path=input_video_path,
-                negative_prompt=negative_prompt,
-                control_inputs=control_inputs,
-                upsample_from=upsample_from,
-                timestamp=timestamp,
-            )
+            spec = new_spec(name, prompt, **fields)
         except ValidationError as exc:
             raise SpecError(f"invalid spec {name!r}: {_describe(exc)}") from exc
         existing = self.find(spec.id)

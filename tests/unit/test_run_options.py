@@ -59,3 +59,17 @@ def test_every_setting_reaches_the_run_under_its_name() -> None:
     assert (run.engine.max_images_per_prompt, run.engine.options) == (3, {"timeout": 5})
     assert (run.plan.max_resolution, run.plan.num_frames, run.plan.frame_sampling) == (320, 3, "uniform")
     assert (run.plan.max_tokens, run.plan.max_model_len, run.force) == (99, 2048, True)
+
+
+def test_a_run_field_that_carries_a_setting_is_the_setting_as_declared() -> None:
+    worked_out = {"engine", "clips_dir", "encoder_limit"}  # run_options derives these
+    carried = set(RunOptions.model_fields) & set(UpsampleSettings.model_fields) - worked_out
+    assert {"batch_size", "on_error", "workers", "num_gpu", "executor", "encoder_tokenizer"} <= carried
+    for name in carried:
+        run, setting = RunOptions.model_fields[name], UpsampleSettings.model_fields[name]
+        assert (run.annotation, run.default, run.metadata, run.description) == (
+            setting.annotation,
+            setting.default,
+            setting.metadata,
+            setting.description,
+        ), name

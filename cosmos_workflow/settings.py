@@ -1,0 +1,194 @@
+"""The settings: each one's name, type, default, bounds and description, in the sections of the
+TOML file (``[upsample]``, ``[remote]``, ``[paths]``, ``[docker]``). Where their values come from
+(defaults < a preset < the file < the environment < flags) is :mod:`cosmos_workflow.config`; the
+run fields of :class:`~cosmos_workflow.options.RunOptions` are taken from ``[upsample]``'s
+declarations here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cosmos_workflow.defaults import (
+    ENCODER_LIMIT,
+    MAX_MODEL_LEN,
+    MAX_RESOLUTION,
+    MAX_TOKENS,
+    NUM_FRAMES,
+    TEMPERATURE,
+    TOP_P,
+)
+from cosmos_workflow.engines import engine_list
+from cosmos_workflow.media import FrameSampling
+
+DEFAULT_IMAGE = "nvcr.io/ubuntu/cosmos-transfer1:latest"
+
+#: one entry of CUDA_VISIBLE_DEVICES: an index, or a GPU / MIG UUID
+_DEVICE = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
+
+OnError = Literal["error", "original"]
+Executor = Literal["local", "ray"]
+BatchSize = Annotated[int, Field(ge=1)] | Literal["auto"]
+Control = Literal["vis", "edge", "depth", "seg"]
+EngineOptionValue = str | int | float | bool | None
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UpsampleSettings(Section):
+    """``[upsample]``: what ``upsample-prompts`` and ``plan`` take, named like their flags."""
+
+    preprocess_videos: bool = Field(True, description="fit frames to the token budget")
+    max_resolution: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
+        MAX_RESOLUTION, description="long side cap in pixels, or 'auto'"
+    )
+    num_frames: int = Field(NUM_FRAMES, ge=0, le=16)
+    frame_sampling: FrameSampling = "first"
+    engine: str = Field("auto", description=engine_list())
+    model: str | None = Field(None, description="checkpoint folder, 'tiny-random', or a served model name")
+    control: Control | None = Field(None, description="picks the folder of a per-control checkpoint")
+    device: str | None = None
+    engine_options: dict[str, EngineOptionValue] = Field(default_factory=dict)
+    batch_size: BatchSize = Field(
+        8, description="requests per engine call, or 'auto' (from free GPU memory); halved on out-of-memory"
+    )
+    max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
+    max_vision_tokens: int | None = Field(None, ge=1, description="cap on the frames' tokens")
+    max_tokens: int = Field(MAX_TOKENS, ge=1)
+    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0)
+    top_p: float = Field(TOP_P, gt=0.0, le=1.0)
+    seed: int | None = None
+    on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
+    clips: bool = Field(True, description="write each preprocessed clip")
+    clips_dir: Path | None = None
+    workers: int = Field(2, ge=1, description="background preprocessing threads")
+    prefetch_batches: int = Field(2, ge=1)
+    offload_prompt_upsampler: bool = Field(
+        True, description="free the model after each batch; False keeps it loaded in a long-lived process"
+    )
+    num_gpu: int = Field(1, ge=1, description="processes, one GPU each; more than 1 runs torchrun")
+    cuda_devices: str | None = Field(None, description="the GPUs to use, as CUDA_VISIBLE_DEVICES: '0,1'")
+
+    @field_validator("cuda_devices", mode="before")
+    @classmethod
+    def _device_list(cls, value: object) -> object:
+        """``"0, 1"``, ``[0, 1]`` or ``1`` -> ``"0,1"`` / ``"1"``; indices or GPU/MIG UUIDs."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        if not isinstance(value, str):
+            return value
+        devices = [d.strip() for d in value.split(",")]
+        if not all(_DEVICE.fullmatch(d) for d in devices):
+            raise ValueError("list GPU indices (or GPU UUIDs) separated by commas, e.g. '0,1'")
+        if len(set(devices)) != len(devices):
+            raise ValueError("a GPU is listed twice; list each once, e.g. '0,1'")
+        return ",".join(devices)
+
+    executor: Executor = Field("local", description="local (this process, or a torchrun rank) or ray")
+    ray_address: str | None = Field(None, description="a running Ray cluster; none starts a local one")
+    ray_actors: int | None = Field(
+        None, ge=1, description="engines in the Ray actor pool (default: one per GPU, 1 without GPUs)"
+    )
+    # issue 25: the refiner's preset, a system prompt, answers that fit the generator's encoder
+    preset: Literal["predict2-refiner"] | None = Field(
+        None, description="settings of a known recipe, below the file, env and flags: predict2-refiner"
+    )
+    system_prompt: str | None = Field(None, description="the system prompt's text (system_prompt_file wins)")
+    system_prompt_file: Path | None = Field(None, description="a text file: the system prompt of every chat")
+    ascii_only: bool = Field(False, description="answers of ASCII tokens only")
+    encoder_tokenizer: Path | None = Field(
+        None, description="the generator's text encoder's tokenizer (folder or tokenizer.json)"
+    )
+    encoder_limit: int | None = Field(
+        None, ge=1, description=f"answer tokens the encoder takes ({ENCODER_LIMIT} with an encoder tokenizer)"
+    )
+
+
+#: a host name, IPv4 or IPv6 literal: no spaces, quotes or leading dash
+_HOST = re.compile(r"[A-Za-z0-9_.:%-]+")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*\$?")
+
+
+def remote_path(value: str | None) -> str | None:
+    """An absolute path on the host, or one under its home (``~/...``); no NUL or newline."""
+    if value is None:
+        return None
+    if not value or "\0" in value or "\n" in value:
+        raise ValueError("must be a non-empty path without NUL or newline characters")
+    if not (value.startswith("/") or value == "~" or value.startswith("~/")):
+        raise ValueError(f"{value!r} must be absolute (/data/cosmos) or under the remote home (~/cosmos)")
+    return value
+
+
+class RemoteSettings(Section):
+    """``[remote]``: the GPU host that ``--remote`` runs on."""
+
+    host: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = None
+    ssh_key: Path | None = Field(None, description="private key file; None uses the SSH agent")
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    host_key_policy: Literal["strict", "accept-new"] = "strict"
+    mode: Literal["docker", "venv"] = "docker"
+    python: str = Field("python3", description="venv mode: the remote interpreter")
+    gpus: int = Field(1, ge=1)
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value is not None and (not _HOST.fullmatch(value) or value.startswith("-")):
+            raise ValueError(f"{value!r} is not a host name or IP address")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, value: str | None) -> str | None:
+        if value is not None and not _USER.fullmatch(value):
+            raise ValueError(f"{value!r} is not a user name")
+        return value
+
+    @field_validator("python")
+    @classmethod
+    def _check_python(cls, value: str) -> str:
+        if not value or "\0" in value or "\n" in value:
+            raise ValueError("must be an interpreter name or path")
+        return value
+
+
+class PathsSettings(Section):
+    """``[paths]``: where things live on the remote host."""
+
+    remote_dir: str | None = None
+
+    _check_remote_dir = field_validator("remote_dir")(remote_path)
+
+
+class DockerSettings(Section):
+    """``[docker]``: the image the remote job runs in, and the checkpoint on the host (both modes)."""
+
+    image: str = Field(DEFAULT_IMAGE, min_length=1)
+    checkpoint_dir: str | None = None
+
+    _check_checkpoint_dir = field_validator("checkpoint_dir")(remote_path)
+
+
+class Settings(Section):
+    upsample: UpsampleSettings = Field(default_factory=UpsampleSettings)
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "upsample": UpsampleSettings,
+    "remote": RemoteSettings,
+    "paths": PathsSettings,
+    "docker": DockerSettings,
+}
