@@ -50,9 +50,13 @@ def remote_toml(sshd: Sshd, tmp_path: Path, remote_python: str) -> Iterator[Conf
     """Writes a config file for the test sshd; each test gets its own remote_dir (removed after)."""
     made: list[Path] = []
 
-    def write(mode: str = "venv", folder: str = "run", **docker: str) -> Path:
+    def write(mode: str = "venv", folder: str = "run", checkpoint: Path | None = None, **docker: str) -> Path:
+        """``checkpoint``: a local checkpoint folder, copied beside remote_dir for the test user;
+        ``[docker] checkpoint_dir`` names the copy."""
         remote_dir = f"~/tests/{uuid.uuid4().hex[:10]}/{folder}"
         made.append(Path(sshd.home) / remote_dir[2:].split("/")[0] / remote_dir[2:].split("/")[1])
+        if checkpoint is not None:
+            docker["checkpoint_dir"] = str(give_to_test_user(checkpoint, made[-1] / "checkpoint", sshd))
         path = tmp_path / f"cosmos-{len(made)}.toml"
         extra = "".join(f'{key} = "{value}"\n' for key, value in docker.items())
         path.write_text(
@@ -76,6 +80,16 @@ remote_dir = {json.dumps(remote_dir)}
     yield write
     for folder in made:  # written by the test user and, in docker mode, by root in the container
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def give_to_test_user(source: Path, target: Path, sshd: Sshd) -> Path:
+    """A copy of ``source`` at ``target`` in the test user's home, owned by that user (this
+    process is root; its own files are not readable there)."""
+    shutil.copytree(source, target)  # missing folders above it are made too, as root
+    made_here = [p for p in target.parents if p.is_relative_to(sshd.home) and p != Path(sshd.home)]
+    for path in [*made_here, target, *target.rglob("*")]:
+        shutil.chown(path, sshd.user, sshd.user)
+    return target
 
 
 def remote_dir_of(config: Path, sshd: Sshd) -> Path:
@@ -201,6 +215,41 @@ def test_spec_folder_upsampled_on_the_host_with_the_tiny_model(
     for spec in written:
         assert spec["upsampled_prompt"] and spec["upsampling_params"]["model"] == "tiny-random"
         assert spec["upsampling_params"]["video_path"] == str(small_video)
+
+
+@pytest.mark.slow
+def test_venv_mode_runs_a_qwen_checkpoint_with_the_refiner_preset(
+    remote_toml: Config, tmp_path: Path, cache_dir: Path
+) -> None:
+    """A Reason1-style checkpoint (the tiny Qwen2.5-VL) on the host: ``--model`` names this
+    machine's copy, ``[docker] checkpoint_dir`` the host's. The host takes the family from its
+    config.json and plans as this machine does; the system prompt file, which the host cannot
+    read, reaches it as text."""
+    from cosmos_workflow.engines.tiny_qwen import tiny_qwen_dir
+
+    qwen = tiny_qwen_dir(cache_dir)
+    config = remote_toml("venv", checkpoint=qwen)
+    source = prompts(tmp_path, ["one", "two"])
+    system = tmp_path / "system.txt"
+    system.write_text("Describe the video in one sentence.", encoding="utf-8")
+    output = tmp_path / "out" / "up.json"
+    refiner = ["--model", str(qwen), "--preset", "predict2-refiner", "--system-prompt-file", str(system)]
+    args = [*refiner, "--engine", "hf", "--max-tokens", "120", "--config", str(config)]
+
+    run = cli("upsample-prompts", str(source), "-o", str(output), *args, "--remote")
+
+    assert run.returncode == 0, run.stderr
+    assert "started the job on 127.0.0.1" in run.stderr
+    plan = cli("plan", str(source), *refiner, "--json")
+    assert plan.returncode == 0, plan.stderr
+    planned = {row["name"]: row for row in json.loads(plan.stdout)}
+    for record in records(output):
+        assert record["status"] == "ok" and str(record["upsampled_prompt"]).isascii()
+        row = planned[str(record["name"])]  # the host's plan is this machine's, in Qwen's arithmetic
+        assert (record["width"], record["height"], record["frames"]) == (row["width"], row["height"], 2)
+        assert record["prompt_tokens"] == row["total_tokens"] and row["width"] % 28 == 0
+    local = cli("upsample-prompts", str(source), "-o", str(output), *args)
+    assert local.returncode == 0 and "2 items (2 already done)" in local.stderr
 
 
 def test_docker_mode_runs_a_real_container(

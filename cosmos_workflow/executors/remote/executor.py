@@ -393,7 +393,8 @@ class _RemoteRun:
         )
         raise PlanMismatchError(
             f"the host planned {record.name!r} differently ({differences}); run the same model on both "
-            "sides (its tekken.json decides the token counts): pass the checkpoint's folder with --model "
+            "sides (its family and tokenizer decide the token counts: config.json and tekken.json, or "
+            "tokenizer.json and preprocessor_config.json): pass the checkpoint's folder with --model "
             "here, or set [docker] checkpoint_dir to the same checkpoint"
         )
 
