@@ -79,9 +79,11 @@ def _docker_command(
 ) -> RemoteCommand:
     inside_wheel = f"/opt/cosmos-workflow/{Path(paths.wheel).name}"  # where the script mounts code/
     docker_args = ["--name", container, "--init"]
-    for name, value in child_environment(options, {}).items():
-        docker_args += ["-e", f"{name}={value}"]
+    variables = child_environment(options, {})
+    for name in variables:  # by name: docker takes the value from the script's environment, so a
+        docker_args += ["-e", name]  # system prompt of several lines stays one (DOCKER_ARGS is lines)
     env = {
+        **variables,
         "DOCKER": "1",
         "IMAGE": config.image,
         "DOCKER_GPUS": "all" if gpus else "none",
