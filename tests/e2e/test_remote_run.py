@@ -272,6 +272,16 @@ def test_docker_mode_runs_a_real_container(
     assert leftover.stdout.strip() == ""  # --rm: the container is gone
 
 
+def test_docker_mode_runs_text_only_items(remote_toml: Config, tmp_path: Path, docker_image: str) -> None:
+    """No video sent: the uploads folder the container mounts exists all the same."""
+    config = remote_toml("docker", image=docker_image)
+    source = prompts(tmp_path, ["one", "two"], with_videos=False)
+    output = tmp_path / "out.json"
+    run = cli("upsample-prompts", str(source), "-o", str(output), *FAKE, "--config", str(config), "--remote")
+    assert run.returncode == 0, run.stderr
+    assert [r["status"] for r in records(output)] == ["text_only", "text_only"]
+
+
 def test_hostile_names_and_paths_pass_through_untouched(
     remote_toml: Config, tmp_path: Path, sshd: Sshd
 ) -> None:

@@ -46,7 +46,7 @@ from cosmos_workflow.executors.remote.command import SCRIPT, RemotePaths, remote
 from cosmos_workflow.executors.remote.job import JournalTail, RemoteJob
 from cosmos_workflow.executors.remote.settings import RemoteConfig
 from cosmos_workflow.executors.remote.ssh import Connection
-from cosmos_workflow.executors.remote.transfer import RemoteDir, safe_name
+from cosmos_workflow.executors.remote.transfer import BLOBS, RemoteDir, safe_name
 from cosmos_workflow.media import clip_path
 from cosmos_workflow.runner import record_warning
 from cosmos_workflow.specs.results import UpsampleRecord
@@ -231,6 +231,7 @@ class _RemoteRun:
         if self.options.force and not follow_up:
             self._set_aside_journals()
         self.folder.makedirs(f"{self.job.dir}/out")
+        self.folder.makedirs(BLOBS)  # docker mode mounts it, also when no video was sent
         clips = paths.clips if self._clips_wanted else None
         if clips:
             self.folder.makedirs(f"{self.job.dir}/clips")
