@@ -252,6 +252,47 @@ def test_venv_mode_runs_a_qwen_checkpoint_with_the_refiner_preset(
     assert local.returncode == 0 and "2 items (2 already done)" in local.stderr
 
 
+def test_the_encoder_tokenizer_is_sent_and_counts_the_answers_on_the_host(
+    remote_toml: Config, tmp_path: Path, sshd: Sshd
+) -> None:
+    """--encoder-tokenizer with --remote: its tokenizer.json goes to the host by content (private
+    to the remote user), the host counts and shortens the answers with it as a local run does."""
+    from tests.integration.test_encoder_limit import write_encoder_tokenizer
+
+    config = remote_toml("venv")
+    source = prompts(tmp_path, ["one", "two"], with_videos=False)
+    encoder = write_encoder_tokenizer(tmp_path / "t5")
+    args = [
+        "--engine-option",
+        "answer_words=100",
+        "--encoder-tokenizer",
+        str(encoder),
+        "--encoder-limit",
+        "60",
+    ]
+    there, here = tmp_path / "there.json", tmp_path / "here.json"
+
+    run = cli(
+        "upsample-prompts", str(source), "-o", str(there), *FAKE, *args, "--config", str(config), "--remote"
+    )
+    local = cli("upsample-prompts", str(source), "-o", str(here), *FAKE, *args)
+
+    assert run.returncode == 0, run.stderr
+    assert local.returncode == 0, local.stderr
+    for record in records(there):
+        assert record["attempts"] == 2 and 0 < int(str(record["encoder_tokens"])) <= 60
+    fields = ("key", "upsampled_prompt", "encoder_tokens", "attempts", "retry")
+    assert [[r[f] for f in fields] for r in records(there)] == [[r[f] for f in fields] for r in records(here)]
+    [blob] = (remote_dir_of(config, sshd) / "blobs").glob("*.json")
+    assert blob.read_bytes() == (encoder / "tokenizer.json").read_bytes()
+    assert blob.stat().st_mode & 0o777 == 0o600
+    tight = [*FAKE, *args[:-1], "1", "--config", str(config), "--remote"]  # no answer fits: each fails
+    failed = cli("upsample-prompts", str(source), "-o", str(tmp_path / "failed.json"), *tight)
+    assert failed.returncode == 3, failed.stderr
+    for record in records(tmp_path / "failed.json"):  # the tokenizer as given here, not the host's copy
+        assert f"text encoder ({encoder}), over its limit of 1" in str(record["error"])
+
+
 def test_docker_mode_runs_a_real_container(
     remote_toml: Config, tmp_path: Path, docker_image: str, sshd: Sshd
 ) -> None:
