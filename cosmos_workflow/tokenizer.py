@@ -277,11 +277,18 @@ def load_encoder_tokenizer(path: Path) -> EncoderTokenizer:
     return EncoderTokenizer(path)
 
 
+def encoder_tokenizer_file(path: Path) -> Path | None:
+    """The ``tokenizer.json`` an encoder tokenizer ``path`` names (the file, or the one in the
+    folder); None for a folder without one (counted through transformers)."""
+    file = path / "tokenizer.json" if path.is_dir() else path
+    return file if not path.is_dir() or file.exists() or file.is_symlink() else None
+
+
 def _encoder_counter(path: Path) -> Callable[[str], int]:
     """``tokenizer.json`` (the file, or in the folder) through ``tokenizers``; a folder without
     one (a sentencepiece ``spiece.model``) through transformers' AutoTokenizer, offline."""
-    file = path / "tokenizer.json" if path.is_dir() else path
-    if not path.is_dir() or file.exists() or file.is_symlink():  # a FIFO there is refused at the door
+    file = encoder_tokenizer_file(path)
+    if file is not None:  # a FIFO there is refused at the door
         from tokenizers import Tokenizer as FastTokenizer
 
         text = read_user_text(file, ENCODER_TOKENIZER_FILE)

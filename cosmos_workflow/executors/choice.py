@@ -21,6 +21,7 @@ from cosmos_workflow.executors.base import Executor
 from cosmos_workflow.executors.launcher import TorchrunLauncher, device_limit
 from cosmos_workflow.executors.local import LocalExecutor
 from cosmos_workflow.executors.torchrun import RankInfo, TorchrunExecutor, rank_info
+from cosmos_workflow.tokenizer import encoder_tokenizer_file
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
@@ -48,10 +49,11 @@ def choose(options: RunOptions, *, remote: RemoteConfig | None = None, shard: bo
 def _remote(options: RunOptions, remote: RemoteConfig) -> Executor:
     if options.executor != "local":
         raise UsageError("--remote runs the batch on the [remote] host; drop --executor ray (or use one)")
-    if options.encoder_tokenizer is not None:
+    encoder = options.encoder_tokenizer
+    if encoder is not None and encoder_tokenizer_file(encoder.expanduser()) is None:
         raise UsageError(
-            f"--encoder-tokenizer {options.encoder_tokenizer} is a path here, and --remote counts the "
-            "answers on the host, which has no copy of it yet; drop --encoder-tokenizer or --remote"
+            f"--encoder-tokenizer {encoder} is a folder without tokenizer.json, and --remote sends the "
+            "host one file to count the answers with: point it at a tokenizer.json, or drop --remote"
         )
     from cosmos_workflow.executors.remote import RemoteExecutor
 

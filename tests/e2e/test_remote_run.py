@@ -50,9 +50,13 @@ def remote_toml(sshd: Sshd, tmp_path: Path, remote_python: str) -> Iterator[Conf
     """Writes a config file for the test sshd; each test gets its own remote_dir (removed after)."""
     made: list[Path] = []
 
-    def write(mode: str = "venv", folder: str = "run", **docker: str) -> Path:
+    def write(mode: str = "venv", folder: str = "run", checkpoint: Path | None = None, **docker: str) -> Path:
+        """``checkpoint``: a local checkpoint folder, copied beside remote_dir for the test user;
+        ``[docker] checkpoint_dir`` names the copy."""
         remote_dir = f"~/tests/{uuid.uuid4().hex[:10]}/{folder}"
         made.append(Path(sshd.home) / remote_dir[2:].split("/")[0] / remote_dir[2:].split("/")[1])
+        if checkpoint is not None:
+            docker["checkpoint_dir"] = str(give_to_test_user(checkpoint, made[-1] / "checkpoint", sshd))
         path = tmp_path / f"cosmos-{len(made)}.toml"
         extra = "".join(f'{key} = "{value}"\n' for key, value in docker.items())
         path.write_text(
@@ -76,6 +80,16 @@ remote_dir = {json.dumps(remote_dir)}
     yield write
     for folder in made:  # written by the test user and, in docker mode, by root in the container
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def give_to_test_user(source: Path, target: Path, sshd: Sshd) -> Path:
+    """A copy of ``source`` at ``target`` in the test user's home, owned by that user (this
+    process is root; its own files are not readable there)."""
+    shutil.copytree(source, target)  # missing folders above it are made too, as root
+    made_here = [p for p in target.parents if p.is_relative_to(sshd.home) and p != Path(sshd.home)]
+    for path in [*made_here, target, *target.rglob("*")]:
+        shutil.chown(path, sshd.user, sshd.user)
+    return target
 
 
 def remote_dir_of(config: Path, sshd: Sshd) -> Path:
@@ -203,6 +217,82 @@ def test_spec_folder_upsampled_on_the_host_with_the_tiny_model(
         assert spec["upsampling_params"]["video_path"] == str(small_video)
 
 
+@pytest.mark.slow
+def test_venv_mode_runs_a_qwen_checkpoint_with_the_refiner_preset(
+    remote_toml: Config, tmp_path: Path, cache_dir: Path
+) -> None:
+    """A Reason1-style checkpoint (the tiny Qwen2.5-VL) on the host: ``--model`` names this
+    machine's copy, ``[docker] checkpoint_dir`` the host's. The host takes the family from its
+    config.json and plans as this machine does; the system prompt file, which the host cannot
+    read, reaches it as text."""
+    from cosmos_workflow.engines.tiny_qwen import tiny_qwen_dir
+
+    qwen = tiny_qwen_dir(cache_dir)
+    config = remote_toml("venv", checkpoint=qwen)
+    source = prompts(tmp_path, ["one", "two"])
+    system = tmp_path / "system.txt"
+    system.write_text("Describe the video in one sentence.", encoding="utf-8")
+    output = tmp_path / "out" / "up.json"
+    refiner = ["--model", str(qwen), "--preset", "predict2-refiner", "--system-prompt-file", str(system)]
+    args = [*refiner, "--engine", "hf", "--max-tokens", "120", "--config", str(config)]
+
+    run = cli("upsample-prompts", str(source), "-o", str(output), *args, "--remote")
+
+    assert run.returncode == 0, run.stderr
+    assert "started the job on 127.0.0.1" in run.stderr
+    plan = cli("plan", str(source), *refiner, "--json")
+    assert plan.returncode == 0, plan.stderr
+    planned = {row["name"]: row for row in json.loads(plan.stdout)}
+    for record in records(output):
+        assert record["status"] == "ok" and str(record["upsampled_prompt"]).isascii()
+        row = planned[str(record["name"])]  # the host's plan is this machine's, in Qwen's arithmetic
+        assert (record["width"], record["height"], record["frames"]) == (row["width"], row["height"], 2)
+        assert record["prompt_tokens"] == row["total_tokens"] and row["width"] % 28 == 0
+    local = cli("upsample-prompts", str(source), "-o", str(output), *args)
+    assert local.returncode == 0 and "2 items (2 already done)" in local.stderr
+
+
+def test_the_encoder_tokenizer_is_sent_and_counts_the_answers_on_the_host(
+    remote_toml: Config, tmp_path: Path, sshd: Sshd
+) -> None:
+    """--encoder-tokenizer with --remote: its tokenizer.json goes to the host by content (private
+    to the remote user), the host counts and shortens the answers with it as a local run does."""
+    from tests.integration.test_encoder_limit import write_encoder_tokenizer
+
+    config = remote_toml("venv")
+    source = prompts(tmp_path, ["one", "two"], with_videos=False)
+    encoder = write_encoder_tokenizer(tmp_path / "t5")
+    args = [
+        "--engine-option",
+        "answer_words=100",
+        "--encoder-tokenizer",
+        str(encoder),
+        "--encoder-limit",
+        "60",
+    ]
+    there, here = tmp_path / "there.json", tmp_path / "here.json"
+
+    run = cli(
+        "upsample-prompts", str(source), "-o", str(there), *FAKE, *args, "--config", str(config), "--remote"
+    )
+    local = cli("upsample-prompts", str(source), "-o", str(here), *FAKE, *args)
+
+    assert run.returncode == 0, run.stderr
+    assert local.returncode == 0, local.stderr
+    for record in records(there):
+        assert record["attempts"] == 2 and 0 < int(str(record["encoder_tokens"])) <= 60
+    fields = ("key", "upsampled_prompt", "encoder_tokens", "attempts", "retry")
+    assert [[r[f] for f in fields] for r in records(there)] == [[r[f] for f in fields] for r in records(here)]
+    [blob] = (remote_dir_of(config, sshd) / "blobs").glob("*.json")
+    assert blob.read_bytes() == (encoder / "tokenizer.json").read_bytes()
+    assert blob.stat().st_mode & 0o777 == 0o600
+    tight = [*FAKE, *args[:-1], "1", "--config", str(config), "--remote"]  # no answer fits: each fails
+    failed = cli("upsample-prompts", str(source), "-o", str(tmp_path / "failed.json"), *tight)
+    assert failed.returncode == 3, failed.stderr
+    for record in records(tmp_path / "failed.json"):  # the tokenizer as given here, not the host's copy
+        assert f"text encoder ({encoder}), over its limit of 1" in str(record["error"])
+
+
 def test_docker_mode_runs_a_real_container(
     remote_toml: Config, tmp_path: Path, docker_image: str, sshd: Sshd
 ) -> None:
@@ -221,6 +311,16 @@ def test_docker_mode_runs_a_real_container(
         text=True,
     )
     assert leftover.stdout.strip() == ""  # --rm: the container is gone
+
+
+def test_docker_mode_runs_text_only_items(remote_toml: Config, tmp_path: Path, docker_image: str) -> None:
+    """No video sent: the uploads folder the container mounts exists all the same."""
+    config = remote_toml("docker", image=docker_image)
+    source = prompts(tmp_path, ["one", "two"], with_videos=False)
+    output = tmp_path / "out.json"
+    run = cli("upsample-prompts", str(source), "-o", str(output), *FAKE, "--config", str(config), "--remote")
+    assert run.returncode == 0, run.stderr
+    assert [r["status"] for r in records(output)] == ["text_only", "text_only"]
 
 
 def test_hostile_names_and_paths_pass_through_untouched(

@@ -298,3 +298,31 @@ def test_tiny_model_with_a_fixed_seed_gives_a_local_runs_records(
     assert all(r.upsampled_prompt for r in local.records)  # finished answers, compared word for word
     assert without_timestamps(ray_run.records) == without_timestamps(local.records)
     assert {r.engine for r in ray_run.records} == {"hf"}
+
+
+def test_tiny_qwen_checkpoint_with_a_fixed_seed_gives_a_local_runs_records(
+    cluster: str, prompts: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """A Reason1-style checkpoint folder (the Qwen2.5-VL family, from its config.json) on the
+    actors: each loads it as a local run does, and the records are the local run's."""
+    from cosmos_workflow.engines.tiny_qwen import tiny_qwen_dir
+
+    items = load_batch(prompts).items[2:]  # a small video, a larger one, and text only
+    options = RunOptions(
+        engine=EngineConfig(engine="hf", model=str(tiny_qwen_dir(cache_dir)), device="cpu"),
+        sampling={"max_tokens": 120, "temperature": 0.6, "seed": 7},
+        plan={"max_tokens": 120, "num_frames": 2},
+        clips_dir=None,
+        batch_size=2,
+        executor="ray",
+        ray_actors=2,
+    )
+
+    ray_run = api.upsample(items, options, output=tmp_path / "ray.json")
+    local = api.upsample(items, options, output=tmp_path / "local.json", executor=LocalExecutor())
+
+    assert [r.status for r in local.records] == ["ok", "ok", "text_only"]
+    assert all(r.upsampled_prompt for r in local.records)
+    assert all(r.width is not None and r.width % 28 == 0 for r in local.records[:2])  # Qwen's grid
+    assert without_timestamps(ray_run.records) == without_timestamps(local.records)
+    assert {r.engine for r in ray_run.records} == {"hf"}

@@ -294,3 +294,47 @@ def test_case14_docker_refuses_a_path_with_a_colon(prompts: Path, tmp_path: Path
     plain.write_text("[]")
     run = run_script(str(plain), str(tmp_path / "o.json"), DOCKER="1", DRY_RUN="1", MOUNTS=str(colon))
     assert run.returncode == 2 and f"path '{colon}' contains ':'" in run.stderr
+
+
+def test_the_remote_docker_command_keeps_a_system_prompt_of_several_lines(
+    prompts: Path, tmp_path: Path
+) -> None:
+    """``--remote`` in docker mode: the run's variables reach the container by name, their values
+    in the script's environment, so a system prompt file of several lines stays one variable
+    (DOCKER_ARGS is one argument a line: a value there would be cut into arguments)."""
+    pytest.importorskip("paramiko")
+    from cosmos_workflow.config import RunOptions
+    from cosmos_workflow.engines import EngineConfig
+    from cosmos_workflow.executors.remote import RemoteConfig
+    from cosmos_workflow.executors.remote.command import RemotePaths, remote_command
+
+    tmp_path, prompts = tmp_path.resolve(), prompts.resolve()
+    system = "Describe the video.\n\nOne paragraph, no list."
+    options = RunOptions(engine=EngineConfig(engine="fake", model="fake"), plan={"system_prompt": system})
+    config = RemoteConfig.model_validate(
+        {
+            "remote": {"host": "gpu", "user": "me", "mode": "docker"},
+            "remote_dir": str(tmp_path),
+            "image": "my/cosmos:1",
+        }
+    )
+    folder = str(prompts.parent)
+    paths = RemotePaths(
+        batch=str(prompts), output=f"{folder}/out/results.json", clips=f"{folder}/clips", code=str(REPO),
+        wheel=f"{folder}/cosmos_workflow.whl", blobs=folder, job=folder, python=sys.executable,
+    )  # fmt: skip
+    command = remote_command(config, paths, options, gpus=0, container="cosmos-workflow-test")
+
+    run = subprocess.run(
+        command.argv, env=os.environ | command.env | {"DRY_RUN": "1"}, capture_output=True, text=True
+    )
+
+    assert run.returncode == 0, run.stderr
+    argv = shlex.split(run.stdout)
+    head = argv[: argv.index("my/cosmos:1")]
+    assert argv[argv.index("my/cosmos:1") + 1 :][:2] == [
+        "bash",
+        f"{CONTAINER_SRC}/scripts/upsample_prompt.sh",
+    ]
+    assert "COSMOS_SYSTEM_PROMPT" in {head[i + 1] for i, part in enumerate(head) if part == "-e"}
+    assert command.env["COSMOS_SYSTEM_PROMPT"] == system  # docker takes it from there, whole

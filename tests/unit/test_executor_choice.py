@@ -91,9 +91,18 @@ def test_the_remote_host_takes_the_whole_batch_but_not_ray(host: RemoteConfig) -
 
 
 @pytest.mark.usefixtures("single")
-def test_the_remote_host_is_refused_an_encoder_tokenizer_it_has_no_copy_of(
+def test_the_remote_host_gets_an_encoder_tokenizer_as_one_tokenizer_json(
     host: RemoteConfig, tmp_path: Path
 ) -> None:
+    """--remote sends the host the encoder's tokenizer.json (the file, or the folder's); a folder
+    without one (counted through transformers here) cannot go as one file."""
+    folder = tmp_path / "t5"
+    folder.mkdir()
+    (folder / "spiece.model").write_bytes(b"sentencepiece")
     with pytest.raises(UsageError) as refused:
-        choose(options(encoder_tokenizer=tmp_path / "t5", encoder_limit=512), remote=host)
-    assert str(refused.value).startswith(f"--encoder-tokenizer {tmp_path / 't5'} is a path here")
+        choose(options(encoder_tokenizer=folder, encoder_limit=512), remote=host)
+    assert str(refused.value).startswith(f"--encoder-tokenizer {folder} is a folder without tokenizer.json")
+    (folder / "tokenizer.json").write_text("{}")
+    for given in (folder, folder / "tokenizer.json"):
+        chosen = choose(options(encoder_tokenizer=given, encoder_limit=512), remote=host)
+        assert isinstance(chosen, RemoteExecutor)

@@ -43,12 +43,21 @@ class RemoteCommand:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def remote_options(options: RunOptions, *, model: str, clips_dir: str | None, num_gpu: int) -> RunOptions:
-    """This run's options as the host runs them: its model path, its clips folder, its GPUs."""
+def remote_options(
+    options: RunOptions,
+    *,
+    model: str,
+    clips_dir: str | None,
+    num_gpu: int,
+    encoder_tokenizer: str | None = None,
+) -> RunOptions:
+    """This run's options as the host runs them: its model path, its clips folder, its GPUs, its
+    copy of the encoder tokenizer."""
     return options.model_copy(
         update={
             "engine": options.engine.model_copy(update={"model": model}),
             "clips_dir": PurePosixPath(clips_dir) if clips_dir else None,
+            "encoder_tokenizer": PurePosixPath(encoder_tokenizer) if encoder_tokenizer else None,
             "num_gpu": max(num_gpu, 1),
             "cuda_devices": None,
         }
@@ -79,9 +88,11 @@ def _docker_command(
 ) -> RemoteCommand:
     inside_wheel = f"/opt/cosmos-workflow/{Path(paths.wheel).name}"  # where the script mounts code/
     docker_args = ["--name", container, "--init"]
-    for name, value in child_environment(options, {}).items():
-        docker_args += ["-e", f"{name}={value}"]
+    variables = child_environment(options, {})
+    for name in variables:  # by name: docker takes the value from the script's environment, so a
+        docker_args += ["-e", name]  # system prompt of several lines stays one (DOCKER_ARGS is lines)
     env = {
+        **variables,
         "DOCKER": "1",
         "IMAGE": config.image,
         "DOCKER_GPUS": "all" if gpus else "none",

@@ -5,7 +5,8 @@ For the jobs it is given (already keyed, resumed and planned here), it:
 1. connects (:mod:`.ssh`), ships this exact cosmos-workflow (:mod:`.code`),
 2. uploads each distinct video the plans use once, by content, and the batch (:mod:`.transfer`):
    a video the probe refused here (not a video, unreadable, not a regular file) never leaves this
-   machine; its item goes as text-only,
+   machine; its item goes as text-only; the encoder tokenizer (``--encoder-tokenizer``), its
+   ``tokenizer.json`` checked here first, goes the same way,
 3. starts ``upsample-prompts`` on the host, detached (:mod:`.job`, :mod:`.command`), or reattaches
    to the one still running there for the same output,
 4. streams the host's journal back: each record is checked against the local plan (frames,
@@ -46,10 +47,11 @@ from cosmos_workflow.executors.remote.command import SCRIPT, RemotePaths, remote
 from cosmos_workflow.executors.remote.job import JournalTail, RemoteJob
 from cosmos_workflow.executors.remote.settings import RemoteConfig
 from cosmos_workflow.executors.remote.ssh import Connection
-from cosmos_workflow.executors.remote.transfer import RemoteDir, safe_name
+from cosmos_workflow.executors.remote.transfer import BLOBS, RemoteDir, safe_name
 from cosmos_workflow.media import clip_path
 from cosmos_workflow.runner import record_warning
 from cosmos_workflow.specs.results import UpsampleRecord
+from cosmos_workflow.tokenizer import encoder_tokenizer_file, load_encoder_tokenizer
 
 if TYPE_CHECKING:
     from cosmos_workflow.config import RunOptions
@@ -162,6 +164,8 @@ class _RemoteRun:
         self.folder = folder
         self.run = run
         job_id = executor.job_id(run.options)
+        #: the encoder tokenizer's copy on the host (absolute), once uploaded
+        self.encoder: str | None = None
         self.container = f"cosmos-workflow-{job_id[-16:]}"
         self.job = RemoteJob(folder, job_id, container=self.container if self._docker else None)
 
@@ -186,6 +190,7 @@ class _RemoteRun:
 
     def go(self, jobs: list[Job]) -> None:
         videos = self._upload_videos(jobs)
+        self.encoder = self._upload_encoder()
         pending = {job.item.name: _Pending(job, videos.get(job.item.video_path)) for job in jobs}
         stream = _Stream(JournalTail(self.folder, f"{self.job.dir}/out"), pending)
         if self.job.status().state == "running":
@@ -231,13 +236,16 @@ class _RemoteRun:
         if self.options.force and not follow_up:
             self._set_aside_journals()
         self.folder.makedirs(f"{self.job.dir}/out")
+        self.folder.makedirs(BLOBS)  # docker mode mounts it, also when no video was sent
         clips = paths.clips if self._clips_wanted else None
         if clips:
             self.folder.makedirs(f"{self.job.dir}/clips")
         gpus = min(self.config.remote.gpus, len(gpu_names(self.connection)))
         model = self.executor.remote_model(self.options)
         wanted = self.options.model_copy(update={"force": False}) if follow_up else self.options
-        options = remote_options(wanted, model=model, clips_dir=clips, num_gpu=gpus)
+        options = remote_options(
+            wanted, model=model, clips_dir=clips, num_gpu=gpus, encoder_tokenizer=self.encoder
+        )
         owner = self._owner() if self._docker else ""
         command = remote_command(
             self.config, paths, options, gpus=gpus, container=self.container, owner=owner
@@ -311,6 +319,20 @@ class _RemoteRun:
             f"; {len(kept)} not sent (not a usable video: text-only)" if kept else "",
         )
         return {path: self.folder.path(u.remote) for path, u in zip(local, uploads, strict=True)}
+
+    def _upload_encoder(self) -> str | None:
+        """The encoder tokenizer's ``tokenizer.json``, loaded here first (a file that is not one
+        is refused in one line before anything starts there), then sent by content: its absolute
+        path on the host."""
+        path = self.options.encoder_tokenizer
+        if path is None:
+            return None
+        load_encoder_tokenizer(path.expanduser())
+        file = encoder_tokenizer_file(path.expanduser())
+        assert file is not None, "choose() refuses a folder without tokenizer.json"
+        upload = self.folder.upload(file)
+        log.info("encoder tokenizer: %s", "sent" if upload.sent else "already on the host")
+        return self.folder.path(upload.remote)
 
     # -- following the job --------------------------------------------------------------------------
 
@@ -393,7 +415,8 @@ class _RemoteRun:
         )
         raise PlanMismatchError(
             f"the host planned {record.name!r} differently ({differences}); run the same model on both "
-            "sides (its tekken.json decides the token counts): pass the checkpoint's folder with --model "
+            "sides (its family and tokenizer decide the token counts: config.json and tekken.json, or "
+            "tokenizer.json and preprocessor_config.json): pass the checkpoint's folder with --model "
             "here, or set [docker] checkpoint_dir to the same checkpoint"
         )
 
@@ -406,6 +429,11 @@ class _RemoteRun:
             else getattr(record, name)
             for name in ("error", "warning")
         }
+        if self.encoder:  # an answer over the encoder's limit names the tokenizer as given here
+            texts = {
+                name: text and text.replace(self.encoder, str(self.options.encoder_tokenizer))
+                for name, text in texts.items()
+            }
         if local_video and not pending.remote_video:  # not sent: why is this machine's to say
             texts["warning"] = record_warning(job)
         return record.model_copy(
