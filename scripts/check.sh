@@ -15,6 +15,12 @@ if [ -z "${PY:-}" ]; then
   bash scripts/setup.sh
 fi
 PY=${PY:-.venv/bin/python}
+# a full run: the install tests' stand-in for the Cosmos image (tests/integration/test_image_install.py)
+# is built, where missing, while the checks below run, instead of holding both test workers later;
+# a failure here is the tests' to report (they build it again, or skip without PyPI)
+if [ $# -eq 0 ] && [ ${#quick[@]} -eq 0 ]; then
+  bash scripts/ci/image_venv.sh .cache/ci/image-pristine >/dev/null 2>&1 &
+fi
 "$PY" -m ruff check cosmos_workflow tests benchmarks scripts examples
 "$PY" -m ruff format --check cosmos_workflow tests benchmarks scripts examples
 "$PY" -m mypy
@@ -26,6 +32,7 @@ if command -v shellcheck >/dev/null 2>&1; then shellcheck "${shell_scripts[@]}";
 # installed: 1 on a 2-vCPU VM); tests that share a module-scoped fixture, the Ray cluster or the Docker
 # daemon stay on one worker (tests/conftest.py). Arguments pass through (`-n 0`: one process).
 # Each worker's processes use its share of the cores for OpenMP (tests/conftest.py).
+wait || true
 "$PY" -m pytest -n logical --dist loadgroup --durations=25 ${quick[@]+"${quick[@]}"} "$@"
 # a full run also tests the other ends of the dependency ranges: the Cosmos image's pins and the
 # lowest transformers the hf extra allows, each in its own environment (built once, under .cache/ci)
