@@ -20,6 +20,24 @@ if importlib.util.find_spec("paramiko") is not None:
     from tests.sshd import docker_image, known_hosts, remote_config, remote_python, sshd  # noqa: F401
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Each pytest-xdist worker's processes (the tests, the CLI runs and Ray workers they start,
+    which inherit the variable) use its share of the cores for OpenMP: torch's default of one
+    thread per core in every worker oversubscribes the machine, and OpenMP's idle threads spin
+    (the tiny model's tests ran twice as long with 2 workers on 2 cores). Set before any test
+    module imports torch; an ``OMP_NUM_THREADS`` already set is kept; one process changes nothing."""
+    threads = omp_threads(os.environ.get("PYTEST_XDIST_WORKER_COUNT"), os.cpu_count())
+    if threads is not None:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def omp_threads(workers: str | None, cpus: int | None) -> int | None:
+    """OpenMP threads per worker: the cores divided among the workers (at least 1); None outside xdist."""
+    if not workers:
+        return None
+    return max(1, (cpus or 1) // int(workers))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Which tests share a pytest-xdist worker under ``--dist loadgroup``; the rest are spread test

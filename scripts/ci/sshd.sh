@@ -58,6 +58,9 @@ MaxSessions 64
 MaxStartups 64:30:128
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
+# the "GPU host" shares this machine's cores with the pytest-xdist workers: one OpenMP thread per
+# process, as each worker's own processes get (tests/conftest.py), so torch's idle threads do not spin
+SetEnv OMP_NUM_THREADS=1
 CONFIG
 /usr/sbin/sshd -t -f "$DIR/sshd_config"
 rm -f "$DIR/sshd.pid"

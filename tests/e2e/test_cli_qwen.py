@@ -100,6 +100,7 @@ def test_a_spec_folder_is_upsampled_with_the_qwen_checkpoint(qwen_dir: Path, tmp
     assert second.returncode == 0 and "nothing to do" in second.stderr
 
 
+@pytest.mark.slow
 def test_the_refiner_preset_runs_batched_and_resumes_per_system_prompt(
     qwen_dir: Path, tmp_path: Path
 ) -> None:

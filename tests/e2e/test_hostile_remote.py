@@ -94,6 +94,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_caseB_item_edited_while_the_remote_job_runs_is_done_in_a_follow_up_job(
     remote_toml: Config, tmp_path: Path
 ) -> None:

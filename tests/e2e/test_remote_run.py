@@ -400,6 +400,7 @@ def test_local_process_killed_then_rerun_reattaches(remote_toml: Config, tmp_pat
     assert [r["name"] for r in records(output)] == [f"item{n}" for n in range(12)]
 
 
+@pytest.mark.slow
 def test_remote_failure_keeps_partial_results_and_rerun_resumes(
     remote_toml: Config, tmp_path: Path, sshd: Sshd
 ) -> None:
