@@ -50,13 +50,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _shared_resource(item: pytest.Item) -> str | None:
     """The tests that start containers take turns on the one Docker daemon (one of them checks
-    that no ``cosmos-workflow-*`` container is left); a module's tests that use a module-scoped
-    fixture (a browser, a built environment, a loaded model) run on one worker, so it is made once."""
+    that no ``cosmos-workflow-*`` container is left); the tests that run jobs in the loopback host's
+    one venv take turns too (a job there reinstalls our wheel when it changed); a module's tests
+    that use a module-scoped fixture (a browser, a built environment, a loaded model) run on one
+    worker, so it is made once."""
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
         return None
     if "docker_image" in info.names_closure:
         return "docker"
+    if "remote_python" in info.names_closure:
+        return "remote-venv"  # one venv on the loopback host: jobs that reinstall our wheel take turns
     if any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
         return item.nodeid.split("::")[0]
     return None

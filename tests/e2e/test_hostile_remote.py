@@ -101,7 +101,7 @@ def test_caseB_item_edited_while_the_remote_job_runs_is_done_in_a_follow_up_job(
     config = remote_toml("venv")
     args, output = slow_remote_run(config, tmp_path, 16)
     process = start_cli(*args)
-    wait(lambda: journal_lines(output) >= 3, "three results")
+    wait(lambda: journal_lines(output) >= 3, "three results", process=process)
     process.kill()  # SIGKILL: the job on the host runs on
     process.communicate()
     source = Path(args[1])

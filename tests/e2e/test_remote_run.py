@@ -130,10 +130,23 @@ def journal_lines(output: Path) -> int:
     return len(journal.read_text().splitlines()) if journal.exists() else 0
 
 
-def wait(condition: Callable[[], bool], what: str, timeout: float = 240) -> None:
+def wait(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = 240,
+    process: subprocess.Popen[str] | None = None,
+) -> None:
+    """Until ``condition``; with the CLI's ``process``, a process that ended first or one still
+    running at the deadline fails the test with its stderr (and is not left running)."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        ended = process is not None and process.poll() is not None
+        if ended or time.monotonic() >= deadline:
+            stderr = ""
+            if process is not None:
+                process.kill()
+                stderr = process.communicate()[1][-3000:]
+            raise AssertionError(f"{'the CLI ended' if ended else 'timed out'} waiting for {what}: {stderr}")
         time.sleep(0.2)
 
 
@@ -367,7 +380,7 @@ def test_ctrl_c_stops_the_remote_job_and_a_rerun_resumes(
     config = remote_toml("venv")
     args, output = slow_remote_run(config, tmp_path, 8)
     process = start_cli(*args)
-    wait(lambda: journal_lines(output) >= 1, "a first result")
+    wait(lambda: journal_lines(output) >= 1, "a first result", process=process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -387,7 +400,7 @@ def test_local_process_killed_then_rerun_reattaches(remote_toml: Config, tmp_pat
     config = remote_toml("venv")
     args, output = slow_remote_run(config, tmp_path, 12)  # long enough to outlast the rerun's start
     process = start_cli(*args)
-    wait(lambda: journal_lines(output) >= 1, "a first result")
+    wait(lambda: journal_lines(output) >= 1, "a first result", process=process)
     process.kill()  # the local side dies; the job on the host must not
     process.communicate()
     job = job_dir(config, sshd)
@@ -407,7 +420,7 @@ def test_remote_failure_keeps_partial_results_and_rerun_resumes(
     config = remote_toml("venv")
     args, output = slow_remote_run(config, tmp_path, 8)
     process = start_cli(*args)
-    wait(lambda: journal_lines(output) >= 2, "two results")
+    wait(lambda: journal_lines(output) >= 2, "two results", process=process)
     job = job_dir(config, sshd)
     leader = (job / "job.pid").read_text().strip()
     children = subprocess.run(
