@@ -28,6 +28,7 @@ from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.executors import LocalExecutor
 from cosmos_workflow.executors.ray import RayExecutor
 from cosmos_workflow.specs.batch import load_batch
+from cosmos_workflow.specs.results import UpsampleRecord
 
 # one local Ray cluster at a time: a second one beside it starves both on a 2-CPU machine
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
@@ -277,14 +278,16 @@ def test_a_killed_driver_resumes_from_the_journal(cluster: str, tmp_path: Path) 
     assert sorted(keys) == sorted(set(keys)) and len(keys) == len(names)  # every item exactly once
 
 
-def test_tiny_model_with_a_fixed_seed_gives_a_local_runs_records(
-    cluster: str, prompts: Path, tmp_path: Path, tiny_model: Path
-) -> None:
+def _ray_run_equals_local(
+    prompts: Path, tmp_path: Path, model: str, plan: dict[str, int]
+) -> list[UpsampleRecord]:
+    """The same seeded items on two actors and in this process: the records agree (timestamps
+    aside); the local run's records, for the family's own checks."""
     items = load_batch(prompts).items[2:]  # a small video, a larger one, and text only
     options = RunOptions(
-        engine=EngineConfig(engine="hf", model="tiny-random", device="cpu"),
+        engine=EngineConfig(engine="hf", model=model, device="cpu"),
         sampling={"max_tokens": 120, "temperature": 0.6, "seed": 7},
-        plan={"max_tokens": 120, "max_resolution": 160},
+        plan={"max_tokens": 120, **plan},
         clips_dir=None,
         batch_size=2,
         executor="ray",
@@ -298,6 +301,13 @@ def test_tiny_model_with_a_fixed_seed_gives_a_local_runs_records(
     assert all(r.upsampled_prompt for r in local.records)  # finished answers, compared word for word
     assert without_timestamps(ray_run.records) == without_timestamps(local.records)
     assert {r.engine for r in ray_run.records} == {"hf"}
+    return local.records
+
+
+def test_tiny_model_with_a_fixed_seed_gives_a_local_runs_records(
+    cluster: str, prompts: Path, tmp_path: Path, tiny_model: Path
+) -> None:
+    _ray_run_equals_local(prompts, tmp_path, "tiny-random", {"max_resolution": 160})
 
 
 def test_tiny_qwen_checkpoint_with_a_fixed_seed_gives_a_local_runs_records(
@@ -307,22 +317,5 @@ def test_tiny_qwen_checkpoint_with_a_fixed_seed_gives_a_local_runs_records(
     actors: each loads it as a local run does, and the records are the local run's."""
     from cosmos_workflow.engines.tiny_qwen import tiny_qwen_dir
 
-    items = load_batch(prompts).items[2:]  # a small video, a larger one, and text only
-    options = RunOptions(
-        engine=EngineConfig(engine="hf", model=str(tiny_qwen_dir(cache_dir)), device="cpu"),
-        sampling={"max_tokens": 120, "temperature": 0.6, "seed": 7},
-        plan={"max_tokens": 120, "num_frames": 2},
-        clips_dir=None,
-        batch_size=2,
-        executor="ray",
-        ray_actors=2,
-    )
-
-    ray_run = api.upsample(items, options, output=tmp_path / "ray.json")
-    local = api.upsample(items, options, output=tmp_path / "local.json", executor=LocalExecutor())
-
-    assert [r.status for r in local.records] == ["ok", "ok", "text_only"]
-    assert all(r.upsampled_prompt for r in local.records)
-    assert all(r.width is not None and r.width % 28 == 0 for r in local.records[:2])  # Qwen's grid
-    assert without_timestamps(ray_run.records) == without_timestamps(local.records)
-    assert {r.engine for r in ray_run.records} == {"hf"}
+    local = _ray_run_equals_local(prompts, tmp_path, str(tiny_qwen_dir(cache_dir)), {"num_frames": 2})
+    assert all(r.width is not None and r.width % 28 == 0 for r in local[:2])  # Qwen's grid
