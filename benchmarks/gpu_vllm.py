@@ -150,7 +150,7 @@ def _boundary_rows(folder: Path, count: int) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def bare(out: Path) -> None:
+def bare(out: Path, name: str) -> None:
     from vllm import LLM, SamplingParams
 
     from cosmos_workflow.engines.vllm import random_12b_folder
@@ -175,11 +175,12 @@ def bare(out: Path) -> None:
         started = time.perf_counter()
         outputs = llm.chat(conversations, params, use_tqdm=False)
         seconds = time.perf_counter() - started
+        done = since_start()
     prompts = [len(o.prompt_token_ids) for o in outputs]
     completions = [len(o.outputs[0].token_ids) for o in outputs]
     save(
         out,
-        "bare",
+        name,
         {
             "route": "bare vLLM (LLM.chat, frames extracted beforehand)",
             "requests": len(outputs),
@@ -188,6 +189,7 @@ def bare(out: Path) -> None:
             "requests_per_s": len(outputs) / seconds,
             "output_tokens_per_s": sum(completions) / seconds,
             "first_result_s": seconds,  # LLM.chat returns every answer at once
+            "last_result_since_process_start_s": done,
             "prompt_tokens": [min(prompts), max(prompts)],
             "completion_tokens": [min(completions), max(completions)],
             "peak_gpu_mib": memory.peak_mib,
@@ -206,29 +208,33 @@ def _conversation(uris: Sequence[str], prompt: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def pipeline(out: Path, engine_name: str, workers: int, model: str) -> None:
+def pipeline(
+    out: Path, engine_name: str, workers: int, model: str, *, name: str, compile_cache: Path | None
+) -> None:
     from cosmos_workflow.api import tokenizer_for
     from cosmos_workflow.engines import EngineConfig, load_engine
 
     options: dict[str, str | int | float | bool | None] = {"ignore_eos": True}
     if engine_name == "hf":
-        options["compile_cache"] = str(out / "hf-compile-cache")  # empty: a cold start
+        # a folder of kernels compiled by an earlier run is a warm start; empty (the default), a cold one
+        options["compile_cache"] = str(compile_cache or out / "hf-compile-cache")
     with PeakMemory() as memory:
         engine = load_engine(EngineConfig(engine=engine_name, model=model, options=options))
         tokenizer_for(model)  # loaded once at start-up, as the CLI does; upsample() finds it cached
         built = since_start()
-        main = _timed_run(out, engine, load_batch(out / "prompts.json").items, workers, name=engine_name)
+        main = _timed_run(out, engine, load_batch(out / "prompts.json").items, workers, name=name)
+        main["last_result_since_process_start_s"] = since_start()
         edge = _timed_run(
             out,
             engine,
             load_batch(out / "boundary.json").items,
             workers,
-            name=f"{engine_name}-boundary",
+            name=f"{name}-boundary",
             auto=True,
         )
     save(
         out,
-        engine_name,
+        name,
         {
             "route": f"our pipeline, --engine {engine_name} (planning, decoding, journal included)",
             "start_s": built,
@@ -309,17 +315,15 @@ ROWS = (
     ("output tokens/s", "output_tokens_per_s", "{:,.0f}"),
     ("time to the first result (s)", "first_result_s", "{:.1f}"),
     ("start-up: process start to engine ready (s)", "start_s", "{:.1f}"),
+    ("process start to the last result (s)", "last_result_since_process_start_s", "{:.1f}"),
     ("peak GPU memory (GiB, device)", "peak_gpu_gib", "{:.1f}"),
     ("prompt tokens (min-max)", "prompt_range", "{}"),
 )
 
 
 def table(out: Path) -> None:
-    phases = {
-        n: json.loads((out / f"{n}.json").read_text())
-        for n in ("bare", "vllm", "hf")
-        if (out / f"{n}.json").exists()
-    }
+    found = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if "records" not in p.stem}
+    phases = {name: f for name, f in found.items() if isinstance(f, dict) and "route" in f}
     for figures in phases.values():
         figures["peak_gpu_gib"] = figures["peak_gpu_mib"] / 1024
         figures["prompt_range"] = "-".join(str(t) for t in figures["prompt_tokens"])
@@ -330,8 +334,8 @@ def table(out: Path) -> None:
     if "bare" in phases and "vllm" in phases:
         share = phases["vllm"]["requests_per_s"] / phases["bare"]["requests_per_s"]
         lines.append(f"\nour --engine vllm / bare vLLM, requests/s: {share:.1%}")
-    for name in ("vllm", "hf"):
-        if name in phases:
+    for name in phases:
+        if "boundary" in phases[name]:
             checks = {
                 k: phases[name][k] for k in ("count_mismatches", "context_errors", "cut_short", "statuses")
             }
@@ -366,17 +370,26 @@ def main() -> None:
     parser.add_argument("--boundary", type=int, default=48, help="items of the boundary set")
     parser.add_argument("--workers", type=int, default=8, help="preprocessing threads of our pipeline")
     parser.add_argument("--model", default=MODEL, help="our pipeline's model (tiny-random: a CPU smoke test)")
+    parser.add_argument("--name", help="the results file's name for vllm/hf/bare (default: the phase's)")
+    parser.add_argument("--compile-cache", type=Path, help="hf: kernels compiled before (a warm start)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.phase == "prepare":
         prepare(args.out, args.requests, args.videos, args.boundary)
     elif args.phase == "bare":
-        bare(args.out)
+        bare(args.out, args.name or "bare")
     elif args.phase == "table":
         table(args.out)
     else:
-        pipeline(args.out, args.phase, args.workers, args.model)
+        pipeline(
+            args.out,
+            args.phase,
+            args.workers,
+            args.model,
+            name=args.name or args.phase,
+            compile_cache=args.compile_cache,
+        )
 
 
 if __name__ == "__main__":
