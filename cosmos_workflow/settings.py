@@ -2,8 +2,9 @@
 TOML file (``[upsample]``, ``[remote]``, ``[paths]``, ``[docker]``). Where their values come from
 (defaults < a preset < the file < the environment < flags) is :mod:`cosmos_workflow.config`. The
 CLI's flags (:mod:`cosmos_workflow.cli.options`) take their help, default and bounds from
-``[upsample]``'s declarations here, and so do the run fields of
-:class:`~cosmos_workflow.options.RunOptions`: a description is written once, for both."""
+``[upsample]``'s declarations here; the part of ``[upsample]`` that a run carries as it is,
+:class:`RunSettings`, is also the base of :class:`~cosmos_workflow.options.RunOptions`. Each
+setting is declared once."""
 
 from __future__ import annotations
 
@@ -47,61 +48,17 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class UpsampleSettings(Section):
-    """``[upsample]``: what ``upsample-prompts`` and ``plan`` take, named like their flags."""
+class RunSettings(Section):
+    """The ``[upsample]`` settings a run carries as they are: :class:`UpsampleSettings` and
+    :class:`~cosmos_workflow.options.RunOptions` both have these fields, declared once here."""
 
-    preprocess_videos: bool = Field(True, description="fit frames to the token budget")
-    max_resolution: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
-        MAX_RESOLUTION,
-        description="long side cap in pixels (16-px grid), or 'auto' for the largest that fits",
-    )
-    num_frames: int = Field(NUM_FRAMES, ge=0, le=16, description="frames per video")
-    frame_sampling: FrameSampling = Field(
-        "first",
-        description="'first' frames (what the Cosmos checkpoint saw in training) or spread 'uniform'ly",
-    )
-    engine: str = Field(
-        "auto", description=engine_list({"auto": "vLLM with a GPU, else transformers"}, last=", or ")
-    )
-    model: str | None = Field(
-        None,
-        description="checkpoint folder (its tekken.json is the tokenizer), 'tiny-random', or a served model "
-        f"name (default: {UPSAMPLER_CHECKPOINT} under ${CHECKPOINT_DIR_ENV}, else under ./checkpoints)",
-    )
-    control: Control | None = Field(
-        None,
-        description=f"{_listed(get_args(Control))}: picks the matching folder of a per-control checkpoint",
-    )
-    device: str | None = Field(
-        None, description="the engine's device, e.g. cuda:0 or cpu (default: automatic)"
-    )
-    engine_options: dict[str, EngineOptionValue] = Field(
-        default_factory=dict, description="the engine's own settings by name (e.g. base_url, timeout)"
-    )
     batch_size: BatchSize = Field(
         8,
         description="requests per engine call, or 'auto' (from free GPU memory; hf engine); halved on "
         "out-of-memory",
     )
-    max_model_len: int = Field(MAX_MODEL_LEN, ge=16, description="the model's context: prompt + answer")
-    max_vision_tokens: int | None = Field(
-        None, ge=1, description="cap on the frames' tokens (memory and time); default: the context"
-    )
-    max_tokens: int = Field(MAX_TOKENS, ge=1, description="tokens reserved for the answer")
-    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0, description="sampling temperature; 0 is greedy")
-    top_p: float = Field(
-        TOP_P,
-        gt=0.0,
-        le=1.0,
-        description="sample from the likeliest tokens whose probabilities add up to this",
-    )
-    seed: int | None = Field(None, description="seed for reproducible sampling")
     on_error: OnError = Field(
         "error", description="'original': write the original prompt (status fallback) when an item fails"
-    )
-    clips: bool = Field(True, description="write each preprocessed clip (the output's preprocessed_video)")
-    clips_dir: Path | None = Field(
-        None, description="folder for the preprocessed clips (default: <output>_clips beside the output)"
     )
     workers: int = Field(2, ge=1, description="background preprocessing threads")
     prefetch_batches: int = Field(2, ge=1, description="batches prepared ahead of the engine")
@@ -142,6 +99,62 @@ class UpsampleSettings(Section):
     ray_actors: int | None = Field(
         None, ge=1, description="engines in the Ray actor pool (default: one per GPU, 1 without GPUs)"
     )
+    encoder_tokenizer: Path | None = Field(
+        None,
+        description="the generator's text encoder's tokenizer (a folder or tokenizer.json, e.g. T5's): "
+        "answers longer than the encoder limit are generated again shorter, or fail",
+    )
+
+
+class UpsampleSettings(RunSettings):
+    """``[upsample]``: what ``upsample-prompts`` and ``plan`` take, named like their flags (the
+    run's own in :class:`RunSettings`)."""
+
+    preprocess_videos: bool = Field(True, description="fit frames to the token budget")
+    max_resolution: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
+        MAX_RESOLUTION,
+        description="long side cap in pixels (16-px grid), or 'auto' for the largest that fits",
+    )
+    num_frames: int = Field(NUM_FRAMES, ge=0, le=16, description="frames per video")
+    frame_sampling: FrameSampling = Field(
+        "first",
+        description="'first' frames (what the Cosmos checkpoint saw in training) or spread 'uniform'ly",
+    )
+    engine: str = Field(
+        "auto", description=engine_list({"auto": "vLLM with a GPU, else transformers"}, last=", or ")
+    )
+    model: str | None = Field(
+        None,
+        description="checkpoint folder (its tekken.json is the tokenizer), 'tiny-random', or a served model "
+        f"name (default: {UPSAMPLER_CHECKPOINT} under ${CHECKPOINT_DIR_ENV}, else under ./checkpoints)",
+    )
+    control: Control | None = Field(
+        None,
+        description=f"{_listed(get_args(Control))}: picks the matching folder of a per-control checkpoint",
+    )
+    device: str | None = Field(
+        None, description="the engine's device, e.g. cuda:0 or cpu (default: automatic)"
+    )
+    engine_options: dict[str, EngineOptionValue] = Field(
+        default_factory=dict, description="the engine's own settings by name (e.g. base_url, timeout)"
+    )
+    max_model_len: int = Field(MAX_MODEL_LEN, ge=16, description="the model's context: prompt + answer")
+    max_vision_tokens: int | None = Field(
+        None, ge=1, description="cap on the frames' tokens (memory and time); default: the context"
+    )
+    max_tokens: int = Field(MAX_TOKENS, ge=1, description="tokens reserved for the answer")
+    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0, description="sampling temperature; 0 is greedy")
+    top_p: float = Field(
+        TOP_P,
+        gt=0.0,
+        le=1.0,
+        description="sample from the likeliest tokens whose probabilities add up to this",
+    )
+    seed: int | None = Field(None, description="seed for reproducible sampling")
+    clips: bool = Field(True, description="write each preprocessed clip (the output's preprocessed_video)")
+    clips_dir: Path | None = Field(
+        None, description="folder for the preprocessed clips (default: <output>_clips beside the output)"
+    )
     # issue 25: the refiner's preset, a system prompt, answers that fit the generator's encoder
     preset: Literal["predict2-refiner"] | None = Field(
         None,
@@ -154,11 +167,6 @@ class UpsampleSettings(Section):
         None, description="a text file whose content is the system prompt of every request"
     )
     ascii_only: bool = Field(False, description="answers of ASCII tokens only")
-    encoder_tokenizer: Path | None = Field(
-        None,
-        description="the generator's text encoder's tokenizer (a folder or tokenizer.json, e.g. T5's): "
-        "answers longer than the encoder limit are generated again shorter, or fail",
-    )
     encoder_limit: int | None = Field(
         None,
         ge=1,
