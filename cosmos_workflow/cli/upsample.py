@@ -67,7 +67,7 @@ def upsample_prompts(
     ] = False,
     config: ConfigFile = None,
     remote: Annotated[
-        bool, typer.Option(help="run on the GPU host of [remote] over SSH (see `remote check`)")
+        bool, typer.Option(help="run on the GPU host of \\[remote] over SSH (see `remote check`)")
     ] = False,
     **flags: Any,
 ) -> None:

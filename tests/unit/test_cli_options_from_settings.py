@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from cosmos_workflow.cli import app
 from cosmos_workflow.cli.options import OPTIONS, setting_of
@@ -78,3 +79,15 @@ def test_a_flag_adds_only_what_the_command_line_needs() -> None:
         "fit frames to the token budget; --no-preprocess sends them as stock Cosmos does"
     )
     assert upsample["engine_option"].help.endswith("(e.g. base_url, timeout): KEY=VALUE, repeatable")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_help_page_shows_each_description_whole(command: str) -> None:
+    """Rich reads ``[word]`` as markup: a description or help must escape it to be shown."""
+    page = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+    assert page.exit_code == 0
+    for name in params(command).keys() & OPTIONS.keys():
+        description = setting_of(name).description
+        assert description and description in page.output, name
+    if command == "upsample-prompts":
+        assert "run on the GPU host of [remote] over SSH" in page.output
