@@ -36,7 +36,7 @@ def parse_resolution(value: str) -> int | Literal["auto"]:
 
 PromptsFile = Annotated[
     Path,
-    typer.Argument(help="JSON list (or .jsonl) of {name, prompt, video_path} items", show_default=False),
+    typer.Argument(help="JSON list (or .jsonl) of {name, prompt, video_path} items"),
 ]
 ConfigFile = Annotated[
     Path | None,
@@ -64,15 +64,14 @@ def setting_of(name: str) -> FieldInfo:
 
 
 def _option(
-    name: str, kind: Any, *flags: str, more: str = "", default: Any = _FROM_SETTING, show_default: bool = True
+    name: str, kind: Any, *flags: str, more: str = "", default: Any = _FROM_SETTING
 ) -> inspect.Parameter:
     """The option that sets the ``[upsample]`` setting of parameter ``name``, parsed as ``kind``: its
     help is the setting's description, then ``more`` (what only the command line needs to say), its
     bounds and default the setting's (a default the CLI reads as text is shown as text)."""
     setting = setting_of(name)
     low, high = _bounds(setting)
-    help_text = f"{setting.description}{more}"
-    option = typer.Option(*flags, help=help_text, min=low, max=high, show_default=show_default)
+    option = typer.Option(*flags, help=f"{setting.description}{more}", min=low, max=high)
     if default is _FROM_SETTING:
         default = str(setting.default) if kind is str and setting.default is not None else setting.default
     return inspect.Parameter(
@@ -110,11 +109,11 @@ OPTIONS = {
         _option("max_model_len", int),
         _option("max_vision_tokens", int | None),
         _option("max_tokens", int),
-        _option("preset", str | None, show_default=False),
-        _option("system_prompt_file", Path | None, show_default=False),
-        _option("ascii_only", bool | None, "--ascii-only/--any-text", default=None, show_default=False),
-        _option("encoder_tokenizer", Path | None, show_default=False),
-        _option("encoder_limit", int | None, show_default=False),
+        _option("preset", str | None),
+        _option("system_prompt_file", Path | None),
+        _option("ascii_only", bool | None, "--ascii-only/--any-text", default=None),
+        _option("encoder_tokenizer", Path | None),
+        _option("encoder_limit", int | None),
         _option("temperature", float),
         _option("top_p", float),
         _option("seed", int | None),
@@ -155,10 +154,7 @@ RUN = (
     "ray_actors",
 )
 #: the options ``plan`` and ``upsample-prompts`` both take
-SHARED = {
-    name: OPTIONS[name]
-    for name in (*SENT, "max_tokens", "max_model_len", "max_vision_tokens", "model", *REFINER)
-}
+SHARED = (*SENT, "max_tokens", "max_model_len", "max_vision_tokens", "model", *REFINER)
 
 Command = TypeVar("Command", bound=Callable[..., None])
 
