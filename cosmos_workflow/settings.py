@@ -148,7 +148,7 @@ class UpsampleSettings(RunSettings):
         TOP_P,
         gt=0.0,
         le=1.0,
-        description="sample from the likeliest tokens whose probabilities add up to this",
+        description="nucleus sampling: the likeliest tokens whose probabilities add up to this (1.0: all)",
     )
     seed: int | None = Field(None, description="seed for reproducible sampling")
     clips: bool = Field(True, description="write each preprocessed clip (the output's preprocessed_video)")
