@@ -6,50 +6,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from copy import copy
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from cosmos_workflow.checkpoint.discovery import checkpoint_for
 from cosmos_workflow.defaults import ENCODER_LIMIT, PRESET_SYSTEM_PROMPTS
 from cosmos_workflow.engines import EngineConfig, SamplingParams, engine_class
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.planner import PlanSettings
-from cosmos_workflow.settings import BatchSize, Executor, OnError, UpsampleSettings
+from cosmos_workflow.settings import RunSettings, UpsampleSettings
 from cosmos_workflow.userfiles import KiB, UserFile, read_user_text
 
 
-def setting(name: str) -> Any:
-    """``[upsample] name`` as :mod:`cosmos_workflow.settings` declares it (default, bounds and
-    description), for a run field that carries that setting as it is."""
-    return copy(UpsampleSettings.model_fields[name])
-
-
-class RunOptions(BaseModel):
-    """Everything that shapes a run besides the items; built once by :func:`run_options`. A field
-    that carries a setting as it is takes the setting's declaration (:func:`setting`); the others
-    are worked out from the settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class RunOptions(RunSettings):
+    """Everything that shapes a run besides the items; built once by :func:`run_options`. The
+    settings a run carries as they are are :class:`~cosmos_workflow.settings.RunSettings`' fields,
+    declared there once; the fields here are worked out from the settings."""
 
     plan: PlanSettings = Field(default_factory=PlanSettings)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    batch_size: BatchSize = setting("batch_size")
-    on_error: OnError = setting("on_error")
     force: bool = False
     clips_dir: Path | None = Field(None, description="where preprocessed clips go; None writes none")
-    workers: int = setting("workers")
-    prefetch_batches: int = setting("prefetch_batches")
-    offload_prompt_upsampler: bool = setting("offload_prompt_upsampler")
-    num_gpu: int = setting("num_gpu")
-    cuda_devices: str | None = setting("cuda_devices")
-    executor: Executor = setting("executor")
-    ray_address: str | None = setting("ray_address")
-    ray_actors: int | None = setting("ray_actors")
-    encoder_tokenizer: Path | None = setting("encoder_tokenizer")
     encoder_limit: int | None = Field(None, ge=1, description="answer tokens the encoder takes")
 
     @model_validator(mode="after")

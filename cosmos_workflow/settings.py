@@ -1,17 +1,20 @@
 """The settings: each one's name, type, default, bounds and description, in the sections of the
 TOML file (``[upsample]``, ``[remote]``, ``[paths]``, ``[docker]``). Where their values come from
-(defaults < a preset < the file < the environment < flags) is :mod:`cosmos_workflow.config`; the
-run fields of :class:`~cosmos_workflow.options.RunOptions` are taken from ``[upsample]``'s
-declarations here."""
+(defaults < a preset < the file < the environment < flags) is :mod:`cosmos_workflow.config`. The
+CLI's flags (:mod:`cosmos_workflow.cli.options`) take their help, default and bounds from
+``[upsample]``'s declarations here; the part of ``[upsample]`` that a run carries as it is,
+:class:`RunSettings`, is also the base of :class:`~cosmos_workflow.options.RunOptions`. Each
+setting is declared once."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cosmos_workflow.checkpoint.discovery import CHECKPOINT_DIR_ENV, UPSAMPLER_CHECKPOINT
 from cosmos_workflow.defaults import (
     ENCODER_LIMIT,
     MAX_MODEL_LEN,
@@ -36,43 +39,38 @@ Control = Literal["vis", "edge", "depth", "seg"]
 EngineOptionValue = str | int | float | bool | None
 
 
+def _listed(names: tuple[str, ...]) -> str:
+    """``a, b, c or d``: a Literal's values, for a description."""
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class UpsampleSettings(Section):
-    """``[upsample]``: what ``upsample-prompts`` and ``plan`` take, named like their flags."""
+class RunSettings(Section):
+    """The ``[upsample]`` settings a run carries as they are: :class:`UpsampleSettings` and
+    :class:`~cosmos_workflow.options.RunOptions` both have these fields, declared once here."""
 
-    preprocess_videos: bool = Field(True, description="fit frames to the token budget")
-    max_resolution: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
-        MAX_RESOLUTION, description="long side cap in pixels, or 'auto'"
-    )
-    num_frames: int = Field(NUM_FRAMES, ge=0, le=16)
-    frame_sampling: FrameSampling = "first"
-    engine: str = Field("auto", description=engine_list())
-    model: str | None = Field(None, description="checkpoint folder, 'tiny-random', or a served model name")
-    control: Control | None = Field(None, description="picks the folder of a per-control checkpoint")
-    device: str | None = None
-    engine_options: dict[str, EngineOptionValue] = Field(default_factory=dict)
     batch_size: BatchSize = Field(
-        8, description="requests per engine call, or 'auto' (from free GPU memory); halved on out-of-memory"
+        8,
+        description="requests per engine call, or 'auto' (from free GPU memory; hf engine); halved on "
+        "out-of-memory",
     )
-    max_model_len: int = Field(MAX_MODEL_LEN, ge=16)
-    max_vision_tokens: int | None = Field(None, ge=1, description="cap on the frames' tokens")
-    max_tokens: int = Field(MAX_TOKENS, ge=1)
-    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0)
-    top_p: float = Field(TOP_P, gt=0.0, le=1.0)
-    seed: int | None = None
-    on_error: OnError = Field("error", description="'original' writes the original prompt on failure")
-    clips: bool = Field(True, description="write each preprocessed clip")
-    clips_dir: Path | None = None
+    on_error: OnError = Field(
+        "error", description="'original': write the original prompt (status fallback) when an item fails"
+    )
     workers: int = Field(2, ge=1, description="background preprocessing threads")
-    prefetch_batches: int = Field(2, ge=1)
+    prefetch_batches: int = Field(2, ge=1, description="batches prepared ahead of the engine")
     offload_prompt_upsampler: bool = Field(
-        True, description="free the model after each batch; False keeps it loaded in a long-lived process"
+        True,
+        description="free the model after each batch, or keep it for the next batch of a long-lived process "
+        "(the orchestrator)",
     )
-    num_gpu: int = Field(1, ge=1, description="processes, one GPU each; more than 1 runs torchrun")
-    cuda_devices: str | None = Field(None, description="the GPUs to use, as CUDA_VISIBLE_DEVICES: '0,1'")
+    num_gpu: int = Field(1, ge=1, description="processes, one GPU each; more than 1 starts torchrun")
+    cuda_devices: str | None = Field(
+        None, description="the GPUs to use, as CUDA_VISIBLE_DEVICES: e.g. 0,1 (default: all visible)"
+    )
 
     @field_validator("cuda_devices", mode="before")
     @classmethod
@@ -91,23 +89,88 @@ class UpsampleSettings(Section):
             raise ValueError("a GPU is listed twice; list each once, e.g. '0,1'")
         return ",".join(devices)
 
-    executor: Executor = Field("local", description="local (this process, or a torchrun rank) or ray")
-    ray_address: str | None = Field(None, description="a running Ray cluster; none starts a local one")
+    executor: Executor = Field(
+        "local",
+        description="where the batch runs: local (this process, or torchrun's ranks) or a ray cluster",
+    )
+    ray_address: str | None = Field(
+        None, description="with executor ray: the running cluster (HEAD:6379); default: start a local one"
+    )
     ray_actors: int | None = Field(
         None, ge=1, description="engines in the Ray actor pool (default: one per GPU, 1 without GPUs)"
     )
+    encoder_tokenizer: Path | None = Field(
+        None,
+        description="the generator's text encoder's tokenizer (a folder or tokenizer.json, e.g. T5's): "
+        "answers longer than the encoder limit are generated again shorter, or fail",
+    )
+
+
+class UpsampleSettings(RunSettings):
+    """``[upsample]``: what ``upsample-prompts`` and ``plan`` take, named like their flags (the
+    run's own in :class:`RunSettings`)."""
+
+    preprocess_videos: bool = Field(True, description="fit frames to the token budget")
+    max_resolution: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
+        MAX_RESOLUTION,
+        description="long side cap in pixels (16-px grid), or 'auto' for the largest that fits",
+    )
+    num_frames: int = Field(NUM_FRAMES, ge=0, le=16, description="frames per video")
+    frame_sampling: FrameSampling = Field(
+        "first",
+        description="'first' frames (what the Cosmos checkpoint saw in training) or spread 'uniform'ly",
+    )
+    engine: str = Field(
+        "auto", description=engine_list({"auto": "vLLM with a GPU, else transformers"}, last=", or ")
+    )
+    model: str | None = Field(
+        None,
+        description="checkpoint folder (its tekken.json is the tokenizer), 'tiny-random', or a served model "
+        f"name (default: {UPSAMPLER_CHECKPOINT} under ${CHECKPOINT_DIR_ENV}, else under ./checkpoints)",
+    )
+    control: Control | None = Field(
+        None,
+        description=f"{_listed(get_args(Control))}: picks the matching folder of a per-control checkpoint",
+    )
+    device: str | None = Field(
+        None, description="the engine's device, e.g. cuda:0 or cpu (default: automatic)"
+    )
+    engine_options: dict[str, EngineOptionValue] = Field(
+        default_factory=dict, description="the engine's own settings by name (e.g. base_url, timeout)"
+    )
+    max_model_len: int = Field(MAX_MODEL_LEN, ge=16, description="the model's context: prompt + answer")
+    max_vision_tokens: int | None = Field(
+        None, ge=1, description="cap on the frames' tokens (memory and time); default: the context"
+    )
+    max_tokens: int = Field(MAX_TOKENS, ge=1, description="tokens reserved for the answer")
+    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0, description="sampling temperature; 0 is greedy")
+    top_p: float = Field(
+        TOP_P,
+        gt=0.0,
+        le=1.0,
+        description="nucleus sampling: the likeliest tokens whose probabilities add up to this (1.0: all)",
+    )
+    seed: int | None = Field(None, description="seed for reproducible sampling")
+    clips: bool = Field(True, description="write each preprocessed clip (the output's preprocessed_video)")
+    clips_dir: Path | None = Field(
+        None, description="folder for the preprocessed clips (default: <output>_clips beside the output)"
+    )
     # issue 25: the refiner's preset, a system prompt, answers that fit the generator's encoder
     preset: Literal["predict2-refiner"] | None = Field(
-        None, description="settings of a known recipe, below the file, env and flags: predict2-refiner"
+        None,
+        description="predict2-refiner: Cosmos-Predict2's refiner settings (greedy, 512 new tokens, "
+        "ASCII-only answers, a system prompt asking for an 80-100 word paragraph); flags, env and the config "
+        "file win",
     )
     system_prompt: str | None = Field(None, description="the system prompt's text (system_prompt_file wins)")
-    system_prompt_file: Path | None = Field(None, description="a text file: the system prompt of every chat")
-    ascii_only: bool = Field(False, description="answers of ASCII tokens only")
-    encoder_tokenizer: Path | None = Field(
-        None, description="the generator's text encoder's tokenizer (folder or tokenizer.json)"
+    system_prompt_file: Path | None = Field(
+        None, description="a text file whose content is the system prompt of every request"
     )
+    ascii_only: bool = Field(False, description="answers of ASCII tokens only")
     encoder_limit: int | None = Field(
-        None, ge=1, description=f"answer tokens the encoder takes ({ENCODER_LIMIT} with an encoder tokenizer)"
+        None,
+        ge=1,
+        description=f"answer tokens the encoder takes (default {ENCODER_LIMIT} with an encoder tokenizer)",
     )
 
 

@@ -1,4 +1,6 @@
-"""Options shared by several commands, declared once, and how flags become settings.
+"""The options that set an ``[upsample]`` setting, each declared once from the setting's
+declaration in :mod:`cosmos_workflow.settings` (help, default, bounds), the options several
+commands share, and how flags become settings.
 
 Only flags given on the command line become settings (a flag left at its default does not
 override the config file or the environment: see :mod:`cosmos_workflow.config`).
@@ -12,11 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
+from pydantic.fields import FieldInfo
 
 from cosmos_workflow import media
 from cosmos_workflow.config import ResolvedSettings, resolve_settings
-from cosmos_workflow.defaults import MAX_MODEL_LEN, MAX_RESOLUTION, MAX_TOKENS, NUM_FRAMES
 from cosmos_workflow.errors import UsageError
+from cosmos_workflow.settings import Executor, OnError, UpsampleSettings
 
 
 def parse_resolution(value: str) -> int | Literal["auto"]:
@@ -33,19 +36,8 @@ def parse_resolution(value: str) -> int | Literal["auto"]:
 
 PromptsFile = Annotated[
     Path,
-    typer.Argument(help="JSON list (or .jsonl) of {name, prompt, video_path} items", show_default=False),
+    typer.Argument(help="JSON list (or .jsonl) of {name, prompt, video_path} items"),
 ]
-Preprocess = Annotated[
-    bool,
-    typer.Option(
-        "--preprocess-videos/--no-preprocess",
-        help="fit frames to the token budget; --no-preprocess sends them as stock Cosmos does",
-    ),
-]
-MaxResolution = Annotated[
-    str, typer.Option(help="long side cap in pixels (16-px grid), or 'auto' for the largest that fits")
-]
-NumFrames = Annotated[int, typer.Option(min=0, max=16, help="frames per video")]
 ConfigFile = Annotated[
     Path | None,
     typer.Option(
@@ -56,108 +48,119 @@ ConfigFile = Annotated[
 ]
 
 
-FrameSampling = Annotated[
-    media.FrameSampling,
-    typer.Option(help="'first' frames (what the Cosmos checkpoint saw in training) or spread 'uniform'ly"),
-]
-MaxTokens = Annotated[int, typer.Option(min=1, help="tokens reserved for the answer")]
-MaxModelLen = Annotated[int, typer.Option(min=16, help="the model's context: prompt + answer")]
-MaxVisionTokens = Annotated[
-    int | None, typer.Option(min=1, help="cap on the frames' tokens (memory and time); default: the context")
-]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "--checkpoint-dir",
-        help="checkpoint folder (its tekken.json is the tokenizer), 'tiny-random', or a served model name "
-        "(default: checkpoints/nvidia/Cosmos-UpsamplePrompt1-12B-Transfer under $COSMOS_CHECKPOINT_DIR, "
-        "else here)",
-    ),
-]
-
-Offload = Annotated[
-    bool,
-    typer.Option(
-        "--offload/--keep-loaded",
-        help="free the model after the batch; --keep-loaded keeps it for the next batch of a "
-        "long-lived process (the orchestrator); one command is one batch",
-    ),
-]
-NumGpu = Annotated[int, typer.Option(min=1, help="processes, one GPU each; more than 1 starts torchrun")]
-CudaDevices = Annotated[
-    str | None,
-    typer.Option(help="the GPUs to use, as CUDA_VISIBLE_DEVICES: e.g. 0,1 (default: all visible)"),
-]
-
-# issue 25: the refiner's preset and system prompt, answers that fit the generator's encoder
-Preset = Annotated[
-    str | None,
-    typer.Option(
-        help="predict2-refiner: Cosmos-Predict2's refiner settings (greedy, 512 new tokens, ASCII-only "
-        "answers, a system prompt asking for an 80-100 word paragraph); flags, env and the config file win",
-        show_default=False,
-    ),
-]
-SystemPromptFile = Annotated[
-    Path | None,
-    typer.Option(help="a text file whose content is the system prompt of every request", show_default=False),
-]
-AsciiOnly = Annotated[
-    bool | None,
-    typer.Option("--ascii-only/--any-text", help="answers of ASCII tokens only", show_default=False),
-]
-EncoderTokenizer = Annotated[
-    Path | None,
-    typer.Option(
-        help="the generator's text encoder's tokenizer (a folder or tokenizer.json, e.g. T5's): answers "
-        "longer than --encoder-limit tokens are generated again shorter, or fail",
-        show_default=False,
-    ),
-]
-EncoderLimit = Annotated[
-    int | None,
-    typer.Option(
-        min=1, help="tokens the encoder takes (default 512 with --encoder-tokenizer)", show_default=False
-    ),
-]
+#: flags whose setting has another name (the flag reads as a switch, or is given once per option)
+_RENAMED = {
+    "preprocess": "preprocess_videos",
+    "engine_option": "engine_options",
+    "offload": "offload_prompt_upsampler",
+}
+#: the default that :func:`_option` takes from the setting
+_FROM_SETTING: Any = object()
 
 
-def _shared(name: str, annotation: object, default: object) -> inspect.Parameter:
+def setting_of(name: str) -> FieldInfo:
+    """The ``[upsample]`` setting that flag parameter ``name`` sets."""
+    return UpsampleSettings.model_fields[_RENAMED.get(name, name)]
+
+
+def _option(
+    name: str, kind: Any, *flags: str, more: str = "", default: Any = _FROM_SETTING
+) -> inspect.Parameter:
+    """The option that sets the ``[upsample]`` setting of parameter ``name``, parsed as ``kind``: its
+    help is the setting's description, then ``more`` (what only the command line needs to say), its
+    bounds and default the setting's (a default the CLI reads as text is shown as text)."""
+    setting = setting_of(name)
+    low, high = _bounds(setting)
+    option = typer.Option(*flags, help=f"{setting.description}{more}", min=low, max=high)
+    if default is _FROM_SETTING:
+        default = str(setting.default) if kind is str and setting.default is not None else setting.default
     return inspect.Parameter(
-        name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default
+        name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[kind, option], default=default
     )
 
 
-#: the options ``plan`` and ``upsample-prompts`` both take, each with its flag, help and default
-SHARED = {
+def _bounds(setting: FieldInfo) -> tuple[float | None, float | None]:
+    """The setting's bounds, as the option's ``min`` and ``max`` (``gt`` as ``min``: the setting
+    then refuses the bound itself, with its own message)."""
+    low = high = None
+    for rule in setting.metadata:
+        low = getattr(rule, "ge", getattr(rule, "gt", low))
+        high = getattr(rule, "le", high)
+    return low, high
+
+
+#: every option that sets an ``[upsample]`` setting, each declared once; a command takes those it
+#: names with :func:`shared_options`
+OPTIONS = {
     option.name: option
     for option in (
-        _shared("preprocess", Preprocess, True),
-        _shared("max_resolution", MaxResolution, str(MAX_RESOLUTION)),
-        _shared("num_frames", NumFrames, NUM_FRAMES),
-        _shared("frame_sampling", FrameSampling, "first"),
-        _shared("max_tokens", MaxTokens, MAX_TOKENS),
-        _shared("max_model_len", MaxModelLen, MAX_MODEL_LEN),
-        _shared("max_vision_tokens", MaxVisionTokens, None),
-        _shared("model", Model, None),
-        _shared("preset", Preset, None),
-        _shared("system_prompt_file", SystemPromptFile, None),
-        _shared("ascii_only", AsciiOnly, None),
-        _shared("encoder_tokenizer", EncoderTokenizer, None),
-        _shared("encoder_limit", EncoderLimit, None),
+        _option(
+            "preprocess",
+            bool,
+            "--preprocess-videos/--no-preprocess",
+            more="; --no-preprocess sends them as stock Cosmos does",
+        ),
+        _option("max_resolution", str),
+        _option("num_frames", int),
+        _option("frame_sampling", media.FrameSampling),
+        _option("engine", str),
+        _option("model", str | None, "--model", "--checkpoint-dir"),
+        _option("batch_size", str),
+        _option("max_model_len", int),
+        _option("max_vision_tokens", int | None),
+        _option("max_tokens", int),
+        _option("preset", str | None),
+        _option("system_prompt_file", Path | None),
+        _option("ascii_only", bool | None, "--ascii-only/--any-text", default=None),
+        _option("encoder_tokenizer", Path | None),
+        _option("encoder_limit", int | None),
+        _option("temperature", float),
+        _option("top_p", float),
+        _option("seed", int | None),
+        _option("on_error", OnError),
+        _option("clips", bool, "--clips/--no-clips"),
+        _option("clips_dir", Path | None),
+        _option("control", str | None),
+        _option("device", str | None),
+        _option("engine_option", list[str] | None, default=None, more=": KEY=VALUE, repeatable"),
+        _option("offload", bool, "--offload/--keep-loaded", more="; one command is one batch"),
+        _option("num_gpu", int),
+        _option("cuda_devices", str | None),
+        _option("executor", Executor),
+        _option("ray_address", str | None),
+        _option("ray_actors", int | None),
     )
 }
 #: what is sent of each video
 SENT = ("preprocess", "max_resolution", "num_frames", "frame_sampling")
+#: the model's context, and its share for the frames and the answer
+TOKENS = ("max_model_len", "max_vision_tokens", "max_tokens")
 #: the refiner's preset and system prompt, and answers that fit the generator's encoder (issue 25)
 REFINER = ("preset", "system_prompt_file", "ascii_only", "encoder_tokenizer", "encoder_limit")
+#: how the answer is sampled, and what a failed item writes
+SAMPLING = ("temperature", "top_p", "seed", "on_error")
+#: the run's clips, model and processes
+RUN = (
+    "clips",
+    "clips_dir",
+    "control",
+    "device",
+    "engine_option",
+    "offload",
+    "num_gpu",
+    "cuda_devices",
+    "executor",
+    "ray_address",
+    "ray_actors",
+)
+#: the options ``plan`` and ``upsample-prompts`` both take
+SHARED = (*SENT, "max_tokens", "max_model_len", "max_vision_tokens", "model", *REFINER)
 
 Command = TypeVar("Command", bound=Callable[..., None])
 
 
 def shared_options(**after: Sequence[str]) -> Callable[[Command], Command]:
-    """Give a command the :data:`SHARED` options named, each list placed after the command's own
+    """Give a command the :data:`OPTIONS` named, each list placed after the command's own
     parameter of that keyword (their order in ``--help``); the command takes them as ``**flags``.
 
     ``@shared_options(prompts_file=SENT)`` on ``def plan(ctx, prompts_file, **flags)`` makes
@@ -171,19 +174,13 @@ def shared_options(**after: Sequence[str]) -> Callable[[Command], Command]:
         for parameter in own.parameters.values():
             if parameter.kind is not inspect.Parameter.VAR_KEYWORD:
                 parameters.append(parameter)
-                parameters += [SHARED[name] for name in after.get(parameter.name, ())]
+                parameters += [OPTIONS[name] for name in after.get(parameter.name, ())]
         command.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
         return command
 
     return declare
 
 
-#: parameters whose settings key differs from the parameter's name
-_RENAMED = {
-    "preprocess": "preprocess_videos",
-    "engine_option": "engine_options",
-    "offload": "offload_prompt_upsampler",
-}
 #: parameters that are not settings (what to run on, how to print)
 _NOT_SETTINGS = frozenset(
     {"prompts_file", "output_file", "input_dir", "force", "quiet", "config", "as_json", "report", "remote"}

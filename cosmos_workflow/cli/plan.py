@@ -15,8 +15,7 @@ from cosmos_workflow import api
 from cosmos_workflow.cli.app import EXIT_FAILED, app, stderr, stdout
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
-    REFINER,
-    SENT,
+    SHARED,
     ConfigFile,
     PromptsFile,
     settings_from_flags,
@@ -30,7 +29,7 @@ STATUS_STYLE = {"ok": "green", "adjusted": "yellow", "text_only": "cyan", "overf
 
 
 @app.command()
-@shared_options(prompts_file=(*SENT, "max_tokens", "max_model_len", "max_vision_tokens", "model", *REFINER))
+@shared_options(prompts_file=SHARED)
 def plan(
     ctx: typer.Context,
     prompts_file: PromptsFile,

@@ -17,18 +17,15 @@ from cosmos_workflow.cli.app import app, saves_results, setup_logging, stderr
 from cosmos_workflow.cli.display import text
 from cosmos_workflow.cli.options import (
     REFINER,
+    RUN,
+    SAMPLING,
     SENT,
+    TOKENS,
     ConfigFile,
-    CudaDevices,
-    NumGpu,
-    Offload,
     settings_from_flags,
     shared_options,
 )
-from cosmos_workflow.config import Executor as ExecutorName
-from cosmos_workflow.config import OnError, ResolvedSettings, RunOptions, run_options
-from cosmos_workflow.defaults import TEMPERATURE, TOP_P
-from cosmos_workflow.engines import engine_list
+from cosmos_workflow.config import ResolvedSettings, RunOptions, run_options
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.runner import Progress, RunResult
 from cosmos_workflow.specs.batch import Problem
@@ -44,9 +41,8 @@ EXIT_PARTIAL = 3
 @app.command("upsample-prompts")
 @saves_results
 @shared_options(
-    input_dir=SENT,
-    engine=("model",),
-    batch_size=("max_model_len", "max_vision_tokens", "max_tokens", *REFINER),
+    input_dir=(*SENT, "engine", "model", "batch_size", *TOKENS, *REFINER, *SAMPLING),
+    force=RUN,
 )
 def upsample_prompts(
     ctx: typer.Context,
@@ -61,53 +57,7 @@ def upsample_prompts(
     input_dir: Annotated[
         Path | None, typer.Option(help="a folder of PromptSpec files to upsample in place, instead of a file")
     ] = None,
-    engine: Annotated[
-        str, typer.Option(help=engine_list({"auto": "vLLM with a GPU, else transformers"}, last=", or "))
-    ] = "auto",
-    batch_size: Annotated[
-        str, typer.Option(help="requests per engine call, or 'auto' (from free GPU memory; hf engine)")
-    ] = "8",
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = TEMPERATURE,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = TOP_P,
-    seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
-    on_error: Annotated[
-        OnError,
-        typer.Option(help="'original': write the original prompt (status fallback) when an item fails"),
-    ] = "error",
     force: Annotated[bool, typer.Option(help="redo every item, ignoring earlier results")] = False,
-    clips: Annotated[
-        bool,
-        typer.Option(
-            "--clips/--no-clips", help="write each preprocessed clip (the output's preprocessed_video)"
-        ),
-    ] = True,
-    clips_dir: Annotated[
-        Path | None,
-        typer.Option(help="folder for the preprocessed clips (default: <output>_clips beside the output)"),
-    ] = None,
-    control: Annotated[
-        str | None,
-        typer.Option(help="vis, edge, depth or seg: picks the matching folder of a per-control checkpoint"),
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="e.g. cuda:0 or cpu (default: automatic)")] = None,
-    engine_option: Annotated[
-        list[str] | None, typer.Option(help="engine setting KEY=VALUE, repeatable (e.g. base_url=...)")
-    ] = None,
-    offload: Offload = True,
-    num_gpu: NumGpu = 1,
-    cuda_devices: CudaDevices = None,
-    executor: Annotated[
-        ExecutorName,
-        typer.Option(help="where the batch runs: local (this process, or torchrun's ranks) or a ray cluster"),
-    ] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="with --executor ray: the cluster (HEAD:6379); default: start a local one"),
-    ] = None,
-    ray_actors: Annotated[
-        int | None,
-        typer.Option(min=1, help="with --executor ray: engines in the actor pool (default: one per GPU)"),
-    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")] = False,
     report: Annotated[
         bool,
@@ -117,7 +67,7 @@ def upsample_prompts(
     ] = False,
     config: ConfigFile = None,
     remote: Annotated[
-        bool, typer.Option(help="run on the GPU host of [remote] over SSH (see `remote check`)")
+        bool, typer.Option(help="run on the GPU host of \\[remote] over SSH (see `remote check`)")
     ] = False,
     **flags: Any,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cosmos_workflow.config import RunOptions, UpsampleSettings, run_options
+from cosmos_workflow.settings import RunSettings
 
 CHANGED = UpsampleSettings(
     engine="openai",
@@ -65,6 +66,7 @@ def test_a_run_field_that_carries_a_setting_is_the_setting_as_declared() -> None
     worked_out = {"engine", "clips_dir", "encoder_limit"}  # run_options derives these
     carried = set(RunOptions.model_fields) & set(UpsampleSettings.model_fields) - worked_out
     assert {"batch_size", "on_error", "workers", "num_gpu", "executor", "encoder_tokenizer"} <= carried
+    assert carried == set(RunSettings.model_fields), "declared once, in settings.RunSettings"
     for name in carried:
         run, setting = RunOptions.model_fields[name], UpsampleSettings.model_fields[name]
         assert (run.annotation, run.default, run.metadata, run.description) == (
