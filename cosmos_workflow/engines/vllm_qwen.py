@@ -83,10 +83,14 @@ def multi_modal_data(request: EncodedRequest, *, video_metadata: bool) -> dict[s
         from PIL import Image
 
         return {"image": Image.fromarray(frames[0])}
-    video = np.stack(frames)
-    if not video_metadata:
-        return {"video": video}
-    return {"video": (video, _metadata(len(frames), request.frame_interval))}
+    return {"video": video_item(frames, request.frame_interval, video_metadata=video_metadata)}
+
+
+def video_item(frames: Sequence[np.ndarray], interval: float | None, *, video_metadata: bool) -> Any:
+    """One video for ``multi_modal_data``: the frames stacked (T x H x W x 3 uint8), with their
+    metadata when ``video_metadata`` (``interval``: seconds between frames, None if unknown)."""
+    video = np.stack(list(frames))
+    return (video, _metadata(len(video), interval)) if video_metadata else video
 
 
 def _metadata(count: int, interval: float | None) -> dict[str, Any]:

@@ -450,6 +450,8 @@ def test_qwen_takes_a_video_as_the_engine_sends_it(source: Source) -> None:
         assert "video_needs_metadata" not in qwen, source.version
         return
     assert "isinstance(video, tuple)" in ast.unparse(unpack), source.version
+    parse = _method(parser, "_parse_video_data")
+    assert parse is not None and "isinstance(data, tuple)" in ast.unparse(parse), source.version
     if "video_needs_metadata=True" in qwen:
         dummy = _strings_in_definition(source.tree(QWEN_FILES[0]), "Qwen2_5_VLDummyInputsBuilder") or set()
         assert dummy >= vllm_qwen.VIDEO_METADATA_KEYS_USED, (
