@@ -12,7 +12,8 @@ What it does, in one process, on one model built on the device (random bf16 weig
    tokenizer's ids, the tiny Qwen tokenizer and chat template, the refiner's preprocessor limits:
    256x28x28 to 1280x28x28 pixels) and builds the model from that config on the GPU;
 2. generates ``--videos`` 1280x720 clips and ``--requests`` items with 10-40-word prompts, planned
-   by our Qwen2.5-VL arithmetic (2 frames at 728x1288: 1,196 vision tokens);
+   by our Qwen2.5-VL arithmetic at the default 480-pixel long side (2 frames at 616x364: 288 vision
+   tokens, start and end included);
 3. **baseline**: ``--baseline-requests`` items one at a time (batch 1), transformers' ``generate``;
 4. **main**: every item through the real runner (``api.upsample``) in batches of ``--batch-size``.
 
