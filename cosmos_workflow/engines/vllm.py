@@ -57,7 +57,7 @@ from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, G
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.engines.tiny import PIXTRAL_12B_PARAMS, RANDOM_12B_MODEL, cache_root
 from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError, ModelLoadError
-from cosmos_workflow.families import family_for, family_name
+from cosmos_workflow.families import Family, family_for, family_name
 from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.tokenizer import TEKKEN_FILE, bundled_tokenizer_path, load_tokenizer, tokenizer_path_for
@@ -144,7 +144,7 @@ def detect_format(model: str | Path) -> CheckpointFormat:
 
 
 def llm_kwargs(
-    config: EngineConfig, fmt: CheckpointFormat, model: Path | None = None, family: Any = None
+    config: EngineConfig, fmt: CheckpointFormat, model: Path | None = None, family: Family | None = None
 ) -> dict[str, Any]:
     """The keyword arguments for ``vllm.LLM``: Cosmos's settings, except that the number of
     sequences in flight is vLLM's own default (it sizes it to the card) unless ``max_num_seqs`` is
