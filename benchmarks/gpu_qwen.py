@@ -12,12 +12,33 @@ What it does, in one process, on one model built on the device (random bf16 weig
    tokenizer's ids, the tiny Qwen tokenizer and chat template, the refiner's preprocessor limits:
    256x28x28 to 1280x28x28 pixels) and builds the model from that config on the GPU;
 2. generates ``--videos`` 1280x720 clips and ``--requests`` items with 10-40-word prompts, planned
-   by our Qwen2.5-VL arithmetic (2 frames at 728x1288: 1,196 vision tokens);
+   by our Qwen2.5-VL arithmetic at the default 480-pixel long side (2 frames at 616x364: 288 vision
+   tokens, start and end included);
 3. **baseline**: ``--baseline-requests`` items one at a time (batch 1), transformers' ``generate``;
 4. **main**: every item through the real runner (``api.upsample``) in batches of ``--batch-size``.
 
 Both answer with exactly ``--max-tokens`` tokens (engine option ``ignore_eos``: random weights
 would stop at random places), greedy. It prints a summary and writes ``results.json`` into ``--out``.
+
+``--engine vllm`` (vLLM installed; the same folder, items and answers) runs two routes instead, each
+in its own process (vLLM frees GPU memory only when its process ends), then one summary line:
+
+- ``pipeline``: every item through our runner (``api.upsample``) on ``--engine vllm``, streamed,
+  with ``load_format="dummy"`` (random weights): planning, video decoding and the journal timed;
+  it records requests/s, the time to the first saved result, prompt-count mismatches (the runner's
+  ``PROMPT_COUNT_MISMATCH`` warning: vLLM's reported prompt length against our plan) and context
+  errors;
+- ``bare``: vLLM as a user would call it: ``LLM.generate`` over every item at once, the prompt text
+  from the chat template with one ``<|video_pad|>``, and the same frames our plan sends (its frames
+  of each clip at its size) as a video, through vLLM's own processor with the checkpoint's settings
+  (frames decoded beforehand, not timed).
+
+Both plan at ``--max-resolution`` (480 by default, as the hf phases: 616x364, 288 vision tokens for
+two frames; ``auto``: the processor's own 1288x728, 1,198).
+
+``--route pipeline`` or ``--route bare`` runs one route alone (the folder and items must already be
+in ``--out``: ``--engine vllm`` writes them first). Where vLLM cannot be imported (a CPU machine),
+everything up to that point runs and one line says so.
 """
 
 from __future__ import annotations
@@ -28,6 +49,7 @@ PROCESS_START = time.perf_counter()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -74,6 +96,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+    parser.add_argument("--route", choices=VLLM_ROUTES, help="--engine vllm: run one route in this process")
+    parser.add_argument(
+        "--max-resolution",
+        default="480",
+        help="--engine vllm: both routes' plan (480, as the hf phases; or auto)",
+    )
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     return parser.parse_args(argv)
 
 
@@ -123,6 +153,8 @@ def build_engine(folder: Path, config: Any, results: Results) -> HFQwenEngine:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.engine == "vllm":
+        return vllm_main(args)
     import torch
 
     cuda = torch.cuda.is_available()
@@ -165,6 +197,208 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     engine.close()
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# --engine vllm: our pipeline on vLLM beside bare vLLM
+# --------------------------------------------------------------------------------------------
+
+VLLM_ROUTES = ("pipeline", "bare")
+#: the exit status of a route whose vLLM cannot be imported
+NO_VLLM = 3
+
+
+def vllm_main(args: argparse.Namespace) -> int:
+    """Write the folder and the items, then each route in its own process, then the summary."""
+    folder = args.out / f"qwen2_5_vl-{args.size}-random"
+    if args.route is not None:
+        return run_route(args, folder)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_folder(folder, model_config(args.size))
+    items = make_items(args.out / "videos", args.requests, args.videos, 1280, 720)
+    rows = [{"name": i.name, "prompt": i.prompt, "video_path": str(i.video_path)} for i in items]
+    (args.out / "prompts.json").write_text(json.dumps(rows))
+    print(f"[prepare] {folder} and {len(items)} items in {args.out}", flush=True)
+    for route in VLLM_ROUTES:
+        command = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--route", route]
+        code = subprocess.run(command, check=False).returncode
+        if code == NO_VLLM:
+            return code
+        if code != 0:
+            print(f"[{route}] exited with status {code}", flush=True)
+    figures = {
+        r: json.loads(p.read_text()) for r in VLLM_ROUTES if (p := args.out / f"vllm-{r}.json").is_file()
+    }
+    print(vllm_summary(args, figures), flush=True)
+    return 0 if len(figures) == len(VLLM_ROUTES) else 1
+
+
+def run_route(args: argparse.Namespace, folder: Path) -> int:
+    try:
+        import vllm
+    except Exception as exc:  # missing, or built for another torch/CUDA
+        print(
+            f"VLLM UNAVAILABLE: vllm cannot be imported ({type(exc).__name__}: {exc}); "
+            "install the vLLM bundle (vLLM 0.26.0) and rerun",
+            flush=True,
+        )
+        return NO_VLLM
+    figures = pipeline_route(args, folder) if args.route == "pipeline" else bare_route(args, folder)
+    figures["vllm"] = getattr(vllm, "__version__", None)
+    (args.out / f"vllm-{args.route}.json").write_text(json.dumps(figures, indent=1, default=str))
+    print(
+        f"[{args.route}] " + json.dumps({k: v for k, v in figures.items() if not isinstance(v, dict | list)})
+    )
+    return 0
+
+
+def pipeline_route(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    from cosmos_workflow.api import upsample
+    from cosmos_workflow.config import RunOptions
+    from cosmos_workflow.engines import SamplingParams, load_engine
+    from cosmos_workflow.executors import LocalExecutor
+    from cosmos_workflow.runner import PROMPT_COUNT_MISMATCH
+    from cosmos_workflow.specs.batch import load_batch
+
+    options = {
+        "ignore_eos": True,
+        "load_format": "dummy",
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+    }
+    config = EngineConfig(engine="vllm", model=str(folder), max_images_per_prompt=2, options=options)
+    engine = load_engine(config)
+    started_s = time.perf_counter() - PROCESS_START
+    run = RunOptions(
+        plan=plan_settings(args),
+        sampling=SamplingParams(max_tokens=args.max_tokens),
+        engine=engine.config,
+        batch_size="auto",
+        workers=args.workers,
+        force=True,
+    )
+    first: list[float] = []
+    started = time.perf_counter()
+    result = upsample(
+        load_batch(args.out / "prompts.json").items,
+        run,
+        output=args.out / "vllm-pipeline-records.json",
+        executor=LocalExecutor(engine),
+        on_saved=lambda _: first.append(time.perf_counter() - started),
+    )
+    seconds = time.perf_counter() - started
+    records = result.records
+    prompts = [r.prompt_tokens for r in records]
+    completions = [r.completion_tokens for r in records]
+    answered = [r for r in records if r.finish_reason in ("stop", "length")]
+    engine.close()
+    return {
+        "route": "our pipeline, --engine vllm (planning, decoding, journal included)",
+        "start_s": started_s,
+        "requests": len(records),
+        "seconds": seconds,
+        "requests_per_s": len(records) / seconds,
+        "output_tokens_per_s": sum(completions) / seconds,
+        "first_result_s": first[0] if first else None,
+        "last_result_since_process_start_s": time.perf_counter() - PROCESS_START,
+        "prompt_tokens": [min(prompts), max(prompts)],
+        "completion_tokens": [min(completions), max(completions)],
+        "frame_sizes": sorted({f"{r.width}x{r.height}" for r in records}),
+        "statuses": dict(result.counts),
+        "count_mismatches": sum(PROMPT_COUNT_MISMATCH in (r.warning or "") for r in records),
+        "context_errors": sum(
+            "too long" in (r.error or "") or "maximum model length" in (r.error or "") for r in records
+        ),
+        # ignore_eos makes every answer max_tokens long, which the pipeline then refuses as cut off
+        # (status "error", as in gpu_vllm.py): what counts is that each one got all its max_tokens
+        "answered": len(answered),
+        "cut_short": sum(r.completion_tokens != args.max_tokens for r in answered),
+    }
+
+
+def bare_route(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    from vllm import LLM
+    from vllm import SamplingParams as VLLMSampling
+
+    from cosmos_workflow.engines.vllm_qwen import takes_video_metadata, video_item
+    from cosmos_workflow.families import family_for
+    from cosmos_workflow.media import probe_video, read_frames
+    from cosmos_workflow.planner import plan_item
+
+    rows = json.loads((args.out / "prompts.json").read_text())
+    clips: dict[str, Any] = {}
+    for path in sorted({r["video_path"] for r in rows}):  # the frames our plan sends, at its size
+        info = probe_video(Path(path))
+        plan = plan_item("clip", "", info, plan_settings(args), family_for(str(folder)))
+        frames = read_frames(info, plan.frame_indices, (plan.width or 0, plan.height or 0))
+        clips[path] = video_item(frames, 1 / info.fps, video_metadata=takes_video_metadata())
+    llm = LLM(
+        model=str(folder),
+        load_format="dummy",
+        max_model_len=4096,
+        limit_mm_per_prompt={"image": 1, "video": 1},
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        enable_prefix_caching=True,
+        seed=0,
+    )
+    started_s = time.perf_counter() - PROCESS_START
+    tokenizer = llm.get_tokenizer()
+    prompts = [
+        {
+            "prompt": tokenizer.apply_chat_template(
+                [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": r["prompt"]}]}],
+                tokenize=False,
+                add_generation_prompt=True,
+            ),
+            "multi_modal_data": {"video": clips[r["video_path"]]},
+        }
+        for r in rows
+    ]
+    params = VLLMSampling(temperature=0.0, max_tokens=args.max_tokens, ignore_eos=True)
+    started = time.perf_counter()
+    outputs = llm.generate(prompts, params, use_tqdm=False)
+    seconds = time.perf_counter() - started
+    lengths = [len(o.prompt_token_ids) for o in outputs]
+    completions = [len(o.outputs[0].token_ids) for o in outputs]
+    return {
+        "route": "bare vLLM (LLM.generate, our plan's frames as a video, its own processor)",
+        "start_s": started_s,
+        "requests": len(outputs),
+        "seconds": seconds,
+        "requests_per_s": len(outputs) / seconds,
+        "output_tokens_per_s": sum(completions) / seconds,
+        "first_result_s": seconds,  # LLM.generate returns every answer at once
+        "last_result_since_process_start_s": time.perf_counter() - PROCESS_START,
+        "prompt_tokens": [min(lengths), max(lengths)],
+        "completion_tokens": [min(completions), max(completions)],
+    }
+
+
+def plan_settings(args: argparse.Namespace) -> Any:
+    from cosmos_workflow.planner import PlanSettings
+
+    resolution = args.max_resolution if args.max_resolution == "auto" else int(args.max_resolution)
+    return PlanSettings(max_tokens=args.max_tokens, max_resolution=resolution)
+
+
+def vllm_summary(args: argparse.Namespace, figures: dict[str, dict[str, Any]]) -> str:
+    parts = [
+        f"SUMMARY vLLM Qwen2.5-VL-{args.size} random, {args.requests} requests, {args.max_tokens} tokens:"
+    ]
+    for route, f in figures.items():
+        parts.append(
+            f"{route} {f['requests_per_s']:.2f} req/s ({f['output_tokens_per_s']:.0f} output tokens/s, "
+            f"first result {f['first_result_s'] or float('nan'):.1f} s, prompts {f['prompt_tokens']}"
+            + (
+                f", mismatches {f['count_mismatches']}, context errors {f['context_errors']}, "
+                f"statuses {f['statuses']})"
+                if route == "pipeline"
+                else ")"
+            )
+        )
+    if len(figures) == len(VLLM_ROUTES):
+        share = figures["pipeline"]["requests_per_s"] / figures["bare"]["requests_per_s"]
+        parts.append(f"pipeline/bare {share:.0%}")
+    return " ".join(parts)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from cosmos_workflow.engines.base import Engine, EngineConfig
 from cosmos_workflow.families import family_name
 
 #: the families ``--engine vllm`` serves (engines/vllm.py's FAMILIES; that module imports vLLM lazily)
-VLLM_FAMILIES = ("pixtral",)
+VLLM_FAMILIES = ("pixtral", "qwen2_5_vl")
 
 logger = logging.getLogger("cosmos_workflow")
 

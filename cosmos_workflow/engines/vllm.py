@@ -20,9 +20,16 @@ the journal saves each answer as it comes. ``generate`` (a batch, used for retri
 One bad request never fails the batch: every request is validated first; a request vLLM still
 refuses fails alone (streaming: at ``add_request``; a batch: retried one request at a time).
 
+Qwen2.5-VL checkpoints (Cosmos-Reason1-7B) go in the same way, with each visual's run of vision
+pads collapsed to one pad that vLLM expands with the same arithmetic, the frames at the planned
+size and the processor held to the family's pixel limits: :mod:`cosmos_workflow.engines.vllm_qwen`
+says why, with the vLLM source it was read from.
+
 ``--model pixtral-12b-random`` starts Pixtral-12B's full-size architecture from a Mistral-format
 folder (``params.json`` + ``tekken.json``, as the Cosmos checkpoint ships) with ``load_format="dummy"``:
-random weights, real speed, no checkpoint (benchmarks only).
+random weights, real speed, no checkpoint (benchmarks only). The engine option
+``load_format="dummy"`` does the same for any Hugging Face-format folder (a Qwen2.5-VL-7B
+``config.json`` with a tokenizer, for benchmarks).
 
 Every vLLM name this module uses is listed in the ``*_USED`` constants below; a contract test checks
 them against the source of each release in ``VLLM_VERSIONS_CHECKED`` (no GPU, no vLLM install
@@ -45,11 +52,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from cosmos_workflow.engines import vllm_qwen
 from cosmos_workflow.engines.base import EncodedRequest, Engine, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.environment import hidden_torchrun_environment
 from cosmos_workflow.engines.tiny import PIXTRAL_12B_PARAMS, RANDOM_12B_MODEL, cache_root
 from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError, ModelLoadError
-from cosmos_workflow.families import family_name
+from cosmos_workflow.families import Family, family_for, family_name
+from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
 from cosmos_workflow.files import write_json_atomic
 from cosmos_workflow.tokenizer import TEKKEN_FILE, bundled_tokenizer_path, load_tokenizer, tokenizer_path_for
 
@@ -61,10 +70,10 @@ log = logging.getLogger(__name__)
 IMAGE_VLLM = "0.8.1"
 #: The newest vLLM release when this module was last checked.
 NEWEST_VLLM = "0.33.0"
-#: The releases whose source the contract test checks; pyproject's ``vllm`` extra spans them.
-VLLM_VERSIONS_CHECKED = (IMAGE_VLLM, NEWEST_VLLM)
 #: The release that ran end to end on a GPU (H200, BENCHMARKS.md "vLLM beside the hf engine").
 VLLM_RAN = "0.26.0"
+#: The releases whose source the contract test checks; pyproject's ``vllm`` extra spans them.
+VLLM_VERSIONS_CHECKED = (IMAGE_VLLM, VLLM_RAN, NEWEST_VLLM)
 #: Names imported from vLLM, as (module, attribute).
 IMPORTS_USED = (
     ("vllm", "LLM"),
@@ -83,6 +92,7 @@ LLM_KWARGS_USED = frozenset(
         "config_format",
         "max_model_len",
         "limit_mm_per_prompt",
+        "mm_processor_kwargs",
         "max_num_seqs",
         "gpu_memory_utilization",
         "enable_prefix_caching",
@@ -109,8 +119,9 @@ DUMMY_LOAD = "dummy"
 #: Pixtral's 1,400-token requests on an H200), so the scheduler never runs short of work.
 STREAM_WINDOW = 1024
 
-#: the model families this engine serves (Qwen2.5-VL on vLLM is not built yet: issue 25)
-FAMILIES = ("pixtral",)
+#: the model families this engine serves
+FAMILIES = ("pixtral", "qwen2_5_vl")
+QWEN = "qwen2_5_vl"
 
 
 CheckpointFormat = Literal["mistral", "hf"]
@@ -132,11 +143,13 @@ def detect_format(model: str | Path) -> CheckpointFormat:
     )
 
 
-def llm_kwargs(config: EngineConfig, fmt: CheckpointFormat, model: Path | None = None) -> dict[str, Any]:
+def llm_kwargs(
+    config: EngineConfig, fmt: CheckpointFormat, model: Path | None = None, family: Family | None = None
+) -> dict[str, Any]:
     """The keyword arguments for ``vllm.LLM``: Cosmos's settings, except that the number of
     sequences in flight is vLLM's own default (it sizes it to the card) unless ``max_num_seqs`` is
     given: Cosmos's 2 leaves a GPU nearly idle. ``model`` replaces ``config.model`` (the folder made
-    for ``pixtral-12b-random``)."""
+    for ``pixtral-12b-random``); a Qwen2.5-VL ``family`` adds its visual limits and pixel limits."""
     opts = config.options
     kwargs: dict[str, Any] = {
         "model": str(model or config.model),
@@ -151,9 +164,18 @@ def llm_kwargs(config: EngineConfig, fmt: CheckpointFormat, model: Path | None =
         kwargs["max_num_seqs"] = int(opts["max_num_seqs"] or 0)
     if fmt == "mistral":
         kwargs.update(load_format=MISTRAL_MODE, config_format=MISTRAL_MODE)
-    if config.model == RANDOM_12B_MODEL:
+    if config.model == RANDOM_12B_MODEL or _dummy_weights(opts.get("load_format")):
         kwargs["load_format"] = DUMMY_LOAD
+    if isinstance(family, Qwen25VLFamily):
+        kwargs.update(vllm_qwen.llm_kwargs(family.processor))
     return _only(kwargs, LLM_KWARGS_USED)
+
+
+def _dummy_weights(load_format: object) -> bool:
+    """The ``load_format`` engine option: ``"dummy"`` (random weights, benchmarks) or unset."""
+    if load_format in (None, DUMMY_LOAD):
+        return load_format == DUMMY_LOAD
+    raise ConfigError(f"engine option load_format={load_format!r}: only {DUMMY_LOAD!r} is accepted")
 
 
 def _only(kwargs: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
@@ -210,16 +232,28 @@ class VLLMEngine(Engine):
     streams = True
     needs_pixel_values = False
 
-    def __init__(self, config: EngineConfig, *, llm: Any, vllm_module: Any, fmt: CheckpointFormat) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        llm: Any,
+        vllm_module: Any,
+        fmt: CheckpointFormat,
+        video_metadata: bool = True,
+    ) -> None:
         super().__init__(config)
         self._llm = llm
         self._vllm = vllm_module
         self._format = fmt
-        self._image_ids = _image_special_ids(Path(config.model)) if fmt == "hf" else (-1, -1, -1)
+        family = family_for(config.model) if family_name(config.model) == QWEN else None
+        self._qwen = family if isinstance(family, Qwen25VLFamily) else None
+        self._video_metadata = video_metadata
+        pixtral_hf = fmt == "hf" and self._qwen is None
+        self._image_ids = _image_special_ids(Path(config.model)) if pixtral_hf else (-1, -1, -1)
 
     @property
     def tokenizer_path(self) -> Path | None:
-        return tokenizer_path_for(self.config.model)
+        return None if self._qwen is not None else tokenizer_path_for(self.config.model)
 
     def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
         results: list[Generation | None] = [self._reject_reason(r, sampling) for r in requests]
@@ -268,8 +302,8 @@ class VLLMEngine(Engine):
 
     @functools.cache  # noqa: B019 - one list per loaded engine
     def _ascii_ids(self) -> list[int]:
-        """The checkpoint tokenizer's ids whose text is ASCII, and EOS."""
-        return sorted(load_tokenizer(tokenizer_path_for(self.config.model)).ascii_ids())
+        """The checkpoint tokenizer's ids whose text is ASCII, and EOS (the family's own tokenizer)."""
+        return sorted(family_for(self.config.model).ascii_ids())
 
     def generate_stream(
         self, requests: Iterable[EncodedRequest], sampling: SamplingParams
@@ -333,12 +367,24 @@ class VLLMEngine(Engine):
     def _prompt(self, request: EncodedRequest) -> Any:
         from PIL import Image
 
+        if self._qwen is not None:
+            return self._qwen_prompt(request, self._qwen)
         ids = list(request.token_ids)
         if self._format == "hf":
             ids = collapse_image_runs(ids, self._image_ids)
         prompt: dict[str, Any] = {"prompt_token_ids": ids}
         if request.frames:
             prompt["multi_modal_data"] = {"image": [Image.fromarray(f) for f in request.frames]}
+        return self._vllm.inputs.TokensPrompt(**_only(prompt, PROMPT_KEYS_USED))
+
+    def _qwen_prompt(self, request: EncodedRequest, family: Qwen25VLFamily) -> Any:
+        """One vision pad per visual (vLLM expands it to the planned run) and the frames as one
+        image or one video (:mod:`cosmos_workflow.engines.vllm_qwen`)."""
+        prompt: dict[str, Any] = {
+            "prompt_token_ids": vllm_qwen.collapse_vision_pads(request.token_ids, family.ids)
+        }
+        if data := vllm_qwen.multi_modal_data(request, video_metadata=self._video_metadata):
+            prompt["multi_modal_data"] = data
         return self._vllm.inputs.TokensPrompt(**_only(prompt, PROMPT_KEYS_USED))
 
     def close(self) -> None:
@@ -470,7 +516,7 @@ def check_features(vllm: Any) -> None:
         version = getattr(vllm, "__version__", "of unknown version")
         raise ModelLoadError(
             f"the installed vLLM {version} lacks {', '.join(missing)}; this engine is checked against "
-            f"vLLM {' and '.join(VLLM_VERSIONS_CHECKED)}: {INSTALL_HINT}"
+            f"vLLM {', '.join(VLLM_VERSIONS_CHECKED)}: {INSTALL_HINT}"
         )
 
 
@@ -502,15 +548,16 @@ def _keywords(target: Any) -> frozenset[str] | None:
 
 def load(config: EngineConfig) -> VLLMEngine:
     """Start ``vllm.LLM`` on the checkpoint, hiding torchrun's variables while it starts."""
-    if (family := family_name(config.model)) not in FAMILIES:
+    if (name := family_name(config.model)) not in FAMILIES:
         raise ModelLoadError(
-            f"the vllm engine serves Pixtral checkpoints only for now, and {config.model} is {family}; "
+            f"the vllm engine serves {', '.join(FAMILIES)} checkpoints, and {config.model} is {name}; "
             "use --engine hf"
         )
     vllm = _import_vllm()
     folder = random_12b_folder() if config.model == RANDOM_12B_MODEL else None
     fmt = "mistral" if folder is not None else _checkpoint_format(config)
-    kwargs = llm_kwargs(config, fmt, folder)
+    family = family_for(config.model) if name == QWEN else None
+    kwargs = llm_kwargs(config, fmt, folder, family)
     log.info("starting vLLM on %s (%s format): %s", config.model, fmt, json.dumps(kwargs, default=str))
     with engine_start_environment(config.device):
         try:
@@ -520,7 +567,8 @@ def load(config: EngineConfig) -> VLLMEngine:
                 f"vLLM could not load {config.model}: {exc}; check the checkpoint and free GPU memory, "
                 "or use --engine hf"
             ) from exc
-    engine = VLLMEngine(config, llm=llm, vllm_module=vllm, fmt=fmt)
+    video_metadata = vllm_qwen.takes_video_metadata()
+    engine = VLLMEngine(config, llm=llm, vllm_module=vllm, fmt=fmt, video_metadata=video_metadata)
     engine.streams = can_stream(llm)
     return engine
 

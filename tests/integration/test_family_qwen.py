@@ -275,12 +275,11 @@ def test_a_llava_with_another_vision_tower_is_not_pixtral(tmp_path: Path) -> Non
         family_for(str(tmp_path))
 
 
-def test_engine_auto_keeps_qwen_on_hf_and_vllm_refuses_it(
+def test_engine_auto_serves_qwen_on_vllm_where_vllm_runs(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cosmos_workflow.engines import auto, vllm
+    from cosmos_workflow.engines import auto
     from cosmos_workflow.engines.base import EngineConfig
-    from cosmos_workflow.errors import ModelLoadError
     from cosmos_workflow.families import family_name
 
     chosen: list[str] = []
@@ -289,10 +288,8 @@ def test_engine_auto_keeps_qwen_on_hf_and_vllm_refuses_it(
     auto.load(EngineConfig(engine="auto", model=str(folder)))
     auto.load(EngineConfig(engine="auto", model="tiny-random"))
 
-    assert chosen == ["hf", "vllm"]
+    assert chosen == ["vllm", "vllm"]
     assert family_name(str(folder)) == "qwen2_5_vl" and family_name("tiny-random") == "pixtral"
-    with pytest.raises(ModelLoadError, match="use --engine hf"):
-        vllm.load(EngineConfig(engine="vllm", model=str(folder)))
 
 
 def test_a_plan_the_engine_found_too_long_shrinks_in_qwens_arithmetic(family: Qwen25VLFamily) -> None:

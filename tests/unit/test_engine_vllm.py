@@ -309,7 +309,7 @@ def test_a_vllm_without_image_prompts_is_refused_in_one_line(
         load_engine(_config(mistral_ckpt))
     message = str(caught.value)
     assert "vLLM 0.0.stand-in lacks TokensPrompt['multi_modal_data']" in message and "\n" not in message
-    assert f"checked against vLLM {engine.IMAGE_VLLM} and {engine.NEWEST_VLLM}" in message
+    assert f"checked against vLLM {', '.join(engine.VLLM_VERSIONS_CHECKED)}" in message
     assert not FakeLLM.instances, "refused before the engine started"
 
 

@@ -1,13 +1,14 @@
 """Contract test: every vLLM name, argument and behaviour our engine relies on, in each checked release.
 
-Two releases are checked (``engine.VLLM_VERSIONS_CHECKED``): the one in the Cosmos-Transfer1 image
-(NVIDIA's Triton 25.04 vLLM container ships vLLM 0.8.1) and the newest release when this was
-written. vLLM cannot run here (no GPU; the wheel is CUDA-only), so each release's sdist is read
-with ``ast``, without importing it: downloaded once from PyPI into a cache, sha256 checked. Where
-the two releases define a thing differently (an enum in one, a ``Literal`` in the other; a flag
-returned by one method or a method overridden), each known form is accepted, and at least one
-must be found. The names come from the engine module's own ``*_USED`` constants, which the engine
-passes through a guard at run time, so this list cannot drift from what the engine sends.
+Three releases are checked (``engine.VLLM_VERSIONS_CHECKED``): the one in the Cosmos-Transfer1
+image (NVIDIA's Triton 25.04 vLLM container ships vLLM 0.8.1), the one that ran on the H200
+(0.26.0) and the newest release when this was written. vLLM cannot run here (no GPU; the wheel
+is CUDA-only), so each release's sdist is read with ``ast``, without importing it: downloaded once
+from PyPI into a cache, sha256 checked. Where releases define a thing differently (an enum in one,
+a ``Literal`` in another; a flag returned by one method or a method overridden), each known form
+is accepted, and at least one must be found. The names come from the engine modules' own
+``*_USED`` constants, which the engine passes through a guard at run time, so this list cannot
+drift from what the engine sends.
 
 Skips only when PyPI cannot be reached at all outside CI; every other problem fails.
 """
@@ -29,6 +30,7 @@ import httpx
 import pytest
 
 from cosmos_workflow.engines import vllm as engine
+from cosmos_workflow.engines import vllm_qwen
 from cosmos_workflow.versions import release
 
 PYPI_SIMPLE = os.environ.get("COSMOS_PYPI_SIMPLE", "https://pypi.org/simple")
@@ -49,6 +51,11 @@ WANTED = (
     "vllm/model_executor/model_loader/__init__.py",
     "vllm/model_executor/models/pixtral.py",
     "vllm/model_executor/models/llava.py",
+    "vllm/model_executor/models/qwen2_vl.py",
+    "vllm/model_executor/models/qwen2_5_vl.py",
+    "vllm/multimodal/processing.py",
+    "vllm/multimodal/processing/",
+    "vllm/multimodal/parse.py",
     "vllm/v1/engine/",
     "vllm/engine/llm_engine.py",
 )
@@ -361,6 +368,112 @@ def test_a_too_long_prompt_fails_with_the_message_the_engine_recognises(source: 
     }
     assert any("longer than the maximum model length" in text for text in texts), source.version
     assert any("maximum model length" in text for text in texts)
+
+
+# --------------------------------------------------------------------------------------------
+# Qwen2.5-VL: one pad per visual, expanded by vLLM with the family's arithmetic
+# --------------------------------------------------------------------------------------------
+
+QWEN_FILES = ("vllm/model_executor/models/qwen2_5_vl.py", "vllm/model_executor/models/qwen2_vl.py")
+QWEN_PROCESSORS = ("Qwen2_5_VLMultiModalProcessor", "Qwen2VLMultiModalProcessor")
+#: the base processor's methods that decide whether a token prompt's pads are expanded
+PROMPT_UPDATE_METHODS = frozenset(
+    {
+        "apply",
+        "_cached_apply_hf_processor",
+        "_apply_hf_processor_main",
+        "_apply_hf_processor_tokens_only",
+        "_maybe_apply_prompt_updates",
+        "_postprocess_prompt",
+    }
+)
+
+
+def _qwen_method(source: Source, name: str) -> ast.FunctionDef:
+    """``name`` as Qwen2.5-VL's processor has it: its own, else inherited from Qwen2-VL's."""
+    for path, cls_name in zip(QWEN_FILES, QWEN_PROCESSORS, strict=True):
+        method = _method(_class(source.tree(path), cls_name), name)
+        if method is not None:
+            return method
+    raise AssertionError(f"vLLM {source.version}: no {name} on the Qwen2.5-VL processor")
+
+
+def _base_processor(source: Source) -> ast.ClassDef:
+    found = source.classes("vllm/multimodal/processing", "BaseMultiModalProcessor")
+    assert found, f"BaseMultiModalProcessor not found in vLLM {source.version}"
+    return found[0]
+
+
+@pytest.mark.slow
+def test_qwen_expands_one_pad_per_visual_to_the_grids_merged_patches(source: Source) -> None:
+    """Each image or video item is ONE pad replaced by grid_thw.prod() // merge_size**2 pads: the
+    family's count, so the engine sends each visual's run collapsed to one pad."""
+    updates = _qwen_method(source, "_get_prompt_updates")
+    replacements = [c for c in _all(updates, ast.Call) if getattr(c.func, "id", None) == "PromptReplacement"]
+    assert replacements, source.version
+    targets = {ast.unparse(k.value) for c in replacements for k in c.keywords if k.arg == "target"}
+    assert targets == {"[placeholder[modality]]"}, (source.version, targets)
+    body = ast.unparse(updates)
+    assert "grid_thw" in body and ".prod()" in body and "merge_size ** 2" in body, source.version
+    modalities = {c.value for c in _all(updates, ast.Constant) if isinstance(c.value, str)}
+    assert modalities >= vllm_qwen.MODALITIES_USED, source.version
+
+
+@pytest.mark.slow
+def test_a_token_prompts_pads_are_expanded_by_vllm_not_taken_as_expanded(source: Source) -> None:
+    """A token prompt is never reported as already updated: older releases return a False flag
+    from the token branch of ``_apply_hf_processor_main``; newer ones always apply the updates in
+    ``_maybe_apply_prompt_updates``. Neither Qwen processor overrides that path."""
+    for path, name in zip(QWEN_FILES, QWEN_PROCESSORS, strict=True):
+        methods = {f.name for f in _class(source.tree(path), name).body if isinstance(f, ast.FunctionDef)}
+        assert not methods & PROMPT_UPDATE_METHODS, (source.version, name, methods & PROMPT_UPDATE_METHODS)
+    base = _base_processor(source)
+    if "is_update_applied" in ast.unparse(base):
+        main = _method(base, "_apply_hf_processor_main")
+        assert main is not None, source.version
+        last = [n for n in main.body if isinstance(n, ast.Return)][-1].value
+        assert isinstance(last, ast.Tuple) and ast.unparse(last.elts[-1]) == "False", source.version
+    else:
+        maybe = _method(base, "_maybe_apply_prompt_updates")
+        assert maybe is not None and "_apply_prompt_updates" in _calls(maybe), source.version
+
+
+@pytest.mark.slow
+def test_qwen_takes_a_video_as_the_engine_sends_it(source: Source) -> None:
+    """Where the data parser takes ``(frames, metadata)`` (the engine probes for
+    ``_get_video_with_metadata``), a tuple is unpacked and the metadata keys are those vLLM's own
+    Qwen2.5-VL dummy videos carry; where it does not, Qwen2.5-VL must not require metadata."""
+    parser = _class(source.tree("vllm/multimodal/parse.py"), "MultiModalDataParser")
+    unpack = _method(parser, "_get_video_with_metadata")
+    qwen = ast.unparse(source.tree(QWEN_FILES[0]))
+    if unpack is None:
+        assert "video_needs_metadata" not in qwen, source.version
+        return
+    assert "isinstance(video, tuple)" in ast.unparse(unpack), source.version
+    parse = _method(parser, "_parse_video_data")
+    assert parse is not None and "isinstance(data, tuple)" in ast.unparse(parse), source.version
+    if "video_needs_metadata=True" in qwen:
+        dummy = _strings_in_definition(source.tree(QWEN_FILES[0]), "Qwen2_5_VLDummyInputsBuilder") or set()
+        assert dummy >= vllm_qwen.VIDEO_METADATA_KEYS_USED, (
+            source.version,
+            sorted(vllm_qwen.VIDEO_METADATA_KEYS_USED - dummy),
+        )
+
+
+@pytest.mark.slow
+def test_qwen_reads_the_pixel_limits_the_engine_passes(source: Source) -> None:
+    """``mm_processor_kwargs={"size": {"shortest_edge": ..., "longest_edge": ...}}`` reaches the
+    processor: a ``size`` parameter (older releases) or override (newer) in Qwen2-VL's module."""
+    tree = source.tree(QWEN_FILES[1])
+    strings = {c.value for c in _all(tree, ast.Constant) if isinstance(c.value, str)}
+    assert strings >= vllm_qwen.SIZE_KEYS_USED, source.version
+    info = _class(tree, "Qwen2VLProcessingInfo")
+    parameters = {p for f in info.body if isinstance(f, ast.FunctionDef) for p in _params(f)}
+    assert parameters | strings >= vllm_qwen.MM_PROCESSOR_KWARGS_USED, source.version
+    limits = _method(info, "get_supported_mm_limits")
+    assert limits is not None, source.version
+    returned = {c.value for c in _all(limits, ast.Constant) if isinstance(c.value, str)}
+    assert returned >= vllm_qwen.MODALITIES_USED, source.version
 
 
 def test_pyproject_vllm_range_spans_the_checked_releases() -> None:
