@@ -110,9 +110,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def model_config(size: str) -> Any:
     """The tiny Qwen's config (its token ids) at Qwen2.5-VL-7B's sizes, or as it is."""
     config = tiny_qwen_config()
+    config.architectures = ["Qwen2_5_VLForConditionalGeneration"]  # vLLM picks its runner by this name
     if size == "7b":
         for key, value in QWEN_7B_TEXT.items():
             setattr(config.text_config, key, value)
+        if getattr(config.text_config, "layer_types", None):  # one entry a layer, as the config checks
+            kind = config.text_config.layer_types[0]
+            config.text_config.layer_types = [kind] * QWEN_7B_TEXT["num_hidden_layers"]
         for key, value in QWEN_7B_VISION.items():
             setattr(config.vision_config, key, value)
     return config
