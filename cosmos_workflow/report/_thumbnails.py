@@ -118,7 +118,7 @@ def shot_frames(shot: Shot, base_dirs: Sequence[Path], cache: _JpegCache | None 
         arrays, origin = _decode(shot, size, base_dirs)
     except VideoError as exc:
         return Frames([], problem=f"frames not shown: {exc}")
-    jpegs = cache or _JpegCache()
+    jpegs = _JpegCache() if cache is None else cache
     thumbs = [_thumbnail(jpegs.jpeg(a), i, size) for a, i in zip(arrays, shot.frame_indices, strict=True)]
     return Frames(thumbs, origin=origin)
 
