@@ -21,7 +21,7 @@ from cosmos_workflow.errors import ReportError
 from cosmos_workflow.report._page import Card, make_card, render_page, write_page
 from cosmos_workflow.report._shots import PENDING, Shot, load_records, shot_from_spec, shots_from_records
 from cosmos_workflow.report._summary import Summary, summarise
-from cosmos_workflow.report._thumbnails import MAX_JPEG_BYTES, Frames, Thumbnail, shot_frames
+from cosmos_workflow.report._thumbnails import MAX_JPEG_BYTES, Frames, Thumbnail, all_shot_frames
 from cosmos_workflow.specs.results import UpsampleRecord
 from cosmos_workflow.specs.store import SpecProblem, SpecStore
 
@@ -57,9 +57,10 @@ def report_path_for(output: Path) -> Path:
 def build_cards(
     shots: Sequence[Shot], base_dirs: Sequence[Path], *, workers: int | None = None
 ) -> list[Card]:
-    """Decode every shot's frames into cards, in threads (FFmpeg and libjpeg work outside the GIL)."""
+    """Decode every shot's frames into cards, in threads (FFmpeg and libjpeg work outside the GIL);
+    shots that send the same frames are decoded once."""
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        frames = list(pool.map(lambda shot: shot_frames(shot, base_dirs), shots))
+        frames = all_shot_frames(shots, base_dirs, pool.map)
     return [make_card(number, shot, f) for number, (shot, f) in enumerate(zip(shots, frames, strict=True), 1)]
 
 

@@ -4,13 +4,19 @@ Frames are decoded with the same function the runner uses (:func:`media.read_fra
 record's frame indices and size, so the page shows exactly the pixels the model saw. When the
 source video is gone, the preprocessed clip (those frames, in order) is read instead. Each JPEG is
 at most :data:`MAX_JPEG_BYTES`: the quality steps down first, then the picture shrinks.
+
+A batch often sends the same frames many times (several prompts for one clip, each sending its
+first two frames): :func:`all_shot_frames` decodes each distinct request once, and a picture that
+several shots show (the same pixels) is encoded once. The page is the same, byte for byte.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,7 +60,56 @@ class Frames:
     problem: str | None = None
 
 
-def shot_frames(shot: Shot, base_dirs: Sequence[Path]) -> Frames:
+@dataclass(frozen=True)
+class _Jpeg:
+    data_url: str
+    width: int
+    height: int
+    size: int
+
+
+class _JpegCache:
+    """Each distinct picture's JPEG, made once (shared by the decoding threads). Two threads that
+    meet the same new picture at once both encode it, to the same bytes."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[tuple[int, ...], bytes], _Jpeg] = {}
+        self._lock = threading.Lock()
+
+    def jpeg(self, array: np.ndarray) -> _Jpeg:
+        key = (array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).digest())
+        with self._lock:
+            made = self._made.get(key)
+        if made is None:
+            made = _encode(array)
+            with self._lock:
+                self._made[key] = made
+        return made
+
+
+def all_shot_frames(
+    shots: Sequence[Shot],
+    base_dirs: Sequence[Path],
+    map_: Callable[[Callable[[Shot], Frames], Iterable[Shot]], Iterable[Frames]] = map,
+) -> list[Frames]:
+    """:func:`shot_frames` of every shot, in order: each distinct request (video, preprocessed clip,
+    frame indices, size) is decoded once, through ``map_`` (a thread pool's ``map``), and each
+    distinct picture encoded once."""
+    cache = _JpegCache()
+    firsts: dict[Hashable, Shot] = {}
+    for shot in shots:
+        firsts.setdefault(_request(shot), shot)
+    frames = map_(lambda shot: shot_frames(shot, base_dirs, cache), firsts.values())
+    made = dict(zip(firsts, frames, strict=True))
+    return [made[_request(shot)] for shot in shots]
+
+
+def _request(shot: Shot) -> Hashable:
+    """What a shot's frames depend on (the base folders are the same for the whole page)."""
+    return (shot.video_path, shot.preprocessed_video, tuple(shot.frame_indices), shot.frame_size)
+
+
+def shot_frames(shot: Shot, base_dirs: Sequence[Path], cache: _JpegCache | None = None) -> Frames:
     """Decode the frames ``shot`` sent; a missing or unreadable video becomes ``problem``."""
     size = shot.frame_size
     if size is None:
@@ -63,7 +118,8 @@ def shot_frames(shot: Shot, base_dirs: Sequence[Path]) -> Frames:
         arrays, origin = _decode(shot, size, base_dirs)
     except VideoError as exc:
         return Frames([], problem=f"frames not shown: {exc}")
-    thumbs = [_thumbnail(a, i, size) for a, i in zip(arrays, shot.frame_indices, strict=True)]
+    jpegs = _JpegCache() if cache is None else cache
+    thumbs = [_thumbnail(jpegs.jpeg(a), i, size) for a, i in zip(arrays, shot.frame_indices, strict=True)]
     return Frames(thumbs, origin=origin)
 
 
@@ -100,7 +156,20 @@ def _find(path: str | None, base_dirs: Sequence[Path]) -> Path:
     return given  # probe_video reports it as not found
 
 
-def _thumbnail(array: np.ndarray, index: int, size: tuple[int, int]) -> Thumbnail:
+def _thumbnail(jpeg: _Jpeg, index: int, size: tuple[int, int]) -> Thumbnail:
+    return Thumbnail(
+        index=index,
+        width=size[0],
+        height=size[1],
+        data_url=jpeg.data_url,
+        jpeg_width=jpeg.width,
+        jpeg_height=jpeg.height,
+        jpeg_bytes=jpeg.size,
+    )
+
+
+def _encode(array: np.ndarray) -> _Jpeg:
+    """The largest, best-quality JPEG of ``array`` within :data:`MAX_JPEG_BYTES`."""
     from PIL import Image
 
     image = Image.fromarray(array)
@@ -112,15 +181,7 @@ def _thumbnail(array: np.ndarray, index: int, size: tuple[int, int]) -> Thumbnai
             break
         scale *= _SHRINK
     url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-    return Thumbnail(
-        index=index,
-        width=size[0],
-        height=size[1],
-        data_url=url,
-        jpeg_width=shown.width,
-        jpeg_height=shown.height,
-        jpeg_bytes=len(jpeg),
-    )
+    return _Jpeg(data_url=url, width=shown.width, height=shown.height, size=len(jpeg))
 
 
 def _scaled(image: Image.Image, scale: float) -> Image.Image:

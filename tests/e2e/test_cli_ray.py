@@ -1,5 +1,6 @@
 """``upsample-prompts --executor ray`` as a user runs it: the shipped examples, the tiny model, and
-a local Ray cluster that the command starts itself (no address given) and stops at the end."""
+a local Ray cluster that the command starts itself (no address given) and stops at the end; with a
+fixed seed, the records are those of the same command run locally."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,15 +31,28 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_examples_on_two_actors_of_a_local_cluster(
+def without_run_details(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A record as two runs of the same items agree on it: no timestamp, the clip by its file name
+    (each run writes its clips beside its own output)."""
+    return [
+        {
+            **{k: v for k, v in r.items() if k != "timestamp"},
+            "preprocessed_video": r["preprocessed_video"] and Path(r["preprocessed_video"]).name,
+        }
+        for r in records
+    ]
+
+
+def test_the_examples_on_two_actors_of_a_local_cluster_give_a_local_runs_records(
     examples: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
+    """The seeded run on the actors (batches of 2: both actors load the tiny model and serve) gives
+    the records of the same command run here, word for word (timestamps aside)."""
     output = tmp_path / "out" / "upsampled.json"
+    command = ["upsample-prompts", str(examples), "--engine", "hf", "--model", "tiny-random", "--seed", "1",
+               "--batch-size", "2"]  # fmt: skip
 
-    run = cli(
-        "upsample-prompts", str(examples), "-o", str(output), "--executor", "ray", "--ray-actors", "2",
-        "--engine", "hf", "--model", "tiny-random", "--seed", "1",
-    )  # fmt: skip
+    run = cli(*command, "-o", str(output), "--executor", "ray", "--ray-actors", "2")
 
     assert run.returncode == 0, run.stderr[-3000:]
     records = json.loads(output.read_text())
@@ -50,6 +65,12 @@ def test_the_examples_on_two_actors_of_a_local_cluster(
     assert "4 items (0 already done)" in run.stderr
     journal = output.with_name(output.name + ".journal.jsonl").read_text().splitlines()
     assert len(journal) == len(expected)
+
+    local_output = tmp_path / "local" / "upsampled.json"
+    local = cli(*command, "-o", str(local_output), "--executor", "local")
+
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert without_run_details(records) == without_run_details(json.loads(local_output.read_text()))
 
 
 def test_the_openai_engine_is_refused_on_ray(examples: Path, tmp_path: Path) -> None:

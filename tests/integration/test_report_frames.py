@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cosmos_workflow.media import write_clip
-from cosmos_workflow.report import MAX_JPEG_BYTES, Shot, Thumbnail, render_report
-from cosmos_workflow.report._thumbnails import MAX_SIDE, shot_frames
+from cosmos_workflow import media
+from cosmos_workflow.media import VideoInfo, write_clip
+from cosmos_workflow.report import MAX_JPEG_BYTES, Shot, Thumbnail, _thumbnails, render_report
+from cosmos_workflow.report._thumbnails import MAX_SIDE, all_shot_frames, shot_frames
 from tests.report_batch import textured_video
 from tests.videos import frame_colour, frame_image, make_video
 
@@ -103,3 +105,45 @@ def test_no_video_is_a_note_on_the_card_not_a_failure(tmp_path: Path) -> None:
 def test_text_only_has_no_frames_and_no_problem() -> None:
     frames = shot_frames(shot(None, [], (0, 0)), [])
     assert frames == type(frames)([])
+
+
+def test_shots_that_send_the_same_frames_are_decoded_once_and_shown_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several prompts for one clip: each distinct request is decoded once, each picture encoded
+    once, and every shot's frames are what it would get alone."""
+    video = textured_video(tmp_path / "v.mp4", seed=3, size=(320, 180), frames=4)
+    other = make_video(tmp_path / "w.mp4", 64, 64, frames=2)
+    shots = [
+        shot(video, [0, 1], (160, 96)),
+        shot(video, [1, 2], (160, 96)),  # frame 1 again, in another request
+        shot(video, [0, 1], (160, 96)),
+        shot(video, [0, 1], (96, 64)),  # another size
+        shot(other, [0, 1], (64, 64)),
+        shot(tmp_path / "gone.mp4", [0], (64, 64)),
+        shot(None, [], (0, 0)),
+        shot(video, [0, 1], (160, 96)),
+    ]
+    alone = [shot_frames(s, [tmp_path]) for s in shots]
+    reads: list[tuple[str, tuple[int, ...]]] = []
+    encodes: list[tuple[int, ...]] = []
+    read_frames, encode = media.read_frames, _thumbnails._encode
+
+    def counted_read(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> list[np.ndarray]:
+        reads.append((info.path.name, tuple(indices)))
+        return read_frames(info, indices, size)
+
+    def counted_encode(array: np.ndarray) -> object:
+        encodes.append(array.shape)
+        return encode(array)
+
+    monkeypatch.setattr(_thumbnails, "read_frames", counted_read)
+    monkeypatch.setattr(_thumbnails, "_encode", counted_encode)
+
+    together = all_shot_frames(shots, [tmp_path])
+
+    assert together == alone
+    assert sorted(reads) == sorted(
+        [("v.mp4", (0, 1)), ("v.mp4", (1, 2)), ("v.mp4", (0, 1)), ("w.mp4", (0, 1))]
+    )  # (0, 1) at 160x96 once and at 96x64 once
+    assert len(encodes) == 3 + 2 + 2  # frames 0, 1, 2 at 160x96; 0, 1 at 96x64; w's two frames
