@@ -1,9 +1,9 @@
 """The default engine: vLLM where it can run (installed and a CUDA GPU), transformers elsewhere.
 
 vLLM is what the Cosmos image ships and is the faster engine, measured: on one H200 the same 1,024
-requests ran at 37.6 requests/s through ``--engine vllm`` (vLLM 0.26.0) and at 6.2 through
-``--engine hf`` (10.4 with its kernels compiled beforehand; BENCHMARKS.md, "vLLM beside the hf
-engine"). The transformers engine runs everywhere else, including CPU-only machines with the tiny
+requests ran at 35.9 requests/s through ``--engine vllm`` (vLLM 0.26.0) and at 6.9 through
+``--engine hf`` in the same sitting (10.4 with its kernels compiled beforehand; BENCHMARKS.md, "vLLM
+beside the hf engine"); Qwen2.5-VL-7B at 22.8 against 1.3. The transformers engine runs everywhere else, including CPU-only machines with the tiny
 model.
 """
 
