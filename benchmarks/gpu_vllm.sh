@@ -3,6 +3,8 @@
 #   bash benchmarks/gpu_vllm.sh OUT_DIR [REQUESTS] [PHASES]
 # PHASES (default "prepare bare vllm cli hf table") may be split across calls that share OUT_DIR.
 # bare starts vLLM with an empty compile cache (a cold start); the later vLLM starts find it warm.
+# shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26);
+# HF_PYTHONPATH, when set, is the hf route's PYTHONPATH (the image's transformers, not the bundle's).
 set -euo pipefail
 out=$1
 requests=${2:-1024}
@@ -19,6 +21,15 @@ for phase in $phases; do
       /usr/bin/time -f "cli wall %e s" "$py" -m cosmos_workflow upsample-prompts examples/prompts.json \
         -o "$out/examples.json" --engine vllm --model pixtral-12b-random --max-resolution auto \
         --engine-option ignore_eos=true --force ;;
+    shots200)
+      # issue 26: 200 shots from process start to the last result, warm compile caches (run after
+      # the vllm and hf phases filled them), bare vLLM beside our hf and vllm pipelines
+      "$py" benchmarks/gpu_vllm.py prepare --out "$out/200" --requests 200 --boundary 4
+      "$py" benchmarks/gpu_vllm.py bare --out "$out/200" --name bare-200
+      "$py" benchmarks/gpu_vllm.py vllm --out "$out/200" --name vllm-200
+      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name hf-200 \
+        --compile-cache "$out/hf-compile-cache"
+      "$py" benchmarks/gpu_vllm.py table --out "$out/200" ;;
     *)
       "$py" benchmarks/gpu_vllm.py "$phase" --out "$out" --requests "$requests" ;;
   esac
