@@ -33,10 +33,21 @@ DEFAULT_IMAGE = "nvcr.io/ubuntu/cosmos-transfer1:latest"
 _DEVICE = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
 
 OnError = Literal["error", "original"]
-Executor = Literal["local", "ray"]
+#: an executor's name: one of :data:`EXECUTORS`
+Executor = str
 BatchSize = Annotated[int, Field(ge=1)] | Literal["auto"]
 Control = Literal["vis", "edge", "depth", "seg"]
 EngineOptionValue = str | int | float | bool | None
+
+
+#: ``executor``'s choices, each declared here once: its name -> what it runs the batch on, and the
+#: class that does (``module:Class``, imported only when chosen, by
+#: :func:`cosmos_workflow.executors.choice.choose`). ``local`` is this process, or torchrun's ranks
+#: with ``num_gpu > 1``; any other runs the batch in this process' stead, as its class does.
+EXECUTORS: dict[str, tuple[str, str]] = {
+    "local": ("this process, or torchrun's ranks", "cosmos_workflow.executors.local:LocalExecutor"),
+    "ray": ("a Ray cluster's actor pool", "cosmos_workflow.executors.ray:RayExecutor"),
+}
 
 
 def _listed(names: tuple[str, ...]) -> str:
@@ -91,8 +102,17 @@ class RunSettings(Section):
 
     executor: Executor = Field(
         "local",
-        description="where the batch runs: local (this process, or torchrun's ranks) or a ray cluster",
+        description="where the batch runs: "
+        + _listed(tuple(f"{name} ({where})" for name, (where, _) in EXECUTORS.items())),
     )
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str) -> str:
+        if value not in EXECUTORS:
+            raise ValueError(f"{value!r} is not an executor; choose {_listed(tuple(EXECUTORS))}")
+        return value
+
     ray_address: str | None = Field(
         None, description="with executor ray: the running cluster (HEAD:6379); default: start a local one"
     )
