@@ -78,9 +78,16 @@ class RunSettings(Section):
         description="free the model after each batch, or keep it for the next batch of a long-lived process "
         "(the orchestrator)",
     )
-    num_gpu: int = Field(1, ge=1, description="processes, one GPU each; more than 1 starts torchrun")
+    num_gpu: int = Field(
+        1,
+        ge=1,
+        description="processes, one GPU each; more than 1 starts torchrun; more than the devices there are "
+        "is refused",
+    )
     cuda_devices: str | None = Field(
-        None, description="the GPUs to use, as CUDA_VISIBLE_DEVICES: e.g. 0,1 (default: all visible)"
+        None,
+        description="the GPUs to use, as CUDA_VISIBLE_DEVICES: indices or UUIDs, e.g. 0,1 "
+        "(default: all visible)",
     )
 
     @field_validator("cuda_devices", mode="before")
@@ -182,15 +189,24 @@ class UpsampleSettings(RunSettings):
         "ASCII-only answers, a system prompt asking for an 80-100 word paragraph); flags, env and the config "
         "file win",
     )
-    system_prompt: str | None = Field(None, description="the system prompt's text (system_prompt_file wins)")
-    system_prompt_file: Path | None = Field(
-        None, description="a text file whose content is the system prompt of every request"
+    system_prompt: str | None = Field(
+        None,
+        description="the system prompt's text (how torchrun's ranks and the remote host are given it); "
+        "system_prompt_file wins",
     )
-    ascii_only: bool = Field(False, description="answers of ASCII tokens only")
+    system_prompt_file: Path | None = Field(
+        None, description="a text file (64 KiB at most) whose content is the system prompt of every request"
+    )
+    ascii_only: bool = Field(
+        False,
+        description="answers of ASCII tokens only (hf: a logits mask; vLLM: allowed_token_ids), "
+        "checked again when written",
+    )
     encoder_limit: int | None = Field(
         None,
         ge=1,
-        description=f"answer tokens the encoder takes (default {ENCODER_LIMIT} with an encoder tokenizer)",
+        description=f"answer tokens the encoder takes (default {ENCODER_LIMIT} with an encoder "
+        "tokenizer); needs encoder_tokenizer",
     )
 
 
