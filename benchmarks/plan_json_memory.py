@@ -6,8 +6,9 @@ Run from the repository root (about a minute on 2 cores)::
 
 For each count it writes a JSONL file of text-only items, runs ``plan --json`` (stdout to
 /dev/null) in a child process and reads that child's peak resident memory from ``wait4``.
-``before`` runs the previous printer in the same way: the whole list built, then given to
-Rich's ``Console.print_json`` (pretty-printed and highlighted in memory). Prints a markdown table.
+``before`` runs the previous printer in the same way, with the settings ``plan`` has without flags:
+the whole list built, then given to Rich's ``Console.print_json`` (pretty-printed and highlighted in
+memory). Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import json, sys
 from pathlib import Path
 from rich.console import Console
 from cosmos_workflow import api
-from cosmos_workflow.cli.options import Sampling, plan_settings
-settings = plan_settings(preprocess=True, max_resolution="480", num_frames=2,
-                         frame_sampling=Sampling.first, max_tokens=300, max_model_len=4096)
-report = api.plan(Path(sys.argv[1]), settings)
-Console(width=160).print_json(json.dumps([p.model_dump(mode="json") for p in report.plans]))
+from cosmos_workflow.options import plan_settings
+from cosmos_workflow.settings import UpsampleSettings
+from cosmos_workflow.specs.batch import load_batch
+settings = plan_settings(UpsampleSettings())
+plans = list(api.plan(load_batch(Path(sys.argv[1])).items, settings))
+Console(width=160).print_json(json.dumps([p.model_dump(mode="json") for p in plans]))
 """
 
 

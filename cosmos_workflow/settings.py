@@ -33,10 +33,21 @@ DEFAULT_IMAGE = "nvcr.io/ubuntu/cosmos-transfer1:latest"
 _DEVICE = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
 
 OnError = Literal["error", "original"]
-Executor = Literal["local", "ray"]
+#: an executor's name: one of :data:`EXECUTORS`
+Executor = str
 BatchSize = Annotated[int, Field(ge=1)] | Literal["auto"]
 Control = Literal["vis", "edge", "depth", "seg"]
 EngineOptionValue = str | int | float | bool | None
+
+
+#: ``executor``'s choices, each declared here once: its name -> what it runs the batch on, and the
+#: class that does (``module:Class``, imported only when chosen, by
+#: :func:`cosmos_workflow.executors.choice.choose`). ``local`` is this process, or torchrun's ranks
+#: with ``num_gpu > 1``; any other runs the batch in this process' stead, as its class does.
+EXECUTORS: dict[str, tuple[str, str]] = {
+    "local": ("this process, or torchrun's ranks", "cosmos_workflow.executors.local:LocalExecutor"),
+    "ray": ("a Ray cluster's actor pool", "cosmos_workflow.executors.ray:RayExecutor"),
+}
 
 
 def _listed(names: tuple[str, ...]) -> str:
@@ -67,9 +78,16 @@ class RunSettings(Section):
         description="free the model after each batch, or keep it for the next batch of a long-lived process "
         "(the orchestrator)",
     )
-    num_gpu: int = Field(1, ge=1, description="processes, one GPU each; more than 1 starts torchrun")
+    num_gpu: int = Field(
+        1,
+        ge=1,
+        description="processes, one GPU each; more than 1 starts torchrun; more than the devices there are "
+        "is refused",
+    )
     cuda_devices: str | None = Field(
-        None, description="the GPUs to use, as CUDA_VISIBLE_DEVICES: e.g. 0,1 (default: all visible)"
+        None,
+        description="the GPUs to use, as CUDA_VISIBLE_DEVICES: indices or UUIDs, e.g. 0,1 "
+        "(default: all visible)",
     )
 
     @field_validator("cuda_devices", mode="before")
@@ -91,8 +109,17 @@ class RunSettings(Section):
 
     executor: Executor = Field(
         "local",
-        description="where the batch runs: local (this process, or torchrun's ranks) or a ray cluster",
+        description="where the batch runs: "
+        + _listed(tuple(f"{name} ({where})" for name, (where, _) in EXECUTORS.items())),
     )
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str) -> str:
+        if value not in EXECUTORS:
+            raise ValueError(f"{value!r} is not an executor; choose {_listed(tuple(EXECUTORS))}")
+        return value
+
     ray_address: str | None = Field(
         None, description="with executor ray: the running cluster (HEAD:6379); default: start a local one"
     )
@@ -162,15 +189,24 @@ class UpsampleSettings(RunSettings):
         "ASCII-only answers, a system prompt asking for an 80-100 word paragraph); flags, env and the config "
         "file win",
     )
-    system_prompt: str | None = Field(None, description="the system prompt's text (system_prompt_file wins)")
-    system_prompt_file: Path | None = Field(
-        None, description="a text file whose content is the system prompt of every request"
+    system_prompt: str | None = Field(
+        None,
+        description="the system prompt's text (how torchrun's ranks and the remote host are given it); "
+        "system_prompt_file wins",
     )
-    ascii_only: bool = Field(False, description="answers of ASCII tokens only")
+    system_prompt_file: Path | None = Field(
+        None, description="a text file (64 KiB at most) whose content is the system prompt of every request"
+    )
+    ascii_only: bool = Field(
+        False,
+        description="answers of ASCII tokens only (hf: a logits mask; vLLM: allowed_token_ids), "
+        "checked again when written",
+    )
     encoder_limit: int | None = Field(
         None,
         ge=1,
-        description=f"answer tokens the encoder takes (default {ENCODER_LIMIT} with an encoder tokenizer)",
+        description=f"answer tokens the encoder takes (default {ENCODER_LIMIT} with an encoder "
+        "tokenizer); needs encoder_tokenizer",
     )
 
 

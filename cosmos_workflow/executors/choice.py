@@ -3,9 +3,11 @@ combinations are refused, and why.
 
 :func:`choose` answers, in this order:
 
-- ``remote`` given: the ``[remote]`` GPU host (not with ``--executor ray``, nor an encoder
-  tokenizer: its path is not sent to the host yet);
-- ``executor = "ray"``: a Ray cluster's actor pool (started once, never under torchrun; the options
+- ``remote`` given: the ``[remote]`` GPU host (not with another ``--executor`` than ``local``, nor
+  an encoder tokenizer: its path is not sent to the host yet);
+- an ``executor`` other than ``local`` (the executors are named once, in
+  :data:`~cosmos_workflow.settings.EXECUTORS`): that executor's class, e.g. a Ray cluster's actor
+  pool (started once, never under torchrun, nor with ``num_gpu > 1``; for ``ray`` the options
   already refused ``--num-gpu``/``--cuda-devices`` and an engine that does not run on Ray);
 - ``num_gpu > 1`` in a single process: a torchrun child process, no more ranks than devices;
 - this process started by torchrun (unless ``shard`` is off): this rank's shard;
@@ -14,6 +16,7 @@ combinations are refused, and why.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.errors import UsageError
@@ -21,6 +24,7 @@ from cosmos_workflow.executors.base import Executor
 from cosmos_workflow.executors.launcher import TorchrunLauncher, device_limit
 from cosmos_workflow.executors.local import LocalExecutor
 from cosmos_workflow.executors.torchrun import RankInfo, TorchrunExecutor, rank_info
+from cosmos_workflow.settings import EXECUTORS
 from cosmos_workflow.tokenizer import encoder_tokenizer_file
 
 if TYPE_CHECKING:
@@ -37,8 +41,8 @@ def choose(options: RunOptions, *, remote: RemoteConfig | None = None, shard: bo
     info = rank_info()
     if remote is not None:
         return _remote(options, remote)
-    if options.executor == "ray":
-        return _ray(info)
+    if options.executor != "local":
+        return _named(options, info)
     if options.num_gpu > 1 and info is None:
         return _launcher(options)
     if info is None or not shard:
@@ -48,7 +52,9 @@ def choose(options: RunOptions, *, remote: RemoteConfig | None = None, shard: bo
 
 def _remote(options: RunOptions, remote: RemoteConfig) -> Executor:
     if options.executor != "local":
-        raise UsageError("--remote runs the batch on the [remote] host; drop --executor ray (or use one)")
+        raise UsageError(
+            f"--remote runs the batch on the [remote] host; drop --executor {options.executor} (or use one)"
+        )
     encoder = options.encoder_tokenizer
     if encoder is not None and encoder_tokenizer_file(encoder.expanduser()) is None:
         raise UsageError(
@@ -60,12 +66,20 @@ def _remote(options: RunOptions, remote: RemoteConfig) -> Executor:
     return RemoteExecutor(remote)
 
 
-def _ray(info: RankInfo | None) -> Executor:
+def _named(options: RunOptions, info: RankInfo | None) -> Executor:
+    """The executor of :data:`~cosmos_workflow.settings.EXECUTORS` that ``options`` name, run once
+    in this process, in torchrun's stead."""
+    name = options.executor
     if info is not None:
-        raise UsageError("--executor ray runs once, not under torchrun: start it with plain python")
-    from cosmos_workflow.executors.ray import RayExecutor
-
-    return RayExecutor()
+        raise UsageError(f"--executor {name} runs once, not under torchrun: start it with plain python")
+    if options.num_gpu > 1:
+        raise UsageError(
+            f"--num-gpu {options.num_gpu} starts torchrun, whose ranks run the local executor; drop "
+            f"--num-gpu or --executor {name}"
+        )
+    module_name, _, class_name = EXECUTORS[name][1].partition(":")
+    executor: type[Executor] = getattr(importlib.import_module(module_name), class_name)
+    return executor()
 
 
 def _launcher(options: RunOptions) -> TorchrunLauncher:

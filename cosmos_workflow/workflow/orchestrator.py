@@ -112,15 +112,15 @@ class WorkflowOrchestrator(Closes):
         return [spec for spec, _ in results]
 
     def _executor_for(self, options: RunOptions) -> Executor | None:
-        """The caller's executor; for the remote host, a Ray cluster or several GPUs none (the api
-        chooses from the options); else ours."""
+        """The caller's executor; for the remote host, an executor named in the options (a Ray
+        cluster) or several GPUs none (the api chooses from the options); else ours."""
         if self.executor is not None or self.remote is not None:
             return self.executor
-        if options.executor == "ray":
+        if options.executor != "local":
             if self.engine is not None:
                 raise ConfigError(
-                    "executor 'ray' loads an engine in each actor and cannot use the engine given to "
-                    "this orchestrator; drop engine= or executor"
+                    f"executor {options.executor!r} loads its own engine and cannot use the engine given "
+                    "to this orchestrator; drop engine= or executor"
                 )
             return None
         if options.num_gpu == 1:

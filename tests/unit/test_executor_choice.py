@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from cosmos_workflow.config import RunOptions, resolve_settings
 from cosmos_workflow.engines import EngineConfig
@@ -16,6 +17,7 @@ from cosmos_workflow.executors.launcher import TorchrunLauncher
 from cosmos_workflow.executors.ray import RayExecutor
 from cosmos_workflow.executors.remote import RemoteConfig, RemoteExecutor, remote_config
 from cosmos_workflow.executors.torchrun import TorchrunExecutor
+from cosmos_workflow.settings import EXECUTORS, UpsampleSettings
 
 
 def options(engine: str = "fake", **update: object) -> RunOptions:
@@ -58,6 +60,25 @@ def test_a_torchrun_rank_runs_its_shard_unless_told_not_to() -> None:
     assert isinstance(chosen, TorchrunExecutor)
     assert (chosen.journal_suffix, chosen.primary) == (".rank1", False)
     assert type(choose(options(), shard=False)) is LocalExecutor
+
+
+@pytest.mark.usefixtures("single")
+def test_a_named_executor_is_its_registry_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An executor is chosen by its one line in settings.EXECUTORS: no branch of its own here; it
+    runs in torchrun's stead, so --num-gpu is refused with it."""
+    monkeypatch.setitem(EXECUTORS, "here", ("this process", "cosmos_workflow.executors.local:LocalExecutor"))
+    assert type(choose(options(executor="here"))) is LocalExecutor
+    with pytest.raises(UsageError) as refused:
+        choose(options(executor="here", num_gpu=2))
+    assert str(refused.value) == (
+        "--num-gpu 2 starts torchrun, whose ranks run the local executor; drop --num-gpu or --executor here"
+    )
+
+
+def test_an_unknown_executor_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(ValidationError, match="'foo' is not an executor; choose local") as refused:
+        UpsampleSettings(executor="foo")
+    assert all(f" {name}" in str(refused.value) for name in EXECUTORS)
 
 
 @pytest.mark.usefixtures("rank")
