@@ -255,7 +255,7 @@ class _RemoteRun:
             return
         raise PlanMismatchError(
             f"the host's checkpoint {model} is {family_title(there)}, but --model "
-            f"{self.options.engine.model} here is {family_title(here)}: run the same checkpoint on "
+            f"{self.options.engine.model} here is {family_title(here)}; run the same checkpoint on "
             "both sides: pass this machine's copy with --model, or set [docker] checkpoint_dir to "
             "the host's copy of it"
         )
