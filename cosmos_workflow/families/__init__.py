@@ -19,7 +19,15 @@ from cosmos_workflow.families.pixtral import PixtralFamily
 from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
 from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
 
-__all__ = ["SUPPORTED", "Family", "family_for", "family_name", "model_type_of"]
+__all__ = [
+    "SUPPORTED",
+    "Family",
+    "family_for",
+    "family_name",
+    "family_name_of_config",
+    "family_title",
+    "model_type_of",
+]
 
 
 def _pixtral(model: str | Path | None, system: str | None = None) -> Family:
@@ -50,17 +58,37 @@ def family_for(model: str | Path | None, system: str | None = None) -> Family:
 
 def family_name(model: str | Path | None) -> str:
     """The name of ``model``'s family (``Family.name``) without loading its tokenizer."""
-    model_type = _supported_type(model)
+    return _name_of(_supported_type(model))
+
+
+def family_name_of_config(config: object, source: str) -> str:
+    """The name of the family (``Family.name``) of a checkpoint whose ``config.json`` parsed to
+    ``config``, read elsewhere (e.g. on a remote host); None for a Mistral-format folder (no
+    config.json: Pixtral). ``source`` names that checkpoint in the line refusing a model type no
+    family serves."""
+    return _name_of(_checked(_model_type_in(config), source))
+
+
+def family_title(name: str) -> str:
+    """A family's name (``Family.name``) as users know it: ``Pixtral``, ``Qwen2.5-VL / Cosmos-Reason1``."""
+    return _NAMES.get(name, name)
+
+
+def _name_of(model_type: str | None) -> str:
     return PixtralFamily.name if model_type in (None, "llava", "pixtral") else Qwen25VLFamily.name
 
 
 def _supported_type(model: str | Path | None) -> str | None:
     """``model``'s checkpoint type when it has one, refused in one line if no family serves it."""
-    model_type = model_type_of(model)
+    return _checked(model_type_of(model), f"--model {model}")
+
+
+def _checked(model_type: str | None, source: str) -> str | None:
+    """``model_type`` if a family serves it (or None), else refused in one line naming ``source``."""
     if model_type is not None and model_type not in SUPPORTED:
         supported = ", ".join(f"{t} ({n})" for t, n in _NAMES.items())
         raise UsageError(
-            f"--model {model} is a {model_type!r} checkpoint, a model family cosmos-workflow does not "
+            f"{source} is a {model_type!r} checkpoint, a model family cosmos-workflow does not "
             f"support; supported model types: {supported}"
         )
     return model_type
@@ -77,8 +105,14 @@ def model_type_of(model: str | Path | None) -> str | None:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"--model {model}: cannot read {config}: {exc}") from exc
+    return _model_type_in(data)
+
+
+def _model_type_in(data: object) -> str | None:
+    """The model type a parsed ``config.json`` names (None without one: Pixtral, as before
+    families existed)."""
     if not isinstance(data, dict) or "model_type" not in data:
-        return None  # no type to go by: Pixtral, as before families existed
+        return None
     model_type = str(data["model_type"])
     vision = data.get("vision_config")
     if (

@@ -61,14 +61,19 @@ build_test_image() {
     context=$(mktemp -d "$WORK/context.XXXXXX")
     python3 -c 'import tomllib, sys; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
         pyproject.toml >"$context/requirements.txt"
+    # a Qwen2.5-VL checkpoint plans with tokenizers' tokenizer (a real image has it with transformers);
+    # a layer of its own, so the image of the project's dependencies is reused from the cache
+    echo "tokenizers>=0.21" >"$context/test-requirements.txt"
     # the host's CA bundle: PyPI may be reached through a proxy whose CA only the host trusts
     cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$context/host-ca.crt"
-    tag=cosmos-workflow-test:$(sha256sum "$context/requirements.txt" | cut -c1-12)
+    tag=cosmos-workflow-test:$(cat "$context/requirements.txt" "$context/test-requirements.txt" | sha256sum | cut -c1-12)
     if ! docker image inspect "$tag" >/dev/null 2>&1; then
         cat >"$context/Dockerfile" <<DOCKERFILE
 FROM $BASE
 COPY requirements.txt host-ca.crt /tmp/
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir -q --cert /tmp/host-ca.crt -r /tmp/requirements.txt
+COPY test-requirements.txt /tmp/
+RUN /opt/venv/bin/pip install --no-cache-dir -q --cert /tmp/host-ca.crt -r /tmp/test-requirements.txt
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 DOCKERFILE
         docker build -q --network host -t "$tag" "$context" >"$WORK/build.log" 2>&1 ||

@@ -265,6 +265,34 @@ def test_venv_mode_runs_a_qwen_checkpoint_with_the_refiner_preset(
     assert local.returncode == 0 and "2 items (2 already done)" in local.stderr
 
 
+def test_a_host_checkpoint_of_another_family_is_refused_before_the_job_starts(
+    remote_toml: Config, tmp_path: Path, cache_dir: Path, sshd: Sshd
+) -> None:
+    """A Qwen2.5-VL checkpoint here, a Mistral-format (Pixtral) folder on the host: the host's
+    params.json, read over SFTP, names its family, and the run stops in one line before any
+    upload or job (else found out at the first record, after the host loaded a model)."""
+    from cosmos_workflow.engines.tiny_qwen import tiny_qwen_dir
+
+    qwen = tiny_qwen_dir(cache_dir)
+    pixtral = tmp_path / "pixtral"
+    pixtral.mkdir()
+    (pixtral / "params.json").write_text("{}")
+    config = remote_toml("venv", checkpoint=pixtral)
+    source = prompts(tmp_path, ["one", "two"])
+    output = tmp_path / "up.json"
+    args = ["--model", str(qwen), "--engine", "fake", "--config", str(config)]
+
+    run = cli("upsample-prompts", str(source), "-o", str(output), *args, "--remote")
+
+    assert run.returncode == 1, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert "is Pixtral, but --model" in last and "here is Qwen2.5-VL / Cosmos-Reason1" in last, run.stderr
+    assert "set [docker] checkpoint_dir" in last
+    assert "started the job" not in run.stderr
+    remote = remote_dir_of(config, sshd)
+    assert not (remote / "jobs").exists() and not (remote / "blobs").exists()
+
+
 def test_the_encoder_tokenizer_is_sent_and_counts_the_answers_on_the_host(
     remote_toml: Config, tmp_path: Path, sshd: Sshd
 ) -> None:
@@ -324,6 +352,44 @@ def test_docker_mode_runs_a_real_container(
         text=True,
     )
     assert leftover.stdout.strip() == ""  # --rm: the container is gone
+
+
+def test_docker_mode_runs_a_qwen_checkpoint_from_checkpoint_dir(
+    remote_toml: Config, tmp_path: Path, cache_dir: Path, docker_image: str, sshd: Sshd
+) -> None:
+    """A Reason1-style checkpoint (the tiny Qwen2.5-VL) in a container: ``--model`` names this
+    machine's copy, ``[docker] checkpoint_dir`` the host's, mounted read-only at its own path. The
+    container takes the family from its config.json and plans as this machine does (the test image
+    has no torch: the fake engine answers, the Qwen family plans)."""
+    from cosmos_workflow.engines.tiny_qwen import tiny_qwen_dir
+
+    qwen = tiny_qwen_dir(cache_dir)
+    config = remote_toml("docker", checkpoint=qwen, image=docker_image)
+    source = prompts(tmp_path, ["one", "two"])
+    output = tmp_path / "out" / "up.json"
+    refiner = ["--model", str(qwen), "--preset", "predict2-refiner"]
+    args = [*refiner, "--engine", "fake", "--config", str(config)]
+
+    run = cli("upsample-prompts", str(source), "-o", str(output), *args, "--remote")
+
+    assert run.returncode == 0, run.stderr
+    assert "started the job on 127.0.0.1" in run.stderr
+    plan = cli("plan", str(source), *refiner, "--json")
+    assert plan.returncode == 0, plan.stderr
+    planned = {row["name"]: row for row in json.loads(plan.stdout)}
+    host_copy = remote_dir_of(config, sshd).parent / "checkpoint"  # what the container ran
+    got = records(output)
+    assert sorted(str(r["name"]) for r in got) == ["one", "two"]
+    for record in got:
+        assert record["status"] == "ok" and record["model"] == str(host_copy)
+        row = planned[str(record["name"])]  # the container's plan is this machine's, in Qwen's arithmetic
+        assert [record[k] for k in ("width", "height", "frames")] == [
+            row[k] for k in ("width", "height", "frames")
+        ]
+        assert record["prompt_tokens"] == row["total_tokens"] and row["width"] % 28 == 0
+    again = cli("upsample-prompts", str(source), "-o", str(output), *args, "--remote")
+    assert again.returncode == 0 and "2 items (2 already done)" in again.stderr, again.stderr
+    assert "started the job" not in again.stderr
 
 
 def test_docker_mode_runs_text_only_items(remote_toml: Config, tmp_path: Path, docker_image: str) -> None:

@@ -338,3 +338,42 @@ def test_the_remote_docker_command_keeps_a_system_prompt_of_several_lines(
     ]
     assert "COSMOS_SYSTEM_PROMPT" in {head[i + 1] for i, part in enumerate(head) if part == "-e"}
     assert command.env["COSMOS_SYSTEM_PROMPT"] == system  # docker takes it from there, whole
+
+
+def test_the_remote_docker_command_mounts_the_checkpoint_dir_read_only(prompts: Path, tmp_path: Path) -> None:
+    """``--remote`` in docker mode with ``[docker] checkpoint_dir``: the run's model there is
+    mounted read-only at its own path, so the container reads its config.json (its family)."""
+    pytest.importorskip("paramiko")
+    from cosmos_workflow.config import RunOptions
+    from cosmos_workflow.engines import EngineConfig
+    from cosmos_workflow.executors.remote import RemoteConfig
+    from cosmos_workflow.executors.remote.command import RemotePaths, remote_command
+
+    tmp_path, prompts = tmp_path.resolve(), prompts.resolve()
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    options = RunOptions(engine=EngineConfig(engine="fake", model=str(checkpoint)))
+    config = RemoteConfig.model_validate(
+        {
+            "remote": {"host": "gpu", "user": "me", "mode": "docker"},
+            "remote_dir": str(tmp_path),
+            "image": "my/cosmos:1",
+            "checkpoint_dir": str(checkpoint),
+        }
+    )
+    folder = str(prompts.parent)
+    paths = RemotePaths(
+        batch=str(prompts), output=f"{folder}/out/results.json", clips=f"{folder}/clips", code=str(REPO),
+        wheel=f"{folder}/cosmos_workflow.whl", blobs=folder, job=folder, python=sys.executable,
+    )  # fmt: skip
+    command = remote_command(config, paths, options, gpus=0, container="cosmos-workflow-test")
+
+    run = subprocess.run(
+        command.argv, env=os.environ | command.env | {"DRY_RUN": "1"}, capture_output=True, text=True
+    )
+
+    assert run.returncode == 0, run.stderr
+    argv = shlex.split(run.stdout)
+    head = argv[: argv.index("my/cosmos:1")]
+    assert f"{checkpoint}:{checkpoint}:ro" in head
+    assert f"CHECKPOINT_DIR={checkpoint}" in head

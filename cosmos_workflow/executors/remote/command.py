@@ -5,6 +5,7 @@ same way a local ``--num-gpu`` launch passes them to its ranks (:mod:`..launcher
 exactly this run's settings whatever its own config says. Docker mode runs
 ``scripts/upsample_prompt.sh`` as shipped with the wheel, with ``DOCKER=1``: the image, the
 shipped code mounted read-only, the uploads and the job folder mounted at their own paths,
+``[docker] checkpoint_dir`` (the run's model there) mounted read-only at its own path,
 ``--gpus`` only when the host has a GPU, torchrun across ``gpus``, and cosmos-workflow run as the
 remote user (``CONTAINER_USER``: installed as root, then run with that uid and gid).
 Venv mode runs the CLI with the interpreter directly (``--num-gpu``: torchrun across ``gpus``).
@@ -102,6 +103,8 @@ def _docker_command(
         # the files it writes in remote_dir are the remote user's, not root's
         "CONTAINER_USER": owner,
     }
+    if config.checkpoint_dir:  # the run's model: the script mounts it read-only at its own path
+        env["CHECKPOINT_DIR"] = options.engine.model
     plan = options.plan
     # the script's NUM_GPU starts torchrun; the ranks it starts must not start their own
     flags = child_arguments(options.model_copy(update={"num_gpu": 1}))

@@ -48,6 +48,7 @@ from cosmos_workflow.executors.remote.job import JournalTail, RemoteJob
 from cosmos_workflow.executors.remote.settings import RemoteConfig
 from cosmos_workflow.executors.remote.ssh import Connection
 from cosmos_workflow.executors.remote.transfer import BLOBS, RemoteDir, safe_name
+from cosmos_workflow.families import family_name, family_name_of_config, family_title
 from cosmos_workflow.media import clip_path
 from cosmos_workflow.runner import record_warning
 from cosmos_workflow.specs.results import UpsampleRecord
@@ -66,7 +67,32 @@ _PLAN_FIELD = {"prompt_tokens": "total_tokens"}
 
 
 class PlanMismatchError(RemoteError):
-    """The host planned an item differently from this machine."""
+    """The host planned an item differently from this machine, or its checkpoint is of another
+    model family."""
+
+
+#: the most of a host checkpoint's config.json read to learn its family
+_CONFIG_CAP = 1 << 20
+
+
+def host_family(connection: Connection, model: str) -> str | None:
+    """The family (``Family.name``) of the host's checkpoint ``model``, read over SFTP: its
+    config.json, else Pixtral for a Mistral-format folder (params.json or tekken.json). None where
+    it cannot be told: a model name, not a folder there, neither file, an unreadable config.json."""
+    folder = connection.expand(model)
+    if not posixpath.isabs(folder):
+        return None
+    sftp = connection.sftp()
+    try:
+        names = set(sftp.listdir(folder))
+        if "config.json" not in names:
+            mistral = bool(names & {"params.json", "tekken.json"})
+            return family_name_of_config(None, folder) if mistral else None
+        with sftp.open(posixpath.join(folder, "config.json"), "rb") as handle:
+            data = json.loads(handle.read(_CONFIG_CAP))
+    except (OSError, ValueError):
+        return None
+    return family_name_of_config(data, f"the host's checkpoint {folder}")
 
 
 def uses_video(job: Job) -> bool:
@@ -189,6 +215,7 @@ class _RemoteRun:
     # -- the run ------------------------------------------------------------------------------------
 
     def go(self, jobs: list[Job]) -> None:
+        self._check_family()
         videos = self._upload_videos(jobs)
         self.encoder = self._upload_encoder()
         pending = {job.item.name: _Pending(job, videos.get(job.item.video_path)) for job in jobs}
@@ -216,6 +243,23 @@ class _RemoteRun:
                 self.folder.path(self.job.file("job.log")),
             )
 
+    def _check_family(self) -> None:
+        """Refuse before anything is sent when the host's checkpoint is of another family than
+        this machine's model: every plan would differ (else found out at the first record, after
+        the host loaded the model and ran a batch). Where the host's checkpoint cannot be read
+        (a model name), the per-record check stays the safety net."""
+        model = self.executor.remote_model(self.options)
+        there = host_family(self.connection, model)
+        here = family_name(self.options.engine.model)
+        if there is None or there == here:
+            return
+        raise PlanMismatchError(
+            f"the host's checkpoint {model} is {family_title(there)}, but --model "
+            f"{self.options.engine.model} here is {family_title(here)}; run the same checkpoint on "
+            "both sides: pass this machine's copy with --model, or set [docker] checkpoint_dir to "
+            "the host's copy of it"
+        )
+
     def _run_to_end(self, stream: _Stream) -> None:
         """Follow the job until it ends; Ctrl-C / SIGTERM (KeyboardInterrupt, the CLI's
         Interrupted) stop it on the host too."""
@@ -241,7 +285,7 @@ class _RemoteRun:
         if clips:
             self.folder.makedirs(f"{self.job.dir}/clips")
         gpus = min(self.config.remote.gpus, len(gpu_names(self.connection)))
-        model = self.executor.remote_model(self.options)
+        model = self.connection.expand(self.executor.remote_model(self.options))
         wanted = self.options.model_copy(update={"force": False}) if follow_up else self.options
         options = remote_options(
             wanted, model=model, clips_dir=clips, num_gpu=gpus, encoder_tokenizer=self.encoder
