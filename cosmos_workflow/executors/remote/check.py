@@ -171,7 +171,7 @@ def _image(config: RemoteConfig, connection: Connection) -> CheckResult:
 
 def torch_version(connection: Connection, python: list[str]) -> tuple[str | None, str]:
     """torch's version in the host's interpreter ``python`` (an argv), or None and why it does not
-    import (the engines that run models need it; only fake and openai run without)."""
+    import (the engines that run a model need it; those that run none, ``needs_gpu = False``, do not)."""
     result = connection.run([*python, "-c", TORCH_PROBE], check=False, timeout=600)
     if result.returncode == 0 and result.stdout.strip():
         return result.stdout.strip().splitlines()[-1], ""
