@@ -65,11 +65,12 @@ from cosmos_workflow.engines.tiny_qwen import PREPROCESSOR_CONFIG, tiny_qwen_con
 
 #: Qwen2.5-VL-7B-Instruct's sizes (Cosmos-Reason1-7B's): a 28-layer 3584-wide decoder with 28 query
 #: and 4 KV heads, a 32-block 1280-wide windowed vision tower merging 2x2 patches.
+QWEN_7B_LAYERS = 28
 QWEN_7B_TEXT = {
     "vocab_size": 152064,
     "hidden_size": 3584,
     "intermediate_size": 18944,
-    "num_hidden_layers": 28,
+    "num_hidden_layers": QWEN_7B_LAYERS,
     "num_attention_heads": 28,
     "num_key_value_heads": 4,
     "max_position_embeddings": 128000,
@@ -116,7 +117,7 @@ def model_config(size: str) -> Any:
             setattr(config.text_config, key, value)
         if getattr(config.text_config, "layer_types", None):  # one entry a layer, as the config checks
             kind = config.text_config.layer_types[0]
-            config.text_config.layer_types = [kind] * QWEN_7B_TEXT["num_hidden_layers"]
+            config.text_config.layer_types = [kind] * QWEN_7B_LAYERS
         for key, value in QWEN_7B_VISION.items():
             setattr(config.vision_config, key, value)
     return config
@@ -296,16 +297,14 @@ def pipeline_route(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     answered = [r for r in records if r.finish_reason in ("stop", "length")]
     engine.close()
     return {
-        "route": "our pipeline, --engine vllm (planning, decoding, journal included)",
-        "start_s": started_s,
-        "requests": len(records),
-        "seconds": seconds,
-        "requests_per_s": len(records) / seconds,
-        "output_tokens_per_s": sum(completions) / seconds,
-        "first_result_s": first[0] if first else None,
-        "last_result_since_process_start_s": time.perf_counter() - PROCESS_START,
-        "prompt_tokens": [min(prompts), max(prompts)],
-        "completion_tokens": [min(completions), max(completions)],
+        **route_figures(
+            "our pipeline, --engine vllm (planning, decoding, journal included)",
+            started_s,
+            seconds,
+            prompts,
+            completions,
+            first_result_s=first[0] if first else None,
+        ),
         "frame_sizes": sorted({f"{r.width}x{r.height}" for r in records}),
         "statuses": dict(result.counts),
         "count_mismatches": sum(PROMPT_COUNT_MISMATCH in (r.warning or "") for r in records),
@@ -363,16 +362,37 @@ def bare_route(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     lengths = [len(o.prompt_token_ids) for o in outputs]
     completions = [len(o.outputs[0].token_ids) for o in outputs]
+    # LLM.generate returns every answer at once: the first result is the last
+    return route_figures(
+        "bare vLLM (LLM.generate, our plan's frames as a video, its own processor)",
+        started_s,
+        seconds,
+        lengths,
+        completions,
+        first_result_s=seconds,
+    )
+
+
+def route_figures(
+    route: str,
+    started_s: float,
+    seconds: float,
+    prompts: Sequence[int],
+    completions: Sequence[int],
+    *,
+    first_result_s: float | None,
+) -> dict[str, Any]:
+    """The figures both vLLM routes report: requests/s, tokens/s, first and last result, ranges."""
     return {
-        "route": "bare vLLM (LLM.generate, our plan's frames as a video, its own processor)",
+        "route": route,
         "start_s": started_s,
-        "requests": len(outputs),
+        "requests": len(prompts),
         "seconds": seconds,
-        "requests_per_s": len(outputs) / seconds,
+        "requests_per_s": len(prompts) / seconds,
         "output_tokens_per_s": sum(completions) / seconds,
-        "first_result_s": seconds,  # LLM.generate returns every answer at once
+        "first_result_s": first_result_s,
         "last_result_since_process_start_s": time.perf_counter() - PROCESS_START,
-        "prompt_tokens": [min(lengths), max(lengths)],
+        "prompt_tokens": [min(prompts), max(prompts)],
         "completion_tokens": [min(completions), max(completions)],
     }
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -305,32 +306,13 @@ def test_the_remote_docker_command_keeps_a_system_prompt_of_several_lines(
     pytest.importorskip("paramiko")
     from cosmos_workflow.config import RunOptions
     from cosmos_workflow.engines import EngineConfig
-    from cosmos_workflow.executors.remote import RemoteConfig
-    from cosmos_workflow.executors.remote.command import RemotePaths, remote_command
 
     tmp_path, prompts = tmp_path.resolve(), prompts.resolve()
     system = "Describe the video.\n\nOne paragraph, no list."
     options = RunOptions(engine=EngineConfig(engine="fake", model="fake"), plan={"system_prompt": system})
-    config = RemoteConfig.model_validate(
-        {
-            "remote": {"host": "gpu", "user": "me", "mode": "docker"},
-            "remote_dir": str(tmp_path),
-            "image": "my/cosmos:1",
-        }
-    )
-    folder = str(prompts.parent)
-    paths = RemotePaths(
-        batch=str(prompts), output=f"{folder}/out/results.json", clips=f"{folder}/clips", code=str(REPO),
-        wheel=f"{folder}/cosmos_workflow.whl", blobs=folder, job=folder, python=sys.executable,
-    )  # fmt: skip
-    command = remote_command(config, paths, options, gpus=0, container="cosmos-workflow-test")
+    config = _remote_docker_config(tmp_path)
+    command, argv = _remote_docker_dry_run(prompts, config, options)
 
-    run = subprocess.run(
-        command.argv, env=os.environ | command.env | {"DRY_RUN": "1"}, capture_output=True, text=True
-    )
-
-    assert run.returncode == 0, run.stderr
-    argv = shlex.split(run.stdout)
     head = argv[: argv.index("my/cosmos:1")]
     assert argv[argv.index("my/cosmos:1") + 1 :][:2] == [
         "bash",
@@ -346,34 +328,46 @@ def test_the_remote_docker_command_mounts_the_checkpoint_dir_read_only(prompts: 
     pytest.importorskip("paramiko")
     from cosmos_workflow.config import RunOptions
     from cosmos_workflow.engines import EngineConfig
-    from cosmos_workflow.executors.remote import RemoteConfig
-    from cosmos_workflow.executors.remote.command import RemotePaths, remote_command
 
     tmp_path, prompts = tmp_path.resolve(), prompts.resolve()
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
     options = RunOptions(engine=EngineConfig(engine="fake", model=str(checkpoint)))
-    config = RemoteConfig.model_validate(
+    config = _remote_docker_config(tmp_path, checkpoint_dir=str(checkpoint))
+    _, argv = _remote_docker_dry_run(prompts, config, options)
+
+    head = argv[: argv.index("my/cosmos:1")]
+    assert f"{checkpoint}:{checkpoint}:ro" in head
+    assert f"CHECKPOINT_DIR={checkpoint}" in head
+
+
+def _remote_docker_config(remote_dir: Path, **docker: str) -> Any:
+    """A docker-mode ``RemoteConfig`` (image ``my/cosmos:1``) with ``docker``'s extra settings."""
+    from cosmos_workflow.executors.remote import RemoteConfig
+
+    return RemoteConfig.model_validate(
         {
             "remote": {"host": "gpu", "user": "me", "mode": "docker"},
-            "remote_dir": str(tmp_path),
+            "remote_dir": str(remote_dir),
             "image": "my/cosmos:1",
-            "checkpoint_dir": str(checkpoint),
+            **docker,
         }
     )
+
+
+def _remote_docker_dry_run(prompts: Path, config: Any, options: Any) -> tuple[Any, list[str]]:
+    """The ``--remote`` docker command for ``prompts``, run with DRY_RUN=1: the command and the
+    argv the script would have run."""
+    from cosmos_workflow.executors.remote.command import RemotePaths, remote_command
+
     folder = str(prompts.parent)
     paths = RemotePaths(
         batch=str(prompts), output=f"{folder}/out/results.json", clips=f"{folder}/clips", code=str(REPO),
         wheel=f"{folder}/cosmos_workflow.whl", blobs=folder, job=folder, python=sys.executable,
     )  # fmt: skip
     command = remote_command(config, paths, options, gpus=0, container="cosmos-workflow-test")
-
     run = subprocess.run(
         command.argv, env=os.environ | command.env | {"DRY_RUN": "1"}, capture_output=True, text=True
     )
-
     assert run.returncode == 0, run.stderr
-    argv = shlex.split(run.stdout)
-    head = argv[: argv.index("my/cosmos:1")]
-    assert f"{checkpoint}:{checkpoint}:ro" in head
-    assert f"CHECKPOINT_DIR={checkpoint}" in head
+    return command, shlex.split(run.stdout)
