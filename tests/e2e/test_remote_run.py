@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cosmos_workflow.executors.remote.executor import container_name
 from tests.sshd import Sshd
 from tests.videos import make_video
 
@@ -344,12 +345,16 @@ def test_docker_mode_runs_a_real_container(
     assert run.returncode == 0, run.stderr
     assert [r["status"] for r in records(output)] == ["ok", "ok"]
     assert all(Path(str(r["preprocessed_video"])).is_file() for r in records(output))
-    log = (job_dir(config, sshd) / "job.log").read_text()
+    job = job_dir(config, sshd)
+    log = (job / "job.log").read_text()
     assert "installing cosmos-workflow from /opt/cosmos-workflow/cosmos_workflow-" in log
+    # this job's own container (other tests' containers may be running beside it under xdist)
+    container = container_name(job.name)
     leftover = subprocess.run(
-        ["docker", "ps", "-a", "--filter", "name=cosmos-workflow-", "--format", "{{.Names}}"],
+        ["docker", "ps", "-a", "--filter", f"name=^{container}$", "--format", "{{.Names}}"],
         capture_output=True,
         text=True,
+        check=True,
     )
     assert leftover.stdout.strip() == ""  # --rm: the container is gone
 

@@ -101,6 +101,12 @@ def uses_video(job: Job) -> bool:
     return job.video is not None and job.plan.status != "text_only"
 
 
+def container_name(job_id: str) -> str:
+    """The Docker container's name for the job ``job_id`` (docker mode): one per job, so ``docker rm -f``
+    stops this job's container and no other."""
+    return f"cosmos-workflow-{job_id[-16:]}"
+
+
 @dataclass
 class _Pending:
     """A job waiting for its record from the host."""
@@ -192,7 +198,7 @@ class _RemoteRun:
         job_id = executor.job_id(run.options)
         #: the encoder tokenizer's copy on the host (absolute), once uploaded
         self.encoder: str | None = None
-        self.container = f"cosmos-workflow-{job_id[-16:]}"
+        self.container = container_name(job_id)
         self.job = RemoteJob(folder, job_id, container=self.container if self._docker else None)
 
     @property
