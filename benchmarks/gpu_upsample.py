@@ -526,15 +526,25 @@ ABLATIONS: dict[str, dict[str, str | int | float | bool | None]] = {
 }
 
 
+#: the prefill ablation's settings: unfused, fused, fused with the shared prefill (share_prefix)
+PREFILL_VARIANTS: dict[str, dict[str, str | int | float | bool | None]] = {
+    "off": {"fuse_prefill": "off", "share_prefix": False},
+    "shared": {"fuse_prefill": "inductor", "share_prefix": True},
+    "inductor": {"fuse_prefill": "inductor", "share_prefix": False},
+}
+
+
 def prefill_ablation(engine: Any, batch: Sequence[EncodedRequest], repeats: int = 2) -> dict[str, Any]:
-    """Prefill time (1-token answers) of one batch, fused (``fuse_prefill=inductor``) and unfused,
-    alternated ``repeats`` times in this process; the engine is left fused."""
-    seconds: dict[str, list[float]] = {"inductor": [], "off": []}
+    """Prefill time (1-token answers) of one batch, unfused, fused (``fuse_prefill=inductor``) and
+    fused with each video's frames prefilled once (``share_prefix``), alternated ``repeats`` times
+    in this process; the engine is left fused, unshared."""
+    seconds: dict[str, list[float]] = {name: [] for name in PREFILL_VARIANTS}
     for _ in range(repeats):
-        for fuse in ("off", "inductor"):
-            seconds[fuse].append(time_generate(engine.with_options({"fuse_prefill": fuse}), batch, 1))
-    figures = {fuse: {"median_s": statistics.median(s), "runs_s": s} for fuse, s in seconds.items()}
+        for name, options in PREFILL_VARIANTS.items():
+            seconds[name].append(time_generate(engine.with_options(options), batch, 1))
+    figures = {name: {"median_s": statistics.median(s), "runs_s": s} for name, s in seconds.items()}
     figures["speedup"] = figures["off"]["median_s"] / figures["inductor"]["median_s"]
+    figures["shared_speedup"] = figures["inductor"]["median_s"] / figures["shared"]["median_s"]
     print(f"[prefill ablation] batch {len(batch)}: {figures}", flush=True)
     return figures
 
@@ -573,7 +583,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help="after the main run, the first N requests again (renamed) as a second workload, same engine",
     )
-    parser.add_argument("--prefill-ablation", action="store_true", help="prefill fused vs unfused, one batch")
+    parser.add_argument(
+        "--prefill-ablation", action="store_true", help="prefill unfused, fused and shared (one batch)"
+    )
+    parser.add_argument(
+        "--share-prefix",
+        action="store_true",
+        help="the fast path prefills each video's frames once per batch (engine option share_prefix)",
+    )
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--videos", type=int, default=32)
     parser.add_argument("--workers", type=int, default=8, help="preprocessing threads")
@@ -678,6 +695,7 @@ def fast_options(args: argparse.Namespace) -> dict[str, str | int | float | bool
         "decode_attention": args.decode_attention,
         "decode_loop": args.decode_loop,
         "fuse_prefill": args.fuse_prefill,
+        "share_prefix": args.share_prefix,
         "compile": True,
         "compile_cache": args.compile_cache,
         "ignore_eos": True,

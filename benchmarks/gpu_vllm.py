@@ -209,12 +209,19 @@ def _conversation(uris: Sequence[str], prompt: str) -> list[dict[str, Any]]:
 
 
 def pipeline(
-    out: Path, engine_name: str, workers: int, model: str, *, name: str, compile_cache: Path | None
+    out: Path,
+    engine_name: str,
+    workers: int,
+    model: str,
+    *,
+    name: str,
+    compile_cache: Path | None,
+    engine_options: dict[str, str],
 ) -> None:
     from cosmos_workflow.api import tokenizer_for
     from cosmos_workflow.engines import EngineConfig, load_engine
 
-    options: dict[str, str | int | float | bool | None] = {"ignore_eos": True}
+    options: dict[str, str | int | float | bool | None] = {"ignore_eos": True, **engine_options}
     if engine_name == "hf":
         # a folder of kernels compiled by an earlier run is a warm start; empty (the default), a cold one
         options["compile_cache"] = str(compile_cache or out / "hf-compile-cache")
@@ -237,6 +244,7 @@ def pipeline(
         name,
         {
             "route": f"our pipeline, --engine {engine_name} (planning, decoding, journal included)",
+            "engine_options": engine_options,
             "start_s": built,
             **main,
             "boundary": edge,
@@ -359,6 +367,13 @@ def _exactness(edge: dict[str, Any]) -> dict[str, Any]:
     return {k: edge[k] for k in keys}
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -372,6 +387,14 @@ def main() -> None:
     parser.add_argument("--model", default=MODEL, help="our pipeline's model (tiny-random: a CPU smoke test)")
     parser.add_argument("--name", help="the results file's name for vllm/hf/bare (default: the phase's)")
     parser.add_argument("--compile-cache", type=Path, help="hf: kernels compiled before (a warm start)")
+    parser.add_argument(
+        "--engine-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_key_value,
+        help="vllm/hf: an engine option of our pipeline, e.g. share_prefix=true (repeatable)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -389,6 +412,7 @@ def main() -> None:
             args.model,
             name=args.name or args.phase,
             compile_cache=args.compile_cache,
+            engine_options=dict(args.engine_option),
         )
 
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.engines.base import SamplingParams
 from cosmos_workflow.engines.hf.batch import round_up
+from cosmos_workflow.engines.hf.shared_prefix import SharedBatch
 
 if TYPE_CHECKING:
     import torch
@@ -90,19 +91,31 @@ class StaticDecoder:
         self._cache_name = "cache" if "cache" in parameters else "past_key_values"
 
     def decode(
-        self, inputs: dict[str, Any], sampling: SamplingParams, stops: Stops, *, compiled: bool, flex: bool
+        self,
+        inputs: dict[str, Any] | SharedBatch,
+        sampling: SamplingParams,
+        stops: Stops,
+        *,
+        compiled: bool,
+        flex: bool,
     ) -> torch.Tensor:
         """Answer tokens (batch, ``sampling.max_tokens``) on the model's device, padded after EOS.
 
-        ``compiled``: decoding steps through the compiled forward (CUDA graphs); ``flex``: their
-        attention reads a block mask of the filled cache blocks (decode_attention=flex).
+        ``inputs``: the batch's model inputs, or a :class:`SharedBatch` (requests that share their
+        images prefill them once: ``shared_prefix``). ``compiled``: decoding steps through the
+        compiled forward (CUDA graphs); ``flex``: their attention reads a block mask of the filled
+        cache blocks (decode_attention=flex).
         """
-        mask = inputs["attention_mask"]
+        mask = inputs.attention_mask if isinstance(inputs, SharedBatch) else inputs["attention_mask"]
         batch, prompt = mask.shape
         cache, length = self._static_cache(batch, cache_length(prompt, sampling.max_tokens))
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         state = _Answers(batch, sampling.max_tokens, stops, mask.device)
-        token = state.record(0, choose(self._prefill(inputs, positions, cache), sampling, stops))
+        if isinstance(inputs, SharedBatch):
+            logits = self._prefill_shared(inputs, positions, cache)
+        else:
+            logits = self._prefill(inputs, positions, cache)
+        token = state.record(0, choose(logits, sampling, stops))
         allowed = _allowed(mask, length)
         forward = self._forward(compiled)
         last = positions[:, -1]
@@ -124,6 +137,41 @@ class StaticDecoder:
         logits: torch.Tensor = output.logits[:, -1, :].float()
         return logits
 
+    def _prefill_shared(self, shared: SharedBatch, positions: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Each distinct prefix (and its images) once into a cache of its own, its keys and values
+        copied into the rows of every request that has it, then each request's text after it."""
+        from transformers import StaticCache
+
+        mask = shared.prefix["attention_mask"]
+        width = mask.shape[1]
+        prefixes = StaticCache(config=self._text_config(), max_cache_len=width)
+        self._model(
+            **shared.prefix,
+            position_ids=(mask.cumsum(-1) - 1).masked_fill(mask == 0, 0),
+            logits_to_keep=1,
+            use_cache=True,
+            **{self._cache_name: prefixes},
+        )
+        layers: list[Any] = list(prefixes.layers)
+        for index, layer in enumerate(layers):
+            cache.update(
+                layer.keys.index_select(0, shared.rows), layer.values.index_select(0, shared.rows), index
+            )
+        del prefixes
+        output = self._model(
+            input_ids=shared.text,
+            attention_mask=shared.attention_mask,
+            position_ids=positions[:, width:],
+            logits_to_keep=1,
+            use_cache=True,
+            **{self._cache_name: cache},
+        )
+        logits: torch.Tensor = output.logits[:, -1, :].float()
+        return logits
+
+    def _text_config(self) -> Any:
+        return self._model.config.get_text_config(decoder=True)
+
     def _static_cache(self, batch: int, length: int) -> tuple[Any, int]:
         """The batch's KV cache and its length: the last one, reset, when it has as many rows and at
         least ``length`` slots; else a new one of ``length`` slots."""
@@ -135,8 +183,7 @@ class StaticDecoder:
         from transformers import StaticCache
 
         self._cache = None  # let the old buffers go before the new ones are made
-        text = self._model.config.get_text_config(decoder=True)
-        self._cache = StaticCache(config=text, max_cache_len=length)
+        self._cache = StaticCache(config=self._text_config(), max_cache_len=length)
         self._cache_shape = (batch, length)
         return self._cache, length
 

@@ -23,6 +23,7 @@ from cosmos_workflow.engines.hf.device import (
 )
 from cosmos_workflow.engines.hf.kernels import chunk_decoder_tokens, chunk_vision_tower, use_gqa_decode
 from cosmos_workflow.engines.hf.options import HFOptions
+from cosmos_workflow.engines.hf.shared_prefix import SharedBatch, group_prefixes, shared_batch_tensors
 from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError
 from cosmos_workflow.tokenizer import TEKKEN_FILE, Tokenizer, load_tokenizer, tokenizer_path_for
 
@@ -145,10 +146,7 @@ class HFEngine(HFBase):
     ) -> list[Generation]:
         import torch
 
-        batch = hf_batch_tensors(requests, PAD_ID, bucket=self.options.batch_bucket)
-        inputs = {name: tensor.to(self.device) for name, tensor in batch.items()}
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
+        inputs = self._inputs(requests)
         try:
             with torch.inference_mode(), self._seeded(sampling.seed):
                 new_tokens = self._decode(inputs, sampling)
@@ -157,7 +155,7 @@ class HFEngine(HFBase):
                 del inputs
                 decoder_for(self._model).close()
                 release_failed_call(exc, torch)
-                tokens = int(batch["attention_mask"].sum())
+                tokens = sum(r.num_tokens for r in requests)
                 raise GPUOutOfMemoryError(
                     f"a batch of {len(requests)} requests ({tokens} prompt tokens) did not fit in "
                     f"{self.device} memory; retry with a smaller --batch-size"
@@ -170,10 +168,31 @@ class HFEngine(HFBase):
             self._to_generation(r, tokens, sampling) for r, tokens in zip(requests, new_tokens, strict=True)
         ]
 
-    def _decode(self, inputs: dict[str, Any], sampling: SamplingParams) -> list[list[int]]:
-        """Each request's answer tokens: through the engine's own loop (``decode_loop``) or
-        transformers' ``generate``."""
-        if not self.options.decode_loop:
+    def _inputs(self, requests: Sequence[EncodedRequest]) -> dict[str, Any] | SharedBatch:
+        """The batch's model inputs on the device: with ``share_prefix``, a :class:`SharedBatch`
+        when some requests share their images, else the left-padded batch."""
+        bucket = self.options.batch_bucket
+        groups = group_prefixes(requests, self._tokenizer.image_ids[2]) if self.options.share_prefix else None
+        if groups is not None:
+            logger.info(
+                "hf engine: %d requests share %d prefixes (%d prompt tokens not prefilled again)",
+                len(requests),
+                len(groups.leaders),
+                groups.shared_tokens,
+            )
+            return shared_batch_tensors(requests, groups, PAD_ID, bucket=bucket).to(
+                self.device, self._model.dtype
+            )
+        batch = hf_batch_tensors(requests, PAD_ID, bucket=bucket)
+        inputs = {name: tensor.to(self.device) for name, tensor in batch.items()}
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
+        return inputs
+
+    def _decode(self, inputs: dict[str, Any] | SharedBatch, sampling: SamplingParams) -> list[list[int]]:
+        """Each request's answer tokens: through the engine's own loop (``decode_loop``; a shared
+        prefill is only made for it) or transformers' ``generate``."""
+        if isinstance(inputs, dict) and not self.options.decode_loop:
             output = self._model.generate(**inputs, **self._generate_kwargs(sampling))
             new_tokens: list[list[int]] = output[:, inputs["input_ids"].shape[1] :].tolist()
             return new_tokens

@@ -30,6 +30,7 @@ KNOWN_OPTIONS = (
     "ignore_eos",
     "decode_loop",
     "fuse_prefill",
+    "share_prefix",
 )
 
 
@@ -56,6 +57,9 @@ class HFOptions:
     ``fuse_prefill``: several-token calls of the decoder's RMS norms and MLPs go through compiled
     functions (``prefill.py``): ``inductor`` (the CUDA default; ``true`` means it), or ``off`` (the
     CPU default; ``false``), or ``eager`` (traced, not fused: tests).
+    ``share_prefix``: with ``decode_loop``, requests of a batch that share their images (the same
+    video, other prompts) prefill them once (``shared_prefix.py``); off by default until measured
+    on a GPU (BENCHMARKS.md).
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -71,6 +75,7 @@ class HFOptions:
     ignore_eos: bool = False
     decode_loop: bool = False
     fuse_prefill: str = "off"
+    share_prefix: bool = False
 
     @classmethod
     def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
@@ -107,6 +112,7 @@ class HFOptions:
             prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
             ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
             decode_loop=loop,
+            share_prefix=loop and _as_bool(options.get("share_prefix"), default=False, name="share_prefix"),
         )
 
 

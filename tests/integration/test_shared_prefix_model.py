@@ -1,0 +1,94 @@
+"""A shared prefill (``share_prefix``) on the tiny Pixtral model: the answers of the plain
+prefill, with each distinct prefix computed once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, SamplingParams
+from cosmos_workflow.engines.hf import load
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
+SAMPLED = SamplingParams(temperature=0.8, top_p=0.9, max_tokens=12, seed=7)
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_model: Path) -> list[EncodedRequest]:
+    """Prompt variants on two videos, mixed with text-only requests, in no particular order."""
+    from cosmos_workflow.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model / "tekken.json")
+    rng = np.random.default_rng(0)
+    wide = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(2)]
+    tall = [rng.integers(0, 256, (128, 48, 3), dtype=np.uint8)]
+
+    def encode(key: str, prompt: str, frames: list[np.ndarray]) -> EncodedRequest:
+        encoding = tokenizer.encode(prompt, frames)
+        return EncodedRequest(
+            key=key,
+            prompt=prompt,
+            token_ids=encoding.token_ids,
+            frames=frames,
+            pixel_values=encoding.pixel_values,
+        )
+
+    return [
+        encode("wide-1", "a red car turns left", wide),
+        encode("tall-1", "a dog walks along the river at dawn", tall),
+        encode("wide-2", "the car stops at the light and waits for a long while", wide),
+        encode("text-1", "a quiet street", []),
+        encode("wide-3", "rain", wide),
+        encode("tall-2", "the dog runs", tall),
+        encode("text-2", "a busy street at noon with people", []),
+    ]
+
+
+def answers(
+    tiny_model: Path, requests: list[EncodedRequest], sampling: SamplingParams, share: bool
+) -> list[str]:
+    options = {"static_cache": True, "share_prefix": share}
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        assert engine.options.share_prefix is share
+        return [g.text for g in engine.generate(requests, sampling)]
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled-with-seed"])
+def test_a_shared_prefill_gives_the_plain_prefills_answers(
+    tiny_model: Path, variants: list[EncodedRequest], sampling: SamplingParams
+) -> None:
+    plain = answers(tiny_model, variants, sampling, share=False)
+    assert answers(tiny_model, variants, sampling, share=True) == plain
+    assert len(set(plain)) >= 5  # the variants' answers differ: each request got its own text
+
+
+def test_each_distinct_prefix_is_prefilled_once(tiny_model: Path, variants: list[EncodedRequest]) -> None:
+    calls: list[tuple[int, int]] = []
+    options = {"static_cache": True, "share_prefix": True}
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        model: Any = engine._model
+        decoder = model.model.language_model
+
+        def seen(_module: Any, args: Any, kwargs: Any) -> None:
+            embeds = kwargs.get("inputs_embeds")
+            calls.append(tuple(embeds.shape[:2]) if embeds is not None else tuple(kwargs["input_ids"].shape))
+
+        handle = decoder.register_forward_pre_hook(seen, with_kwargs=True)
+        try:
+            engine.generate(variants, GREEDY)
+        finally:
+            handle.remove()
+    prefixes, texts, *steps = calls
+    assert prefixes[0] == 3  # wide, tall and the text-only requests' BOS
+    assert texts[0] == len(variants)
+    assert texts[1] < prefixes[1]  # the text after the images only
+    assert all(step == (len(variants), 1) for step in steps)
+
+
+def test_share_prefix_needs_the_own_decoding_loop(tiny_model: Path) -> None:
+    options = {"static_cache": True, "decode_loop": False, "share_prefix": True}
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        assert engine.options.share_prefix is False

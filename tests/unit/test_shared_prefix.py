@@ -1,0 +1,67 @@
+"""The grouping and layout of a shared prefill (engines/hf/shared_prefix.py), without a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cosmos_workflow.engines.base import EncodedRequest
+from cosmos_workflow.engines.hf.shared_prefix import group_prefixes, prefix_end, shared_batch_tensors
+
+BOS, INST, END_INST, IMG, BREAK, END, PAD = 1, 3, 4, 10, 12, 13, 11
+A = np.full((3, 2, 2), 0.5, dtype=np.float32)
+B = np.full((3, 2, 2), -0.5, dtype=np.float32)
+
+
+def request(key: str, text: list[int], images: list[np.ndarray]) -> EncodedRequest:
+    runs = [t for _ in images for t in (IMG, IMG, BREAK, IMG, IMG, END)]
+    return EncodedRequest(
+        key=key, prompt=key, token_ids=[BOS, INST, *runs, *text, END_INST], pixel_values=[*images]
+    )
+
+
+def test_a_prefix_ends_after_the_last_image_or_after_bos() -> None:
+    assert prefix_end(request("x", [50, 51], [A, A]).token_ids, END) == 2 + 12
+    assert prefix_end(request("x", [50, 51], []).token_ids, END) == 1
+
+
+def test_requests_with_the_same_tokens_and_pixels_share_a_prefix() -> None:
+    batch = [
+        request("a1", [50], [A]),
+        request("b1", [51, 52], [B]),  # the same tokens as a's images, other pixels
+        request("a2", [53, 54, 55], [A]),
+        request("two", [56], [A, A]),  # more images: another prefix
+        request("t1", [57], []),
+        request("t2", [58, 59], []),  # text only: BOS is shared
+    ]
+    groups = group_prefixes(batch, END)
+    assert groups is not None
+    assert groups.group == (0, 1, 0, 2, 3, 3)
+    assert groups.leaders == (0, 1, 3, 4)
+    assert groups.shared_tokens == 8 + 1  # a2's prefix of 8 tokens, t2's BOS
+
+
+def test_nothing_shared_or_nothing_after_the_images_means_no_shared_prefill() -> None:
+    assert group_prefixes([request("a", [50], [A]), request("b", [50], [B])], END) is None
+    bare = EncodedRequest(key="x", prompt="x", token_ids=[BOS, INST, IMG, END], pixel_values=[A])
+    assert group_prefixes([bare, bare], END) is None
+
+
+def test_the_layout_gives_each_request_its_own_tokens_at_its_own_positions() -> None:
+    batch = [
+        request("a1", [50], [A]),
+        request("t1", [57, 58, 59, 60], []),
+        request("a2", [53, 54, 55], [A]),
+    ]
+    groups = group_prefixes(batch, END)
+    assert groups is not None
+    shared = shared_batch_tensors(batch, groups, PAD, bucket=4)
+    assert shared.prefix["input_ids"].shape == (2, 8)  # two prefixes, bucketed to 4
+    assert shared.rows.tolist() == [0, 1, 0]
+    assert shared.prefix["pixel_values"].shape[0] == 1  # a's image once
+    whole = torch.cat([shared.prefix["input_ids"][shared.rows], shared.text], dim=1)
+    mask = shared.attention_mask.bool()
+    positions = shared.attention_mask.cumsum(-1) - 1
+    for row, request_ in enumerate(batch):
+        assert whole[row][mask[row]].tolist() == list(request_.token_ids)
+        assert positions[row][mask[row]].tolist() == list(range(request_.num_tokens))
