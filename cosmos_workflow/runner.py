@@ -177,7 +177,8 @@ class Runner:
         self, pool: ThreadPoolExecutor, jobs: list[Job], save: Callable[[list[UpsampleRecord]], None]
     ) -> None:
         """Feed a streaming engine requests in input order as they are prepared, and save each
-        answer as it comes. Answers to redo (cut off, or too long for the engine) wait for the end."""
+        answer as it comes. Answers to redo (cut off, or too long for the engine) wait for the end.
+        ``first_batch`` has no part here: the engine schedules the requests itself."""
         sent: dict[str, Job] = {}
 
         def requests() -> Iterator[EncodedRequest]:
