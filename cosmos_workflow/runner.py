@@ -141,6 +141,9 @@ class Runner:
         self.options = options
         self.journal = journal
         self.batch_size = options.batch_size if isinstance(options.batch_size, int) else 8
+        #: the first batch's size (0: the first is as the others); never above ``batch_size``
+        #: with a fixed one, nor above what fits with 'auto'
+        self.first_batch = min(options.first_batch, self.batch_size)
 
     @functools.cached_property
     def tokenizer(self) -> Family:
@@ -174,7 +177,8 @@ class Runner:
         self, pool: ThreadPoolExecutor, jobs: list[Job], save: Callable[[list[UpsampleRecord]], None]
     ) -> None:
         """Feed a streaming engine requests in input order as they are prepared, and save each
-        answer as it comes. Answers to redo (cut off, or too long for the engine) wait for the end."""
+        answer as it comes. Answers to redo (cut off, or too long for the engine) wait for the end.
+        ``first_batch`` has no part here: the engine schedules the requests itself."""
         sent: dict[str, Job] = {}
 
         def requests() -> Iterator[EncodedRequest]:
@@ -260,19 +264,23 @@ class Runner:
         """With ``batch_size`` 'auto': what fits the engine's free memory for the longest planned
         request (``longest`` prompt tokens; 8 if the engine cannot say), evened out over ``count``
         requests when known: as few batches as fit, of equal size (1024 requests where 335 fit:
-        4 of 256, not 3 of 335 and one of 19, a shape the GPU would compile again for)."""
+        4 of 256, not 3 of 335 and one of 19, a shape the GPU would compile again for). With
+        ``first_batch``, a first batch of that many (at most what fits), the rest evened out
+        (:func:`ramped_batch_sizes`)."""
         if self.options.batch_size != "auto":
             return
         estimate = getattr(self.engine, "max_batch_size", None)
         fits = max(1, int(estimate(longest, self.options.sampling.max_tokens)) if callable(estimate) else 8)
-        size = evened_batch_size(count, fits) if count else fits
+        first, size = ramped_batch_sizes(count, fits, self.options.first_batch) if count else (0, fits)
         log.info("batch size %d (auto: %d fit for requests of up to %d prompt tokens)", size, fits, longest)
-        self.batch_size = size
+        if first:
+            log.info("first batch %d (first_batch), so the first answers come early", first)
+        self.batch_size, self.first_batch = size, first
 
     def _prepared_batches(self, pool: ThreadPoolExecutor, jobs: list[Job]) -> Iterator[list[Job]]:
         """Length-sorted batches whose preprocessing runs ``prefetch_batches`` ahead of the model."""
         pending: deque[list[Future[Job]]] = deque()
-        for chunk in length_sorted_batches(jobs, self.batch_size):
+        for chunk in length_sorted_batches(jobs, self.batch_size, first=self.first_batch):
             pending.append([pool.submit(self.prepare, job) for job in chunk])
             if len(pending) > self.options.prefetch_batches:
                 yield [f.result() for f in pending.popleft()]
@@ -287,10 +295,11 @@ class Runner:
         """One batch of prepared jobs through the engine: a record per job, in batch order."""
         ready = [j for j in batch if j.request is not None]
         generations: list[Generation] = []
-        for start in range(0, len(ready), self.batch_size):  # batch_size shrinks after out-of-memory
-            generations += self._generate(
-                [j.request for j in ready[start : start + self.batch_size] if j.request]
-            )
+        start = 0
+        while start < len(ready):  # each call as large as the sizes are now (out-of-memory shrinks them)
+            size = max(self.batch_size, self.first_batch)  # the first batch may be the larger
+            generations += self._generate([j.request for j in ready[start : start + size] if j.request])
+            start += size
         results: dict[str, Generation | None] = dict(zip((j.key for j in ready), generations, strict=True))
         return self._finish(batch, results)
 
@@ -346,6 +355,7 @@ class Runner:
         if isinstance(failure, GPUOutOfMemoryError):
             half = len(requests) // 2
             self.batch_size = max(1, min(self.batch_size, half))
+            self.first_batch = min(self.first_batch, self.batch_size)
             log.warning(
                 "out of GPU memory with %d requests; retrying as %d + %d",
                 len(requests),
@@ -415,10 +425,22 @@ def evened_batch_size(count: int, fits: int) -> int:
     return -(-count // batches)
 
 
-def length_sorted_batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
-    """Batches of ``size`` jobs, shortest requests first (similar lengths pad little)."""
+def ramped_batch_sizes(count: int, fits: int, first: int) -> tuple[int, int]:
+    """The first batch's size and the others' for ``count`` items when ``fits`` fit in one batch:
+    the first holds ``first`` items (at most ``fits``; 0: no first batch of its own), the rest go
+    in as few equal batches as hold them (:func:`evened_batch_size`). 200 where 256 fit, first
+    16: 16, then 184 (not 200 at once: the first answers come after a batch of 16)."""
+    head = min(first, fits, count)
+    rest = count - head
+    return head, evened_batch_size(rest, fits) if rest else max(head, 1)
+
+
+def length_sorted_batches(jobs: Sequence[Job], size: int, *, first: int = 0) -> list[list[Job]]:
+    """Batches of ``size`` jobs, shortest requests first (similar lengths pad little); with
+    ``first``, the first batch holds that many (the shortest, so they finish soonest)."""
     ordered = sorted(jobs, key=lambda j: j.plan.total_tokens)
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    head, rest = ([ordered[:first]], ordered[first:]) if first and ordered else ([], ordered)
+    return head + [rest[i : i + size] for i in range(0, len(rest), size)]
 
 
 def prepare_job(job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True) -> Job:

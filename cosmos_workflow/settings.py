@@ -68,6 +68,12 @@ class RunSettings(Section):
         description="requests per engine call, or 'auto' (from free GPU memory; hf engine); halved on "
         "out-of-memory",
     )
+    first_batch: int = Field(
+        0,
+        ge=0,
+        description="requests in the first batch (the shortest), so the first answers come early; the rest "
+        "as batch_size says (0: off; vllm, which schedules requests itself, ignores it)",
+    )
     on_error: OnError = Field(
         "error", description="'original': write the original prompt (status fallback) when an item fails"
     )

@@ -106,6 +106,7 @@ OPTIONS = {
         _option("engine", str),
         _option("model", str | None, "--model", "--checkpoint-dir"),
         _option("batch_size", str),
+        _option("first_batch", int),
         _option("max_model_len", int),
         _option("max_vision_tokens", int | None),
         _option("max_tokens", int),

@@ -41,7 +41,7 @@ EXIT_PARTIAL = 3
 @app.command("upsample-prompts")
 @saves_results
 @shared_options(
-    input_dir=(*SENT, "engine", "model", "batch_size", *TOKENS, *REFINER, *SAMPLING),
+    input_dir=(*SENT, "engine", "model", "batch_size", "first_batch", *TOKENS, *REFINER, *SAMPLING),
     force=RUN,
 )
 def upsample_prompts(

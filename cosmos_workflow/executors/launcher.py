@@ -88,6 +88,8 @@ def child_arguments(options: RunOptions) -> list[str]:
     args += ["--top-p", str(sampling.top_p), "--engine", engine.engine, "--model", engine.model]
     args += ["--batch-size", str(options.batch_size), "--on-error", options.on_error]
     args += ["--num-gpu", str(options.num_gpu)]
+    if options.first_batch:  # left out at its default: the commands of earlier runs stay as they were
+        args += ["--first-batch", str(options.first_batch)]
     if options.cuda_devices:
         args += ["--cuda-devices", options.cuda_devices]
     if sampling.seed is not None:

@@ -126,10 +126,12 @@ def _cpu_device(options: RunOptions) -> bool:
 
 
 def engine_batches(jobs: Sequence[Job], options: RunOptions) -> list[list[Job]]:
-    """The engine batches of a local run (length-sorted), then one batch of the jobs whose plan
-    does not fit (recorded with the plan's reason, never sent to the model)."""
+    """The engine batches of a local run (length-sorted; with ``first_batch``, a first batch of
+    that many, at most a batch), then one batch of the jobs whose plan does not fit (recorded with
+    the plan's reason, never sent to the model)."""
     size = options.batch_size if isinstance(options.batch_size, int) else AUTO_BATCH
-    batches = length_sorted_batches([j for j in jobs if j.plan.fits], size)
+    first = min(options.first_batch, size)
+    batches = length_sorted_batches([j for j in jobs if j.plan.fits], size, first=first)
     unfit = [j for j in jobs if not j.plan.fits]
     return [*batches, unfit] if unfit else batches
 

@@ -338,6 +338,44 @@ def test_auto_batch_size_asks_the_engine_and_evens_the_batches_out(
     assert engine.asked[1] == 300 and engine.asked[0] >= 7
 
 
+def batch_sizes(tmp_path: Path, engine: FakeEngine, requests: int, **settings: object) -> list[int]:
+    """The engine calls' sizes for ``requests`` text prompts of growing length."""
+    items = [BatchItem(name=f"i{n}", prompt="word " * (n + 1)) for n in range(requests)]
+    run = options(tmp_path, **settings)
+    api.upsample(items, run, output=tmp_path / "o.json", executor=LocalExecutor(engine))
+    return [len(b) for b in engine.batches]
+
+
+@pytest.mark.parametrize(
+    ("requests", "fits", "first", "batches"),
+    [
+        (10, 9, 3, [3, 7]),
+        (20, 8, 2, [2, 6, 6, 6]),
+        (12, 9, 8, [8, 4]),  # the first batch larger than the others goes in one engine call
+        (12, 5, 8, [5, 4, 3]),  # at most what fits
+        (4, 9, 6, [4]),
+        (10, 9, 0, [5, 5]),  # off: as before
+    ],
+)
+def test_auto_with_a_first_batch_sends_it_first_then_the_rest_evened_out(
+    tmp_path: Path, requests: int, fits: int, first: int, batches: list[int]
+) -> None:
+    engine = SizedEngine(fits)
+    assert batch_sizes(tmp_path, engine, requests, batch_size="auto", first_batch=first) == batches
+    lengths = [r.num_tokens for r in engine.received]
+    assert lengths == sorted(lengths)  # the first batch holds the shortest requests
+
+
+@pytest.mark.parametrize(("first", "batches"), [(1, [1, 4, 3]), (6, [4, 4]), (0, [4, 4])])
+def test_a_fixed_batch_size_with_a_first_batch(tmp_path: Path, first: int, batches: list[int]) -> None:
+    assert batch_sizes(tmp_path, FakeEngine(), 8, batch_size=4, first_batch=first) == batches
+
+
+def test_out_of_memory_in_the_first_batch_halves_the_later_ones_too(tmp_path: Path) -> None:
+    sizes = batch_sizes(tmp_path, FakeEngine(oom_above=2), 9, batch_size=4, first_batch=3)
+    assert sizes == [1, 2] + [1] * 6  # 3 -> 1 + 2; then batches of 4 and 2, one at a time
+
+
 def test_the_frame_interval_is_the_mean_time_between_the_frames_sent() -> None:
     from cosmos_workflow.runner import frame_interval
 

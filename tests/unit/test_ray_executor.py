@@ -92,6 +92,16 @@ def test_engine_batches_are_the_local_runs_then_the_unfit_ones() -> None:
     assert [[j.item.name for j in batch] for batch in batches] == [["b", "d"], ["c", "e"], ["a"], ["big"]]
 
 
+def test_a_first_batch_goes_first_as_in_a_local_run() -> None:
+    jobs = [job("a", 50), job("b", 10), job("c", 30), job("d", 20), job("e", 40)]
+
+    batches = engine_batches(jobs, options(batch_size=2, first_batch=1))
+
+    assert [[j.item.name for j in batch] for batch in batches] == [["b"], ["d", "c"], ["e", "a"]]
+    auto = [job(str(n), n) for n in range(AUTO_BATCH + 1)]
+    assert [len(b) for b in engine_batches(auto, options(batch_size="auto", first_batch=16))] == [16, 241]
+
+
 def test_auto_batch_size_ships_large_batches_for_each_actor_to_split() -> None:
     jobs = [job(str(n), n) for n in range(AUTO_BATCH + 1)]
 

@@ -17,6 +17,7 @@ CHANGED = UpsampleSettings(
     device="cpu",
     engine_options={"timeout": 5},
     batch_size=3,
+    first_batch=2,
     max_model_len=2048,
     max_tokens=99,
     temperature=0.2,

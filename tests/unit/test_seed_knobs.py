@@ -134,6 +134,7 @@ def test_the_torchrun_child_gets_exactly_these_options(tmp_path: Path) -> None:
         engine={"engine": "hf", "model": "tiny-random", "max_model_len": 2048, "max_images_per_prompt": 3}
         | {"device": "cpu", "options": {"static_cache": False, "batch_bucket": 32, "note": "a b"}},
         batch_size="auto",
+        first_batch=16,
         on_error="original",
         num_gpu=2,
         cuda_devices="0,1",
@@ -148,6 +149,7 @@ def test_the_torchrun_child_gets_exactly_these_options(tmp_path: Path) -> None:
     with_clips = RunOptions(engine={"engine": "fake", "model": "fake"}, clips_dir=tmp_path / "my clips")
     parsed = parse_flags(*child_arguments(with_clips))
     assert parsed["clips_dir"] == tmp_path / "my clips" and "clips" not in parsed
+    assert "first_batch" not in parsed  # off: the ranks' (and the remote host's) command as before
 
 
 def test_the_torchrun_child_gets_the_refiners_options(tmp_path: Path) -> None:
