@@ -217,6 +217,7 @@ def pipeline(
     name: str,
     compile_cache: Path | None,
     engine_options: dict[str, str],
+    first_batch: int = 0,
 ) -> None:
     from cosmos_workflow.api import tokenizer_for
     from cosmos_workflow.engines import EngineConfig, load_engine
@@ -229,7 +230,8 @@ def pipeline(
         engine = load_engine(EngineConfig(engine=engine_name, model=model, options=options))
         tokenizer_for(model)  # loaded once at start-up, as the CLI does; upsample() finds it cached
         built = since_start()
-        main = _timed_run(out, engine, load_batch(out / "prompts.json").items, workers, name=name)
+        items = load_batch(out / "prompts.json").items
+        main = _timed_run(out, engine, items, workers, name=name, first_batch=first_batch)
         main["last_result_since_process_start_s"] = since_start()
         edge = _timed_run(
             out,
@@ -245,6 +247,7 @@ def pipeline(
         {
             "route": f"our pipeline, --engine {engine_name} (planning, decoding, journal included)",
             "engine_options": engine_options,
+            "first_batch": first_batch,
             "start_s": built,
             **main,
             "boundary": edge,
@@ -255,7 +258,14 @@ def pipeline(
 
 
 def _timed_run(
-    out: Path, engine: Any, items: Sequence[BatchItem], workers: int, *, name: str, auto: bool = False
+    out: Path,
+    engine: Any,
+    items: Sequence[BatchItem],
+    workers: int,
+    *,
+    name: str,
+    auto: bool = False,
+    first_batch: int = 0,
 ) -> dict[str, Any]:
     from cosmos_workflow.api import upsample
     from cosmos_workflow.config import RunOptions
@@ -269,6 +279,7 @@ def _timed_run(
         sampling=SamplingParams(max_tokens=MAX_TOKENS, temperature=TEMPERATURE),
         engine=engine.config,
         batch_size="auto",
+        first_batch=first_batch,
         workers=workers,
         force=True,
     )
@@ -387,6 +398,7 @@ def main() -> None:
     parser.add_argument("--model", default=MODEL, help="our pipeline's model (tiny-random: a CPU smoke test)")
     parser.add_argument("--name", help="the results file's name for vllm/hf/bare (default: the phase's)")
     parser.add_argument("--compile-cache", type=Path, help="hf: kernels compiled before (a warm start)")
+    parser.add_argument("--first-batch", type=int, default=0, help="hf: the first batch's size (0: evened)")
     parser.add_argument(
         "--engine-option",
         action="append",
@@ -413,6 +425,7 @@ def main() -> None:
             name=args.name or args.phase,
             compile_cache=args.compile_cache,
             engine_options=dict(args.engine_option),
+            first_batch=args.first_batch,
         )
 
 
