@@ -64,8 +64,8 @@ def family_name(model: str | Path | None) -> str:
 def family_name_of_config(config: object, source: str) -> str:
     """The name of the family (``Family.name``) of a checkpoint whose ``config.json`` parsed to
     ``config``, read elsewhere (e.g. on a remote host); one that names no model type (or None: a
-    Mistral-format folder has no config.json) is Pixtral's. ``source`` names that checkpoint in the line refusing a model
-    type no family serves."""
+    Mistral-format folder has no config.json) is Pixtral's. ``source`` names that checkpoint in the
+    line refusing a model type no family serves."""
     return _name_of(_checked(_model_type_in(config), source))
 
 

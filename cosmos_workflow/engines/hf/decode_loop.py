@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.engines.base import SamplingParams
 from cosmos_workflow.engines.hf.batch import round_up
+from cosmos_workflow.engines.hf.prefix_attention import attach, detach, prefix_layers
 from cosmos_workflow.engines.hf.shared_prefix import SharedBatch
 
 if TYPE_CHECKING:
@@ -98,35 +99,52 @@ class StaticDecoder:
         *,
         compiled: bool,
         flex: bool,
+        cascade: bool = False,
     ) -> torch.Tensor:
         """Answer tokens (batch, ``sampling.max_tokens``) on the model's device, padded after EOS.
 
         ``inputs``: the batch's model inputs, or a :class:`SharedBatch` (requests that share their
         images prefill them once: ``shared_prefix``). ``compiled``: decoding steps through the
         compiled forward (CUDA graphs); ``flex``: their attention reads a block mask of the filled
-        cache blocks (decode_attention=flex).
+        cache blocks (decode_attention=flex); ``cascade`` (with ``flex`` and a SharedBatch): it
+        reads each shared prefix once (``prefix_attention``), not once per request.
         """
         mask = inputs.attention_mask if isinstance(inputs, SharedBatch) else inputs["attention_mask"]
         batch, prompt = mask.shape
         cache, length = self._static_cache(batch, cache_length(prompt, sampling.max_tokens))
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         state = _Answers(batch, sampling.max_tokens, stops, mask.device)
+        allowed = _allowed(mask, length)
+        visible = allowed  # the slots each step's block mask lists
+        attached = False
         if isinstance(inputs, SharedBatch):
-            logits = self._prefill_shared(inputs, positions, cache)
+            logits, prefixes = self._prefill_shared(inputs, positions, cache)
+            if cascade and flex:
+                layers: list[Any] = list(prefixes.layers)
+                keys, values = [la.keys for la in layers], [la.values for la in layers]
+                attach(self._model, prefix_layers(keys, values, inputs.prefix["attention_mask"], inputs.rows))
+                attached = True
+                visible = allowed.clone()
+                visible[:, : inputs.prefix["attention_mask"].shape[1]] = False
+            del prefixes
         else:
             logits = self._prefill(inputs, positions, cache)
         token = state.record(0, choose(logits, sampling, stops))
-        allowed = _allowed(mask, length)
         forward = self._forward(compiled)
         last = positions[:, -1]
-        with responsive_host():
-            for step in range(1, sampling.max_tokens):
-                if step % CHECK_EVERY == 0 and not stops.ignore_eos and state.all_ended():
-                    break
-                allowed[:, prompt + step - 1] = True
-                step_mask = _block_mask(allowed) if flex else allowed[:, None, None, :]
-                logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
-                token = state.record(step, choose(logits, sampling, stops))
+        try:
+            with responsive_host():
+                for step in range(1, sampling.max_tokens):
+                    if step % CHECK_EVERY == 0 and not stops.ignore_eos and state.all_ended():
+                        break
+                    allowed[:, prompt + step - 1] = True
+                    visible[:, prompt + step - 1] = True
+                    step_mask = _block_mask(visible) if flex else allowed[:, None, None, :]
+                    logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
+                    token = state.record(step, choose(logits, sampling, stops))
+        finally:
+            if attached:
+                detach(self._model)
         return state.tokens
 
     def _prefill(self, inputs: dict[str, Any], positions: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -137,9 +155,12 @@ class StaticDecoder:
         logits: torch.Tensor = output.logits[:, -1, :].float()
         return logits
 
-    def _prefill_shared(self, shared: SharedBatch, positions: torch.Tensor, cache: Any) -> torch.Tensor:
+    def _prefill_shared(
+        self, shared: SharedBatch, positions: torch.Tensor, cache: Any
+    ) -> tuple[torch.Tensor, Any]:
         """Each distinct prefix (and its images) once into a cache of its own, its keys and values
-        copied into the rows of every request that has it, then each request's text after it."""
+        copied into the rows of every request that has it, then each request's text after it; the
+        last position's logits and the prefixes' cache."""
         from transformers import StaticCache
 
         mask = shared.prefix["attention_mask"]
@@ -157,7 +178,6 @@ class StaticDecoder:
             cache.update(
                 layer.keys.index_select(0, shared.rows), layer.values.index_select(0, shared.rows), index
             )
-        del prefixes
         output = self._model(
             input_ids=shared.text,
             attention_mask=shared.attention_mask,
@@ -167,7 +187,7 @@ class StaticDecoder:
             **{self._cache_name: cache},
         )
         logits: torch.Tensor = output.logits[:, -1, :].float()
-        return logits
+        return logits, prefixes
 
     def _text_config(self) -> Any:
         return self._model.config.get_text_config(decoder=True)

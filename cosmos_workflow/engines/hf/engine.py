@@ -172,7 +172,8 @@ class HFEngine(HFBase):
         """The batch's model inputs on the device: with ``share_prefix``, a :class:`SharedBatch`
         when some requests share their images, else the left-padded batch."""
         bucket = self.options.batch_bucket
-        groups = group_prefixes(requests, self._tokenizer.image_ids[2]) if self.options.share_prefix else None
+        share = self.options.share_prefix != "off"
+        groups = group_prefixes(requests, self._tokenizer.image_ids[2]) if share else None
         if groups is not None:
             logger.info(
                 "hf engine: %d requests share %d prefixes (%d prompt tokens not prefilled again)",
@@ -204,7 +205,9 @@ class HFEngine(HFBase):
         )
         compiled = self.options.compile and self.device.type == "cuda"
         flex = self.options.gqa_decode and self.options.decode_attention == "flex"
-        tokens = decoder_for(self._model).decode(inputs, sampling, stops, compiled=compiled, flex=flex)
+        cascade = self.options.share_prefix == "decode"
+        decoder = decoder_for(self._model)
+        tokens = decoder.decode(inputs, sampling, stops, compiled=compiled, flex=flex, cascade=cascade)
         answers: list[list[int]] = tokens.tolist()
         return answers
 

@@ -56,7 +56,7 @@ def flex_decode_attention(
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention signature, for a block mask (kernels.gqa_flex_attention sends
     every other call to the SDPA path)."""
-    flex = _flex(query.is_cuda)
+    flex = flex_for(query.is_cuda)
     output = flex(query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=True)
     return output.transpose(1, 2), None  # (batch, 1, heads, head_dim), as transformers expects
 
@@ -92,7 +92,7 @@ def filled_block_mask(allowed: torch.Tensor, block: int = KV_BLOCK) -> BlockMask
     )
 
 
-def _flex(cuda: bool) -> Any:
+def flex_for(cuda: bool) -> Any:
     """flex_attention, compiled for GPU tensors unless the caller is being compiled already.
 
     Uncompiled flex_attention materialises every score (fine on the CPU for tests, slow on a

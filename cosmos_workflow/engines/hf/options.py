@@ -15,6 +15,8 @@ DECODE_ATTENTIONS = ("sdpa", "flex")
 #: the words a boolean option takes
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+#: the values of ``share_prefix``: off, the prefill only, or the prefill and the decoding steps
+SHARE_PREFIX = ("off", "prefill", "decode")
 #: the values of ``fuse_prefill``: off, or the torch.compile backend (``eager`` only traces: tests)
 FUSE_BACKENDS = ("off", "inductor", "eager")
 
@@ -58,8 +60,9 @@ class HFOptions:
     functions (``prefill.py``): ``inductor`` (the CUDA default; ``true`` means it), or ``off`` (the
     CPU default; ``false``), or ``eager`` (traced, not fused: tests).
     ``share_prefix``: with ``decode_loop``, requests of a batch that share their images (the same
-    video, other prompts) prefill them once (``shared_prefix.py``); off by default until measured
-    on a GPU (BENCHMARKS.md).
+    video, other prompts) prefill them once (``prefill``, or ``true``: ``shared_prefix.py``), and
+    with ``decode`` (it needs ``decode_attention=flex``) each decoding step reads each shared prefix
+    once too (``prefix_attention.py``); ``off`` by default until measured on a GPU (BENCHMARKS.md).
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -75,7 +78,7 @@ class HFOptions:
     ignore_eos: bool = False
     decode_loop: bool = False
     fuse_prefill: str = "off"
-    share_prefix: bool = False
+    share_prefix: str = "off"
 
     @classmethod
     def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
@@ -112,8 +115,24 @@ class HFOptions:
             prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
             ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
             decode_loop=loop,
-            share_prefix=loop and _as_bool(options.get("share_prefix"), default=False, name="share_prefix"),
+            share_prefix=_share_prefix(options, loop=loop, cuda=cuda),
         )
+
+
+def _share_prefix(options: Mapping[str, str | int | float | bool | None], *, loop: bool, cuda: bool) -> str:
+    """``share_prefix``: off without the own decoding loop; ``decode`` only with flex decoding."""
+    value = options.get("share_prefix")
+    if isinstance(value, bool) or str(value).lower() in TRUE_WORDS | FALSE_WORDS:
+        value = "prefill" if _as_bool(value, default=False, name="share_prefix") else "off"
+    share = _as_choice(value, SHARE_PREFIX, "off", "share_prefix") if loop else "off"
+    gqa = _as_bool(options.get("gqa_decode"), default=True, name="gqa_decode")
+    attention = options.get("decode_attention") or ("flex" if cuda else "sdpa")
+    if share == "decode" and not (gqa and attention == "flex"):
+        raise ConfigError(
+            "share_prefix=decode reads the shared prefixes through flex decoding; "
+            "add --engine-option decode_attention=flex (and leave gqa_decode on), or use share_prefix=prefill"
+        )
+    return share
 
 
 def _as_choice(
