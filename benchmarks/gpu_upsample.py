@@ -523,6 +523,8 @@ ABLATIONS: dict[str, dict[str, str | int | float | bool | None]] = {
     "loop_compiled_gqa": _variant(True, True, "sdpa"),
     "loop_compiled_flex_unfused": _variant(True, True, "flex", fuse_prefill="off"),
     "loop_compiled_flex": _variant(True, True, "flex"),
+    # each clip's frames prefilled once per batch, then read once per decoding step (share_prefix)
+    "loop_compiled_flex_shared": _variant(True, True, "flex", share_prefix="decode"),
 }
 
 
@@ -588,8 +590,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--share-prefix",
-        action="store_true",
-        help="the fast path prefills each video's frames once per batch (engine option share_prefix)",
+        choices=("off", "prefill", "decode"),
+        default="off",
+        help="the fast path's engine option share_prefix: each video's frames prefilled once per batch "
+        "(prefill), and read once per decoding step (decode)",
     )
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--videos", type=int, default=32)

@@ -4,8 +4,9 @@
 # PHASES (default "prepare bare vllm cli hf table") may be split across calls that share OUT_DIR.
 # bare starts vLLM with an empty compile cache (a cold start); the later vLLM starts find it warm.
 # shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26);
-# shared (not in the default list): the hf route again with share_prefix=true (each clip's frames
-# prefilled once per batch, as vLLM's prefix cache does), after hf filled its compile cache.
+# shared (not in the default list): the hf route again with share_prefix=prefill (each clip's frames
+# prefilled once per batch, as vLLM's prefix cache does), then share_prefix=decode (and read once per
+# decoding step), after hf filled its compile cache.
 # distinct (not in the default list): the three routes on REQUESTS items of as many clips, so no two
 # requests share frames and no prefix cache helps (the workload of shots that each have a video).
 # HF_PYTHONPATH, when set, is the hf route's PYTHONPATH (the image's transformers, not the bundle's).
@@ -35,11 +36,13 @@ for phase in $phases; do
         --compile-cache "$out/hf-compile-cache"
       PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" \
         --name hf-200-shared-first32 --compile-cache "$out/hf-compile-cache" --first-batch 32 \
-        --engine-option share_prefix=true
+        --engine-option share_prefix=decode
       "$py" benchmarks/gpu_vllm.py table --out "$out/200" ;;
     shared)
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" --name hf-shared \
-        --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=true ;;
+      for share in prefill decode; do
+        PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
+          --name "hf-shared-$share" --compile-cache "$out/hf-compile-cache" --engine-option "share_prefix=$share"
+      done ;;
     distinct)
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/distinct" --requests "$requests" --videos "$requests"
       "$py" benchmarks/gpu_vllm.py bare --out "$out/distinct" --name bare-distinct

@@ -48,27 +48,54 @@ def variants(tiny_model: Path) -> list[EncodedRequest]:
 
 
 def answers(
-    tiny_model: Path, requests: list[EncodedRequest], sampling: SamplingParams, share: bool
+    tiny_model: Path, requests: list[EncodedRequest], sampling: SamplingParams, share: str
 ) -> list[str]:
-    options = {"static_cache": True, "share_prefix": share}
+    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": share}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
-        assert engine.options.share_prefix is share
+        assert engine.options.share_prefix == share
         return [g.text for g in engine.generate(requests, sampling)]
 
 
+@pytest.mark.parametrize("share", ["prefill", "decode"])
 @pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled-with-seed"])
-def test_a_shared_prefill_gives_the_plain_prefills_answers(
-    tiny_model: Path, variants: list[EncodedRequest], sampling: SamplingParams
+def test_a_shared_prefill_and_decoding_give_the_plain_answers(
+    tiny_model: Path, variants: list[EncodedRequest], sampling: SamplingParams, share: str
 ) -> None:
-    plain = answers(tiny_model, variants, sampling, share=False)
-    assert answers(tiny_model, variants, sampling, share=True) == plain
+    plain = answers(tiny_model, variants, sampling, share="off")
+    assert answers(tiny_model, variants, sampling, share=share) == plain
     assert len(set(plain)) >= 5  # the variants' answers differ: each request got its own text
+
+
+def test_shared_decoding_steps_read_the_prefixes_through_the_cascade(
+    tiny_model: Path, variants: list[EncodedRequest]
+) -> None:
+    from cosmos_workflow.engines.hf.prefix_attention import decoder_attentions, prefix_of
+
+    seen: list[tuple[int, int] | None] = []
+    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode"}
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        first = decoder_attentions(engine._model)[0]
+
+        def look(module: Any, args: Any, kwargs: Any) -> None:
+            prefix = prefix_of(module)
+            seen.append(None if prefix is None else tuple(prefix.members.shape))
+
+        handle = first.register_forward_pre_hook(look, with_kwargs=True)
+        try:
+            engine.generate(variants, GREEDY)
+        finally:
+            handle.remove()
+        assert all(prefix_of(m) is None for m in decoder_attentions(engine._model))  # detached after
+    prefill, text, *steps = seen
+    assert prefill is None and text is None  # the prefills attend as before
+    assert steps == [(3, 3)] * (GREEDY.max_tokens - 1)  # 3 prefixes, at most 3 requests each
 
 
 def test_each_distinct_prefix_is_prefilled_once(tiny_model: Path, variants: list[EncodedRequest]) -> None:
     calls: list[tuple[int, int]] = []
     options = {"static_cache": True, "share_prefix": True}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        assert engine.options.share_prefix == "prefill"
         model: Any = engine._model
         decoder = model.model.language_model
 
@@ -91,4 +118,4 @@ def test_each_distinct_prefix_is_prefilled_once(tiny_model: Path, variants: list
 def test_share_prefix_needs_the_own_decoding_loop(tiny_model: Path) -> None:
     options = {"static_cache": True, "decode_loop": False, "share_prefix": True}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
-        assert engine.options.share_prefix is False
+        assert engine.options.share_prefix == "off"

@@ -237,3 +237,17 @@ def test_the_full_size_architecture_is_pixtral_12b() -> None:
     assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads) == (1024, 24, 16)
     assert (vision.intermediate_size, vision.patch_size, vision.image_size) == (4096, 16, 1024)
     assert sum(p.numel() for p in model.parameters()) == 12_682_739_712
+
+
+def test_share_prefix_takes_a_word_or_a_boolean_and_decode_needs_flex() -> None:
+    def parse(**options: str | bool) -> str:
+        return HFOptions.parse(options, cuda=True).share_prefix
+
+    assert parse() == "off"
+    assert parse(share_prefix=True) == parse(share_prefix="on") == "prefill"
+    assert parse(share_prefix="decode") == "decode"  # flex is the GPU default
+    assert HFOptions.parse({"share_prefix": "decode", "decode_loop": False}, cuda=True).share_prefix == "off"
+    with pytest.raises(ConfigError, match="share_prefix=decode reads the shared prefixes through flex"):
+        HFOptions.parse({"share_prefix": "decode", "static_cache": True}, cuda=False)  # sdpa: the CPU default
+    with pytest.raises(ConfigError, match="share_prefix='everything' is not one of off, prefill, decode"):
+        parse(share_prefix="everything")

@@ -65,3 +65,37 @@ def test_the_layout_gives_each_request_its_own_tokens_at_its_own_positions() -> 
     for row, request_ in enumerate(batch):
         assert whole[row][mask[row]].tolist() == list(request_.token_ids)
         assert positions[row][mask[row]].tolist() == list(range(request_.num_tokens))
+
+
+def test_a_cascade_step_equals_attention_over_the_whole_cache() -> None:
+    """Queries of 5 requests in 2 groups (prefixes of 3 and 6 slots, left-padded to 8), 4 query
+    heads over 2 KV heads: the prefix part (once per group) merged with each request's own slots
+    equals softmax attention over every slot the request may see."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from cosmos_workflow.engines.hf.flex_decode import filled_block_mask
+    from cosmos_workflow.engines.hf.prefix_attention import cascade_attention, prefix_layers
+
+    torch.manual_seed(0)
+    rows = torch.tensor([0, 1, 0, 1, 1])
+    prefix_allowed = torch.tensor([[0] * 5 + [1] * 3, [0] * 2 + [1] * 6], dtype=torch.bool)
+    prefix_keys, prefix_values = torch.randn(2, 2, 8, 16), torch.randn(2, 2, 8, 16)
+    length = 8 + 6
+    keys, values = torch.randn(5, 2, length, 16), torch.randn(5, 2, length, 16)
+    keys[:, :, :8], values[:, :, :8] = prefix_keys[rows], prefix_values[rows]  # as the prefill copies them
+    own = torch.zeros(5, length, dtype=torch.bool)
+    for row, filled in enumerate([2, 6, 4, 1, 3]):
+        own[row, length - filled :] = True
+    query = torch.randn(5, 4, 1, 16)
+    [layer] = prefix_layers([prefix_keys], [prefix_values], prefix_allowed, rows)
+
+    result = cascade_attention(
+        query, keys, values, filled_block_mask(own), layer, scaling=0.25, flex=flex_attention
+    )
+
+    seen = own.clone()
+    seen[:, :8] = prefix_allowed[rows]
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, keys, values, attn_mask=seen[:, None, None, :], scale=0.25, enable_gqa=True
+    )
+    torch.testing.assert_close(result, expected.transpose(1, 2))

@@ -1,0 +1,176 @@
+"""Decoding steps that read each shared prefix once (``share_prefix=decode``; cascade attention).
+
+With a shared prefill (``shared_prefix``) every request of a group holds the same keys and values
+for its prefix (the video's frames: about 1,000 of 1,090 prompt tokens for Pixtral at two
+480x272 frames). A decoding step's attention otherwise reads each copy: at batch 256 that is most
+of the 52 GB it reads a step. Here a step's attention is split in two, then merged exactly:
+
+1. the prefix: each group's queries (padded to the largest group) attend to its one copy of the
+   prefix, kept from the shared prefill (``G`` rows, not ``B``);
+2. the rest: each request attends to its own slots after the prefix (its text and its answer so
+   far), through the filled-block mask (flex_decode) with the prefix slots left out;
+
+each part returns its log-sum-exp, and the two softmax-weighted sums are combined with their
+weights (the softmax over the union of the slots, as one attention would give it).
+
+The state lives on the decoder's attention modules for the duration of a batch's decoding
+(:func:`attach`, :func:`detach`); :func:`~cosmos_workflow.engines.hf.kernels.gqa_flex_attention`
+sends decoding steps here while it is attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+#: the attribute of an attention module that holds its layer's prefix while a batch decodes
+STATE = "_cosmos_prefix"
+
+
+@dataclass(frozen=True)
+class PrefixLayer:
+    """One decoder layer's view of the shared prefixes: ``keys``/``values`` (G, kv heads, P, D),
+    ``mask`` the block mask of each group's queries over its prefix's filled slots
+    (:func:`prefix_mask`), ``members`` (G, M) the batch rows of each group (padded with row 0),
+    ``group``/``slot`` (B,) where each row's query sits in that (G, M) grid."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    mask: Any
+    members: torch.Tensor
+    group: torch.Tensor
+    slot: torch.Tensor
+
+
+def member_grid(group: Sequence[int], groups: int) -> tuple[list[list[int]], list[int]]:
+    """For each group the batch rows in it (padded with row 0 to the largest group), and each
+    row's place in its group's list."""
+    rows: list[list[int]] = [[] for _ in range(groups)]
+    slot = []
+    for row, g in enumerate(group):
+        slot.append(len(rows[g]))
+        rows[g].append(row)
+    width = max(len(r) for r in rows)
+    return [r + [0] * (width - len(r)) for r in rows], slot
+
+
+def prefix_layers(
+    keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], allowed: torch.Tensor, rows: torch.Tensor
+) -> list[PrefixLayer]:
+    """Each layer's :class:`PrefixLayer` from the shared prefill's prefix cache (``keys``/``values``
+    per layer, (G, kv heads, P, D)), the prefixes' filled slots ``allowed`` (G, P) and each batch
+    row's group ``rows`` (B,)."""
+    import torch
+
+    grid, slot = member_grid(rows.tolist(), allowed.shape[0])
+    members = torch.tensor(grid, dtype=torch.long, device=rows.device)
+    place = torch.tensor(slot, dtype=torch.long, device=rows.device)
+    mask = prefix_mask(allowed.bool(), members.shape[1])
+    return [PrefixLayer(k, v, mask, members, rows, place) for k, v in zip(keys, values, strict=True)]
+
+
+def attach(model: Any, layers: Sequence[PrefixLayer]) -> None:
+    """Give each decoder attention module its layer's prefix (``layers`` in layer order)."""
+    modules = decoder_attentions(model)
+    if len(modules) != len(layers):
+        raise ValueError(f"{len(layers)} prefix layers for {len(modules)} attention modules")
+    for module, layer in zip(modules, layers, strict=True):
+        setattr(module, STATE, layer)
+
+
+def detach(model: Any) -> None:
+    for module in decoder_attentions(model):
+        if hasattr(module, STATE):
+            delattr(module, STATE)
+
+
+def decoder_attentions(model: Any) -> list[Any]:
+    """The text decoder's self-attention modules, in layer order."""
+    return [layer.self_attn for layer in model.model.language_model.layers]
+
+
+def prefix_of(module: Any) -> PrefixLayer | None:
+    state: PrefixLayer | None = getattr(module, STATE, None)
+    return state
+
+
+def cascade_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    rest_mask: Any,
+    prefix: PrefixLayer,
+    *,
+    scaling: float | None,
+    flex: Any,
+) -> torch.Tensor:
+    """One decoding step's attention (query (B, heads, 1, D)) over each row's prefix (read once
+    per group) and its own slots after it (``key``/``value``: the cache, ``rest_mask``: the
+    block mask of those slots); (B, 1, heads, D) as transformers expects."""
+    batch, heads, _, dim = query.shape
+    grouped = query[prefix.members.flatten(), :, 0, :]  # (G * M, heads, D)
+    grouped = grouped.view(*prefix.members.shape, heads, dim).transpose(1, 2)  # (G, heads, M, D)
+    shared, shared_lse = flex_with_lse(grouped, prefix.keys, prefix.values, prefix.mask, scaling, flex)
+    shared = shared[prefix.group, :, prefix.slot, :]  # (B, heads, D)
+    shared_lse = shared_lse[prefix.group, :, prefix.slot]  # (B, heads)
+    own, own_lse = flex_with_lse(query, key, value, rest_mask, scaling, flex)
+    merged = merge(shared, shared_lse, own[:, :, 0, :], own_lse[:, :, 0])
+    return merged.view(batch, 1, heads, dim)
+
+
+def merge(
+    first: torch.Tensor, first_lse: torch.Tensor, second: torch.Tensor, second_lse: torch.Tensor
+) -> torch.Tensor:
+    """Two attentions over disjoint slots, each (..., D) with its log-sum-exp (...), as one."""
+    import torch
+
+    top = torch.maximum(first_lse, second_lse)
+    a = torch.exp(first_lse - top).unsqueeze(-1)
+    b = torch.exp(second_lse - top).unsqueeze(-1)
+    merged: torch.Tensor = (first.float() * a + second.float() * b) / (a + b)
+    return merged.to(first.dtype)
+
+
+def prefix_mask(allowed: torch.Tensor, queries: int) -> Any:
+    """The block mask of ``queries`` query rows per group over its prefix's filled slots
+    (``allowed``: (G, P)); built once per batch, outside the compiled step."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    groups, length = allowed.shape
+
+    def may_attend(b: Any, h: Any, q: Any, kv: Any) -> Any:
+        return allowed[b, kv]
+
+    return create_block_mask(may_attend, groups, None, queries, length, device=allowed.device)
+
+
+def flex_with_lse(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    block_mask: Any,
+    scaling: float | None,
+    flex: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """flex_attention's output and log-sum-exp (``return_aux`` where this torch has it)."""
+    try:
+        from torch.nn.attention.flex_attention import AuxRequest
+    except ImportError:  # torch before 2.9
+        output, lse = flex(
+            query, key, value, block_mask=block_mask, scale=scaling, enable_gqa=True, return_lse=True
+        )
+        return output, lse
+    output, aux = flex(
+        query,
+        key,
+        value,
+        block_mask=block_mask,
+        scale=scaling,
+        enable_gqa=True,
+        return_aux=AuxRequest(lse=True),
+    )
+    return output, aux.lse
