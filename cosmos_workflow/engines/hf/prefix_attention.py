@@ -24,11 +24,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cosmos_workflow.engines.hf.batch import round_up
+
 if TYPE_CHECKING:
     import torch
 
 #: the attribute of an attention module that holds its layer's prefix while a batch decodes
 STATE = "_cosmos_prefix"
+#: the number of groups and of queries per group are rounded up to multiples of these
+GROUP_BUCKET = 4
+QUERY_BUCKET = 8
 
 
 @dataclass(frozen=True)
@@ -63,14 +68,47 @@ def prefix_layers(
 ) -> list[PrefixLayer]:
     """Each layer's :class:`PrefixLayer` from the shared prefill's prefix cache (``keys``/``values``
     per layer, (G, kv heads, P, D)), the prefixes' filled slots ``allowed`` (G, P) and each batch
-    row's group ``rows`` (B,)."""
+    row's group ``rows`` (B,).
+
+    The compiled decoding step is specialised to these shapes, so they are rounded up (groups to
+    :data:`GROUP_BUCKET`, queries per group to :data:`QUERY_BUCKET`, slots to whole KV blocks; the
+    added ones attend to one zero slot and are never read back): batches of one run, whose group
+    sizes differ a little, share one compiled step. The tensors get static addresses, so CUDA
+    graphs read them in place instead of copying them at every step.
+    """
     import torch
 
+    from cosmos_workflow.engines.hf.flex_decode import KV_BLOCK
+
     grid, slot = member_grid(rows.tolist(), allowed.shape[0])
+    groups = round_up(len(grid), GROUP_BUCKET)
+    queries = round_up(len(grid[0]), QUERY_BUCKET)
+    grid = [r + [0] * (queries - len(r)) for r in grid] + [[0] * queries] * (groups - len(grid))
+    width = round_up(allowed.shape[1], KV_BLOCK)
+    filled = torch.zeros((groups, width), dtype=torch.bool, device=allowed.device)
+    filled[: allowed.shape[0], : allowed.shape[1]] = allowed.bool()
+    filled[allowed.shape[0] :, 0] = True  # added groups: one (zero) slot, so their softmax is defined
     members = torch.tensor(grid, dtype=torch.long, device=rows.device)
     place = torch.tensor(slot, dtype=torch.long, device=rows.device)
-    mask = prefix_mask(allowed.bool(), members.shape[1])
-    return [PrefixLayer(k, v, mask, members, rows, place) for k, v in zip(keys, values, strict=True)]
+    mask = prefix_mask(filled, queries)
+    layers = [
+        PrefixLayer(_padded(k, groups, width), _padded(v, groups, width), mask, members, rows, place)
+        for k, v in zip(keys, values, strict=True)
+    ]
+    for layer in layers:
+        for tensor in (layer.keys, layer.values, layer.members, layer.group, layer.slot):
+            torch._dynamo.mark_static_address(tensor)
+    return layers
+
+
+def _padded(tensor: torch.Tensor, groups: int, width: int) -> torch.Tensor:
+    """(G, heads, P, D) zero-padded to (groups, heads, width, D)."""
+    import torch
+
+    g, heads, length, dim = tensor.shape
+    out = torch.zeros((groups, heads, width, dim), dtype=tensor.dtype, device=tensor.device)
+    out[:g, :, :length] = tensor
+    return out
 
 
 def attach(model: Any, layers: Sequence[PrefixLayer]) -> None:
