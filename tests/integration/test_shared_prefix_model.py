@@ -120,3 +120,30 @@ def test_share_prefix_needs_the_own_decoding_loop(tiny_model: Path) -> None:
     options = {"static_cache": True, "decode_loop": False, "share_prefix": True}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
         assert engine.options.share_prefix == "off"
+
+
+def test_the_cascade_compiles_into_one_graph_with_the_decoding_step(
+    tiny_model: Path, variants: list[EncodedRequest]
+) -> None:
+    """On a GPU the decoding step is compiled (CUDA graphs): the cascade must trace into it without
+    a graph break. Here the same step is compiled whole (``fullgraph``) by the aot_eager backend
+    (Inductor on a CPU cannot lower flex_attention's log-sum-exp), and answers as the eager one."""
+    import torch
+    from transformers import CompileConfig
+
+    from cosmos_workflow.engines.hf.batch import PAD_ID
+    from cosmos_workflow.engines.hf.decode_loop import Stops, decoder_for
+
+    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode"}
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        eager = [g.text for g in engine.generate(variants, GREEDY)]
+        model: Any = engine._model
+        model.generation_config.compile_config = CompileConfig(backend="aot_eager", mode=None, fullgraph=True)
+        stops = Stops(eos_id=engine._tokenizer.eos_id, pad_id=PAD_ID)
+        with torch.inference_mode():
+            inputs = engine._inputs(variants)
+            tokens = decoder_for(model).decode(inputs, GREEDY, stops, compiled=True, flex=True, cascade=True)
+        compiled = [
+            engine._to_generation(r, t, GREEDY).text for r, t in zip(variants, tokens.tolist(), strict=True)
+        ]
+    assert compiled == eager
