@@ -3,6 +3,8 @@
 Run from the repository root on a CUDA machine (one GPU)::
 
     python benchmarks/gpu_same_answers.py --out /tmp/same     # 4 requests, 300 greedy tokens
+    python benchmarks/gpu_same_answers.py --out /tmp/shared --videos 2 --float32 \
+        --variants loop_flex_shared_prefill,loop_flex_shared_decode --reference loop_flex  # 2 clips, 2 each
 
 The full-size Pixtral-12B architecture with random bf16 weights (``pixtral-12b-random``), 4 requests
 planned and encoded by the real runner (1280x720 clips, 2 frames at 480x272, prompts of 10-40
@@ -65,6 +67,20 @@ VARIANTS: dict[str, dict[str, str | int | float | bool | None]] = {
     "loop_flex": {**FAST, "compile": True, "decode_attention": "flex"},
     # what runs by default on a GPU: own loop, flex decode attention, fused prefill (prefill.py)
     "loop_flex_fused": {**FAST, "compile": True, "decode_attention": "flex", "fuse_prefill": "inductor"},
+    # requests on the same clip prefill its frames once, then read them once per step (share_prefix;
+    # with --videos below --requests, else nothing is shared)
+    "loop_flex_shared_prefill": {
+        **FAST,
+        "compile": True,
+        "decode_attention": "flex",
+        "share_prefix": "prefill",
+    },
+    "loop_flex_shared_decode": {
+        **FAST,
+        "compile": True,
+        "decode_attention": "flex",
+        "share_prefix": "decode",
+    },
 }
 
 
@@ -167,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=4)
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=0,
+        help="clips the requests are spread over (0: one each; fewer: shared)",
+    )
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--model", default=MODEL, help="tiny-random runs the script's logic on a CPU")
     parser.add_argument(
@@ -190,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     engine = load(args)
-    items = make_items(args.out / "videos", args.requests, args.requests, 1280, 720)
+    items = make_items(args.out / "videos", args.requests, args.videos or args.requests, 1280, 720)
     capture = Capture(engine)
     run_phase(
         "encode",
