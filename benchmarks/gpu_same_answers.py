@@ -115,17 +115,17 @@ def greedy(engine: Any, batch: Sequence[EncodedRequest], max_tokens: int, margin
     from cosmos_workflow.engines.hf import PAD_ID, hf_batch_tensors
 
     model = engine._model
-    tensors = hf_batch_tensors(batch, PAD_ID, bucket=engine.options.batch_bucket)
-    inputs = {name: tensor.to(model.device) for name, tensor in tensors.items()}
-    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
     sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens)
-    if engine.options.decode_loop:  # the engine's own loop: its tokens, no logits kept
+    if engine.options.decode_loop:  # the engine's own loop (its inputs, shared or not): tokens, no logits
         synchronize()
         started = time.perf_counter()
         with torch.inference_mode():
-            tokens = engine._decode(inputs, sampling)
+            tokens = engine._decode(engine._inputs(batch), sampling)
         synchronize()
         return {"seconds": time.perf_counter() - started, "tokens": tokens}
+    tensors = hf_batch_tensors(batch, PAD_ID, bucket=engine.options.batch_bucket)
+    inputs = {name: tensor.to(model.device) for name, tensor in tensors.items()}
+    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
     kwargs = engine._generate_kwargs(sampling)
     synchronize()
     started = time.perf_counter()

@@ -109,12 +109,17 @@ def make_prompt(rng: np.random.Generator) -> str:
 
 
 def make_items(folder: Path, requests: int, videos: int, width: int, height: int) -> list[BatchItem]:
-    """``requests`` items spread over ``videos`` generated clips (4 frames each; 2 are used)."""
+    """``requests`` items spread over ``videos`` generated clips (4 frames each; 2 are used), each
+    clip its own picture (a block texture of its own): requests share frames only where they share
+    a clip (before 2026-12-05 every clip of a size was the same picture, which vLLM's prefix cache
+    shared across every request)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.videos import make_video
 
     folder.mkdir(parents=True, exist_ok=True)
-    clips = [make_video(folder / f"clip{i:03d}.mp4", width, height, frames=4) for i in range(videos)]
+    clips = [
+        make_video(folder / f"clip{i:03d}.mp4", width, height, frames=4, texture=i) for i in range(videos)
+    ]
     rng = np.random.default_rng(7)
     return [
         BatchItem(name=f"req{i:04d}", prompt=make_prompt(rng), video_path=clips[i % videos])

@@ -53,8 +53,13 @@ def make_video(
     pix_fmt: str | None = None,
     gop: int | None = None,
     faststart: bool = False,
+    texture: int | None = None,
 ) -> Path:
     """Encode a test video and return its path.
+
+    ``texture``: a seed; each frame is then a block texture of its own (:func:`textured_frame`),
+    so clips of different seeds differ in every pixel block (without it, clips of one size are
+    identical: a benchmark's model would see one picture, and a prefix cache would share it).
 
     ``faststart`` puts the MP4 index first, so a truncated copy still opens (and fails later).
     ``rotation`` is the clockwise turn a player applies to show the video upright (the legacy
@@ -77,10 +82,22 @@ def make_video(
                 pytest.skip(f"PyAV {av.__version__} cannot write a display matrix for a rotated test video")
             stream.set_display_rotation(-rotation)
         for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(frame_image(index, width, height), format="rgb24")
+            image = (
+                frame_image(index, width, height)
+                if texture is None
+                else textured_frame(texture, index, width, height)
+            )
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def textured_frame(seed: int, index: int, width: int, height: int, block: int = 16) -> np.ndarray:
+    """RGB frame ``index`` of the clip ``seed``: random colour blocks of ``block`` pixels."""
+    rng = np.random.default_rng((seed, index))
+    blocks = rng.integers(0, 256, (-(-height // block), -(-width // block), 3), dtype=np.uint8)
+    return np.ascontiguousarray(blocks.repeat(block, axis=0).repeat(block, axis=1)[:height, :width])
 
 
 def make_audio(path: Path, seconds: float = 0.5) -> Path:
