@@ -50,6 +50,8 @@ for phase in $phases; do
       PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/distinct" \
         --name hf-distinct --compile-cache "$out/hf-compile-cache"
       "$py" benchmarks/gpu_vllm.py table --out "$out/distinct" ;;
+    hf)
+      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" ;;
     *)
       "$py" benchmarks/gpu_vllm.py "$phase" --out "$out" --requests "$requests" ;;
   esac
