@@ -6,8 +6,9 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,26 +90,36 @@ def tiny_model(cache_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def requests(tiny_model: Path) -> list[EncodedRequest]:
-    """Requests as the runner would send them to the tiny model: two frames of one size, one
-    frame of another, and text only (a mixed batch)."""
-    import numpy as np
-
+def tiny_encode(tiny_model: Path) -> Callable[[str, str, Sequence[Any]], EncodedRequest]:
+    """Encodes a request (key, prompt, frames as RGB uint8 arrays) for the tiny model as the
+    runner would send it."""
     from cosmos_workflow.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model / "tekken.json")
-    rng = np.random.default_rng(0)
 
-    def encode(key: str, prompt: str, shapes: list[tuple[int, int]]) -> EncodedRequest:
-        frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+    def encode(key: str, prompt: str, frames: Sequence[Any]) -> EncodedRequest:
         encoding = tokenizer.encode(prompt, frames)
         return EncodedRequest(
             key=key,
             prompt=prompt,
             token_ids=encoding.token_ids,
-            frames=frames,
+            frames=list(frames),
             pixel_values=encoding.pixel_values,
         )
+
+    return encode
+
+
+@pytest.fixture(scope="module")
+def requests(tiny_encode: Callable[[str, str, Sequence[Any]], EncodedRequest]) -> list[EncodedRequest]:
+    """Requests as the runner would send them to the tiny model: two frames of one size, one
+    frame of another, and text only (a mixed batch)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def encode(key: str, prompt: str, shapes: list[tuple[int, int]]) -> EncodedRequest:
+        return tiny_encode(key, prompt, [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes])
 
     return [
         encode("two-frames", "a red car turns left at the crossing", [(64, 96), (64, 96)]),

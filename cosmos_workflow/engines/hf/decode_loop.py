@@ -145,6 +145,8 @@ class StaticDecoder:
         finally:
             if attached:
                 detach(self._model)
+            if compiled:
+                _reset_output_capture()
         return state.tokens
 
     def _prefill(self, inputs: dict[str, Any], positions: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -247,6 +249,19 @@ class StaticDecoder:
         """Let the KV cache go (the next batch makes a new one)."""
         self._cache = None
         self._cache_shape = None
+
+
+def _reset_output_capture() -> None:
+    """Undo what tracing the decoding step leaves behind in transformers 5.2x: its output collector
+    (which records the vision tower's hidden states) stays a plain global set while compiling, so
+    the next batch's eager prefill records nothing and fails (``IndexError`` on the hidden states).
+    Reset as transformers resets it; releases without that collector have nothing to undo."""
+    try:
+        from transformers.utils.output_capturing import _active_collector
+    except ImportError:
+        return
+    if getattr(_active_collector, "compiling", False):
+        _active_collector.reset(None)
 
 
 def _allowed(mask: torch.Tensor, length: int) -> torch.Tensor:
