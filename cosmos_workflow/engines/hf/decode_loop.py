@@ -261,7 +261,7 @@ def _reset_output_capture() -> None:
     except ImportError:
         return
     if getattr(_active_collector, "compiling", False):
-        _active_collector.reset(None)
+        _active_collector.reset(None)  # type: ignore[no-untyped-call]
 
 
 def _allowed(mask: torch.Tensor, length: int) -> torch.Tensor:
