@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.engines.base import SamplingParams
 from cosmos_workflow.engines.hf.batch import round_up
+from cosmos_workflow.engines.hf.flex_decode import KV_BLOCK
 from cosmos_workflow.engines.hf.prefix_attention import attach, detach, prefix_layers
 from cosmos_workflow.engines.hf.shared_prefix import SharedBatch
 
@@ -120,13 +121,11 @@ class StaticDecoder:
         if isinstance(inputs, SharedBatch):
             logits, prefixes = self._prefill_shared(inputs, positions, cache)
             if cascade and flex:
-                layers: list[Any] = list(prefixes.layers)
-                keys, values = [la.keys for la in layers], [la.values for la in layers]
-                attach(self._model, prefix_layers(keys, values, inputs.prefix["attention_mask"], inputs.rows))
+                self._attach_prefixes(prefixes, inputs)
                 attached = True
                 visible = allowed.clone()
                 visible[:, : inputs.prefix["attention_mask"].shape[1]] = False
-            del prefixes
+            del prefixes  # with the cascade, the attention modules hold its tensors until detached
         else:
             logits = self._prefill(inputs, positions, cache)
         token = state.record(0, choose(logits, sampling, stops))
@@ -167,7 +166,8 @@ class StaticDecoder:
 
         mask = shared.prefix["attention_mask"]
         width = mask.shape[1]
-        prefixes = StaticCache(config=self._text_config(), max_cache_len=width)
+        # whole KV blocks: the cascade reads this cache as it is (prefix_attention.prefix_layers)
+        prefixes = StaticCache(config=self._text_config(), max_cache_len=round_up(width, KV_BLOCK))
         self._model(
             **shared.prefix,
             position_ids=(mask.cumsum(-1) - 1).masked_fill(mask == 0, 0),
@@ -177,9 +177,8 @@ class StaticDecoder:
         )
         layers: list[Any] = list(prefixes.layers)
         for index, layer in enumerate(layers):
-            cache.update(
-                layer.keys.index_select(0, shared.rows), layer.values.index_select(0, shared.rows), index
-            )
+            keys, values = layer.keys[:, :, :width], layer.values[:, :, :width]
+            cache.update(keys.index_select(0, shared.rows), values.index_select(0, shared.rows), index)
         output = self._model(
             input_ids=shared.text,
             attention_mask=shared.attention_mask,
@@ -190,6 +189,12 @@ class StaticDecoder:
         )
         logits: torch.Tensor = output.logits[:, -1, :].float()
         return logits, prefixes
+
+    def _attach_prefixes(self, prefixes: Any, shared: SharedBatch) -> None:
+        """The shared prefill's prefix cache to the attention modules, for the cascade."""
+        layers: list[Any] = list(prefixes.layers)
+        keys, values = [la.keys for la in layers], [la.values for la in layers]
+        attach(self._model, prefix_layers(keys, values, shared.prefix["attention_mask"], shared.rows))
 
     def _text_config(self) -> Any:
         return self._model.config.get_text_config(decoder=True)

@@ -84,7 +84,7 @@ def prefix_layers(
     groups = round_up(len(grid), GROUP_BUCKET)
     queries = round_up(len(grid[0]), QUERY_BUCKET)
     grid = [r + [0] * (queries - len(r)) for r in grid] + [[0] * queries] * (groups - len(grid))
-    width = round_up(allowed.shape[1], KV_BLOCK)
+    width = round_up(max(allowed.shape[1], keys[0].shape[2]), KV_BLOCK)
     filled = torch.zeros((groups, width), dtype=torch.bool, device=allowed.device)
     filled[: allowed.shape[0], : allowed.shape[1]] = allowed.bool()
     filled[allowed.shape[0] :, 0] = True  # added groups: one (zero) slot, so their softmax is defined
@@ -102,10 +102,13 @@ def prefix_layers(
 
 
 def _padded(tensor: torch.Tensor, groups: int, width: int) -> torch.Tensor:
-    """(G, heads, P, D) zero-padded to (groups, heads, width, D)."""
+    """(G, heads, P, D) zero-padded to (groups, heads, width, D) (itself when it has that shape:
+    no copy; the shared prefill makes its cache whole KV blocks long)."""
     import torch
 
     g, heads, length, dim = tensor.shape
+    if (g, length) == (groups, width):
+        return tensor
     out = torch.zeros((groups, heads, width, dim), dtype=tensor.dtype, device=tensor.device)
     out[:g, :, :length] = tensor
     return out
