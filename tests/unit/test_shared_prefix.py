@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from cosmos_workflow.engines.base import EncodedRequest
@@ -99,3 +100,31 @@ def test_a_cascade_step_equals_attention_over_the_whole_cache() -> None:
         query, keys, values, attn_mask=seen[:, None, None, :], scale=0.25, enable_gqa=True
     )
     torch.testing.assert_close(result, expected.transpose(1, 2))
+
+
+def test_images_that_differ_off_the_sampled_values_are_still_told_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cosmos_workflow.engines.hf import shared_prefix
+
+    big = np.zeros((3, 40, 40), dtype=np.float32)
+    nudged = big.copy()
+    nudged.ravel()[1] = 1.0  # not one of the sampled values (every SAMPLE_STRIDE-th)
+    other = big.copy()
+    other.ravel()[0] = 1.0  # a sampled value
+    compared: list[int] = []
+    same = shared_prefix._same_images
+    monkeypatch.setattr(shared_prefix, "_same_images", lambda a, b: compared.append(1) or same(a, b))
+
+    groups = group_prefixes(
+        [
+            request("a", [50], [big]),
+            request("b", [51], [nudged]),
+            request("c", [52], [other]),
+            request("d", [53], [big]),
+        ],
+        END,
+    )
+
+    assert groups is not None and groups.group == (0, 1, 2, 0)
+    assert len(compared) == 2  # b against a (equal samples, unequal images), d against a; c never

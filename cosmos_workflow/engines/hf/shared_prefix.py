@@ -31,6 +31,10 @@ from cosmos_workflow.engines.hf.batch import hf_batch_tensors
 if TYPE_CHECKING:
     import torch
 
+#: one value in this many of a request's images goes into its grouping key (a prime: no period of
+#: a row or a colour channel lines up with it)
+SAMPLE_STRIDE = 997
+
 
 @dataclass(frozen=True)
 class PrefixGroups:
@@ -84,9 +88,10 @@ def group_prefixes(requests: Sequence[EncodedRequest], image_end_id: int) -> Pre
         return None  # no text after the images: nothing would be left to prefill for it
     leaders: list[int] = []
     group: list[int] = []
-    by_tokens: dict[tuple[int, ...], list[int]] = {}
+    by_key: dict[tuple[object, ...], list[int]] = {}
     for index, request in enumerate(requests):
-        candidates = by_tokens.setdefault(tuple(request.token_ids[: split[index]]), [])
+        key = (tuple(request.token_ids[: split[index]]), _sample(request))
+        candidates = by_key.setdefault(key, [])
         match = next((g for g in candidates if _same_images(requests[leaders[g]], request)), None)
         if match is None:
             match = len(leaders)
@@ -96,6 +101,16 @@ def group_prefixes(requests: Sequence[EncodedRequest], image_end_id: int) -> Pre
     if len(leaders) == len(requests):
         return None
     return PrefixGroups(group=tuple(group), leaders=tuple(leaders), split=split)
+
+
+def _sample(request: EncodedRequest) -> tuple[object, ...]:
+    """A cheap key of a request's images (their shapes and every :data:`SAMPLE_STRIDE`-th value):
+    only requests with equal samples are compared in full, so a batch of distinct videos costs
+    no whole-image comparisons (each request's frames are decoded on their own: equal content is
+    never the same array)."""
+    return tuple(
+        (a.shape, np.ascontiguousarray(a).ravel()[::SAMPLE_STRIDE].tobytes()) for a in request.pixel_values
+    )
 
 
 def _same_images(a: EncodedRequest, b: EncodedRequest) -> bool:
