@@ -280,7 +280,8 @@ class Runner:
     def _prepared_batches(self, pool: ThreadPoolExecutor, jobs: list[Job]) -> Iterator[list[Job]]:
         """Length-sorted batches whose preprocessing runs ``prefetch_batches`` ahead of the model."""
         pending: deque[list[Future[Job]]] = deque()
-        for chunk in length_sorted_batches(jobs, self.batch_size, first=self.first_batch):
+        by_video = self.engine.shares_prefixes
+        for chunk in length_sorted_batches(jobs, self.batch_size, first=self.first_batch, by_video=by_video):
             pending.append([pool.submit(self.prepare, job) for job in chunk])
             if len(pending) > self.options.prefetch_batches:
                 yield [f.result() for f in pending.popleft()]
@@ -435,12 +436,26 @@ def ramped_batch_sizes(count: int, fits: int, first: int) -> tuple[int, int]:
     return head, evened_batch_size(rest, fits) if rest else max(head, 1)
 
 
-def length_sorted_batches(jobs: Sequence[Job], size: int, *, first: int = 0) -> list[list[Job]]:
+def length_sorted_batches(
+    jobs: Sequence[Job], size: int, *, first: int = 0, by_video: bool = False
+) -> list[list[Job]]:
     """Batches of ``size`` jobs, shortest requests first (similar lengths pad little); with
-    ``first``, the first batch holds that many (the shortest, so they finish soonest)."""
-    ordered = sorted(jobs, key=lambda j: j.plan.total_tokens)
+    ``first``, the first batch holds that many (the shortest, so they finish soonest). With
+    ``by_video`` (an engine that shares the frames of requests in one batch: ``shares_prefixes``)
+    the requests of one video and plan stay next to each other: by image tokens, then video, then
+    length."""
+    ordered = sorted(jobs, key=_video_order if by_video else _length_order)
     head, rest = ([ordered[:first]], ordered[first:]) if first and ordered else ([], ordered)
     return head + [rest[i : i + size] for i in range(0, len(rest), size)]
+
+
+def _length_order(job: Job) -> int:
+    return job.plan.total_tokens
+
+
+def _video_order(job: Job) -> tuple[int, str, list[int], int]:
+    plan = job.plan
+    return (plan.image_tokens, str(job.item.video_path or ""), plan.frame_indices, plan.total_tokens)
 
 
 def prepare_job(job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True) -> Job:

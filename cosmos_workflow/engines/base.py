@@ -121,6 +121,9 @@ class Engine(Closes, abc.ABC):
     #: False where the engine encodes the frames itself (vLLM): the runner then sends no
     #: normalised pixel arrays, which saves most of the tokenizer's work per request.
     needs_pixel_values: bool = True
+    #: True where requests of one batch that share their frames share work (the hf engine's
+    #: ``share_prefix``): the runner then keeps each video's requests together in its batches.
+    shares_prefixes: bool = False
     #: How many requests the default :meth:`generate_stream` sends in one :meth:`generate` call.
     stream_group: int = 64
     #: False where the engine never touches a local GPU (it asks a server, or scripts its answers):

@@ -86,6 +86,7 @@ def test_each_distinct_prefix_is_prefilled_once(tiny_model: Path, variants: list
     options = {"static_cache": True, "share_prefix": True}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
         assert engine.options.share_prefix == "prefill"
+        assert engine.shares_prefixes  # the runner keeps each video's requests in one batch
         model: Any = engine._model
         decoder = model.model.language_model
 
@@ -109,6 +110,7 @@ def test_share_prefix_needs_the_own_decoding_loop(tiny_model: Path) -> None:
     options = {"static_cache": True, "decode_loop": False, "share_prefix": True}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
         assert engine.options.share_prefix == "off"
+        assert not engine.shares_prefixes
 
 
 def test_the_cascade_compiles_into_one_graph_with_the_decoding_step(

@@ -48,6 +48,10 @@ class HFEngine(HFBase):
         self._check_max_model_len()
 
     @property
+    def shares_prefixes(self) -> bool:  # type: ignore[override]
+        return self.options.share_prefix != "off"
+
+    @property
     def tokenizer_path(self) -> Path | None:
         if self.checkpoint is None:
             return None
