@@ -113,6 +113,7 @@ def greedy(engine: Any, batch: Sequence[EncodedRequest], max_tokens: int, margin
     import torch
 
     from cosmos_workflow.engines.hf import PAD_ID, hf_batch_tensors
+    from cosmos_workflow.engines.hf.batch import on_device
 
     model = engine._model
     sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens)
@@ -123,9 +124,9 @@ def greedy(engine: Any, batch: Sequence[EncodedRequest], max_tokens: int, margin
             tokens = engine._decode(engine._inputs(batch), sampling)
         synchronize()
         return {"seconds": time.perf_counter() - started, "tokens": tokens}
-    tensors = hf_batch_tensors(batch, PAD_ID, bucket=engine.options.batch_bucket)
-    inputs = {name: tensor.to(model.device) for name, tensor in tensors.items()}
-    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    inputs = on_device(
+        hf_batch_tensors(batch, PAD_ID, bucket=engine.options.batch_bucket), model.device, model.dtype
+    )
     kwargs = engine._generate_kwargs(sampling)
     synchronize()
     started = time.perf_counter()

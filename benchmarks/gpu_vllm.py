@@ -216,7 +216,7 @@ def pipeline(
     *,
     name: str,
     compile_cache: Path | None,
-    engine_options: dict[str, str],
+    engine_options: dict[str, str | int | float | bool | None],
     first_batch: int = 0,
 ) -> None:
     from cosmos_workflow.api import tokenizer_for
@@ -378,13 +378,6 @@ def _exactness(edge: dict[str, Any]) -> dict[str, Any]:
     return {k: edge[k] for k in keys}
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -404,7 +397,6 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        type=_key_value,
         help="vllm/hf: an engine option of our pipeline, e.g. share_prefix=true (repeatable)",
     )
     args = parser.parse_args()
@@ -417,6 +409,8 @@ def main() -> None:
     elif args.phase == "table":
         table(args.out)
     else:
+        from cosmos_workflow.cli.options import parse_engine_options  # as the CLI reads --engine-option
+
         pipeline(
             args.out,
             args.phase,
@@ -424,7 +418,7 @@ def main() -> None:
             args.model,
             name=args.name or args.phase,
             compile_cache=args.compile_cache,
-            engine_options=dict(args.engine_option),
+            engine_options=parse_engine_options(args.engine_option),
             first_batch=args.first_batch,
         )
 

@@ -41,6 +41,14 @@ def hf_batch_tensors(
     return batch
 
 
+def on_device(tensors: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
+    """Packed tensors moved to ``device``; the images also to the model's ``dtype``."""
+    moved = {name: tensor.to(device) for name, tensor in tensors.items()}
+    if "pixel_values" in moved:
+        moved["pixel_values"] = moved["pixel_values"].to(dtype)
+    return moved
+
+
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 

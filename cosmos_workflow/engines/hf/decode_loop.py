@@ -116,13 +116,11 @@ class StaticDecoder:
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         state = _Answers(batch, sampling.max_tokens, stops, mask.device)
         allowed = _allowed(mask, length)
-        visible = allowed  # the slots each step's block mask lists
-        attached = False
+        visible = allowed  # the slots each step's block mask lists (the cascade: not the prefixes)
         if isinstance(inputs, SharedBatch):
             logits, prefixes = self._prefill_shared(inputs, positions, cache)
             if cascade and flex:
                 self._attach_prefixes(prefixes, inputs)
-                attached = True
                 visible = allowed.clone()
                 visible[:, : inputs.prefix["attention_mask"].shape[1]] = False
             del prefixes  # with the cascade, the attention modules hold its tensors until detached
@@ -137,12 +135,13 @@ class StaticDecoder:
                     if step % CHECK_EVERY == 0 and not stops.ignore_eos and state.all_ended():
                         break
                     allowed[:, prompt + step - 1] = True
-                    visible[:, prompt + step - 1] = True
+                    if visible is not allowed:
+                        visible[:, prompt + step - 1] = True
                     step_mask = _block_mask(visible) if flex else allowed[:, None, None, :]
                     logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
                     token = state.record(step, choose(logits, sampling, stops))
         finally:
-            if attached:
+            if visible is not allowed:  # the prefixes were attached
                 detach(self._model)
             if compiled:
                 _reset_output_capture()

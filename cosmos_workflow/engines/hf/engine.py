@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosmos_workflow.engines.base import EncodedRequest, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.hf.ascii import banned_mask, banning
-from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors, round_up
+from cosmos_workflow.engines.hf.batch import PAD_ID, hf_batch_tensors, on_device, round_up
 from cosmos_workflow.engines.hf.common import HFBase
 from cosmos_workflow.engines.hf.compile_cache import use_compile_cache
 from cosmos_workflow.engines.hf.decode_loop import Stops, cache_length, decoder_for
@@ -188,11 +188,7 @@ class HFEngine(HFBase):
             return shared_batch_tensors(requests, groups, PAD_ID, bucket=bucket).to(
                 self.device, self._model.dtype
             )
-        batch = hf_batch_tensors(requests, PAD_ID, bucket=bucket)
-        inputs = {name: tensor.to(self.device) for name, tensor in batch.items()}
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
-        return inputs
+        return on_device(hf_batch_tensors(requests, PAD_ID, bucket=bucket), self.device, self._model.dtype)
 
     def _decode(self, inputs: dict[str, Any] | SharedBatch, sampling: SamplingParams) -> list[list[int]]:
         """Each request's answer tokens: through the engine's own loop (``decode_loop``; a shared

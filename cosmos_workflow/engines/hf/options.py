@@ -115,24 +115,22 @@ class HFOptions:
             prefill_chunk=_as_int(options.get("prefill_chunk"), default=16384, name="prefill_chunk"),
             ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
             decode_loop=loop,
-            share_prefix=_share_prefix(options, loop=loop, cuda=cuda),
+            share_prefix=_share_prefix(options.get("share_prefix")) if loop else "off",
         )
 
+    def __post_init__(self) -> None:
+        if self.share_prefix == "decode" and not (self.gqa_decode and self.decode_attention == "flex"):
+            raise ConfigError(
+                "share_prefix=decode reads the shared prefixes through flex decoding; add "
+                "--engine-option decode_attention=flex (and leave gqa_decode on), or use share_prefix=prefill"
+            )
 
-def _share_prefix(options: Mapping[str, str | int | float | bool | None], *, loop: bool, cuda: bool) -> str:
-    """``share_prefix``: off without the own decoding loop; ``decode`` only with flex decoding."""
-    value = options.get("share_prefix")
+
+def _share_prefix(value: str | int | float | bool | None) -> str:
+    """``share_prefix``: a word of :data:`SHARE_PREFIX`, or a boolean (true: ``prefill``)."""
     if isinstance(value, bool) or str(value).lower() in TRUE_WORDS | FALSE_WORDS:
         value = "prefill" if _as_bool(value, default=False, name="share_prefix") else "off"
-    share = _as_choice(value, SHARE_PREFIX, "off", "share_prefix") if loop else "off"
-    gqa = _as_bool(options.get("gqa_decode"), default=True, name="gqa_decode")
-    attention = options.get("decode_attention") or ("flex" if cuda else "sdpa")
-    if share == "decode" and not (gqa and attention == "flex"):
-        raise ConfigError(
-            "share_prefix=decode reads the shared prefixes through flex decoding; "
-            "add --engine-option decode_attention=flex (and leave gqa_decode on), or use share_prefix=prefill"
-        )
-    return share
+    return _as_choice(value, SHARE_PREFIX, "off", "share_prefix")
 
 
 def _as_choice(

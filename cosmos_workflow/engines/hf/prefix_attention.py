@@ -52,15 +52,13 @@ class PrefixLayer:
 
 
 def member_grid(group: Sequence[int], groups: int) -> tuple[list[list[int]], list[int]]:
-    """For each group the batch rows in it (padded with row 0 to the largest group), and each
-    row's place in its group's list."""
+    """For each group the batch rows in it, and each row's place in its group's list."""
     rows: list[list[int]] = [[] for _ in range(groups)]
     slot = []
     for row, g in enumerate(group):
         slot.append(len(rows[g]))
         rows[g].append(row)
-    width = max(len(r) for r in rows)
-    return [r + [0] * (width - len(r)) for r in rows], slot
+    return rows, slot
 
 
 def prefix_layers(
@@ -82,7 +80,7 @@ def prefix_layers(
 
     grid, slot = member_grid(rows.tolist(), allowed.shape[0])
     groups = round_up(len(grid), GROUP_BUCKET)
-    queries = round_up(len(grid[0]), QUERY_BUCKET)
+    queries = round_up(max(len(r) for r in grid), QUERY_BUCKET)
     grid = [r + [0] * (queries - len(r)) for r in grid] + [[0] * queries] * (groups - len(grid))
     width = round_up(max(allowed.shape[1], keys[0].shape[2]), KV_BLOCK)
     filled = torch.zeros((groups, width), dtype=torch.bool, device=allowed.device)

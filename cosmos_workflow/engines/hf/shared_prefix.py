@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cosmos_workflow.engines.base import EncodedRequest
-from cosmos_workflow.engines.hf.batch import hf_batch_tensors
+from cosmos_workflow.engines.hf.batch import hf_batch_tensors, on_device
 
 if TYPE_CHECKING:
     import torch
@@ -65,10 +65,12 @@ class SharedBatch:
     attention_mask: torch.Tensor
 
     def to(self, device: Any, dtype: Any) -> SharedBatch:
-        prefix = {name: tensor.to(device) for name, tensor in self.prefix.items()}
-        if "pixel_values" in prefix:
-            prefix["pixel_values"] = prefix["pixel_values"].to(dtype)
-        return SharedBatch(prefix, self.rows.to(device), self.text.to(device), self.attention_mask.to(device))
+        return SharedBatch(
+            on_device(self.prefix, device, dtype),
+            self.rows.to(device),
+            self.text.to(device),
+            self.attention_mask.to(device),
+        )
 
 
 def prefix_end(token_ids: Sequence[int], image_end_id: int) -> int:
