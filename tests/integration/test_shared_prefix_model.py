@@ -55,30 +55,47 @@ def test_a_shared_prefill_and_decoding_give_the_plain_answers(
     assert len(set(plain)) >= 5  # the variants' answers differ: each request got its own text
 
 
-def test_shared_decoding_steps_read_the_prefixes_through_the_cascade(
+def test_shared_decoding_reads_the_prefixes_through_the_cascade_and_keeps_only_texts_in_the_batch(
     tiny_model: Path, variants: list[EncodedRequest]
 ) -> None:
+    from cosmos_workflow.engines.hf.decode_loop import cache_length, decoder_for
     from cosmos_workflow.engines.hf.prefix_attention import decoder_attentions, prefix_of
 
     seen: list[tuple[int, int] | None] = []
+    masks: list[tuple[int, ...]] = []
     options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode"}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
-        first = decoder_attentions(engine._model)[0]
+        model: Any = engine._model
+        first = decoder_attentions(model)[0]
 
         def look(module: Any, args: Any, kwargs: Any) -> None:
             prefix = prefix_of(module)
             seen.append(None if prefix is None else tuple(prefix.members.shape))
 
-        handle = first.register_forward_pre_hook(look, with_kwargs=True)
+        def mask_of(_module: Any, args: Any, kwargs: Any) -> None:
+            mask = kwargs["attention_mask"]
+            masks.append(tuple(mask.shape) if hasattr(mask, "shape") else ())
+
+        handles = [
+            first.register_forward_pre_hook(look, with_kwargs=True),
+            model.model.language_model.register_forward_pre_hook(mask_of, with_kwargs=True),
+        ]
         try:
             engine.generate(variants, GREEDY)
         finally:
-            handle.remove()
-        assert all(prefix_of(m) is None for m in decoder_attentions(engine._model))  # detached after
+            for handle in handles:
+                handle.remove()
+        assert all(prefix_of(m) is None for m in decoder_attentions(model))  # detached after
+        shared = engine._inputs(variants)
+        rows, slots = decoder_for(model)._cache_shape or (0, 0)
     prefill, text, *steps = seen
-    assert prefill is None and text is None  # the prefills attend as before
-    # 3 prefixes of at most 3 requests, in a grid rounded up to 4 groups of 8 (one compiled shape)
-    assert steps == [(4, 8)] * (GREEDY.max_tokens - 1)
+    assert prefill is None  # the prefixes prefill as a batch of their own
+    # the texts' prefill and every step see the prefixes: 3 prefixes of at most 3 requests, in a
+    # grid rounded up to 4 groups of 8 (one compiled shape)
+    assert [text, *steps] == [(4, 8)] * GREEDY.max_tokens
+    # the batch's rows hold each request's text and answer only (no copy of its prefix)
+    assert masks[1] == tuple(shared.text.shape)
+    assert (rows, slots) == (len(variants), cache_length(shared.text.shape[1], GREEDY.max_tokens))
 
 
 def test_each_distinct_prefix_is_prefilled_once(tiny_model: Path, variants: list[EncodedRequest]) -> None:

@@ -108,40 +108,38 @@ class StaticDecoder:
         images prefill them once: ``shared_prefix``). ``compiled``: decoding steps through the
         compiled forward (CUDA graphs); ``flex``: their attention reads a block mask of the filled
         cache blocks (decode_attention=flex); ``cascade`` (with ``flex`` and a SharedBatch): it
-        reads each shared prefix once (``prefix_attention``), not once per request.
+        reads each shared prefix once (``prefix_attention``), not once per request, and so does the
+        prefill of the texts after it: the batch's KV cache then holds each request's text and
+        answer only, not its copy of the prefix (about 390 slots a request, not 1,390, for Pixtral
+        at two 480x272 frames and 300-token answers).
         """
-        mask = inputs.attention_mask if isinstance(inputs, SharedBatch) else inputs["attention_mask"]
+        full = inputs.attention_mask if isinstance(inputs, SharedBatch) else inputs["attention_mask"]
+        positions = (full.cumsum(-1) - 1).masked_fill(full == 0, 0)
+        compact = isinstance(inputs, SharedBatch) and cascade and flex
+        # the cascade reads each prefix from a cache of its own: the batch's rows hold texts and answers only
+        mask = full[:, inputs.prefix_width :] if isinstance(inputs, SharedBatch) and compact else full
         batch, prompt = mask.shape
         cache, length = self._static_cache(batch, cache_length(prompt, sampling.max_tokens))
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         state = _Answers(batch, sampling.max_tokens, stops, mask.device)
         allowed = _allowed(mask, length)
-        visible = allowed  # the slots each step's block mask lists (the cascade: not the prefixes)
-        if isinstance(inputs, SharedBatch):
-            logits, prefixes = self._prefill_shared(inputs, positions, cache)
-            if cascade and flex:
-                self._attach_prefixes(prefixes, inputs)
-                visible = allowed.clone()
-                visible[:, : inputs.prefix["attention_mask"].shape[1]] = False
-            del prefixes  # with the cascade, the attention modules hold its tensors until detached
-        else:
-            logits = self._prefill(inputs, positions, cache)
-        token = state.record(0, choose(logits, sampling, stops))
         forward = self._forward(compiled)
         last = positions[:, -1]
         try:
+            if isinstance(inputs, SharedBatch):
+                logits = self._prefill_shared(inputs, positions, cache, cascade=compact)
+            else:
+                logits = self._prefill(inputs, positions, cache)
+            token = state.record(0, choose(logits, sampling, stops))
             with responsive_host():
                 for step in range(1, sampling.max_tokens):
                     if step % CHECK_EVERY == 0 and not stops.ignore_eos and state.all_ended():
                         break
                     allowed[:, prompt + step - 1] = True
-                    if visible is not allowed:
-                        visible[:, prompt + step - 1] = True
-                    step_mask = _block_mask(visible) if flex else allowed[:, None, None, :]
+                    step_mask = _block_mask(allowed) if flex else allowed[:, None, None, :]
                     logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
                     token = state.record(step, choose(logits, sampling, stops))
         finally:
-            if visible is not allowed:  # the prefixes were attached
+            if compact:
                 detach(self._model)
             if compiled:
                 _reset_output_capture()
@@ -156,17 +154,43 @@ class StaticDecoder:
         return logits
 
     def _prefill_shared(
-        self, shared: SharedBatch, positions: torch.Tensor, cache: Any
-    ) -> tuple[torch.Tensor, Any]:
-        """Each distinct prefix (and its images) once into a cache of its own, its keys and values
-        copied into the rows of every request that has it, then each request's text after it; the
-        last position's logits and the prefixes' cache."""
+        self, shared: SharedBatch, positions: torch.Tensor, cache: Any, *, cascade: bool
+    ) -> torch.Tensor:
+        """Each distinct prefix (and its images) once into a cache of its own, then each request's
+        text after it; the last position's logits. ``cascade``: the prefixes' cache is attached to
+        the attention modules (``prefix_attention``) and read from there by the texts' prefill and
+        every decoding step, and ``cache`` holds the texts and answers only; else the prefixes'
+        keys and values are copied into the rows of every request that has it, ahead of its text.
+        ``positions``: the whole prompts' (prefix and text)."""
+        prefixes = self._prefill_prefixes(shared)
+        width = shared.prefix_width
+        mask = shared.attention_mask
+        if cascade:
+            self._attach_prefixes(prefixes, shared)
+            mask = mask[:, width:]
+        else:
+            for index, layer in enumerate(list(prefixes.layers)):
+                keys, values = layer.keys[:, :, :width], layer.values[:, :, :width]
+                cache.update(keys.index_select(0, shared.rows), values.index_select(0, shared.rows), index)
+        del prefixes  # with the cascade, the attention modules hold its tensors until detached
+        output = self._model(
+            input_ids=shared.text,
+            attention_mask=mask,
+            position_ids=positions[:, width:],
+            logits_to_keep=1,
+            use_cache=True,
+            **{self._cache_name: cache},
+        )
+        logits: torch.Tensor = output.logits[:, -1, :].float()
+        return logits
+
+    def _prefill_prefixes(self, shared: SharedBatch) -> Any:
+        """The distinct prefixes (and their images) into a static cache of their own, whole KV
+        blocks long (the cascade reads it as it is: prefix_attention.prefix_layers)."""
         from transformers import StaticCache
 
         mask = shared.prefix["attention_mask"]
-        width = mask.shape[1]
-        # whole KV blocks: the cascade reads this cache as it is (prefix_attention.prefix_layers)
-        prefixes = StaticCache(config=self._text_config(), max_cache_len=round_up(width, KV_BLOCK))
+        prefixes = StaticCache(config=self._text_config(), max_cache_len=round_up(mask.shape[1], KV_BLOCK))
         self._model(
             **shared.prefix,
             position_ids=(mask.cumsum(-1) - 1).masked_fill(mask == 0, 0),
@@ -174,20 +198,7 @@ class StaticDecoder:
             use_cache=True,
             **{self._cache_name: prefixes},
         )
-        layers: list[Any] = list(prefixes.layers)
-        for index, layer in enumerate(layers):
-            keys, values = layer.keys[:, :, :width], layer.values[:, :, :width]
-            cache.update(keys.index_select(0, shared.rows), values.index_select(0, shared.rows), index)
-        output = self._model(
-            input_ids=shared.text,
-            attention_mask=shared.attention_mask,
-            position_ids=positions[:, width:],
-            logits_to_keep=1,
-            use_cache=True,
-            **{self._cache_name: cache},
-        )
-        logits: torch.Tensor = output.logits[:, -1, :].float()
-        return logits, prefixes
+        return prefixes
 
     def _attach_prefixes(self, prefixes: Any, shared: SharedBatch) -> None:
         """The shared prefill's prefix cache to the attention modules, for the cascade."""

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,10 @@ from cosmos_workflow.engines.hf.device import (
     is_out_of_memory,
     release_failed_call,
 )
+from cosmos_workflow.engines.hf.flex_decode import KV_BLOCK
 from cosmos_workflow.engines.hf.kernels import chunk_decoder_tokens, chunk_vision_tower, use_gqa_decode
 from cosmos_workflow.engines.hf.options import HFOptions
+from cosmos_workflow.engines.hf.prefix_attention import GROUP_BUCKET
 from cosmos_workflow.engines.hf.shared_prefix import SharedBatch, group_prefixes, shared_batch_tensors
 from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError
 from cosmos_workflow.tokenizer import TEKKEN_FILE, Tokenizer, load_tokenizer, tokenizer_path_for
@@ -31,6 +34,31 @@ if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger("cosmos_workflow")
+
+
+@dataclass(frozen=True)
+class TokenBytes:
+    """GPU bytes per token: its KV cache over all ``layers``, and its prefill activations."""
+
+    kv: int
+    activations: int
+    layers: int
+
+
+def request_bytes(sizes: TokenBytes, slots: tuple[int, int], prefix_tokens: int = 0) -> int:
+    """One request's share of a batch's memory: its KV cache (``slots``: its bucketed prompt
+    tokens and its cache slots), its prefill activations, and (with shared prefixes read by the
+    cascade) its gathered copy of a prefix's keys and values while one layer prefills its text."""
+    tokens, cache = slots
+    return cache * sizes.kv + tokens * sizes.activations + prefix_tokens * sizes.kv // sizes.layers
+
+
+def prefixes_bytes(sizes: TokenBytes, prefix_tokens: int, prefixes: int) -> int:
+    """The shared prefixes' memory: their own KV cache (whole blocks, groups rounded up as the
+    cascade rounds them; twice while it pads them) and their prefill's activations."""
+    slots = round_up(prefix_tokens, KV_BLOCK)
+    groups = round_up(prefixes, GROUP_BUCKET)
+    return 2 * groups * slots * sizes.kv + prefixes * prefix_tokens * sizes.activations
 
 
 class HFEngine(HFBase):
@@ -76,13 +104,18 @@ class HFEngine(HFBase):
         config = self.config.model_copy(update={"options": merged})
         return HFEngine(config, model=self._model, checkpoint=self.checkpoint, options=parsed)
 
-    def max_batch_size(self, prompt_tokens: int, max_tokens: int) -> int:
+    def max_batch_size(
+        self, prompt_tokens: int, max_tokens: int, *, prefix_tokens: int = 0, prefixes: int = 0
+    ) -> int:
         """How many requests of ``prompt_tokens`` fit on this GPU now, with ``max_tokens`` answers.
 
         Each needs its KV cache (static: the bucketed prompt plus the answer) and its share of
         the prefill activations (hidden states and residuals, q/k/v and the 4x K/V copy SDPA
         makes; the MLPs run in ``prefill_chunk`` pieces). Counted against the memory free now (plus
         the KV cache the last batch left, which a batch of another shape replaces), less a fixed reserve.
+        With ``share_prefix=decode`` and ``prefixes`` > 0 (at most that many distinct shared prefixes
+        of up to ``prefix_tokens`` in a batch; the rest of ``prompt_tokens`` is a request's text), a
+        request's rows hold its text and answer only, and the prefixes are counted once each.
         On the CPU there is no such limit that matters; 8 is returned.
         """
         self._require_open()
@@ -90,17 +123,31 @@ class HFEngine(HFBase):
             return 8
         import torch
 
-        text = self._model.config.text_config
-        tokens = round_up(prompt_tokens, self.options.batch_bucket)
-        slots = cache_length(tokens, max_tokens) if self.options.decode_loop else tokens + max_tokens
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        kv_per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * 2
-        # hidden states and residuals, q/k/v and SDPA's 4x K/V copy; MLPs run in prefill_chunk pieces
-        act_per_token = (6 * text.hidden_size + 4 * text.num_attention_heads * head_dim) * 2
-        per_request = slots * kv_per_token + tokens * act_per_token
         free, _ = torch.cuda.mem_get_info(self.device)
         free += decoder_for(self._model).cache_bytes()  # the last batch's cache goes if the shape changes
-        return max(1, int((free - GPU_RESERVE_BYTES) // per_request))
+        budget = free - GPU_RESERVE_BYTES
+        sizes = self._token_bytes()
+        gathered = 0  # a request's copy of its prefix while one layer prefills its text (the cascade)
+        if prefixes and self.options.share_prefix == "decode":
+            budget -= prefixes_bytes(sizes, prefix_tokens, prefixes)
+            prompt_tokens, gathered = prompt_tokens - prefix_tokens, prefix_tokens
+        per_request = request_bytes(sizes, self._slots(prompt_tokens, max_tokens), gathered)
+        return max(1, int(budget // per_request))
+
+    def _slots(self, prompt_tokens: int, max_tokens: int) -> tuple[int, int]:
+        """A request's prompt tokens as bucketed, and its KV-cache slots."""
+        tokens = round_up(prompt_tokens, self.options.batch_bucket)
+        return tokens, cache_length(tokens, max_tokens) if self.options.decode_loop else tokens + max_tokens
+
+    def _token_bytes(self) -> TokenBytes:
+        text = self._model.config.text_config
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        return TokenBytes(
+            kv=2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * 2,
+            # hidden states and residuals, q/k/v and SDPA's 4x K/V copy; MLPs run in prefill_chunk pieces
+            activations=(6 * text.hidden_size + 4 * text.num_attention_heads * head_dim) * 2,
+            layers=text.num_hidden_layers,
+        )
 
     @property
     def device(self) -> torch.device:

@@ -72,16 +72,18 @@ def gqa_flex_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """``decode_attention=flex``: flex_attention over the filled KV blocks when transformers hands
-    over a block mask (a decoding step, see flex_decode; split over the shared prefixes while a
-    batch decodes with ``share_prefix=decode``, see prefix_attention), :func:`gqa_sdpa_attention`
-    otherwise."""
+    over a block mask (a decoding step, see flex_decode), :func:`gqa_sdpa_attention` otherwise.
+    While a batch runs with ``share_prefix=decode`` (a prefix attached: prefix_attention), the
+    texts' prefill and each decoding step attend to each request's shared prefix as well."""
     from torch.nn.attention.flex_attention import BlockMask
 
     from cosmos_workflow.engines.hf.flex_decode import flex_decode_attention, flex_for
-    from cosmos_workflow.engines.hf.prefix_attention import cascade_attention, prefix_of
+    from cosmos_workflow.engines.hf.prefix_attention import cascade_attention, cascade_prefill, prefix_of
 
+    prefix = prefix_of(module)
+    if prefix is not None and not isinstance(attention_mask, BlockMask):  # the texts after the prefixes
+        return cascade_prefill(query, key, value, attention_mask, prefix, scaling=scaling), None
     if isinstance(attention_mask, BlockMask):
-        prefix = prefix_of(module)
         if prefix is not None:  # share_prefix=decode: each group's prefix is read once
             flex = flex_for(query.is_cuda)
             return cascade_attention(

@@ -61,8 +61,10 @@ class HFOptions:
     CPU default; ``false``), or ``eager`` (traced, not fused: tests).
     ``share_prefix``: with ``decode_loop``, requests of a batch that share their images (the same
     video, other prompts) prefill them once (``prefill``, or ``true``: ``shared_prefix.py``), and
-    with ``decode`` (it needs ``decode_attention=flex``) each decoding step reads each shared prefix
-    once too (``prefix_attention.py``); ``off`` by default until measured on a GPU (BENCHMARKS.md).
+    with ``decode`` (it needs ``decode_attention=flex``) the texts' prefill and each decoding step
+    read each shared prefix once too, from a cache of its own (``prefix_attention.py``): a batch's
+    KV cache then holds texts and answers only, and more requests fit; ``off`` by default until
+    measured on a GPU (BENCHMARKS.md).
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """

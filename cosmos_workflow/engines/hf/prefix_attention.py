@@ -39,12 +39,13 @@ QUERY_BUCKET = 8
 @dataclass(frozen=True)
 class PrefixLayer:
     """One decoder layer's view of the shared prefixes: ``keys``/``values`` (G, kv heads, P, D),
-    ``mask`` the block mask of each group's queries over its prefix's filled slots
-    (:func:`prefix_mask`), ``members`` (G, M) the batch rows of each group (padded with row 0),
-    ``group``/``slot`` (B,) where each row's query sits in that (G, M) grid."""
+    ``filled`` (G, P) each prefix's slots that hold a token, ``mask`` the block mask of each
+    group's queries over them (:func:`prefix_mask`), ``members`` (G, M) the batch rows of each
+    group (padded with row 0), ``group``/``slot`` (B,) where each row's query sits in that (G, M) grid."""
 
     keys: torch.Tensor
     values: torch.Tensor
+    filled: torch.Tensor
     mask: Any
     members: torch.Tensor
     group: torch.Tensor
@@ -90,7 +91,7 @@ def prefix_layers(
     place = torch.tensor(slot, dtype=torch.long, device=rows.device)
     mask = prefix_mask(filled, queries)
     layers = [
-        PrefixLayer(_padded(k, groups, width), _padded(v, groups, width), mask, members, rows, place)
+        PrefixLayer(_padded(k, groups, width), _padded(v, groups, width), filled, mask, members, rows, place)
         for k, v in zip(keys, values, strict=True)
     ]
     for layer in layers:
@@ -159,6 +160,45 @@ def cascade_attention(
     own, own_lse = flex_with_lse(query, key, value, rest_mask, scaling, flex)
     merged = merge(shared, shared_lse, own[:, :, 0, :], own_lse[:, :, 0])
     return merged.view(batch, 1, heads, dim)
+
+
+def cascade_prefill(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    prefix: PrefixLayer,
+    *,
+    scaling: float | None,
+) -> torch.Tensor:
+    """The prefill of each request's text (query (B, heads, T, D)) over its group's prefix and its
+    own cache slots (``key``/``value`` (B, kv heads, L, D); ``attention_mask``: transformers' mask
+    of those slots, (B, 1, T, L), True or 0 where a query may attend; None: causal, no padding);
+    (B, T, heads, D) as transformers expects.
+
+    The prefix's keys are gathered per request for the duration of one layer's call (a request's
+    text is short: the work is the text's queries against prefix and text, as in the plain
+    prefill), and one softmax covers both parts.
+    """
+    import torch
+
+    batch, _, length, _ = query.shape
+    slots = key.shape[2]
+    if attention_mask is None:
+        steps = torch.arange(slots, device=query.device)
+        own = (steps[None, :] <= steps[:length, None]).expand(batch, 1, length, slots)
+    else:
+        own = attention_mask[..., :slots]
+        own = own if own.dtype == torch.bool else own == 0
+    seen = prefix.filled.index_select(0, prefix.group)[:, None, None, :]
+    seen = seen.expand(batch, 1, length, seen.shape[-1])
+    mask = torch.cat([seen, own.expand(batch, 1, length, slots)], dim=-1)
+    keys = torch.cat([prefix.keys.index_select(0, prefix.group), key], dim=2)
+    values = torch.cat([prefix.values.index_select(0, prefix.group), value], dim=2)
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query, keys, values, attn_mask=mask, scale=scaling, enable_gqa=True
+    )
+    return output.transpose(1, 2).contiguous()
 
 
 def merge(

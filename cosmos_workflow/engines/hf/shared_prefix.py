@@ -64,6 +64,11 @@ class SharedBatch:
     text: torch.Tensor
     attention_mask: torch.Tensor
 
+    @property
+    def prefix_width(self) -> int:
+        """The prefixes' padded length (P): where the texts start in ``attention_mask``."""
+        return int(self.prefix["attention_mask"].shape[1])
+
     def to(self, device: Any, dtype: Any) -> SharedBatch:
         return SharedBatch(
             on_device(self.prefix, device, dtype),
