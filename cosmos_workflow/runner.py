@@ -163,7 +163,7 @@ class Runner:
 
         sendable = [j for j in jobs if j.plan.fits]
         if sendable:
-            self.size_batches(max(j.plan.total_tokens for j in sendable), len(sendable))
+            self.size_batches(max(j.plan.total_tokens for j in sendable), len(sendable), sendable)
         save([self._record(job, None) for job in jobs if not job.plan.fits])
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="preprocess") as pool:
             if self.engine.streams:
@@ -260,17 +260,21 @@ class Runner:
         if self.journal is not None:
             self.journal.append(records)
 
-    def size_batches(self, longest: int, count: int | None = None) -> None:
+    def size_batches(self, longest: int, count: int | None = None, jobs: Sequence[Job] = ()) -> None:
         """With ``batch_size`` 'auto': what fits the engine's free memory for the longest planned
         request (``longest`` prompt tokens; 8 if the engine cannot say), evened out over ``count``
         requests when known: as few batches as fit, of equal size (1024 requests where 335 fit:
         4 of 256, not 3 of 335 and one of 19, a shape the GPU would compile again for). With
         ``first_batch``, a first batch of that many (at most what fits), the rest evened out
-        (:func:`ramped_batch_sizes`)."""
+        (:func:`ramped_batch_sizes`). An engine that shares frames within a batch
+        (``shares_prefixes``) is asked with the ``jobs``' sharing too (:func:`shared_fits`)."""
         if self.options.batch_size != "auto":
             return
         estimate = getattr(self.engine, "max_batch_size", None)
-        fits = max(1, int(estimate(longest, self.options.sampling.max_tokens)) if callable(estimate) else 8)
+        max_tokens = self.options.sampling.max_tokens
+        fits = max(1, int(estimate(longest, max_tokens)) if callable(estimate) else 8)
+        if callable(estimate) and self.engine.shares_prefixes and jobs:
+            fits = max(fits, shared_fits(jobs, estimate, max_tokens))
         first, size = ramped_batch_sizes(count, fits, self.options.first_batch) if count else (0, fits)
         log.info("batch size %d (auto: %d fit for requests of up to %d prompt tokens)", size, fits, longest)
         if first:
@@ -447,6 +451,46 @@ def length_sorted_batches(
     ordered = sorted(jobs, key=_video_order if by_video else _length_order)
     head, rest = ([ordered[:first]], ordered[first:]) if first and ordered else ([], ordered)
     return head + [rest[i : i + size] for i in range(0, len(rest), size)]
+
+
+def shared_fits(jobs: Sequence[Job], estimate: Callable[..., int], max_tokens: int) -> int:
+    """The largest batch of ``jobs`` that fits where requests of one video and plan share their
+    frames' prefix: ``estimate(prompt_tokens, max_tokens, prefix_tokens=, prefixes=)`` says how
+    many fit with at most ``prefixes`` distinct prefixes in a batch (an engine's
+    ``max_batch_size``); a batch of ``size`` holds at most :func:`most_prefixes` of them."""
+    prefix = max(j.plan.image_tokens for j in jobs)
+    prompt = prefix + max(j.plan.total_tokens - j.plan.image_tokens for j in jobs)
+    ordered = [_prefix_key(j) for j in sorted(jobs, key=_video_order)]
+
+    def fits(size: int) -> bool:
+        most = most_prefixes(ordered, size)
+        return size <= int(estimate(prompt, max_tokens, prefix_tokens=prefix, prefixes=most))
+
+    low, high = 1, min(len(jobs), int(estimate(prompt, max_tokens, prefix_tokens=prefix, prefixes=1)))
+    while low < high:  # the largest size that fits (fewer prefixes fit more requests: monotone)
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def most_prefixes(keys: Sequence[object], size: int) -> int:
+    """The most distinct ``keys`` in any ``size`` consecutive ones: a bound on the distinct
+    prefixes of a batch of at most ``size`` of them, wherever the batches are cut."""
+    window: Counter[object] = Counter(keys[:size])
+    most = len(window)
+    for leaving, entering in zip(keys, keys[size:], strict=False):
+        window[entering] += 1
+        window[leaving] -= 1
+        if not window[leaving]:
+            del window[leaving]
+        most = max(most, len(window))
+    return most
+
+
+def _prefix_key(job: Job) -> tuple[object, ...]:
+    """What requests that share one prefix have in common: the video, its frames and their size."""
+    plan = job.plan
+    return (str(job.item.video_path or ""), tuple(plan.frame_indices), plan.width, plan.height)
 
 
 def _length_order(job: Job) -> int:

@@ -157,6 +157,7 @@ def test_turning_gqa_decode_off_restores_sdpa(engine: HFEngine) -> None:
 
 def test_batch_size_from_memory_is_only_a_gpu_matter(engine: HFEngine) -> None:
     assert engine.max_batch_size(prompt_tokens=1100, max_tokens=300) == 8
+    assert engine.max_batch_size(1100, 300, prefix_tokens=1000, prefixes=4) == 8
 
 
 def test_each_batch_is_logged_with_its_time(

@@ -338,6 +338,37 @@ def test_auto_batch_size_asks_the_engine_and_evens_the_batches_out(
     assert engine.asked[1] == 300 and engine.asked[0] >= 7
 
 
+class SharingEngine(FakeEngine):
+    """Shares frames within a batch (as the hf engine with share_prefix=decode): more requests fit
+    the fewer distinct prefixes a batch holds."""
+
+    shares_prefixes = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[int, int, int, int]] = []
+
+    def max_batch_size(
+        self, prompt_tokens: int, max_tokens: int, *, prefix_tokens: int = 0, prefixes: int = 0
+    ) -> int:
+        self.asked.append((prompt_tokens, max_tokens, prefix_tokens, prefixes))
+        return 10 - prefixes if prefixes else 3
+
+
+def test_auto_batch_size_asks_an_engine_that_shares_frames_with_the_runs_sharing(tmp_path: Path) -> None:
+    items = [BatchItem(name=f"i{n}", prompt=f"prompt number {n}") for n in range(12)]
+    engine = SharingEngine()
+    api.upsample(
+        items,
+        options(tmp_path, batch_size="auto"),
+        output=tmp_path / "o.json",
+        executor=LocalExecutor(engine),
+    )
+    # text prompts share one prefix (BOS): 9 fit, so two batches of 6 (3 without the sharing)
+    assert [len(b) for b in engine.batches] == [6, 6]
+    assert {prefixes for *_, prefixes in engine.asked} == {0, 1}
+
+
 def batch_sizes(tmp_path: Path, engine: FakeEngine, requests: int, **settings: object) -> list[int]:
     """The engine calls' sizes for ``requests`` text prompts of growing length."""
     items = [BatchItem(name=f"i{n}", prompt="word " * (n + 1)) for n in range(requests)]
