@@ -102,6 +102,41 @@ def test_a_cascade_step_equals_attention_over_the_whole_cache() -> None:
     torch.testing.assert_close(result, expected.transpose(1, 2))
 
 
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])
+def test_a_cascade_prefill_equals_attention_over_prefix_and_text(
+    mask_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The texts' prefill with the prefixes in a cache of their own: 5 requests in 2 groups, 3 text
+    queries each over 4 own slots (left padding, causal), 4 query heads over 2 KV heads, gathered
+    2 requests at a time: one softmax over the group's filled prefix slots and the request's own."""
+    from cosmos_workflow.engines.hf import prefix_attention
+    from cosmos_workflow.engines.hf.prefix_attention import cascade_prefill, prefix_layers
+
+    monkeypatch.setattr(prefix_attention, "PREFILL_ROWS", 2)
+    torch.manual_seed(1)
+    rows = torch.tensor([1, 0, 0, 1, 1])
+    prefix_allowed = torch.tensor([[0] * 5 + [1] * 3, [0] * 2 + [1] * 6], dtype=torch.bool)
+    prefix_keys, prefix_values = torch.randn(2, 2, 8, 16), torch.randn(2, 2, 8, 16)
+    keys, values = torch.randn(5, 2, 4, 16), torch.randn(5, 2, 4, 16)
+    causal = torch.ones(3, 4, dtype=torch.bool).tril()
+    own = causal.expand(5, 1, 3, 4).clone()
+    if mask_kind != "none":
+        own[1, :, :, 0] = own[3, :, :, :2] = False  # left padding
+    mask = {"bool": own, "additive": torch.where(own, 0.0, float("-inf")), "none": None}[mask_kind]
+    query = torch.randn(5, 4, 3, 16)
+    [layer] = prefix_layers([prefix_keys], [prefix_values], prefix_allowed, rows)
+
+    result = cascade_prefill(query, keys, values, mask, layer, scaling=0.25)
+
+    whole_keys = torch.cat([layer.keys[rows], keys], dim=2)
+    whole_values = torch.cat([layer.values[rows], values], dim=2)
+    seen = torch.cat([layer.filled[rows][:, None, None, :].expand(5, 1, 3, -1), own], dim=-1)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, whole_keys, whole_values, attn_mask=seen, scale=0.25, enable_gqa=True
+    )
+    torch.testing.assert_close(result, expected.transpose(1, 2))
+
+
 def test_images_that_differ_off_the_sampled_values_are_still_told_apart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -38,19 +38,18 @@ logger = logging.getLogger("cosmos_workflow")
 
 @dataclass(frozen=True)
 class TokenBytes:
-    """GPU bytes per token: its KV cache over all ``layers``, and its prefill activations."""
+    """GPU bytes per token: its KV cache over all layers, and its prefill activations."""
 
     kv: int
     activations: int
-    layers: int
 
 
-def request_bytes(sizes: TokenBytes, slots: tuple[int, int], prefix_tokens: int = 0) -> int:
+def request_bytes(sizes: TokenBytes, slots: tuple[int, int]) -> int:
     """One request's share of a batch's memory: its KV cache (``slots``: its bucketed prompt
-    tokens and its cache slots), its prefill activations, and (with shared prefixes read by the
-    cascade) its gathered copy of a prefix's keys and values while one layer prefills its text."""
+    tokens and its cache slots) and its prefill activations. (The cascade's prefill gathers
+    prefixes for a few requests at a time: prefix_attention.PREFILL_ROWS, within the reserve.)"""
     tokens, cache = slots
-    return cache * sizes.kv + tokens * sizes.activations + prefix_tokens * sizes.kv // sizes.layers
+    return cache * sizes.kv + tokens * sizes.activations
 
 
 def prefixes_bytes(sizes: TokenBytes, prefix_tokens: int, prefixes: int) -> int:
@@ -127,12 +126,10 @@ class HFEngine(HFBase):
         free += decoder_for(self._model).cache_bytes()  # the last batch's cache goes if the shape changes
         budget = free - GPU_RESERVE_BYTES
         sizes = self._token_bytes()
-        gathered = 0  # a request's copy of its prefix while one layer prefills its text (the cascade)
         if prefixes and self.options.share_prefix == "decode":
             budget -= prefixes_bytes(sizes, prefix_tokens, prefixes)
-            prompt_tokens, gathered = prompt_tokens - prefix_tokens, prefix_tokens
-        per_request = request_bytes(sizes, self._slots(prompt_tokens, max_tokens), gathered)
-        return max(1, int(budget // per_request))
+            prompt_tokens -= prefix_tokens
+        return max(1, int(budget // request_bytes(sizes, self._slots(prompt_tokens, max_tokens))))
 
     def _slots(self, prompt_tokens: int, max_tokens: int) -> tuple[int, int]:
         """A request's prompt tokens as bucketed, and its KV-cache slots."""
@@ -146,7 +143,6 @@ class HFEngine(HFBase):
             kv=2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * 2,
             # hidden states and residuals, q/k/v and SDPA's 4x K/V copy; MLPs run in prefill_chunk pieces
             activations=(6 * text.hidden_size + 4 * text.num_attention_heads * head_dim) * 2,
-            layers=text.num_hidden_layers,
         )
 
     @property

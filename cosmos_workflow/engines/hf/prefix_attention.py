@@ -176,29 +176,60 @@ def cascade_prefill(
     of those slots, (B, 1, T, L), True or 0 where a query may attend; None: causal, no padding);
     (B, T, heads, D) as transformers expects.
 
-    The prefix's keys are gathered per request for the duration of one layer's call (a request's
-    text is short: the work is the text's queries against prefix and text, as in the plain
-    prefill), and one softmax covers both parts.
+    One softmax covers both parts: the prefix's keys are gathered for :data:`PREFILL_ROWS`
+    requests at a time (a request's text is short: the work is its queries against prefix and
+    text, as in the plain prefill, and the copy stays small), and the query heads that share a KV
+    head go in as rows of that head (no 4x copy of the keys; any fused kernel that takes a mask).
     """
     import torch
 
-    batch, _, length, _ = query.shape
-    slots = key.shape[2]
+    batch, heads, length, dim = query.shape
+    own = _own_mask(attention_mask, batch, length, key.shape[2], query.device)
+    output = torch.empty((batch, length, heads, dim), dtype=query.dtype, device=query.device)
+    for start in range(0, batch, PREFILL_ROWS):
+        rows = slice(start, start + PREFILL_ROWS)
+        group = prefix.group[rows]
+        seen = prefix.filled.index_select(0, group)[:, None, None, :]
+        mask = torch.cat([seen.expand(-1, 1, length, -1), own[rows]], dim=-1)
+        keys = torch.cat([prefix.keys.index_select(0, group), key[rows]], dim=2)
+        values = torch.cat([prefix.values.index_select(0, group), value[rows]], dim=2)
+        output[rows] = _packed_sdpa(query[rows], keys, values, mask, scaling).transpose(1, 2)
+    return output
+
+
+#: requests whose prefix keys are gathered at once in :func:`cascade_prefill`
+PREFILL_ROWS = 64
+
+
+def _own_mask(
+    attention_mask: torch.Tensor | None, batch: int, length: int, slots: int, device: Any
+) -> torch.Tensor:
+    """transformers' prefill mask as (batch, 1, length, slots) booleans (None: causal)."""
+    import torch
+
     if attention_mask is None:
-        steps = torch.arange(slots, device=query.device)
-        own = (steps[None, :] <= steps[:length, None]).expand(batch, 1, length, slots)
-    else:
-        own = attention_mask[..., :slots]
-        own = own if own.dtype == torch.bool else own == 0
-    seen = prefix.filled.index_select(0, prefix.group)[:, None, None, :]
-    seen = seen.expand(batch, 1, length, seen.shape[-1])
-    mask = torch.cat([seen, own.expand(batch, 1, length, slots)], dim=-1)
-    keys = torch.cat([prefix.keys.index_select(0, prefix.group), key], dim=2)
-    values = torch.cat([prefix.values.index_select(0, prefix.group), value], dim=2)
+        steps = torch.arange(slots, device=device)
+        return (steps[None, :] <= steps[:length, None]).expand(batch, 1, length, slots)
+    own = attention_mask[..., :slots]
+    return (own if own.dtype == torch.bool else own == 0).expand(batch, 1, length, slots)
+
+
+def _packed_sdpa(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scaling: float | None
+) -> torch.Tensor:
+    """SDPA of query (B, heads, T, D) over grouped-query keys (B, kv heads, S, D) with one mask
+    (B, 1, T, S) for all heads, the heads of a KV head packed as its query rows; (B, heads, T, D)."""
+    import torch
+
+    batch, heads, length, dim = query.shape
+    kv_heads = keys.shape[1]
+    groups = heads // kv_heads
+    packed = query.reshape(batch, kv_heads, groups * length, dim)  # query head = kv_head * groups + g
+    rows = mask[:, :, None].expand(-1, 1, groups, length, -1).reshape(batch, 1, groups * length, -1)
     output = torch.nn.functional.scaled_dot_product_attention(
-        query, keys, values, attn_mask=mask, scale=scaling, enable_gqa=True
+        packed, keys, values, attn_mask=rows, scale=scaling
     )
-    return output.transpose(1, 2).contiguous()
+    return output.reshape(batch, heads, length, dim)
 
 
 def merge(
