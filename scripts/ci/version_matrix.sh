@@ -63,6 +63,7 @@ fi
 pytest_in "$hf" tests/unit/test_engine_hf.py tests/unit/test_engine_hf_speed.py tests/unit/test_engine_hf_auto.py \
     tests/unit/test_versions.py tests/integration/test_engine_hf_model.py \
     tests/integration/test_engine_hf_speed_model.py tests/integration/test_shared_prefix_model.py \
+    tests/integration/test_tiny_shared_prefix_run.py \
     tests/unit/test_shared_prefix.py tests/integration/test_tiny.py \
     tests/integration/test_tiny_auto.py tests/integration/test_checkpoint.py \
     --deselect tests/integration/test_tiny.py::test_concurrent_builders_agree_on_one_complete_checkpoint \
