@@ -3,57 +3,49 @@
 ``config.json``'s ``model_type`` names the family (``llava`` with a Pixtral vision tower:
 Pixtral; ``qwen2_5_vl``: Qwen2.5-VL); a Mistral-format folder (``params.json`` or ``tekken.json``)
 and every named model (``tiny-random``, ``pixtral-12b-random``, a served model's name) are
-Pixtral. A checkpoint of any other family is refused with one line naming its type.
+Pixtral. A checkpoint of any other family is refused with one line naming its type. A family
+declares its model types and names on its class; a new one is its module and a line in
+:data:`FAMILIES` (its engines are the engines' affair: hf and vllm each load the families they serve).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from cosmos_workflow.errors import UsageError
 from cosmos_workflow.families.base import Family
 from cosmos_workflow.families.pixtral import PixtralFamily
 from cosmos_workflow.families.qwen2_5_vl import Qwen25VLFamily
-from cosmos_workflow.tokenizer import load_tokenizer, tokenizer_path_for
 
 __all__ = [
-    "SUPPORTED",
+    "FAMILIES",
     "Family",
     "family_for",
     "family_name",
     "family_name_of_config",
     "family_title",
     "model_type_of",
+    "supported",
 ]
 
 
-def _pixtral(model: str | Path | None, system: str | None = None) -> Family:
-    return PixtralFamily(load_tokenizer(tokenizer_path_for(model)), system)
+#: The families, the first the default (a folder without config.json, or a model name). A new
+#: family is its module and one line here.
+FAMILIES: tuple[type[Family], ...] = (PixtralFamily, Qwen25VLFamily)
 
 
-def _qwen(model: str | Path | None, system: str | None = None) -> Family:
-    assert model is not None
-    return Qwen25VLFamily(Path(model).expanduser(), system)
-
-
-#: ``config.json`` model types and the family that serves each (given the model and system prompt)
-SUPPORTED: dict[str, Callable[[str | Path | None, str | None], Family]] = {
-    "llava": _pixtral,
-    "pixtral": _pixtral,
-    "qwen2_5_vl": _qwen,
-}
-_NAMES = {"llava": "Pixtral", "pixtral": "Pixtral", "qwen2_5_vl": "Qwen2.5-VL / Cosmos-Reason1"}
+def supported() -> dict[str, type[Family]]:
+    """``config.json`` model types and the family that serves each."""
+    return {model_type: family for family in FAMILIES for model_type in family.model_types}
 
 
 @functools.lru_cache(maxsize=8)
 def family_for(model: str | Path | None, system: str | None = None) -> Family:
     """The family of ``model`` (a checkpoint folder, a tokenizer file, or a model name), loaded
     once; every request's chat starts with the ``system`` prompt, if any."""
-    model_type = _supported_type(model)
-    return _pixtral(model, system) if model_type is None else SUPPORTED[model_type](model, system)
+    return _family_of(_supported_type(model)).for_model(model, system)
 
 
 def family_name(model: str | Path | None) -> str:
@@ -71,11 +63,16 @@ def family_name_of_config(config: object, source: str) -> str:
 
 def family_title(name: str) -> str:
     """A family's name (``Family.name``) as users know it: ``Pixtral``, ``Qwen2.5-VL / Cosmos-Reason1``."""
-    return _NAMES.get(name, name)
+    return next((family.title for family in FAMILIES if family.name == name), name)
 
 
 def _name_of(model_type: str | None) -> str:
-    return PixtralFamily.name if model_type in (None, "llava", "pixtral") else Qwen25VLFamily.name
+    return _family_of(model_type).name
+
+
+def _family_of(model_type: str | None) -> type[Family]:
+    """The family serving a supported model type; the default one (Pixtral) for None."""
+    return FAMILIES[0] if model_type is None else supported()[model_type]
 
 
 def _supported_type(model: str | Path | None) -> str | None:
@@ -85,11 +82,11 @@ def _supported_type(model: str | Path | None) -> str | None:
 
 def _checked(model_type: str | None, source: str) -> str | None:
     """``model_type`` if a family serves it (or None), else refused in one line naming ``source``."""
-    if model_type is not None and model_type not in SUPPORTED:
-        supported = ", ".join(f"{t} ({n})" for t, n in _NAMES.items())
+    if model_type is not None and model_type not in supported():
+        served = ", ".join(f"{t} ({family.title})" for t, family in supported().items())
         raise UsageError(
             f"{source} is a {model_type!r} checkpoint, a model family cosmos-workflow does not "
-            f"support; supported model types: {supported}"
+            f"support; supported model types: {served}"
         )
     return model_type
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -22,11 +23,21 @@ class Family(abc.ABC):
 
     #: the family's name, as messages and ``plan`` show it
     name: ClassVar[str]
+    #: the family's name as users know it (``Pixtral``, ``Qwen2.5-VL / Cosmos-Reason1``)
+    title: ClassVar[str]
+    #: the ``config.json`` model types it serves (families/__init__.FAMILIES maps them to it)
+    model_types: ClassVar[tuple[str, ...]]
     #: the grid step of a planned side: sizes shrink by at least this much at a time
     step: ClassVar[int]
     #: the system prompt every request's chat starts with (None: none), counted and encoded as
     #: the family's own chat format places it
     system: str | None = None
+
+    @classmethod
+    @abc.abstractmethod
+    def for_model(cls, model: str | Path | None, system: str | None = None) -> Family:
+        """The family of ``model`` (a checkpoint folder, a tokenizer file or a model name), its
+        tokenizer loaded; every request's chat starts with the ``system`` prompt, if any."""
 
     @property
     @abc.abstractmethod

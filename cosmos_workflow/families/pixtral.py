@@ -8,12 +8,13 @@ family contract: the numbers are those of :class:`cosmos_workflow.tokenizer.Toke
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from cosmos_workflow.families.base import Family
-from cosmos_workflow.tokenizer import Encoding, Tokenizer
+from cosmos_workflow.tokenizer import Encoding, Tokenizer, load_tokenizer, tokenizer_path_for
 
 PATCH = 16
 
@@ -29,11 +30,17 @@ class PixtralFamily(Family):
     """Requests as Pixtral sees them: a user message of images, then the prompt."""
 
     name: ClassVar[str] = "pixtral"
+    title: ClassVar[str] = "Pixtral"
+    model_types: ClassVar[tuple[str, ...]] = ("llava", "pixtral")
     step: ClassVar[int] = PATCH
 
     def __init__(self, tokenizer: Tokenizer, system: str | None = None) -> None:
         self.tokenizer = tokenizer
         self.system = system
+
+    @classmethod
+    def for_model(cls, model: str | Path | None, system: str | None = None) -> PixtralFamily:
+        return cls(load_tokenizer(tokenizer_path_for(model)), system)
 
     @property
     def max_long_side(self) -> int:

@@ -94,6 +94,8 @@ class Qwen25VLFamily(Family):
     """Requests as Qwen2.5-VL sees them: one user message with an image or a video, then the prompt."""
 
     name: ClassVar[str] = "qwen2_5_vl"
+    title: ClassVar[str] = "Qwen2.5-VL / Cosmos-Reason1"
+    model_types: ClassVar[tuple[str, ...]] = ("qwen2_5_vl",)
     step: ClassVar[int] = FACTOR
 
     def __init__(self, folder: Path, system: str | None = None) -> None:
@@ -110,6 +112,12 @@ class Qwen25VLFamily(Family):
         self._tokenizer = _load_tokenizer(folder)
         self._template = _chat_template(folder)
         self.eos_ids = _eos_ids(folder, config)
+
+    @classmethod
+    def for_model(cls, model: str | Path | None, system: str | None = None) -> Qwen25VLFamily:
+        if model is None:
+            raise ConfigError("a Qwen2.5-VL family needs its checkpoint folder (--model)")
+        return cls(Path(model).expanduser(), system)
 
     @property
     def max_long_side(self) -> int:
