@@ -188,6 +188,36 @@ def test_tiny_model_on_two_cpu_ranks(tmp_path: Path, prompts: Path, tiny_model: 
     assert all(r["upsampled_prompt"] for r in records)
 
 
+def test_tiny_qwen_checkpoint_on_two_cpu_ranks(tmp_path: Path, prompts: Path, cache_dir: Path) -> None:
+    """A Qwen2.5-VL (Cosmos-Reason1) checkpoint under torchrun: each rank plans with the family's
+    own arithmetic and runs the hf engine's Qwen path; the merged records are a single process's."""
+    from cosmos_workflow.engines.tiny_qwen import tiny_qwen_dir
+
+    output = tmp_path / "out.json"
+    options = RunOptions(
+        engine=EngineConfig(engine="hf", model=str(tiny_qwen_dir(cache_dir)), device="cpu"),
+        sampling={"max_tokens": 8, "temperature": 0.0},
+        plan={"max_tokens": 8, "max_resolution": 160},
+        clips_dir=None,
+        batch_size=2,
+        on_error="original",
+    )
+
+    run = torchrun(tmp_path, prompts, output, options)
+
+    single, _ = api.upsample_file(prompts, tmp_path / "one.json", options)
+    assert (run.returncode != 0) == bool(single.failed), run.stderr[-3000:]
+    records = json.loads(output.read_text())
+    assert [r["name"] for r in records] == [r.name for r in single.records]
+    assert [(r["status"], r["prompt_tokens"]) for r in records] == [
+        (r.status, r.prompt_tokens) for r in single.records
+    ]
+    # Qwen2.5-VL's 28-pixel grid, not Pixtral's 16
+    sides = [side for r in records if r["width"] for side in (r["width"], r["height"])]
+    assert sides and all(side % 28 == 0 for side in sides) and any(side % 16 for side in sides)
+    assert {r["engine"] for r in records} == {"hf"}
+
+
 def test_cli_upsample_prompts_runs_as_torchrun_ranks(tmp_path: Path, prompts: Path) -> None:
     output = tmp_path / "out.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
