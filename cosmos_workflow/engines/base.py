@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -133,6 +133,13 @@ class Engine(Closes, abc.ABC):
     ray_refusal: str | None = None
     #: The model it runs when none is given (None: a checkpoint must be found or named).
     default_model: str | None = None
+
+    @classmethod
+    def shares_prefixes_with(cls, options: Mapping[str, str | int | float | bool | None]) -> bool:
+        """Whether an engine of this class loaded with these engine ``options`` shares the frames
+        of a batch's requests (:attr:`shares_prefixes`), asked before any engine is loaded (Ray's
+        driver cuts the batches its actors run)."""
+        return bool(cls.shares_prefixes)
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config

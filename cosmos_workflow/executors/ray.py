@@ -127,11 +127,14 @@ def _cpu_device(options: RunOptions) -> bool:
 
 def engine_batches(jobs: Sequence[Job], options: RunOptions) -> list[list[Job]]:
     """The engine batches of a local run (length-sorted; with ``first_batch``, a first batch of
-    that many, at most a batch), then one batch of the jobs whose plan does not fit (recorded with
-    the plan's reason, never sent to the model)."""
+    that many, at most a batch; each video's requests together for an engine that shares their
+    frames), then one batch of the jobs whose plan does not fit (recorded with the plan's reason,
+    never sent to the model)."""
     size = options.batch_size if isinstance(options.batch_size, int) else AUTO_BATCH
     first = min(options.first_batch, size)
-    batches = length_sorted_batches([j for j in jobs if j.plan.fits], size, first=first)
+    by_video = engine_class(options.engine.engine).shares_prefixes_with(options.engine.options)
+    fitting = [j for j in jobs if j.plan.fits]
+    batches = length_sorted_batches(fitting, size, first=first, by_video=by_video)
     unfit = [j for j in jobs if not j.plan.fits]
     return [*batches, unfit] if unfit else batches
 

@@ -102,6 +102,40 @@ def test_a_first_batch_goes_first_as_in_a_local_run() -> None:
     assert [len(b) for b in engine_batches(auto, options(batch_size="auto", first_batch=16))] == [16, 241]
 
 
+@pytest.mark.parametrize(
+    ("engine_options", "together"),
+    [
+        ({"share_prefix": "decode", "static_cache": True}, True),
+        ({"share_prefix": True, "static_cache": True}, True),
+        ({}, False),  # off by default: by length alone
+        ({"share_prefix": "decode", "decode_attention": "sdpa"}, False),  # refused by the engine's load
+    ],
+)
+def test_an_engine_that_shares_frames_gets_each_videos_requests_in_one_ray_batch(
+    engine_options: dict[str, object], together: bool
+) -> None:
+    def on(name: str, video: str, tokens: int) -> Job:
+        plan = Plan(
+            name=name,
+            max_tokens=300,
+            image_tokens=1000,
+            total_tokens=tokens,
+            max_model_len=4096,
+            fits=True,
+            status="ok",
+        )
+        item = BatchItem(name=name, prompt=f"prompt {name}", video_path=Path(f"/clips/{video}.mp4"))
+        return Job(item=item, key=f"key-{name}", plan=plan)
+
+    jobs = [on("x1", "x", 1030), on("y1", "y", 1020), on("x2", "x", 1050), on("y2", "y", 1060)]
+    run = options(batch_size=2)
+    run = run.model_copy(update={"engine": run.engine.model_copy(update={"options": engine_options})})
+
+    batches = [[j.item.name for j in batch] for batch in engine_batches(jobs, run)]
+
+    assert batches == ([["x1", "x2"], ["y1", "y2"]] if together else [["y1", "x1"], ["x2", "y2"]])
+
+
 def test_auto_batch_size_ships_large_batches_for_each_actor_to_split() -> None:
     jobs = [job(str(n), n) for n in range(AUTO_BATCH + 1)]
 
