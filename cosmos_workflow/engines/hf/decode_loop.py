@@ -110,8 +110,8 @@ class StaticDecoder:
         cache blocks (decode_attention=flex); ``cascade`` (with ``flex`` and a SharedBatch): it
         reads each shared prefix once (``prefix_attention``), not once per request, and so does the
         prefill of the texts after it: the batch's KV cache then holds each request's text and
-        answer only, not its copy of the prefix (about 390 slots a request, not 1,390, for Pixtral
-        at two 480x272 frames and 300-token answers).
+        answer only, not its copy of the prefix (512 slots a request instead of 1,536 for Pixtral
+        at two 480x272 frames, a 1,090-token prompt and a 300-token answer).
         """
         full = inputs.attention_mask if isinstance(inputs, SharedBatch) else inputs["attention_mask"]
         positions = (full.cumsum(-1) - 1).masked_fill(full == 0, 0)
