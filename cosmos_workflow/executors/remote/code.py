@@ -6,9 +6,10 @@ clean) or, where cosmos-workflow was installed from a wheel, packed again from i
 ``remote_dir/code/<hash>/``. Venv mode installs it into the configured interpreter's environment
 without moving any package that environment has (torch, transformers, vLLM, ...: pip is
 constrained to its own ``pip list --format=freeze``): its missing dependencies first, then the
-wheel itself (``--no-deps --force-reinstall``). The installed package's files are then hashed on the host and
-must equal this one's. Docker mode does the same inside the throwaway container
-(``scripts/upsample_prompt.sh``, ``COSMOS_WORKFLOW_PIP``).
+wheel itself (``--no-deps --force-reinstall``), under a lock per interpreter so that runs installing
+into one environment at once take turns (:data:`HOST_INSTALL_SCRIPT`). The installed package's files
+are then hashed on the host and must equal this one's. Docker mode does the same inside the
+throwaway container (``scripts/upsample_prompt.sh``, ``COSMOS_WORKFLOW_PIP``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
 import logging
 import shutil
 import subprocess
@@ -178,27 +180,59 @@ def installed_hash(connection: Connection, python: str) -> str | None:
 
 
 def install_in_venv(connection: Connection, folder: RemoteDir, python: str, wheel: Wheel) -> bool:
-    """Make ``python`` on the host import exactly this cosmos-workflow; False when it already did."""
+    """Make ``python`` on the host import exactly this cosmos-workflow; False when it already did
+    (found before, or installed meanwhile by another run while this one waited for the lock)."""
     if installed_hash(connection, python) == wheel.code_hash:
         return False
     log.info("installing cosmos-workflow %s in %s on the host", cosmos_workflow.__version__, python)
     folder.upload_as(wheel.path, wheel.remote_path)
-    # every package the environment has stays at its version (as upsample_prompt.sh does in a container)
-    freeze = [python, "-m", "pip", "list", "--format=freeze", "--exclude", "cosmos-workflow"]
-    folder.write_bytes(
-        f"{wheel.remote_dir}/constraints.txt", connection.run(freeze, timeout=300).stdout.encode()
+    # pip reads a requirement's ';' as a marker: the wheel is named relative to its own folder
+    arguments = [wheel.code_hash, f"./{wheel.path.name}", json.dumps(core_requirements())]
+    result = connection.run(
+        [python, "-c", HOST_INSTALL_SCRIPT, *arguments], timeout=3600, cwd=folder.path(wheel.remote_dir)
     )
-    # pip reads a requirement's ';' as a marker: name the wheel relative to its own folder
-    here = folder.path(wheel.remote_dir)
-    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location"]
-    requirements = core_requirements()
-    if requirements:
-        connection.run([*pip, "-c", "constraints.txt", *requirements], timeout=3600, cwd=here)
-    wheel_file = f"./{wheel.path.name}"
-    connection.run([*pip, "--no-deps", "--force-reinstall", wheel_file], timeout=900, cwd=here)
     if installed_hash(connection, python) != wheel.code_hash:
         raise RemoteError(
             f"{python} on the host still imports another cosmos-workflow after installing the wheel; "
             "is an older copy earlier on its sys.path (PYTHONPATH)?"
         )
-    return True
+    return result.stdout.strip() != ALREADY
+
+
+#: what :data:`HOST_INSTALL_SCRIPT` prints when another run installed the same code meanwhile
+ALREADY = "already installed"
+
+#: The host side of a venv-mode install, run by the interpreter it installs into, in the wheel's
+#: folder, with the wanted hash, the wheel file and the core requirements (JSON). Runs that install
+#: into one environment at once take turns on a lock per interpreter (in the user's cache): without
+#: it one run's ``--force-reinstall`` removes files the other's pip is writing. Under the lock it
+#: checks again (another run may have installed the same code meanwhile), then pins every package the
+#: environment has (its ``pip list --format=freeze``, as upsample_prompt.sh does in a container),
+#: installs the missing requirements within those pins and the wheel itself.
+HOST_INSTALL_SCRIPT = (
+    "import fcntl, hashlib, importlib.util, json, subprocess, sys\nfrom pathlib import Path\n"
+    + inspect.getsource(tree_hash)
+    + f"""
+wanted, wheel, requirements = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+cache = Path.home() / ".cache" / "cosmos-workflow"
+cache.mkdir(parents=True, exist_ok=True)
+lock = cache / ("install-" + hashlib.sha256(sys.prefix.encode()).hexdigest()[:16] + ".lock")
+with open(lock, "a") as handle:
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    importlib.invalidate_caches()
+    spec = importlib.util.find_spec("cosmos_workflow")
+    if spec is not None and spec.origin and tree_hash(Path(spec.origin).parent) == wanted:
+        print({ALREADY!r})
+        sys.exit(0)
+    pip = [sys.executable, "-m", "pip"]
+    install = pip + ["install", "-q", "--disable-pip-version-check", "--no-warn-script-location"]
+    with open("constraints.txt", "w") as constraints:
+        freeze = pip + ["list", "--format=freeze", "--exclude", "cosmos-workflow"]
+        code = subprocess.run(freeze, stdout=constraints).returncode
+    steps = [install + ["-c", "constraints.txt", *requirements]] if requirements else []
+    steps.append(install + ["--no-deps", "--force-reinstall", wheel])
+    for command in steps:  # the first failure's code; pip's own error is the last line it wrote
+        code = code or subprocess.run(command).returncode
+    sys.exit(code)
+"""
+)
