@@ -98,19 +98,42 @@ JOURNAL = UserFile(
 )
 
 
+#: signals that arrived while a journal write held interrupts (raised again when it ends)
+_deferred: list[int] = []
+_holding = threading.Event()
+
+
+def defer_interrupt(signum: int) -> bool:
+    """For the interrupt handler: True (and ``signum`` kept for later) while a journal write holds
+    interrupts; the write raises it again when it ends."""
+    if not _holding.is_set():
+        return False
+    _deferred.append(signum)
+    return True
+
+
 @contextmanager
 def _interrupts_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM wait until the block ends: a saved line and the count of saved lines
-    (which the interrupt message reports) never disagree. Only the main thread receives them."""
+    (which the interrupt message reports) never disagree. Only the main thread runs Python's
+    signal handlers; it blocks the signals here, but another thread of the process (the
+    preprocessing pool, OpenMP's) may take one, and its handler then runs in the main thread at
+    once: so the handler asks :func:`defer_interrupt` first, and the signal is raised again here."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    _holding.set()
     try:
         yield
     finally:
+        _holding.clear()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if _deferred:
+            signum = _deferred[0]
+            _deferred.clear()
+            signal.raise_signal(signum)
 
 
 def read_records(path: Path, *, clips_dir: Path, warn: bool = True) -> Iterator[UpsampleRecord]:

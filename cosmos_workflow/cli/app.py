@@ -20,7 +20,7 @@ from rich.text import Text
 from cosmos_workflow import __version__
 from cosmos_workflow.cli.display import PlainLogText, text
 from cosmos_workflow.errors import CosmosWorkflowError, UsageError
-from cosmos_workflow.journal import saved_this_process
+from cosmos_workflow.journal import defer_interrupt, saved_this_process
 from cosmos_workflow.paths import describe_os_error
 
 app = typer.Typer(
@@ -103,6 +103,8 @@ class Interrupted(BaseException):
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if defer_interrupt(signum):  # a journal line is being saved: raised again once it is
+        return
     # asked here, while the command still runs (unwinding leaves it)
     raise Interrupted(signum, resumable=_resumable.get())
 
