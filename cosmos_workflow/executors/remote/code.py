@@ -208,9 +208,10 @@ ALREADY = "already installed"
 #: it one run's ``--force-reinstall`` removes files the other's pip is writing. Under the lock it
 #: checks again (another run may have installed the same code meanwhile), then pins every package the
 #: environment has (its ``pip list --format=freeze``, as upsample_prompt.sh does in a container),
-#: installs the missing requirements within those pins and the wheel itself.
+#: installs the missing requirements within those pins and the wheel itself. Its one file, the pins,
+#: is private to the user (0600), as every file a run puts on the host.
 HOST_INSTALL_SCRIPT = (
-    "import fcntl, hashlib, importlib.util, json, subprocess, sys\nfrom pathlib import Path\n"
+    "import fcntl, hashlib, importlib.util, json, os, subprocess, sys\nfrom pathlib import Path\n"
     + inspect.getsource(tree_hash)
     + f"""
 wanted, wheel, requirements = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -226,7 +227,8 @@ with open(lock, "a") as handle:
         sys.exit(0)
     pip = [sys.executable, "-m", "pip"]
     install = pip + ["install", "-q", "--disable-pip-version-check", "--no-warn-script-location"]
-    with open("constraints.txt", "w") as constraints:
+    private = os.open("constraints.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(private, "w") as constraints:
         freeze = pip + ["list", "--format=freeze", "--exclude", "cosmos-workflow"]
         code = subprocess.run(freeze, stdout=constraints).returncode
     steps = [install + ["-c", "constraints.txt", *requirements]] if requirements else []
