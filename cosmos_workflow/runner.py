@@ -487,19 +487,21 @@ def most_prefixes(keys: Sequence[object], size: int) -> int:
     return most
 
 
-def _prefix_key(job: Job) -> tuple[object, ...]:
-    """What requests that share one prefix have in common: the video, its frames and their size."""
+def _prefix_key(job: Job) -> tuple[int, str, tuple[int, ...], int, int]:
+    """What requests that share one prefix have in common: the frames' tokens, the video, its
+    frames and their size."""
     plan = job.plan
-    return (str(job.item.video_path or ""), tuple(plan.frame_indices), plan.width, plan.height)
+    video = str(job.item.video_path or "")
+    return (plan.image_tokens, video, tuple(plan.frame_indices), plan.width or 0, plan.height or 0)
 
 
 def _length_order(job: Job) -> int:
     return job.plan.total_tokens
 
 
-def _video_order(job: Job) -> tuple[int, str, list[int], int]:
-    plan = job.plan
-    return (plan.image_tokens, str(job.item.video_path or ""), plan.frame_indices, plan.total_tokens)
+def _video_order(job: Job) -> tuple[tuple[int, str, tuple[int, ...], int, int], int]:
+    """Each prefix's requests together (by image tokens, video, frames, size), then by length."""
+    return (_prefix_key(job), job.plan.total_tokens)
 
 
 def prepare_job(job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True) -> Job:

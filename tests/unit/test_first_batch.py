@@ -8,6 +8,7 @@ import pytest
 from cosmos_workflow.planner import Plan
 from cosmos_workflow.runner import Job, evened_batch_size, length_sorted_batches, ramped_batch_sizes
 from cosmos_workflow.specs.batch import BatchItem
+from tests.jobs import video_job
 
 
 def job(name: str, tokens: int) -> Job:
@@ -66,27 +67,12 @@ def test_a_first_batch_larger_than_the_jobs_holds_them_all() -> None:
 
 
 def test_an_engine_that_shares_frames_gets_each_videos_requests_together() -> None:
-    from pathlib import Path
-
-    def on(name: str, video: str, tokens: int) -> Job:
-        plan = Plan(
-            name=name,
-            max_tokens=300,
-            image_tokens=1000,
-            total_tokens=tokens,
-            max_model_len=4096,
-            fits=True,
-            status="ok",
-        )
-        item = BatchItem(name=name, prompt=f"prompt {name}", video_path=Path(f"/clips/{video}.mp4"))
-        return Job(item=item, key=f"key-{name}", plan=plan)
-
     jobs = [
-        on("x1", "x", 1030),
-        on("y1", "y", 1020),
-        on("x2", "x", 1050),
-        on("y2", "y", 1060),
-        on("x3", "x", 1010),
+        video_job("x1", "x", 1030),
+        video_job("y1", "y", 1020),
+        video_job("x2", "x", 1050),
+        video_job("y2", "y", 1060),
+        video_job("x3", "x", 1010),
     ]
 
     assert names(length_sorted_batches(jobs, 3)) == [["x3", "y1", "x1"], ["x2", "y2"]]  # by length alone

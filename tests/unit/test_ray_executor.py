@@ -20,6 +20,7 @@ from cosmos_workflow.executors.ray import (
 from cosmos_workflow.planner import Plan
 from cosmos_workflow.runner import Job
 from cosmos_workflow.specs.batch import BatchItem
+from tests.jobs import video_job
 
 
 def options(engine: str = "hf", **update: object) -> RunOptions:
@@ -114,20 +115,12 @@ def test_a_first_batch_goes_first_as_in_a_local_run() -> None:
 def test_an_engine_that_shares_frames_gets_each_videos_requests_in_one_ray_batch(
     engine_options: dict[str, object], together: bool
 ) -> None:
-    def on(name: str, video: str, tokens: int) -> Job:
-        plan = Plan(
-            name=name,
-            max_tokens=300,
-            image_tokens=1000,
-            total_tokens=tokens,
-            max_model_len=4096,
-            fits=True,
-            status="ok",
-        )
-        item = BatchItem(name=name, prompt=f"prompt {name}", video_path=Path(f"/clips/{video}.mp4"))
-        return Job(item=item, key=f"key-{name}", plan=plan)
-
-    jobs = [on("x1", "x", 1030), on("y1", "y", 1020), on("x2", "x", 1050), on("y2", "y", 1060)]
+    jobs = [
+        video_job("x1", "x", 1030),
+        video_job("y1", "y", 1020),
+        video_job("x2", "x", 1050),
+        video_job("y2", "y", 1060),
+    ]
     run = options(batch_size=2)
     run = run.model_copy(update={"engine": run.engine.model_copy(update={"options": engine_options})})
 

@@ -4,15 +4,12 @@ distinct prefixes a batch can hold wherever its batches are cut."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from cosmos_workflow.engines.hf.decode_loop import cache_length
 from cosmos_workflow.engines.hf.engine import TokenBytes, prefixes_bytes, request_bytes
-from cosmos_workflow.planner import Plan
-from cosmos_workflow.runner import Job, most_prefixes, shared_fits
-from cosmos_workflow.specs.batch import BatchItem
+from cosmos_workflow.runner import most_prefixes, shared_fits
+from tests.jobs import video_job
 
 #: Pixtral-12B's text decoder: 40 layers, 8 KV heads of 128, hidden 5120, 32 query heads
 PIXTRAL = TokenBytes(kv=2 * 40 * 8 * 128 * 2, activations=(6 * 5120 + 4 * 32 * 128) * 2)
@@ -38,25 +35,6 @@ def test_a_compact_request_costs_its_text_and_answer_not_its_frames() -> None:
     assert prefixes_bytes(PIXTRAL, 1000, 4) < 0.1 * 256 * compact
 
 
-def job(name: str, video: str, total: int, image: int = 1000) -> Job:
-    plan = Plan(
-        name=name,
-        max_tokens=300,
-        image_tokens=image,
-        total_tokens=total,
-        max_model_len=4096,
-        fits=True,
-        status="ok",
-        frame_indices=[0, 60] if image else [],
-        width=480 if image else None,
-        height=272 if image else None,
-    )
-    path = Path(f"/clips/{video}.mp4") if image else None
-    return Job(
-        item=BatchItem(name=name, prompt=f"prompt {name}", video_path=path), key=f"k-{name}", plan=plan
-    )
-
-
 def memory_estimate(budget: int) -> tuple[list[tuple[int, int, int, int]], object]:
     """An engine's max_batch_size over ``budget`` bytes, with the hf engine's arithmetic."""
     asked: list[tuple[int, int, int, int]] = []
@@ -74,7 +52,7 @@ def memory_estimate(budget: int) -> tuple[list[tuple[int, int, int, int]], objec
 
 @pytest.mark.parametrize(("videos", "each"), [(16, 64), (4, 256)])
 def test_requests_that_share_frames_fit_about_three_times_as_many(videos: int, each: int) -> None:
-    jobs = [job(f"{v}-{n}", f"clip{v}", 1060 + n % 40) for v in range(videos) for n in range(each)]
+    jobs = [video_job(f"{v}-{n}", f"clip{v}", 1060 + n % 40) for v in range(videos) for n in range(each)]
     asked, estimate = memory_estimate(100 * GIB)
     plain = estimate(1099, 300)
     size = shared_fits(jobs, estimate, 300)  # type: ignore[arg-type]
@@ -86,12 +64,12 @@ def test_requests_that_share_frames_fit_about_three_times_as_many(videos: int, e
 
 
 def test_requests_on_distinct_videos_fit_no_more_than_without_sharing() -> None:
-    jobs = [job(f"n{n}", f"clip{n}", 1090) for n in range(1024)]
+    jobs = [video_job(f"n{n}", f"clip{n}", 1090) for n in range(1024)]
     _, estimate = memory_estimate(100 * GIB)
     assert shared_fits(jobs, estimate, 300) <= estimate(1090, 300)  # type: ignore[arg-type]
 
 
 def test_text_only_requests_share_nothing_but_count_as_one_prefix() -> None:
-    jobs = [job(f"t{n}", "", 40, image=0) for n in range(50)]
+    jobs = [video_job(f"t{n}", "", 40) for n in range(50)]
     _, estimate = memory_estimate(100 * GIB)
     assert shared_fits(jobs, estimate, 300) == 50  # type: ignore[arg-type]

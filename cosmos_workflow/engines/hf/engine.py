@@ -219,8 +219,7 @@ class HFEngine(HFBase):
         """The batch's model inputs on the device: with ``share_prefix``, a :class:`SharedBatch`
         when some requests share their images, else the left-padded batch."""
         bucket = self.options.batch_bucket
-        share = self.options.share_prefix != "off"
-        groups = group_prefixes(requests, self._tokenizer.image_ids[2]) if share else None
+        groups = group_prefixes(requests, self._tokenizer.image_ids[2]) if self.shares_prefixes else None
         if groups is not None:
             logger.info(
                 "hf engine: %d requests share %d prefixes (%d prompt tokens not prefilled again)",

@@ -80,15 +80,14 @@ def gqa_flex_attention(
     from cosmos_workflow.engines.hf.flex_decode import flex_decode_attention, flex_for
     from cosmos_workflow.engines.hf.prefix_attention import cascade_attention, cascade_prefill, prefix_of
 
-    prefix = prefix_of(module)
-    if prefix is not None and not isinstance(attention_mask, BlockMask):  # the texts after the prefixes
+    prefix = prefix_of(module)  # share_prefix=decode: each group's prefix is read once
+    step = isinstance(attention_mask, BlockMask)
+    if prefix is not None and step:
+        flex = flex_for(query.is_cuda)
+        return cascade_attention(query, key, value, attention_mask, prefix, scaling=scaling, flex=flex), None
+    if prefix is not None:  # the texts' prefill after their prefixes
         return cascade_prefill(query, key, value, attention_mask, prefix, scaling=scaling), None
-    if isinstance(attention_mask, BlockMask):
-        if prefix is not None:  # share_prefix=decode: each group's prefix is read once
-            flex = flex_for(query.is_cuda)
-            return cascade_attention(
-                query, key, value, attention_mask, prefix, scaling=scaling, flex=flex
-            ), None
+    if step:
         return flex_decode_attention(module, query, key, value, attention_mask, scaling=scaling)
     return gqa_sdpa_attention(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs

@@ -45,13 +45,26 @@ def tree_hash(package: Path) -> str:
     return digest.hexdigest()
 
 
-#: run by the host's interpreter: the hash of the cosmos_workflow it imports, without importing it
-#: (program text from this module, never user data)
-HOST_HASH_SCRIPT = (
-    "import hashlib, importlib.util, sys\nfrom pathlib import Path\n"
+def installed_hash_here() -> str | None:
+    """:func:`tree_hash` of the cosmos_workflow this interpreter imports (None: none), without
+    importing it; the host's scripts run this on the host."""
+    importlib.invalidate_caches()
+    spec = importlib.util.find_spec("cosmos_workflow")
+    return None if spec is None or spec.origin is None else tree_hash(Path(spec.origin).parent)
+
+
+#: the host scripts' first lines: their imports and the two functions above (program text from
+#: this module, never user data)
+_HOST_PREAMBLE = (
+    "from __future__ import annotations\n"
+    "import fcntl, hashlib, importlib, importlib.util, json, os, subprocess, sys\nfrom pathlib import Path\n"
     + inspect.getsource(tree_hash)
-    + "\nspec = importlib.util.find_spec('cosmos_workflow')\n"
-    "sys.exit(3) if spec is None or spec.origin is None else print(tree_hash(Path(spec.origin).parent))\n"
+    + inspect.getsource(installed_hash_here)
+)
+
+#: run by the host's interpreter: the hash of the cosmos_workflow it imports (exit 3: none)
+HOST_HASH_SCRIPT = (
+    _HOST_PREAMBLE + "found = installed_hash_here()\nsys.exit(3) if found is None else print(found)\n"
 )
 
 
@@ -211,8 +224,7 @@ ALREADY = "already installed"
 #: installs the missing requirements within those pins and the wheel itself. Its one file, the pins,
 #: is private to the user (0600), as every file a run puts on the host.
 HOST_INSTALL_SCRIPT = (
-    "import fcntl, hashlib, importlib.util, json, os, subprocess, sys\nfrom pathlib import Path\n"
-    + inspect.getsource(tree_hash)
+    _HOST_PREAMBLE
     + f"""
 wanted, wheel, requirements = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 cache = Path.home() / ".cache" / "cosmos-workflow"
@@ -220,9 +232,7 @@ cache.mkdir(parents=True, exist_ok=True)
 lock = cache / ("install-" + hashlib.sha256(sys.prefix.encode()).hexdigest()[:16] + ".lock")
 with open(lock, "a") as handle:
     fcntl.flock(handle, fcntl.LOCK_EX)
-    importlib.invalidate_caches()
-    spec = importlib.util.find_spec("cosmos_workflow")
-    if spec is not None and spec.origin and tree_hash(Path(spec.origin).parent) == wanted:
+    if installed_hash_here() == wanted:
         print({ALREADY!r})
         sys.exit(0)
     pip = [sys.executable, "-m", "pip"]
