@@ -35,6 +35,7 @@ import argparse  # noqa: E402
 import base64  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -410,6 +411,10 @@ def main() -> None:
         table(args.out)
     else:
         from cosmos_workflow.cli.options import parse_engine_options  # as the CLI reads --engine-option
+
+        # the engines' per-batch lines (hf: prefill seconds, step milliseconds) for the roofline
+        logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
+        logging.getLogger("cosmos_workflow").setLevel(logging.INFO)
 
         pipeline(
             args.out,

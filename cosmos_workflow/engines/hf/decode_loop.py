@@ -31,7 +31,9 @@ BENCHMARKS.md for the GPU): the same forward, the same positions and masks, the 
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +47,8 @@ from cosmos_workflow.engines.hf.shared_prefix import SharedBatch
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
 
 #: the host checks whether every answer has ended once per this many steps
 CHECK_EVERY = 16
@@ -124,12 +128,15 @@ class StaticDecoder:
         allowed = _allowed(mask, length)
         forward = self._forward(compiled)
         last = positions[:, -1]
+        clock = _PhaseClock(mask.device)
         try:
             if isinstance(inputs, SharedBatch):
                 logits = self._prefill_shared(inputs, positions, cache, cascade=compact)
             else:
                 logits = self._prefill(inputs, positions, cache)
             token = state.record(0, choose(logits, sampling, stops))
+            clock.prefilled()
+            steps = 0
             with responsive_host():
                 for step in range(1, sampling.max_tokens):
                     if step % CHECK_EVERY == 0 and not stops.ignore_eos and state.all_ended():
@@ -138,6 +145,8 @@ class StaticDecoder:
                     step_mask = _block_mask(allowed) if flex else allowed[:, None, None, :]
                     logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
                     token = state.record(step, choose(logits, sampling, stops))
+                    steps = step
+            clock.decoded(batch, prompt, steps)
         finally:
             if compact:
                 detach(self._model)
@@ -303,6 +312,41 @@ def _block_mask(allowed: torch.Tensor) -> Any:
     from cosmos_workflow.engines.hf.flex_decode import filled_block_mask
 
     return filled_block_mask(allowed)
+
+
+class _PhaseClock:
+    """The batch's prefill and decoding times, logged at INFO (benchmarks read them for the
+    per-batch roofline). Off unless INFO is on: the timing synchronises with the GPU twice a batch."""
+
+    def __init__(self, device: Any) -> None:
+        self.on = logger.isEnabledFor(logging.INFO)
+        self.device = device
+        self.started = self._now() if self.on else 0.0
+        self.prefill_s = 0.0
+
+    def _now(self) -> float:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def prefilled(self) -> None:
+        if self.on:
+            self.prefill_s = self._now() - self.started
+
+    def decoded(self, batch: int, prompt: int, steps: int) -> None:
+        if not self.on:
+            return
+        decode_s = self._now() - self.started - self.prefill_s
+        logger.info(
+            "hf batch timing: %d rows x %d prompt columns, prefill %.3f s, %d steps of %.2f ms",
+            batch,
+            prompt,
+            self.prefill_s,
+            steps,
+            1000 * decode_s / max(steps, 1),
+        )
 
 
 class _Answers:
