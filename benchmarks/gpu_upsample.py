@@ -368,7 +368,14 @@ def datasheet(gpu: str) -> tuple[str, Ceilings]:
 
 
 def roofline(
-    shape: Shape, prompts: Sequence[int], patches_per_request: int, max_tokens: int, ceilings: Ceilings
+    shape: Shape,
+    prompts: Sequence[int],
+    patches_per_request: int,
+    max_tokens: int,
+    ceilings: Ceilings,
+    *,
+    prefix: int = 0,
+    groups: int = 0,
 ) -> dict[str, float]:
     """Ideal seconds for one batch: each phase takes the larger of its compute time (FLOPs at
     ``ceilings.flops``) and its memory time (bytes at ``ceilings.bytes_per_s``).
@@ -380,21 +387,34 @@ def roofline(
     every step reads the decoder's weights once plus each request's KV cache (prompt + tokens so
     far). Only real tokens count (no padding, no static-cache slack). At batch 256 a decoding step
     does about 6 TFLOP besides moving about 75 GB: counting bytes alone hides the compute.
+
+    ``groups`` > 0: the requests share their first ``prefix`` tokens (their frames) in that many
+    groups, as vLLM's prefix cache and the hf engine's ``share_prefix`` use them: a group's prefix
+    (and its pictures) is prefilled once, and written and read from the cache once per step; each
+    request's queries still attend to the whole prefix (its FLOPs are unchanged).
     """
-    prefill_flops = 0.0
-    for tokens in prompts:
-        prefill_flops += 2 * shape.layer_linear_params * tokens
-        prefill_flops += 2 * shape.layers * tokens * tokens * shape.q_width  # causal: half of 4 L^2 d
-        prefill_flops += 2 * shape.vision_linear_params * patches_per_request
-        per_image = patches_per_request // 2 or patches_per_request
-        prefill_flops += 2 * 4 * shape.vision_layers * per_image * per_image * shape.vision_width
-    prefill_bytes = shape.decode_weight_bytes + sum(prompts) * shape.kv_bytes_per_token
-    # the cache each request holds, summed over the steps: (prompt + (max_tokens - 1) / 2) per step
-    cached_tokens = sum((tokens + (max_tokens - 1) / 2) * max_tokens for tokens in prompts)
-    decode_bytes = max_tokens * shape.decode_weight_bytes + cached_tokens * shape.kv_bytes_per_token
+    own = [tokens - prefix for tokens in prompts] if groups else list(prompts)
+    firsts = groups if groups else len(prompts)  # prefixes prefilled (each request's own without sharing)
+    layer_flops, attention_flops = 2 * shape.layer_linear_params, 2 * shape.layers * shape.q_width
+    prefill_flops = sum(layer_flops * t for t in own)
+    # causal attention: half of 4 L^2 d for a whole prompt; a text after a shared prefix does L^2 - P^2
+    prefill_flops += sum(attention_flops * (t * t - prefix * prefix) for t in prompts) if groups else 0
+    prefill_flops += 0 if groups else sum(attention_flops * t * t for t in prompts)
+    prefill_flops += groups * (layer_flops * prefix + attention_flops * prefix * prefix)
+    per_image = patches_per_request // 2 or patches_per_request
+    vision = 2 * shape.vision_linear_params * patches_per_request
+    vision += 2 * 4 * shape.vision_layers * per_image * per_image * shape.vision_width
+    prefill_flops += firsts * vision
+    stored = sum(own) + groups * prefix  # the KV cache's tokens, each prefix once
+    prefill_bytes = shape.decode_weight_bytes + stored * shape.kv_bytes_per_token
+    # the cache each request attends to, summed over the steps: (prompt + (max_tokens - 1) / 2) per step
+    attended = sum((tokens + (max_tokens - 1) / 2) * max_tokens for tokens in prompts)
+    # ... of which a shared prefix is read once per group per step
+    read = sum((t + (max_tokens - 1) / 2) * max_tokens for t in own) + groups * prefix * max_tokens
+    decode_bytes = max_tokens * shape.decode_weight_bytes + read * shape.kv_bytes_per_token
     decode_weights = shape.decode_weight_bytes // 2  # bf16: the decoder's layers and the lm_head
     decode_flops = 2 * decode_weights * len(prompts) * max_tokens
-    decode_flops += 4 * shape.layers * cached_tokens * shape.q_width  # QK^T and PV per cached token
+    decode_flops += 4 * shape.layers * attended * shape.q_width  # QK^T and PV per cached token
     phases = {
         "prefill_compute_s": prefill_flops / ceilings.flops,
         "prefill_memory_s": prefill_bytes / ceilings.bytes_per_s,

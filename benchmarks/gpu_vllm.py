@@ -37,6 +37,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -47,7 +48,15 @@ from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.gpu_upsample import make_items, make_prompt  # noqa: E402
+from benchmarks.gpu_upsample import (  # noqa: E402
+    Ceilings,
+    Shape,
+    datasheet,
+    make_items,
+    make_prompt,
+    measure_ceilings,
+    roofline,
+)
 from cosmos_workflow.specs.batch import BatchItem, load_batch  # noqa: E402
 
 MODEL = "pixtral-12b-random"
@@ -224,16 +233,22 @@ def pipeline(
     from cosmos_workflow.engines import EngineConfig, load_engine
 
     options: dict[str, str | int | float | bool | None] = {"ignore_eos": True, **engine_options}
+    ceilings: dict[str, Ceilings] = {}
     if engine_name == "hf":
         # a folder of kernels compiled by an earlier run is a warm start; empty (the default), a cold one
         options["compile_cache"] = str(compile_cache or out / "hf-compile-cache")
+        ceilings = card_ceilings()
+    lines = BatchLines()
     with PeakMemory() as memory:
         engine = load_engine(EngineConfig(engine=engine_name, model=model, options=options))
         tokenizer_for(model)  # loaded once at start-up, as the CLI does; upsample() finds it cached
         built = since_start()
         items = load_batch(out / "prompts.json").items
-        main = _timed_run(out, engine, items, workers, name=name, first_batch=first_batch)
+        with lines:
+            main = _timed_run(out, engine, items, workers, name=name, first_batch=first_batch)
         main["last_result_since_process_start_s"] = since_start()
+        if engine_name == "hf":
+            main["batches"] = batch_rooflines(lines.batches(), Shape.of(engine._model), ceilings)
         edge = _timed_run(
             out,
             engine,
@@ -256,6 +271,105 @@ def pipeline(
             "vllm": _version("vllm") if engine_name == "vllm" else None,
         },
     )
+
+
+def card_ceilings() -> dict[str, Ceilings]:
+    """The datasheet's ceilings for the card and, on a GPU, those measured on it (before the engine
+    takes its memory)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"datasheet": datasheet("")[1]}
+    ceilings = {"datasheet": datasheet(torch.cuda.get_device_name())[1]}
+    measured = measure_ceilings()
+    ceilings["measured"] = Ceilings(measured["copy_bytes_per_s"], measured["bf16_matmul_flops"])
+    print(f"[ceilings] {json.dumps({k: vars(v) for k, v in ceilings.items()})}", flush=True)
+    return ceilings
+
+
+class BatchLines(logging.Handler):
+    """The hf engine's per-batch lines (sharing, prefill and step times, engine seconds) while
+    the block runs, parsed into one dict a batch."""
+
+    SHARE = re.compile(r"hf engine: (\d+) requests share (\d+) prefixes \((\d+) prompt tokens")
+    TIMING = re.compile(
+        r"hf batch timing: (\d+) rows x \d+ prompt columns, prefill ([\d.]+) s, (\d+) steps of ([\d.]+) ms"
+    )
+    DONE = re.compile(r"hf engine on \S+: (\d+) requests, (\d+) prompt tokens, ([\d.]+) s")
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> BatchLines:
+        logging.getLogger("cosmos_workflow").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("cosmos_workflow").removeHandler(self)
+
+    def batches(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        current: dict[str, Any] = {}
+        for message in self.messages:
+            if share := self.SHARE.search(message):
+                current = {"prefixes": int(share[2]), "shared_tokens": int(share[3])}
+            elif timing := self.TIMING.search(message):
+                current |= {
+                    "prefill_s": float(timing[2]),
+                    "steps": int(timing[3]),
+                    "step_ms": float(timing[4]),
+                }
+            elif done := self.DONE.search(message):
+                current |= {
+                    "requests": int(done[1]),
+                    "prompt_tokens": int(done[2]),
+                    "engine_s": float(done[3]),
+                }
+                found.append(current)
+                current = {}
+        return found
+
+
+def batch_rooflines(
+    batches: Sequence[dict[str, Any]], shape: Shape, ceilings: dict[str, Ceilings]
+) -> list[dict[str, Any]]:
+    """Each batch's measured prefill, step and batch seconds against its roofline (compute and memory,
+    each prefix counted once where the batch shares them), per set of ceilings."""
+    patches = 2 * (272 // 16) * (480 // 16)  # two 480x272 frames of 16-px patches
+    rows = []
+    for batch in batches:
+        requests, groups = batch["requests"], batch.get("prefixes", 0)
+        prompt = batch["prompt_tokens"] / requests
+        prefix = batch.get("shared_tokens", 0) / (requests - groups) if requests > groups else 0
+        row = dict(batch)
+        for name, ceiling in ceilings.items():
+            line = roofline(
+                shape,
+                [round(prompt)] * requests,
+                patches,
+                MAX_TOKENS,
+                ceiling,
+                prefix=round(prefix),
+                groups=groups,
+            )
+            row[name] = {
+                "ideal_batch_s": line["batch_s"],
+                "ideal_prefill_s": line["prefill_s"],
+                "ideal_step_ms": 1000 * line["decode_step_s"],
+                "decode_bound": line["decode_bound"],
+                "batch_fraction": line["batch_s"] / batch["engine_s"],
+                "prefill_fraction": line["prefill_s"] / batch["prefill_s"] if "prefill_s" in batch else None,
+                "step_fraction": line["decode_step_s"] * 1000 / batch["step_ms"]
+                if "step_ms" in batch
+                else None,
+            }
+        rows.append(row)
+        print(f"[batch] {json.dumps(row)}", flush=True)
+    return rows
 
 
 def _timed_run(

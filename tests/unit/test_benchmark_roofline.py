@@ -67,3 +67,26 @@ def test_one_request_decoding_is_bound_by_reading_the_weights(bench: ModuleType)
     weights_s = pixtral_12b(bench).decode_weight_bytes / 4.8e12  # type: ignore[attr-defined]
     assert line["decode_bound"] == "memory"
     assert weights_s < line["decode_step_s"] < 1.05 * weights_s
+
+
+def test_every_request_its_own_prefix_is_the_unshared_roofline(bench: ModuleType) -> None:
+    shape, sheet = pixtral_12b(bench), bench.DATASHEETS["H200"]
+    prompts = [1068 + i % 40 for i in range(64)]
+    plain = bench.roofline(shape, prompts, 1020, 300, sheet)
+    own = bench.roofline(shape, prompts, 1020, 300, sheet, prefix=1000, groups=64)
+    assert own == pytest.approx(plain)
+
+
+def test_shared_frames_cut_the_prefill_and_the_cache_reads_not_the_products(bench: ModuleType) -> None:
+    """256 requests over 4 clips (the issue-26 workload): each clip's ~1,000 frame tokens are
+    prefilled, stored and read once per group; every query still attends to them."""
+    shape, sheet = pixtral_12b(bench), bench.DATASHEETS["H200"]
+    prompts = [1090] * 256
+    plain = bench.roofline(shape, prompts, 1020, 300, sheet)
+    shared = bench.roofline(shape, prompts, 1020, 300, sheet, prefix=1000, groups=4)
+    assert shared["decode_flops"] == plain["decode_flops"]
+    assert shared["prefill_flops"] < plain["prefill_flops"] / 8
+    weights = 300 * shape.decode_weight_bytes  # type: ignore[attr-defined]
+    cache_plain, cache_shared = plain["decode_bytes"] - weights, shared["decode_bytes"] - weights
+    assert cache_shared < cache_plain / 4  # 256 x 240 + 4 x 1,000 slots a step instead of 256 x 1,240
+    assert shared["decode_step_s"] < plain["decode_step_s"]
