@@ -4,9 +4,9 @@
 # PHASES (default "prepare bare vllm cli hf table") may be split across calls that share OUT_DIR.
 # bare starts vLLM with an empty compile cache (a cold start); the later vLLM starts find it warm.
 # shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26);
-# shared (not in the default list): the hf route again with share_prefix=prefill (each clip's frames
-# prefilled once per batch, as vLLM's prefix cache does), then share_prefix=decode (and read once per
-# decoding step), after hf filled its compile cache.
+# shared (not in the default list): the hf route again with share_prefix=decode (each clip's frames
+# prefilled once per batch, as vLLM's prefix cache does, and read once per decoding step), cold then
+# warm, then share_prefix=prefill (prefilled once only), after hf filled its compile cache.
 # distinct (not in the default list): the three routes on REQUESTS items of as many clips, so no two
 # requests share frames and no prefix cache helps (the workload of shots that each have a video).
 # HF_PYTHONPATH, when set, is the hf route's PYTHONPATH (the image's transformers, not the bundle's).
@@ -39,9 +39,13 @@ for phase in $phases; do
         --engine-option share_prefix=decode
       "$py" benchmarks/gpu_vllm.py table --out "$out/200" ;;
     shared)
-      for share in prefill decode; do
+      # decode first with its own graphs compiled in the run (cold), then again on its filled cache
+      # (warm: as vLLM's figures, which compile at start-up, outside the timed run); prefill decodes
+      # with the plain graphs, which the hf phase compiled
+      for run in decode-cold decode prefill; do
         PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
-          --name "hf-shared-$share" --compile-cache "$out/hf-compile-cache" --engine-option "share_prefix=$share"
+          --name "hf-shared-$run" --compile-cache "$out/hf-compile-cache" \
+          --engine-option "share_prefix=${run%-cold}"
       done ;;
     distinct)
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/distinct" --requests "$requests" --videos "$requests"
