@@ -228,6 +228,7 @@ def pipeline(
     compile_cache: Path | None,
     engine_options: dict[str, str | int | float | bool | None],
     first_batch: int = 0,
+    boundary: bool = True,
 ) -> None:
     from cosmos_workflow.api import tokenizer_for
     from cosmos_workflow.engines import EngineConfig, load_engine
@@ -249,13 +250,19 @@ def pipeline(
         main["last_result_since_process_start_s"] = since_start()
         if engine_name == "hf":
             main["batches"] = batch_rooflines(lines.batches(), Shape.of(engine._model), ceilings)
-        edge = _timed_run(
-            out,
-            engine,
-            load_batch(out / "boundary.json").items,
-            workers,
-            name=f"{name}-boundary",
-            auto=True,
+        # the boundary set: requests right under the context limit, on the same engine (skipped for
+        # runs about start-up, where its new shapes would only cost device time)
+        edge = (
+            _timed_run(
+                out,
+                engine,
+                load_batch(out / "boundary.json").items,
+                workers,
+                name=f"{name}-boundary",
+                auto=True,
+            )
+            if boundary
+            else None
         )
     save(
         out,
@@ -266,7 +273,7 @@ def pipeline(
             "first_batch": first_batch,
             "start_s": built,
             **main,
-            "boundary": edge,
+            **({"boundary": edge} if edge else {}),
             "peak_gpu_mib": memory.peak_mib,
             "vllm": _version("vllm") if engine_name == "vllm" else None,
         },
@@ -507,6 +514,7 @@ def main() -> None:
     parser.add_argument("--name", help="the results file's name for vllm/hf/bare (default: the phase's)")
     parser.add_argument("--compile-cache", type=Path, help="hf: kernels compiled before (a warm start)")
     parser.add_argument("--first-batch", type=int, default=0, help="hf: the first batch's size (0: evened)")
+    parser.add_argument("--skip-boundary", action="store_true", help="vllm/hf: no boundary set after the run")
     parser.add_argument(
         "--engine-option",
         action="append",
@@ -539,6 +547,7 @@ def main() -> None:
             compile_cache=args.compile_cache,
             engine_options=parse_engine_options(args.engine_option),
             first_batch=args.first_batch,
+            boundary=not args.skip_boundary,
         )
 
 

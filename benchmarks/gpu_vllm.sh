@@ -3,7 +3,8 @@
 #   bash benchmarks/gpu_vllm.sh OUT_DIR [REQUESTS] [PHASES]
 # PHASES (default "prepare bare vllm cli hf table") may be split across calls that share OUT_DIR.
 # bare starts vLLM with an empty compile cache (a cold start); the later vLLM starts find it warm.
-# shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26);
+# shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26;
+# hf: share_prefix=decode, a first batch of 32, run once to compile its shapes, then measured);
 # shared (not in the default list): the hf route again with share_prefix=decode (each clip's frames
 # prefilled once per batch, as vLLM's prefix cache does, and read once per decoding step), cold then
 # warm, then share_prefix=prefill (prefilled once only), after hf filled its compile cache.
@@ -31,12 +32,12 @@ for phase in $phases; do
       # the vllm and hf phases filled them), bare vLLM beside our hf and vllm pipelines
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/200" --requests 200 --boundary 4
       "$py" benchmarks/gpu_vllm.py bare --out "$out/200" --name bare-200
-      "$py" benchmarks/gpu_vllm.py vllm --out "$out/200" --name vllm-200
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name hf-200 \
-        --compile-cache "$out/hf-compile-cache"
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" \
-        --name hf-200-shared-first32 --compile-cache "$out/hf-compile-cache" --first-batch 32 \
-        --engine-option share_prefix=decode
+      "$py" benchmarks/gpu_vllm.py vllm --out "$out/200" --name vllm-200 --skip-boundary
+      # the hf route twice: the first compiles this run's batch shapes (cold), the second is the figure
+      for run in hf-200-cold hf-200; do
+        PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name "$run" \
+          --compile-cache "$out/hf-compile-cache" --first-batch 32 --engine-option share_prefix=decode --skip-boundary
+      done
       "$py" benchmarks/gpu_vllm.py table --out "$out/200" ;;
     shared)
       # decode first with its own graphs compiled in the run (cold), then again on its filled cache
