@@ -459,7 +459,17 @@ ROWS = (
     ("process start to the last result (s)", "last_result_since_process_start_s", "{:.1f}"),
     ("peak GPU memory (GiB, device)", "peak_gpu_gib", "{:.1f}"),
     ("prompt tokens (min-max)", "prompt_range", "{}"),
+    ("hf batches: roofline / engine time (datasheet, measured ceilings)", "roofline", "{}"),
 )
+
+
+def _roofline_share(batches: Sequence[dict[str, Any]]) -> str | None:
+    """The batches' ideal seconds over their engine seconds, against each set of ceilings."""
+    if not batches:
+        return None
+    engine_s = sum(b["engine_s"] for b in batches)
+    names = [n for n in ("datasheet", "measured") if n in batches[0]]
+    return ", ".join(f"{sum(b[n]['ideal_batch_s'] for b in batches) / engine_s:.0%}" for n in names)
 
 
 def table(out: Path) -> None:
@@ -468,6 +478,7 @@ def table(out: Path) -> None:
     for figures in phases.values():
         figures["peak_gpu_gib"] = figures["peak_gpu_mib"] / 1024
         figures["prompt_range"] = "-".join(str(t) for t in figures["prompt_tokens"])
+        figures["roofline"] = _roofline_share(figures.get("batches", []))
     lines = ["| figure | " + " | ".join(phases) + " |", "|---|" + "---:|" * len(phases)]
     for label, key, fmt in ROWS:
         cells = [fmt.format(f[key]) if f.get(key) is not None else "-" for f in phases.values()]
