@@ -5,9 +5,9 @@
 # bare starts vLLM with an empty compile cache (a cold start); the later vLLM starts find it warm.
 # shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26;
 # hf: share_prefix=decode, a first batch of 32, run once to compile its shapes, then measured);
-# shared (not in the default list): the hf route again with share_prefix=decode (each clip's frames
+# shared (not in the default list): the hf route with share_prefix=decode (each clip's frames
 # prefilled once per batch, as vLLM's prefix cache does, and read once per decoding step), cold then
-# warm, then share_prefix=prefill (prefilled once only), after hf filled its compile cache.
+# warm; shared-prefill: share_prefix=prefill (prefilled once only; after hf compiled the plain graphs).
 # distinct (not in the default list): the three routes on REQUESTS items of as many clips, so no two
 # requests share frames and no prefix cache helps (the workload of shots that each have a video).
 # HF_PYTHONPATH, when set, is the hf route's PYTHONPATH (the image's transformers, not the bundle's).
@@ -40,14 +40,16 @@ for phase in $phases; do
       done
       "$py" benchmarks/gpu_vllm.py table --out "$out/200" ;;
     shared)
-      # decode first with its own graphs compiled in the run (cold), then again on its filled cache
-      # (warm: as vLLM's figures, which compile at start-up, outside the timed run); prefill decodes
-      # with the plain graphs, which the hf phase compiled
-      for run in decode-cold decode prefill; do
+      # share_prefix=decode with its own graphs compiled in the run (cold), then again on its filled
+      # cache (warm: as vLLM's figures, which compile at start-up, outside the timed run)
+      for run in decode-cold decode; do
         PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
-          --name "hf-shared-$run" --compile-cache "$out/hf-compile-cache" \
-          --engine-option "share_prefix=${run%-cold}"
+          --name "hf-shared-$run" --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode
       done ;;
+    shared-prefill)
+      # share_prefix=prefill decodes with the plain graphs (warm once the hf phase compiled them)
+      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
+        --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=prefill ;;
     distinct)
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/distinct" --requests "$requests" --videos "$requests"
       "$py" benchmarks/gpu_vllm.py bare --out "$out/distinct" --name bare-distinct

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Issue 26's lease, one command per step, on the GPU machine from the repository root, after the vLLM
+# bundle's parts reached /tmp/vbundle (benchmarks/vllm_part.sh; BENCHMARKS.md, "Getting vLLM onto the
+# lent GPU machine"). Each step writes its whole log and its results' JSON files under $OUT (the lease
+# tool's folder that comes back; ./gpu-out elsewhere).
+#   bash benchmarks/gpu_round3.sh peer     install the bundle; prepare 1,024 requests; bare vLLM (cold
+#                                          compile cache), then our --engine vllm
+#   bash benchmarks/gpu_round3.sh hf       --engine hf: share_prefix=decode cold and warm, plain (cold),
+#                                          share_prefix=prefill; the table
+#   bash benchmarks/gpu_round3.sh shots    200 shots from process start: bare vLLM, --engine vllm, hf
+#   bash benchmarks/gpu_round3.sh same     float32 greedy answers, shared prefixes against the plain loop
+set -euo pipefail
+step=${1:?usage: gpu_round3.sh peer|hf|shots|same}
+out=${OUT:-$PWD/gpu-out}
+work=/tmp/g
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONPATH=/tmp/vsite:$PWD HF_PYTHONPATH=/tmp/hfsite:$PWD
+
+hf_site() {  # the image's transformers and tokenizers, the bundle's small dependencies
+    mkdir -p /tmp/hfsite
+    for f in /tmp/vsite/*; do
+        case $(basename "$f") in transformers* | tokenizers* | vllm*) ;; *) ln -sfn "$f" /tmp/hfsite/ ;; esac
+    done
+}
+
+results() {  # the phases' figures (not the records, prompts or frames) as one archive
+    local folder=$1 name=$2
+    (cd "$folder" && find . -maxdepth 1 -name '*.json' ! -name '*records*' ! -name prompts.json \
+        ! -name frames.json ! -name boundary.json -print0 | tar czf "$out/$name.tgz" --null -T - table.md 2>/dev/null) || true
+}
+
+case $step in
+    peer)
+        bash benchmarks/vllm_install.sh >"$out/install.log" 2>&1 || { tail -20 "$out/install.log"; exit 1; }
+        hf_site
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+        bash benchmarks/gpu_vllm.sh "$work" 1024 "prepare bare vllm table" 2>&1 | tee "$out/peer.log" |
+            grep -E '^\[|^===|^\||Error|Traceback' || true
+        results "$work" peer ;;
+    hf)
+        bash benchmarks/gpu_vllm.sh "$work" 1024 "shared hf shared-prefill table" 2>&1 | tee "$out/hf.log" |
+            grep -E '^\[(hf|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
+        results "$work" hf ;;
+    shots)
+        bash benchmarks/gpu_vllm.sh "$work" 200 shots200 2>&1 | tee "$out/shots.log" |
+            grep -E '^\[|^===|^\||Error|Traceback' | cut -c1-600 || true
+        results "$work/200" shots ;;
+    same)
+        PYTHONPATH=$HF_PYTHONPATH python3 benchmarks/gpu_same_answers.py --out /tmp/same --videos 2 --float32 \
+            --variants loop_flex_shared_prefill,loop_flex_shared_decode --reference loop_flex 2>&1 |
+            tee "$out/same.log" | grep -E '^SAME|^\[|Error|Traceback' | cut -c1-600 || true
+        cp /tmp/same/same_answers.json "$out/" 2>/dev/null || true ;;
+    *) echo "unknown step $step (peer, hf, shots, same)" >&2; exit 2 ;;
+esac
