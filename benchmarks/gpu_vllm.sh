@@ -4,7 +4,7 @@
 # PHASES (default "prepare bare vllm cli hf table") may be split across calls that share OUT_DIR.
 # bare starts vLLM with an empty compile cache (a cold start); the later vLLM starts find it warm.
 # shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26;
-# hf: share_prefix=decode, a first batch of 32, run once to compile its shapes, then measured);
+# hf: share_prefix=decode, run once to compile its shapes, then measured);
 # shared (not in the default list): the hf route with share_prefix=decode (each clip's frames
 # prefilled once per batch, as vLLM's prefix cache does, and read once per decoding step), cold then
 # warm; shared-prefill: share_prefix=prefill (prefilled once only; after hf compiled the plain graphs).
@@ -36,7 +36,7 @@ for phase in $phases; do
       # the hf route twice: the first compiles this run's batch shapes (cold), the second is the figure
       for run in hf-200-cold hf-200; do
         PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name "$run" \
-          --compile-cache "$out/hf-compile-cache" --first-batch 32 --engine-option share_prefix=decode --skip-boundary
+          --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode --skip-boundary
       done
       "$py" benchmarks/gpu_vllm.py table --out "$out/200" ;;
     shared)
