@@ -3,8 +3,8 @@
 # bundle's parts reached /tmp/vbundle (benchmarks/vllm_part.sh; BENCHMARKS.md, "Getting vLLM onto the
 # lent GPU machine"). Each step writes its whole log and its results' JSON files under $OUT (the lease
 # tool's folder that comes back; ./gpu-out elsewhere).
-#   bash benchmarks/gpu_round3.sh peer     install the bundle; prepare 1,024 requests; bare vLLM (cold
-#                                          compile cache), then our --engine vllm
+#   bash benchmarks/gpu_round3.sh peer     install the bundle; prepare 1,024 requests; our --engine vllm
+#                                          (cold vLLM compile cache), then bare vLLM (warm)
 #   bash benchmarks/gpu_round3.sh hf       --engine hf: share_prefix=decode cold and warm, plain (cold),
 #                                          share_prefix=prefill; the table
 #   bash benchmarks/gpu_round3.sh shots    200 shots from process start: bare vLLM, --engine vllm, hf
@@ -35,7 +35,7 @@ case $step in
         bash benchmarks/vllm_install.sh >"$out/install.log" 2>&1 || { tail -20 "$out/install.log"; exit 1; }
         hf_site
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-        bash benchmarks/gpu_vllm.sh "$work" 1024 "prepare bare vllm table" 2>&1 | tee "$out/peer.log" |
+        bash benchmarks/gpu_vllm.sh "$work" 1024 "prepare vllm bare table" 2>&1 | tee "$out/peer.log" |
             grep -E '^\[|^===|^\||Error|Traceback' || true
         results "$work" peer ;;
     hf)
