@@ -22,9 +22,10 @@ for phase in $phases; do
   echo "=== $phase $(date -u +%T)"
   case $phase in
     bare)
-      if [[ ${BARE_COLD:-0} == 1 ]]; then export VLLM_CACHE_ROOT=$(mktemp -d); fi
-      "$py" benchmarks/gpu_vllm.py bare --out "$out"
-      unset VLLM_CACHE_ROOT ;;
+      (
+        if [[ ${BARE_COLD:-0} == 1 ]]; then export VLLM_CACHE_ROOT=$(mktemp -d); fi
+        "$py" benchmarks/gpu_vllm.py bare --out "$out"
+      ) ;;
     cli)
       # the real CLI on the shipped examples, every plan as large as fits (--max-resolution auto)
       /usr/bin/time -f "cli wall %e s" "$py" -m cosmos_workflow upsample-prompts examples/prompts.json \
