@@ -39,7 +39,7 @@ case $step in
             grep -E '^\[|^===|^\||Error|Traceback' || true
         results "$work" peer ;;
     hf)
-        bash benchmarks/gpu_vllm.sh "$work" 1024 "shared hf shared-prefill table" 2>&1 | tee "$out/hf.log" |
+        HF_ARGS=--skip-boundary bash benchmarks/gpu_vllm.sh "$work" 1024 "shared hf shared-prefill table" 2>&1 | tee "$out/hf.log" |
             grep -E '^\[(hf|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
         results "$work" hf ;;
     shots)

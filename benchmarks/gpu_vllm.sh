@@ -46,14 +46,16 @@ for phase in $phases; do
     shared)
       # share_prefix=decode with its own graphs compiled in the run (cold), then again on its filled
       # cache (warm: as vLLM's figures, which compile at start-up, outside the timed run)
-      for run in decode-cold decode; do
-        PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
-          --name "hf-shared-$run" --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode
-      done ;;
+      # (the boundary set once, on the warm run)
+      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" --skip-boundary \
+        --name hf-shared-decode-cold --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode
+      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
+        --name hf-shared-decode --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode ;;
     shared-prefill)
       # share_prefix=prefill decodes with the plain graphs (warm once the hf phase compiled them)
       PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
-        --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=prefill ;;
+        --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=prefill \
+        --skip-boundary ;;
     distinct)
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/distinct" --requests "$requests" --videos "$requests"
       "$py" benchmarks/gpu_vllm.py bare --out "$out/distinct" --name bare-distinct
@@ -62,7 +64,9 @@ for phase in $phases; do
         --name hf-distinct --compile-cache "$out/hf-compile-cache"
       "$py" benchmarks/gpu_vllm.py table --out "$out/distinct" ;;
     hf)
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" ;;
+      # HF_ARGS: more arguments for this phase's gpu_vllm.py, e.g. --skip-boundary
+      # shellcheck disable=SC2086
+      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" ${HF_ARGS:-} ;;
     *)
       "$py" benchmarks/gpu_vllm.py "$phase" --out "$out" --requests "$requests" ;;
   esac
