@@ -5,12 +5,12 @@
 # tool's folder that comes back; ./gpu-out elsewhere).
 #   bash benchmarks/gpu_round3.sh peer     install the bundle; prepare 1,024 requests; our --engine vllm
 #                                          (cold vLLM compile cache), then bare vLLM (warm)
-#   bash benchmarks/gpu_round3.sh hf       --engine hf: share_prefix=decode cold and warm, plain (cold),
-#                                          share_prefix=prefill; the table
+#   bash benchmarks/gpu_round3.sh shared   --engine hf, share_prefix=decode: cold, then warm; the table
+#   bash benchmarks/gpu_round3.sh plain    --engine hf plain (cold), then share_prefix=prefill; the table
 #   bash benchmarks/gpu_round3.sh shots    200 shots from process start: bare vLLM, --engine vllm, hf
 #   bash benchmarks/gpu_round3.sh same     float32 greedy answers, shared prefixes against the plain loop
 set -euo pipefail
-step=${1:?usage: gpu_round3.sh peer|hf|shots|same}
+step=${1:?usage: gpu_round3.sh peer|shared|plain|shots|same}
 out=${OUT:-$PWD/gpu-out}
 work=/tmp/g
 mkdir -p "$out"
@@ -38,10 +38,14 @@ case $step in
         bash benchmarks/gpu_vllm.sh "$work" 1024 "prepare vllm bare table" 2>&1 | tee "$out/peer.log" |
             grep -E '^\[|^===|^\||Error|Traceback' || true
         results "$work" peer ;;
-    hf)
-        HF_ARGS=--skip-boundary bash benchmarks/gpu_vllm.sh "$work" 1024 "shared hf shared-prefill table" 2>&1 | tee "$out/hf.log" |
+    shared)
+        bash benchmarks/gpu_vllm.sh "$work" 1024 "shared table" 2>&1 | tee "$out/shared.log" |
             grep -E '^\[(hf|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
-        results "$work" hf ;;
+        results "$work" shared ;;
+    plain)
+        HF_ARGS=--skip-boundary bash benchmarks/gpu_vllm.sh "$work" 1024 "hf shared-prefill table" 2>&1 |
+            tee "$out/plain.log" | grep -E '^\[(hf|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
+        results "$work" plain ;;
     shots)
         bash benchmarks/gpu_vllm.sh "$work" 200 shots200 2>&1 | tee "$out/shots.log" |
             grep -E '^\[|^===|^\||Error|Traceback' | cut -c1-600 || true
@@ -51,5 +55,5 @@ case $step in
             --variants loop_flex_shared_prefill,loop_flex_shared_decode --reference loop_flex 2>&1 |
             tee "$out/same.log" | grep -E '^SAME|^\[|Error|Traceback' | cut -c1-600 || true
         cp /tmp/same/same_answers.json "$out/" 2>/dev/null || true ;;
-    *) echo "unknown step $step (peer, hf, shots, same)" >&2; exit 2 ;;
+    *) echo "unknown step $step (peer, shared, plain, shots, same)" >&2; exit 2 ;;
 esac
