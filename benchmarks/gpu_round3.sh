@@ -4,10 +4,12 @@
 # lent GPU machine"). Each step writes its whole log and its results' JSON files under $OUT (the lease
 # tool's folder that comes back; ./gpu-out elsewhere).
 #   bash benchmarks/gpu_round3.sh peer     install the bundle; prepare 1,024 requests; our --engine vllm
-#                                          (cold vLLM compile cache), then bare vLLM (warm)
+#                                          (cold vLLM compile cache), then bare vLLM (warm); PEER_PHASES
+#                                          another list ("prepare bare table": bare alone, cold)
 #   bash benchmarks/gpu_round3.sh shared   --engine hf, share_prefix=decode: cold, then warm; the table
 #   bash benchmarks/gpu_round3.sh plain    --engine hf plain (cold), then share_prefix=prefill; the table
 #   bash benchmarks/gpu_round3.sh shots    200 shots from process start: bare vLLM, --engine vllm, hf
+#                                          (SHOTS_ROUTES: some of them, e.g. "bare hf")
 #   bash benchmarks/gpu_round3.sh same     float32 greedy answers, shared prefixes against the plain loop
 set -euo pipefail
 step=${1:?usage: gpu_round3.sh peer|shared|plain|shots|same}
@@ -35,7 +37,7 @@ case $step in
         bash benchmarks/vllm_install.sh >"$out/install.log" 2>&1 || { tail -20 "$out/install.log"; exit 1; }
         hf_site
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-        bash benchmarks/gpu_vllm.sh "$work" 1024 "prepare vllm bare table" 2>&1 | tee "$out/peer.log" |
+        bash benchmarks/gpu_vllm.sh "$work" 1024 "${PEER_PHASES:-prepare vllm bare table}" 2>&1 | tee "$out/peer.log" |
             grep -E '^\[|^===|^\||Error|Traceback' || true
         results "$work" peer ;;
     shared)

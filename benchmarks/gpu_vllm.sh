@@ -35,10 +35,15 @@ for phase in $phases; do
       # issue 26: 200 shots from process start to the last result, warm compile caches (run after
       # the vllm and hf phases filled them), bare vLLM beside our hf and vllm pipelines
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/200" --requests 200 --boundary 4
-      "$py" benchmarks/gpu_vllm.py bare --out "$out/200" --name bare-200
-      "$py" benchmarks/gpu_vllm.py vllm --out "$out/200" --name vllm-200 --skip-boundary
+      # SHOTS_ROUTES: which routes (default all three)
+      routes=" ${SHOTS_ROUTES:-bare vllm hf} "
+      if [[ $routes == *" bare "* ]]; then "$py" benchmarks/gpu_vllm.py bare --out "$out/200" --name bare-200; fi
+      if [[ $routes == *" vllm "* ]]; then
+        "$py" benchmarks/gpu_vllm.py vllm --out "$out/200" --name vllm-200 --skip-boundary
+      fi
       # the hf route twice: the first compiles this run's batch shapes (cold), the second is the figure
-      for run in hf-200-cold hf-200; do
+      [[ $routes == *" hf "* ]] && hf_runs="hf-200-cold hf-200" || hf_runs=""
+      for run in $hf_runs; do
         PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name "$run" \
           --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode --skip-boundary
       done
