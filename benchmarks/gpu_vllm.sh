@@ -44,7 +44,7 @@ for phase in $phases; do
       # the hf route twice: the first compiles this run's batch shapes (cold), the second is the figure
       [[ $routes == *" hf "* ]] && hf_runs="hf-200-cold hf-200" || hf_runs=""
       for run in $hf_runs; do
-        PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name "$run" \
+        PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name "$run" \
           --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode --skip-boundary
       done
       "$py" benchmarks/gpu_vllm.py table --out "$out/200" ;;
@@ -52,26 +52,26 @@ for phase in $phases; do
       # share_prefix=decode with its own graphs compiled in the run (cold), then again on its filled
       # cache (warm: as vLLM's figures, which compile at start-up, outside the timed run)
       # (the boundary set once, on the warm run)
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" --skip-boundary \
+      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out" --skip-boundary \
         --name hf-shared-decode-cold --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
+      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
         --name hf-shared-decode --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode ;;
     shared-prefill)
       # share_prefix=prefill decodes with the plain graphs (warm once the hf phase compiled them)
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
+      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
         --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=prefill \
         --skip-boundary ;;
     distinct)
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/distinct" --requests "$requests" --videos "$requests"
       "$py" benchmarks/gpu_vllm.py bare --out "$out/distinct" --name bare-distinct
       "$py" benchmarks/gpu_vllm.py vllm --out "$out/distinct" --name vllm-distinct
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out/distinct" \
+      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out/distinct" \
         --name hf-distinct --compile-cache "$out/hf-compile-cache"
       "$py" benchmarks/gpu_vllm.py table --out "$out/distinct" ;;
     hf)
       # HF_ARGS: more arguments for this phase's gpu_vllm.py, e.g. --skip-boundary
       # shellcheck disable=SC2086
-      PYTHONPATH=${HF_PYTHONPATH:-$PYTHONPATH} "$py" benchmarks/gpu_vllm.py hf --out "$out" ${HF_ARGS:-} ;;
+      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out" ${HF_ARGS:-} ;;
     *)
       "$py" benchmarks/gpu_vllm.py "$phase" --out "$out" --requests "$requests" ;;
   esac
