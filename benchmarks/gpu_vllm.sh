@@ -35,8 +35,8 @@ for phase in $phases; do
       # issue 26: 200 shots from process start to the last result, warm compile caches (run after
       # the vllm and hf phases filled them), bare vLLM beside our hf and vllm pipelines
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/200" --requests 200 --boundary 4
-      # SHOTS_ROUTES: which routes (default all three)
-      routes=" ${SHOTS_ROUTES:-bare vllm hf} "
+      # SHOTS_ROUTES: which routes (default all: bare vLLM, our vllm and hf pipelines, the hf CLI)
+      routes=" ${SHOTS_ROUTES:-bare vllm hf hfcli} "
       if [[ $routes == *" bare "* ]]; then "$py" benchmarks/gpu_vllm.py bare --out "$out/200" --name bare-200; fi
       if [[ $routes == *" vllm "* ]]; then
         "$py" benchmarks/gpu_vllm.py vllm --out "$out/200" --name vllm-200 --skip-boundary
@@ -47,6 +47,15 @@ for phase in $phases; do
         PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name "$run" \
           --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode --skip-boundary
       done
+      if [[ $routes == *" hfcli "* ]]; then
+        # the real CLI on the same 200 items from process start (the engine loads beside the
+        # planning), on the compile cache the hf runs filled
+        PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} /usr/bin/time -f "[hf-cli-200] process wall %e s" \
+          "$py" -m cosmos_workflow upsample-prompts "$out/200/prompts.json" -o "$out/200/hf-cli.json" \
+          --engine hf --model pixtral-12b-random --max-resolution 480 --max-tokens 300 --temperature 0.6 \
+          --engine-option share_prefix=decode --engine-option ignore_eos=true \
+          --engine-option "compile_cache=$out/hf-compile-cache" --force -q || true
+      fi
       "$py" benchmarks/gpu_vllm.py table --out "$out/200" ;;
     shared)
       # share_prefix=decode with its own graphs compiled in the run (cold), then again on its filled
