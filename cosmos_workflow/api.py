@@ -145,6 +145,8 @@ def _run(
         todo = [k for k in mine if k.key not in done]
         if progress:
             progress(len(mine) - len(todo), total=len(mine))
+        if todo:
+            executor.preload(options)
         jobs = [plan_job(k, options.plan, tokenizer) for k in todo]
         executor.execute(jobs, RunContext(options, tokenizer, journal, progress))
         finished = executor.finish(output, mine, len(mine) - len(todo))

@@ -133,6 +133,9 @@ class Engine(Closes, abc.ABC):
     ray_refusal: str | None = None
     #: The model it runs when none is given (None: a checkpoint must be found or named).
     default_model: str | None = None
+    #: True where the engine may be loaded in a background thread while the run plans its items
+    #: (torch and transformers can; vLLM's start installs signal handlers, main thread only).
+    loads_in_background: bool = False
 
     @classmethod
     def shares_prefixes_with(cls, options: Mapping[str, str | int | float | bool | None]) -> bool:

@@ -78,6 +78,10 @@ class Executor(abc.ABC):
     def start(self, output: Path, options: RunOptions) -> None:  # noqa: B027 - optional hook
         """Called once, under the output's lock, before anything runs."""
 
+    def preload(self, options: RunOptions) -> None:  # noqa: B027 - optional hook
+        """Called once there is work to do, before the items are planned: an executor that loads
+        its engine here may start loading it now, beside the planning."""
+
     @abc.abstractmethod
     def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
         """Run ``jobs`` and save one record per job (:meth:`RunContext.save`) as results arrive."""

@@ -45,6 +45,12 @@ class LocalExecutor(Executor):
         device = f"cuda:{visible_index(first, os.environ)}"
         return options.model_copy(update={"engine": engine.model_copy(update={"device": device})})
 
+    def preload(self, options: RunOptions) -> None:
+        """The engine starts loading in the background (where its class allows it) while the items
+        are probed and planned: for a large run, seconds to minutes of each beside the other."""
+        if self.engine is None and engine_class(options.engine.engine).loads_in_background:
+            self.engines.preload(options.engine)
+
     def execute(self, jobs: Sequence[Job], run: RunContext) -> None:
         if not jobs:
             return

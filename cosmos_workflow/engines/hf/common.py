@@ -15,6 +15,7 @@ class HFBase(Engine):
     """A transformers model loaded in this process (on a GPU where there is one, else the CPU)."""
 
     name = "hf"
+    loads_in_background = True
 
     @classmethod
     def shares_prefixes_with(cls, options: Mapping[str, str | int | float | bool | None]) -> bool:
