@@ -23,7 +23,7 @@ for phase in $phases; do
   case $phase in
     bare)
       (
-        if [[ ${BARE_COLD:-0} == 1 ]]; then export VLLM_CACHE_ROOT=$(mktemp -d); fi
+        if [[ ${BARE_COLD:-0} == 1 ]]; then VLLM_CACHE_ROOT=$(mktemp -d); export VLLM_CACHE_ROOT; fi
         "$py" benchmarks/gpu_vllm.py bare --out "$out"
       ) ;;
     cli)
