@@ -3,6 +3,8 @@
 # bundle's parts reached /tmp/vbundle (benchmarks/vllm_part.sh; BENCHMARKS.md, "Getting vLLM onto the
 # lent GPU machine"). Each step writes its whole log and its results' JSON files under $OUT (the lease
 # tool's folder that comes back; ./gpu-out elsewhere).
+#   bash benchmarks/gpu_round3.sh kit      the hf route's small dependencies from the carried .hfkit
+#                                          (benchmarks/hf_kit.sh): shared, shots and same run without vLLM
 #   bash benchmarks/gpu_round3.sh peer     install the bundle; prepare 1,024 requests; our --engine vllm
 #                                          (cold vLLM compile cache), then bare vLLM (warm); PEER_PHASES
 #                                          another list ("prepare bare table": bare alone, cold)
@@ -12,15 +14,18 @@
 #                                          (SHOTS_ROUTES: some of them, e.g. "bare hf")
 #   bash benchmarks/gpu_round3.sh same     float32 greedy answers, shared prefixes against the plain loop
 set -euo pipefail
-step=${1:?usage: gpu_round3.sh peer|shared|plain|shots|same}
+step=${1:?usage: gpu_round3.sh kit|peer|shared|plain|shots|same}
 out=${OUT:-$PWD/gpu-out}
 work=/tmp/g
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-export PYTHONPATH=/tmp/vsite:$PWD HF_PYTHONPATH=/tmp/hfsite:$PWD
+export HF_PYTHONPATH=/tmp/hfsite:$PWD
+# the bundle's vLLM where it is installed; before that (the hf kit alone), the hf site for every phase
+if [[ -d /tmp/vsite ]]; then export PYTHONPATH=/tmp/vsite:$PWD; else export PYTHONPATH=$HF_PYTHONPATH; fi
 
 hf_site() {  # the image's transformers and tokenizers, the bundle's small dependencies
     mkdir -p /tmp/hfsite
+    [[ -e /tmp/hfsite/.kit ]] && return  # the hf kit installed them already
     for f in /tmp/vsite/*; do
         case $(basename "$f") in transformers* | tokenizers* | vllm*) ;; *) ln -sfn "$f" /tmp/hfsite/ ;; esac
     done
@@ -32,19 +37,35 @@ results() {  # the phases' figures (not the records, prompts or frames) as one a
         ! -name frames.json ! -name boundary.json -print0 | tar czf "$out/$name.tgz" --null -T - table.md 2>/dev/null) || true
 }
 
+prepared() {  # the 1,024 requests, once a machine
+    [[ -f $work/prompts.json ]] || bash benchmarks/gpu_vllm.sh "$work" 1024 prepare
+}
+
+prepared_phase() {  # "prepare" until the requests are there
+    [[ -f $work/prompts.json ]] || echo prepare
+}
+
 case $step in
+    kit)
+        # the hf route's dependencies from the carried .hfkit (benchmarks/hf_kit.sh), without vLLM
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/hfsite .hfkit/*.whl
+        touch /tmp/hfsite/.kit
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ;;
     peer)
         bash benchmarks/vllm_install.sh >"$out/install.log" 2>&1 || { tail -20 "$out/install.log"; exit 1; }
+        export PYTHONPATH=/tmp/vsite:$PWD
         hf_site
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-        bash benchmarks/gpu_vllm.sh "$work" 1024 "${PEER_PHASES:-prepare vllm bare table}" 2>&1 | tee "$out/peer.log" |
+        bash benchmarks/gpu_vllm.sh "$work" 1024 "${PEER_PHASES:-$(prepared_phase) vllm bare table}" 2>&1 | tee "$out/peer.log" |
             grep -E '^\[|^===|^\||Error|Traceback' || true
         results "$work" peer ;;
     shared)
+        prepared
         bash benchmarks/gpu_vllm.sh "$work" 1024 "shared table" 2>&1 | tee "$out/shared.log" |
             grep -E '^\[(hf|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
         results "$work" shared ;;
     plain)
+        prepared
         HF_ARGS=--skip-boundary bash benchmarks/gpu_vllm.sh "$work" 1024 "hf shared-prefill table" 2>&1 |
             tee "$out/plain.log" | grep -E '^\[(hf|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
         results "$work" plain ;;
@@ -57,5 +78,5 @@ case $step in
             --variants loop_flex_shared_prefill,loop_flex_shared_decode --reference loop_flex 2>&1 |
             tee "$out/same.log" | grep -E '^SAME|^\[|Error|Traceback' | cut -c1-600 || true
         cp /tmp/same/same_answers.json "$out/" 2>/dev/null || true ;;
-    *) echo "unknown step $step (peer, shared, plain, shots, same)" >&2; exit 2 ;;
+    *) echo "unknown step $step (kit, peer, shared, plain, shots, same)" >&2; exit 2 ;;
 esac
