@@ -91,8 +91,8 @@ def test_shared_decoding_reads_the_prefixes_through_the_cascade_and_keeps_only_t
     prefill, text, *steps = seen
     assert prefill is None  # the prefixes prefill as a batch of their own
     # the texts' prefill and every step see the prefixes: 3 prefixes of at most 3 requests, in a
-    # grid rounded up to 4 groups of 8 (one compiled shape)
-    assert [text, *steps] == [(4, 8)] * GREEDY.max_tokens
+    # grid rounded up to 4 groups of 128 query rows (one compiled shape; whole flex query blocks)
+    assert [text, *steps] == [(4, 128)] * GREEDY.max_tokens
     # the batch's rows hold each request's text and answer only (no copy of its prefix)
     assert masks[1] == tuple(shared.text.shape)
     assert (rows, slots) == (len(variants), cache_length(shared.text.shape[1], GREEDY.max_tokens))
@@ -159,3 +159,33 @@ def test_the_cascade_compiles_into_one_graph_with_the_decoding_step(
         again = [g.text for g in engine.generate(variants, GREEDY)]
     assert compiled == eager
     assert again == eager
+
+
+def test_a_shared_batch_that_fails_is_answered_unshared_and_sharing_stops(
+    tiny_model: Path, variants: list[EncodedRequest], monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """The cascade failed on an H100 (torch 2.11: the compiled prefix attention found no kernel)
+    and the runner then answered 1,024 requests one at a time. The engine now answers the batch
+    without shared prefixes, as it would with share_prefix=off, and keeps to that, with one warning."""
+    from cosmos_workflow.engines.hf import prefix_attention
+
+    plain = answers(tiny_model, variants, GREEDY, share="off")
+    calls = []
+
+    def no_kernel(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise RuntimeError("LoweringException: NoValidChoicesError: No choices to select")
+
+    monkeypatch.setattr(prefix_attention, "cascade_attention", no_kernel)
+    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode"}
+    with (
+        caplog.at_level("WARNING", logger="cosmos_workflow"),
+        load(EngineConfig(model=str(tiny_model), options=options)) as engine,
+    ):
+        first = [g.text for g in engine.generate(variants, GREEDY)]
+        assert not engine.shares_prefixes
+        second = [g.text for g in engine.generate(variants, GREEDY)]
+    assert first == second == plain
+    assert calls == [1]  # tried once, then never again
+    warnings = [r.getMessage() for r in caplog.records if "share_prefix=decode failed" in r.getMessage()]
+    assert len(warnings) == 1 and "NoValidChoicesError" in warnings[0]

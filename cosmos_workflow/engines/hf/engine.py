@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +207,10 @@ class HFEngine(HFBase):
                     f"a batch of {len(requests)} requests ({tokens} prompt tokens) did not fit in "
                     f"{self.device} memory; retry with a smaller --batch-size"
                 ) from exc
+            if isinstance(inputs, SharedBatch):
+                del inputs
+                self._stop_sharing(exc)
+                return self._generate_batch(requests, sampling)
             raise EngineError(
                 f"transformers generate failed on a batch of {len(requests)}: {exc}; rerun with "
                 "--batch-size 1 to find the request that triggers it"
@@ -214,6 +218,22 @@ class HFEngine(HFBase):
         return [
             self._to_generation(r, tokens, sampling) for r, tokens in zip(requests, new_tokens, strict=True)
         ]
+
+    def _stop_sharing(self, exc: BaseException) -> None:
+        """A shared batch failed for another reason than memory (on an H100 with torch 2.11 the
+        cascade's compiled attention once found no kernel for its shapes): this engine decodes
+        without shared prefixes from now on, the same answers at the unshared speed, instead of
+        the runner retrying every request of the batch alone. One warning says why."""
+        logger.warning(
+            "hf engine: share_prefix=%s failed on this machine (%s: %s); decoding without shared "
+            "prefixes from now on (the same answers, more memory a request): report it with the "
+            "torch version, or run with --engine-option share_prefix=off",
+            self.options.share_prefix,
+            type(exc).__name__,
+            str(exc).splitlines()[0][:300] if str(exc) else "",
+        )
+        decoder_for(self._model).close()
+        self.options = replace(self.options, share_prefix="off")
 
     def _inputs(self, requests: Sequence[EncodedRequest]) -> dict[str, Any] | SharedBatch:
         """The batch's model inputs on the device: with ``share_prefix``, a :class:`SharedBatch`

@@ -31,9 +31,13 @@ if TYPE_CHECKING:
 
 #: the attribute of an attention module that holds its layer's prefix while a batch decodes
 STATE = "_cosmos_prefix"
-#: the number of groups and of queries per group are rounded up to multiples of these
+#: the number of groups and of queries per group are rounded up to multiples of these. Queries
+#: per group go in whole blocks of 128 rows: on an H100 (torch 2.11.0+cu130) the compiled
+#: flex_attention with grouped-query heads and its log-sum-exp found no kernel for 16 or 64 query
+#: rows ("NoValidChoicesError"), and ran for 128 and 256 (BENCHMARKS.md, round 3 of issue 26). The
+#: padded rows cost arithmetic only, not reads of the prefix: about 0.2 ms a step at 16 groups.
 GROUP_BUCKET = 4
-QUERY_BUCKET = 8
+QUERY_BUCKET = 128
 
 
 @dataclass(frozen=True)
