@@ -276,6 +276,8 @@ def pipeline(
             **({"boundary": edge} if edge else {}),
             "peak_gpu_mib": memory.peak_mib,
             "vllm": _version("vllm") if engine_name == "vllm" else None,
+            # False where share_prefix was asked for and the engine fell back to unshared decoding
+            "shares_prefixes_at_end": engine.shares_prefixes,
         },
     )
 
