@@ -134,7 +134,7 @@ class Engine(Closes, abc.ABC):
     #: The model it runs when none is given (None: a checkpoint must be found or named).
     default_model: str | None = None
     #: True where the engine may be loaded in a background thread while the run plans its items
-    #: (torch and transformers can; vLLM's start installs signal handlers, main thread only).
+    #: (torch and transformers can; vLLM starts its engine process from the main thread, as tested).
     loads_in_background: bool = False
 
     @classmethod
