@@ -393,13 +393,13 @@ def roofline(
     (and its pictures) is prefilled once, and written and read from the cache once per step; each
     request's queries still attend to the whole prefix (its FLOPs are unchanged).
     """
-    own = [tokens - prefix for tokens in prompts] if groups else list(prompts)
-    firsts = groups if groups else len(prompts)  # prefixes prefilled (each request's own without sharing)
+    shared = prefix if groups else 0  # the tokens each request does not prefill itself
+    own = [tokens - shared for tokens in prompts]
+    firsts = groups or len(prompts)  # pictures encoded: once a group, else once a request
     layer_flops, attention_flops = 2 * shape.layer_linear_params, 2 * shape.layers * shape.q_width
     prefill_flops = sum(layer_flops * t for t in own)
     # causal attention: half of 4 L^2 d for a whole prompt; a text after a shared prefix does L^2 - P^2
-    prefill_flops += sum(attention_flops * (t * t - prefix * prefix) for t in prompts) if groups else 0
-    prefill_flops += 0 if groups else sum(attention_flops * t * t for t in prompts)
+    prefill_flops += sum(attention_flops * (t * t - shared * shared) for t in prompts)
     prefill_flops += groups * (layer_flops * prefix + attention_flops * prefix * prefix)
     per_image = patches_per_request // 2 or patches_per_request
     vision = 2 * shape.vision_linear_params * patches_per_request
@@ -731,15 +731,24 @@ def fast_options(args: argparse.Namespace) -> dict[str, str | int | float | bool
     }
 
 
-def card_ceilings(results: Results, cuda: bool) -> dict[str, Ceilings]:
-    """The datasheet's ceilings for the card in use and, on a GPU, the measured ones."""
-    name, sheet = datasheet(results["environment"].get("gpu", ""))
-    results["datasheet"] = {"card": name, "bytes_per_s": sheet.bytes_per_s, "flops": sheet.flops}
-    ceilings = {"datasheet": sheet}
+def ceilings_of(gpu: str, cuda: bool) -> dict[str, Ceilings]:
+    """The datasheet's ceilings for the card named ``gpu`` and, on a GPU, those measured on it."""
+    ceilings = {"datasheet": datasheet(gpu)[1]}
     if cuda:
         measured = measure_ceilings()
-        results["ceilings"] = measured
         ceilings["measured"] = Ceilings(measured["copy_bytes_per_s"], measured["bf16_matmul_flops"])
+    return ceilings
+
+
+def card_ceilings(results: Results, cuda: bool) -> dict[str, Ceilings]:
+    """:func:`ceilings_of` the card in use, recorded in ``results``."""
+    gpu = results["environment"].get("gpu", "")
+    ceilings = ceilings_of(gpu, cuda)
+    sheet = ceilings["datasheet"]
+    results["datasheet"] = {"card": datasheet(gpu)[0], "bytes_per_s": sheet.bytes_per_s, "flops": sheet.flops}
+    if "measured" in ceilings:
+        measured = ceilings["measured"]
+        results["ceilings"] = {"copy_bytes_per_s": measured.bytes_per_s, "bf16_matmul_flops": measured.flops}
     print(json.dumps({"datasheet": results["datasheet"], "measured": results.get("ceilings")}), flush=True)
     return ceilings
 

@@ -51,10 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.gpu_upsample import (  # noqa: E402
     Ceilings,
     Shape,
-    datasheet,
+    ceilings_of,
     make_items,
     make_prompt,
-    measure_ceilings,
     roofline,
 )
 from cosmos_workflow.specs.batch import BatchItem, load_batch  # noqa: E402
@@ -283,15 +282,11 @@ def pipeline(
 
 
 def card_ceilings() -> dict[str, Ceilings]:
-    """The datasheet's ceilings for the card and, on a GPU, those measured on it (before the engine
-    takes its memory)."""
+    """The card's ceilings (datasheet, and measured on a GPU), before the engine takes its memory."""
     import torch
 
-    if not torch.cuda.is_available():
-        return {"datasheet": datasheet("")[1]}
-    ceilings = {"datasheet": datasheet(torch.cuda.get_device_name())[1]}
-    measured = measure_ceilings()
-    ceilings["measured"] = Ceilings(measured["copy_bytes_per_s"], measured["bf16_matmul_flops"])
+    cuda = torch.cuda.is_available()
+    ceilings = ceilings_of(torch.cuda.get_device_name() if cuda else "", cuda)
     print(f"[ceilings] {json.dumps({k: vars(v) for k, v in ceilings.items()})}", flush=True)
     return ceilings
 

@@ -18,6 +18,14 @@ requests=${2:-1024}
 phases=${3:-prepare bare vllm cli hf table}
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+hf_site=${HF_PYTHONPATH:-${PYTHONPATH:-}}
+
+hf() {  # gpu_vllm.py's hf route, with the hf route's PYTHONPATH: hf FOLDER [ARGUMENTS...]
+  local folder=$1
+  shift
+  PYTHONPATH=$hf_site "$py" benchmarks/gpu_vllm.py hf --out "$folder" "$@"
+}
+
 for phase in $phases; do
   echo "=== $phase $(date -u +%T)"
   case $phase in
@@ -44,13 +52,13 @@ for phase in $phases; do
       # the hf route twice: the first compiles this run's batch shapes (cold), the second is the figure
       [[ $routes == *" hf "* ]] && hf_runs="hf-200-cold hf-200" || hf_runs=""
       for run in $hf_runs; do
-        PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out/200" --name "$run" \
-          --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode --skip-boundary
+        hf "$out/200" --name "$run" --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode \
+          --skip-boundary
       done
       if [[ $routes == *" hfcli "* ]]; then
         # the real CLI on the same 200 items from process start (the engine loads beside the
         # planning), on the compile cache the hf runs filled
-        PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} /usr/bin/time -f "[hf-cli-200] process wall %e s" \
+        PYTHONPATH=$hf_site /usr/bin/time -f "[hf-cli-200] process wall %e s" \
           "$py" -m cosmos_workflow upsample-prompts "$out/200/prompts.json" -o "$out/200/hf-cli.json" \
           --engine hf --model pixtral-12b-random --max-resolution 480 --max-tokens 300 --temperature 0.6 \
           --engine-option share_prefix=decode --engine-option ignore_eos=true \
@@ -61,26 +69,23 @@ for phase in $phases; do
       # share_prefix=decode with its own graphs compiled in the run (cold), then again on its filled
       # cache (warm: as vLLM's figures, which compile at start-up, outside the timed run)
       # (the boundary set once, on the warm run)
-      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out" --skip-boundary \
-        --name hf-shared-decode-cold --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode
-      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
-        --name hf-shared-decode --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode ;;
+      hf "$out" --skip-boundary --name hf-shared-decode-cold --compile-cache "$out/hf-compile-cache" \
+        --engine-option share_prefix=decode
+      hf "$out" --name hf-shared-decode --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode ;;
     shared-prefill)
       # share_prefix=prefill decodes with the plain graphs (warm once the hf phase compiled them)
-      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out" \
-        --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=prefill \
-        --skip-boundary ;;
+      hf "$out" --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" \
+        --engine-option share_prefix=prefill --skip-boundary ;;
     distinct)
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/distinct" --requests "$requests" --videos "$requests"
       "$py" benchmarks/gpu_vllm.py bare --out "$out/distinct" --name bare-distinct
       "$py" benchmarks/gpu_vllm.py vllm --out "$out/distinct" --name vllm-distinct
-      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out/distinct" \
-        --name hf-distinct --compile-cache "$out/hf-compile-cache"
+      hf "$out/distinct" --name hf-distinct --compile-cache "$out/hf-compile-cache"
       "$py" benchmarks/gpu_vllm.py table --out "$out/distinct" ;;
     hf)
       # HF_ARGS: more arguments for this phase's gpu_vllm.py, e.g. --skip-boundary
       # shellcheck disable=SC2086
-      PYTHONPATH=${HF_PYTHONPATH:-${PYTHONPATH:-}} "$py" benchmarks/gpu_vllm.py hf --out "$out" ${HF_ARGS:-} ;;
+      hf "$out" ${HF_ARGS:-} ;;
     *)
       "$py" benchmarks/gpu_vllm.py "$phase" --out "$out" --requests "$requests" ;;
   esac
