@@ -297,7 +297,8 @@ class BatchLines(logging.Handler):
 
     SHARE = re.compile(r"hf engine: (\d+) requests share (\d+) prefixes \((\d+) prompt tokens")
     TIMING = re.compile(
-        r"hf batch timing: (\d+) rows x \d+ prompt columns, prefill ([\d.]+) s, (\d+) steps of ([\d.]+) ms"
+        r"hf batch timing: (\d+) rows x \d+ prompt columns, prefill ([\d.]+) s, first step ([\d.]+) s, "
+        r"then (\d+) steps of ([\d.]+) ms"
     )
     DONE = re.compile(r"hf engine on \S+: (\d+) requests, (\d+) prompt tokens, ([\d.]+) s")
 
@@ -324,8 +325,9 @@ class BatchLines(logging.Handler):
             elif timing := self.TIMING.search(message):
                 current |= {
                     "prefill_s": float(timing[2]),
-                    "steps": int(timing[3]),
-                    "step_ms": float(timing[4]),
+                    "first_step_s": float(timing[3]),
+                    "steps": int(timing[4]),
+                    "step_ms": float(timing[5]),
                 }
             elif done := self.DONE.search(message):
                 current |= {
@@ -336,6 +338,14 @@ class BatchLines(logging.Handler):
                 found.append(current)
                 current = {}
         return found
+
+
+def compiled_batch_s(batch: dict[str, Any]) -> float:
+    """The batch's engine seconds with its first decoding step (which compiles, or loads the
+    compiled step, and records its CUDA graphs when its shape is new to the process) at the pace
+    of the steps after it."""
+    first = batch.get("first_step_s", 0.0)
+    return float(batch["engine_s"]) - first + (batch["step_ms"] / 1000 if first else 0.0)
 
 
 def batch_rooflines(
@@ -366,6 +376,8 @@ def batch_rooflines(
                 "ideal_step_ms": 1000 * line["decode_step_s"],
                 "decode_bound": line["decode_bound"],
                 "batch_fraction": line["batch_s"] / batch["engine_s"],
+                # the batch as it runs once its step is compiled: the first step at the later steps' pace
+                "batch_fraction_compiled": line["batch_s"] / compiled_batch_s(batch),
                 "prefill_fraction": line["prefill_s"] / batch["prefill_s"] if "prefill_s" in batch else None,
                 "step_fraction": line["decode_step_s"] * 1000 / batch["step_ms"]
                 if "step_ms" in batch
@@ -457,14 +469,17 @@ ROWS = (
     ("peak GPU memory (GiB, device)", "peak_gpu_gib", "{:.1f}"),
     ("prompt tokens (min-max)", "prompt_range", "{}"),
     ("hf batches: roofline / engine time (datasheet, measured ceilings)", "roofline", "{}"),
+    ("hf batches: the same, first step at the later steps' pace", "roofline_compiled", "{}"),
+    ("hf batches: first decoding steps (s; compile, graphs)", "first_steps_s", "{:.1f}"),
 )
 
 
-def _roofline_share(batches: Sequence[dict[str, Any]]) -> str | None:
-    """The batches' ideal seconds over their engine seconds, against each set of ceilings."""
+def _roofline_share(batches: Sequence[dict[str, Any]], *, compiled: bool = False) -> str | None:
+    """The batches' ideal seconds over their engine seconds (``compiled``: with each first step at
+    the later steps' pace, :func:`compiled_batch_s`), against each set of ceilings."""
     if not batches:
         return None
-    engine_s = sum(b["engine_s"] for b in batches)
+    engine_s = sum(compiled_batch_s(b) if compiled else b["engine_s"] for b in batches)
     names = [n for n in ("datasheet", "measured") if n in batches[0]]
     return ", ".join(f"{sum(b[n]['ideal_batch_s'] for b in batches) / engine_s:.0%}" for n in names)
 
@@ -475,7 +490,10 @@ def table(out: Path) -> None:
     for figures in phases.values():
         figures["peak_gpu_gib"] = figures["peak_gpu_mib"] / 1024
         figures["prompt_range"] = "-".join(str(t) for t in figures["prompt_tokens"])
-        figures["roofline"] = _roofline_share(figures.get("batches", []))
+        batches = figures.get("batches", [])
+        figures["roofline"] = _roofline_share(batches)
+        figures["roofline_compiled"] = _roofline_share(batches, compiled=True)
+        figures["first_steps_s"] = sum(b.get("first_step_s", 0.0) for b in batches) if batches else None
     lines = ["| figure | " + " | ".join(phases) + " |", "|---|" + "---:|" * len(phases)]
     for label, key, fmt in ROWS:
         cells = [fmt.format(f[key]) if f.get(key) is not None else "-" for f in phases.values()]

@@ -189,3 +189,40 @@ def test_a_shared_batch_that_fails_is_answered_unshared_and_sharing_stops(
     assert calls == [1]  # tried once, then never again
     warnings = [r.getMessage() for r in caplog.records if "share_prefix=decode failed" in r.getMessage()]
     assert len(warnings) == 1 and "NoValidChoicesError" in warnings[0]
+
+
+def test_the_benchmark_reads_each_batch_s_timing_line_with_its_first_step_apart(
+    tiny_model: Path, variants: list[EncodedRequest]
+) -> None:
+    """gpu_vllm.py's per-batch roofline parses the engine's INFO lines: the sharing, the prefill,
+    the first decoding step (compile and CUDA graphs on a GPU) apart from the steps after it."""
+    import importlib.util
+    import logging
+    import sys
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_vllm.py"
+    spec = importlib.util.spec_from_file_location("gpu_vllm_lines", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_vllm_lines"] = bench
+    spec.loader.exec_module(bench)
+
+    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode"}
+    logger = logging.getLogger("cosmos_workflow")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with bench.BatchLines() as lines, load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+            engine.generate(variants, GREEDY)
+    finally:
+        logger.setLevel(level)
+    [batch] = lines.batches()
+    assert batch["requests"] == len(variants)
+    assert batch["prefixes"] == 3  # the two videos', and the text-only requests' (their BOS)
+    assert batch["steps"] == GREEDY.max_tokens - 2  # the first answer token comes from the prefill
+    assert batch["first_step_s"] > 0 and batch["step_ms"] > 0 and batch["prefill_s"] > 0
+    parts = batch["prefill_s"] + batch["first_step_s"] + batch["steps"] * batch["step_ms"] / 1000
+    assert parts <= batch["engine_s"]
+    # the batch as it would run with its first step at the later steps' pace
+    compiled = batch["engine_s"] - batch["first_step_s"] + batch["step_ms"] / 1000
+    assert bench.compiled_batch_s(batch) == pytest.approx(compiled)

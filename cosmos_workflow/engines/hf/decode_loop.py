@@ -146,6 +146,8 @@ class StaticDecoder:
                     logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
                     token = state.record(step, choose(logits, sampling, stops))
                     steps = step
+                    if step == 1:
+                        clock.first_step()
             clock.decoded(batch, prompt, steps)
         finally:
             if compact:
@@ -315,14 +317,17 @@ def _block_mask(allowed: torch.Tensor) -> Any:
 
 
 class _PhaseClock:
-    """The batch's prefill and decoding times, logged at INFO (benchmarks read them for the
-    per-batch roofline). Off unless INFO is on: the timing synchronises with the GPU twice a batch."""
+    """The batch's prefill time, its first decoding step's (which compiles or loads the compiled
+    step and records its CUDA graphs when the batch's shape is new to the process) and the later
+    steps' mean, logged at INFO (benchmarks read them for the per-batch roofline). Off unless INFO
+    is on: the timing synchronises with the GPU three times a batch."""
 
     def __init__(self, device: Any) -> None:
         self.on = logger.isEnabledFor(logging.INFO)
         self.device = device
         self.started = self._now() if self.on else 0.0
         self.prefill_s = 0.0
+        self.first_step_s = 0.0
 
     def _now(self) -> float:
         import torch
@@ -335,17 +340,23 @@ class _PhaseClock:
         if self.on:
             self.prefill_s = self._now() - self.started
 
+    def first_step(self) -> None:
+        if self.on:
+            self.first_step_s = self._now() - self.started - self.prefill_s
+
     def decoded(self, batch: int, prompt: int, steps: int) -> None:
         if not self.on:
             return
-        decode_s = self._now() - self.started - self.prefill_s
+        rest_s = self._now() - self.started - self.prefill_s - self.first_step_s
         logger.info(
-            "hf batch timing: %d rows x %d prompt columns, prefill %.3f s, %d steps of %.2f ms",
+            "hf batch timing: %d rows x %d prompt columns, prefill %.3f s, first step %.3f s, "
+            "then %d steps of %.2f ms",
             batch,
             prompt,
             self.prefill_s,
-            steps,
-            1000 * decode_s / max(steps, 1),
+            self.first_step_s,
+            max(steps - 1, 0),
+            1000 * rest_s / max(steps - 1, 1),
         )
 
 
