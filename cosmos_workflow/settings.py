@@ -64,8 +64,9 @@ class RunSettings(Section):
     :class:`~cosmos_workflow.options.RunOptions` both have these fields, declared once here."""
 
     batch_size: BatchSize = Field(
-        8,
-        description="requests per engine call, or 'auto' (from free GPU memory; hf engine); halved on "
+        "auto",
+        description="requests per engine call, or 'auto': what fits free GPU memory, evened out over the "
+        "run (hf engine on a GPU; 8 where the engine cannot say: CPU, vllm, fake, openai); halved on "
         "out-of-memory",
     )
     first_batch: int = Field(

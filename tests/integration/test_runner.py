@@ -338,6 +338,18 @@ def test_auto_batch_size_asks_the_engine_and_evens_the_batches_out(
     assert engine.asked[1] == 300 and engine.asked[0] >= 7
 
 
+def test_by_default_batches_are_what_fits_and_eight_where_the_engine_cannot_say(tmp_path: Path) -> None:
+    """The default batch size is 'auto': 200 shots where 256 fit go in one batch, not 25 of 8 (on
+    an H200 the fixed 8 took the hf CLI 177 s from process start, one batch 45 s: BENCHMARKS.md)."""
+    items = [BatchItem(name=f"i{n}", prompt=f"prompt number {n}") for n in range(200)]
+    sized, unsized = SizedEngine(256), FakeEngine()
+    for name, engine in (("sized", sized), ("unsized", unsized)):
+        output = tmp_path / f"{name}.json"
+        api.upsample(items, options(tmp_path), output=output, executor=LocalExecutor(engine))
+    assert [len(b) for b in sized.batches] == [200]
+    assert [len(b) for b in unsized.batches] == [8] * 25
+
+
 class SharingEngine(FakeEngine):
     """Shares frames within a batch (as the hf engine with share_prefix=decode): more requests fit
     the fewer distinct prefixes a batch holds."""
