@@ -212,7 +212,8 @@ def test_the_benchmark_reads_each_batch_s_timing_line_with_its_first_step_apart(
     level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        with bench.BatchLines() as lines, load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        config = EngineConfig(model=str(tiny_model), options=options)
+        with bench.BatchLines() as lines, load(config) as engine:
             engine.generate(variants, GREEDY)
     finally:
         logger.setLevel(level)
