@@ -30,6 +30,7 @@ from cosmos_workflow.engines import EncodedRequest, Engine, Generation, Sampling
 from cosmos_workflow.errors import CosmosWorkflowError, EngineError, GPUOutOfMemoryError
 from cosmos_workflow.families import Family
 from cosmos_workflow.journal import Journal
+from cosmos_workflow.media import SharedFrames
 from cosmos_workflow.planner import Plan
 from cosmos_workflow.postprocess import accept, clean_text
 from cosmos_workflow.specs.batch import BatchItem
@@ -144,6 +145,8 @@ class Runner:
         #: the first batch's size (0: the first is as the others); never above ``batch_size``
         #: with a fixed one, nor above what fits with 'auto'
         self.first_batch = min(options.first_batch, self.batch_size)
+        #: frames (and clips) that several requests want, decoded (written) once this run
+        self.frames = SharedFrames()
 
     @functools.cached_property
     def tokenizer(self) -> Family:
@@ -294,7 +297,9 @@ class Runner:
 
     def prepare(self, job: Job) -> Job:
         """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
-        return prepare_job(job, self.tokenizer, self.options, pixel_values=self.engine.needs_pixel_values)
+        return prepare_job(
+            job, self.tokenizer, self.options, pixel_values=self.engine.needs_pixel_values, shared=self.frames
+        )
 
     def generate_batch(self, batch: list[Job]) -> list[UpsampleRecord]:
         """One batch of prepared jobs through the engine: a record per job, in batch order."""
@@ -504,10 +509,18 @@ def _video_order(job: Job) -> tuple[tuple[int, str, tuple[int, ...], int, int], 
     return (_prefix_key(job), job.plan.total_tokens)
 
 
-def prepare_job(job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True) -> Job:
-    """Decode, resize, optionally write the clip, and encode; failures stay on the job."""
+def prepare_job(
+    job: Job,
+    tokenizer: Family,
+    options: RunOptions,
+    *,
+    pixel_values: bool = True,
+    shared: SharedFrames | None = None,
+) -> Job:
+    """Decode, resize, optionally write the clip, and encode; failures stay on the job. ``shared``:
+    frames and clips another request of the run wanted too come from there."""
     try:
-        prepared = prepare_request(job, tokenizer, options, pixel_values=pixel_values)
+        prepared = prepare_request(job, tokenizer, options, pixel_values=pixel_values, shared=shared)
         job.request, job.preprocessed_video = prepared
     except CosmosWorkflowError as exc:
         job.failure = str(exc)
@@ -518,24 +531,27 @@ def prepare_job(job: Job, tokenizer: Family, options: RunOptions, *, pixel_value
 
 
 def prepare_request(
-    job: Job, tokenizer: Family, options: RunOptions, *, pixel_values: bool = True
+    job: Job,
+    tokenizer: Family,
+    options: RunOptions,
+    *,
+    pixel_values: bool = True,
+    shared: SharedFrames | None = None,
 ) -> tuple[EncodedRequest, Path | None]:
     """Frames at the planned size, the optional clip, and the exact token ids."""
     from cosmos_workflow.errors import BudgetError
-    from cosmos_workflow.media import clip_path, read_frames, write_clip
+    from cosmos_workflow.media import clip_path
 
     plan = job.plan
     frames: list[np.ndarray] = []
     clip: Path | None = None
-    if job.video is not None and plan.frames > 0:
+    video = job.video
+    if video is not None and plan.frames > 0:
         assert plan.width is not None and plan.height is not None
-        frames = list(read_frames(job.video, plan.frame_indices, (plan.width, plan.height)))
+        frames = (shared or SharedFrames(0)).read(video, plan.frame_indices, (plan.width, plan.height))
         if options.clips_dir is not None and options.plan.preprocess:
-            clip = write_clip(
-                frames,
-                clip_path(options.clips_dir, job.item.name, job.key),
-                job.video.fps,
-            )
+            path = clip_path(options.clips_dir, job.item.name, job.key)
+            clip = (shared or SharedFrames(0)).write_clip(frames, path, video.fps, video, plan.frame_indices)
     encoding = tokenizer.encode(job.item.prompt, frames, pixel_values=pixel_values)
     if options.plan.preprocess and len(encoding.token_ids) != plan.total_tokens:
         raise BudgetError(

@@ -54,6 +54,7 @@ from cosmos_workflow.errors import ClusterError, CosmosWorkflowError, ModelLoadE
 from cosmos_workflow.executors.base import Executor, RunContext
 from cosmos_workflow.executors.local import write_fallbacks
 from cosmos_workflow.families import family_for
+from cosmos_workflow.media import SharedFrames
 from cosmos_workflow.options import check_ray_engine
 from cosmos_workflow.runner import Job, Runner, length_sorted_batches, prepare_job
 from cosmos_workflow.specs.results import UpsampleRecord
@@ -232,12 +233,14 @@ def stream(
 
 
 def prepare_row(row: dict[str, Any], options: RunOptions) -> dict[str, Any]:
-    """A CPU task: decode, resize and encode one engine batch (in ``options.workers`` threads)."""
+    """A CPU task: decode, resize and encode one engine batch (in ``options.workers`` threads);
+    frames that several of its requests want, once."""
     jobs = _loads(row["jobs"])
     tokenizer = family_for(options.engine.model, options.plan.system_prompt)
+    shared = SharedFrames()
 
     def prepare(job: Job) -> Job:
-        return prepare_job(job, tokenizer, options) if job.plan.fits else job
+        return prepare_job(job, tokenizer, options, shared=shared) if job.plan.fits else job
 
     with ThreadPoolExecutor(options.workers, thread_name_prefix="preprocess") as pool:
         return {"batch": row["batch"], "jobs": _dumps(list(pool.map(prepare, jobs)))}

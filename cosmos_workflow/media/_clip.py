@@ -11,7 +11,8 @@ import contextlib
 import os
 import re
 import secrets
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +41,17 @@ def clip_path(output_dir: Path, name: str, key: str) -> Path:
 def write_clip(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
     """Encode RGB ``frames`` (all one size, even sides) as an MP4 at ``path``, atomically."""
     height, width = _check_frames(frames)
-    path = Path(path)
+    return _atomically(Path(path), lambda temp: _encode(frames, temp, width, height, fps))
+
+
+def copy_clip(source: Path, path: Path) -> Path:
+    """A copy of the clip ``source`` (written for another request with the same frames) at
+    ``path``, atomically."""
+    return _atomically(Path(path), lambda temp: shutil.copyfile(source, temp))
+
+
+def _atomically(path: Path, produce: Callable[[str], object]) -> Path:
+    """``produce`` writes the clip to a temporary file beside ``path``, which then replaces ``path``."""
     import av
 
     try:
@@ -50,7 +61,7 @@ def write_clip(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path:
             f"Cannot create preprocessed clip {path}: {exc}; check the output folder and write permission."
         ) from exc
     try:
-        _encode(frames, temp_name, width, height, fps)
+        produce(temp_name)
         os.replace(temp_name, path)
     except (av.FFmpegError, OSError, ValueError) as exc:
         with contextlib.suppress(OSError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from cosmos_workflow import api
 from cosmos_workflow.config import RunOptions
-from cosmos_workflow.engines import EngineConfig, Generation, SamplingParams
+from cosmos_workflow.engines import EncodedRequest, EngineConfig, Generation, SamplingParams
 from cosmos_workflow.engines.fake import FakeEngine
 from cosmos_workflow.errors import EngineError, ModelLoadError
 from cosmos_workflow.executors import LocalExecutor
@@ -348,6 +349,40 @@ def test_by_default_batches_are_what_fits_and_eight_where_the_engine_cannot_say(
         api.upsample(items, options(tmp_path), output=output, executor=LocalExecutor(engine))
     assert [len(b) for b in sized.batches] == [200]
     assert [len(b) for b in unsized.batches] == [8] * 25
+
+
+class FrameKeeper(FakeEngine):
+    """Keeps the frames of each request it answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: dict[str, list[np.ndarray]] = {}
+
+    def generate(self, requests: Sequence[EncodedRequest], sampling: SamplingParams) -> list[Generation]:
+        self.frames.update((r.prompt, list(r.frames)) for r in requests)
+        return super().generate(requests, sampling)
+
+
+def test_prompt_variants_on_one_video_are_decoded_once_and_each_gets_its_own_clip(tmp_path: Path) -> None:
+    make_video(tmp_path / "one.mp4", 320, 180, frames=6, texture=1)
+    make_video(tmp_path / "two.mp4", 320, 180, frames=6, texture=2)
+    items = [
+        BatchItem(
+            name=f"v{n}", prompt=f"variant {n}", video_path=tmp_path / ("two.mp4" if n == 5 else "one.mp4")
+        )
+        for n in range(6)
+    ]
+    engine = FrameKeeper()
+    result = api.upsample(
+        items, options(tmp_path), output=tmp_path / "o.json", executor=LocalExecutor(engine)
+    )
+    assert {r.status for r in result.records} == {"ok"}
+    one = [engine.frames[f"variant {n}"] for n in range(5)]
+    assert all(frames[0] is one[0][0] for frames in one)  # decoded once, the same arrays
+    assert not np.array_equal(engine.frames["variant 5"][0], one[0][0])  # the other video's own
+    clips = [Path(str(r.preprocessed_video)) for r in result.records]
+    assert len(set(clips)) == 6 and all(c.parent == tmp_path / "clips" for c in clips)
+    assert len({c.read_bytes() for c in clips[:5]}) == 1  # the first's clip, copied
 
 
 class SharingEngine(FakeEngine):
