@@ -13,8 +13,10 @@
 #   bash benchmarks/gpu_round3.sh shots    200 shots from process start: bare vLLM, --engine vllm, hf
 #                                          (SHOTS_ROUTES: some of them, e.g. "bare hf")
 #   bash benchmarks/gpu_round3.sh same     float32 greedy answers, shared prefixes against the plain loop
+#   bash benchmarks/gpu_round3.sh profile  share_prefix=decode, 512 requests over 16 clips in one batch: the
+#                                          kernels of a decoding step and of the prefill (gpu_upsample --profile)
 set -euo pipefail
-step=${1:?usage: gpu_round3.sh kit|peer|shared|plain|shots|same}
+step=${1:?usage: gpu_round3.sh kit|peer|shared|plain|shots|same|profile}
 out=${OUT:-$PWD/gpu-out}
 work=/tmp/g
 mkdir -p "$out"
@@ -78,5 +80,11 @@ case $step in
             --variants loop_flex_shared_prefill,loop_flex_shared_decode --reference loop_flex 2>&1 |
             tee "$out/same.log" | grep -E '^SAME|^\[|Error|Traceback' | cut -c1-600 || true
         cp /tmp/same/same_answers.json "$out/" 2>/dev/null || true ;;
-    *) echo "unknown step $step (kit, peer, shared, plain, shots, same)" >&2; exit 2 ;;
+    profile)
+        PYTHONPATH=$HF_PYTHONPATH python3 benchmarks/gpu_upsample.py --model pixtral-12b-random --requests 512 \
+            --videos 16 --batch-size 512 --share-prefix decode --baseline-requests 0 --no-warmup --profile \
+            --compile-cache "$work/hf-compile-cache" --out /tmp/profile 2>&1 | tee "$out/profile.log" |
+            grep -E '^\[|hf batch timing|SUMMARY|Error|Traceback' | cut -c1-600 || true
+        cp /tmp/profile/results.json /tmp/profile/profile_*.txt "$out/" 2>/dev/null || true ;;
+    *) echo "unknown step $step (kit, peer, shared, plain, shots, same, profile)" >&2; exit 2 ;;
 esac
