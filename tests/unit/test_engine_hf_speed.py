@@ -251,3 +251,16 @@ def test_share_prefix_takes_a_word_or_a_boolean_and_decode_needs_flex() -> None:
         HFOptions.parse({"share_prefix": "decode", "static_cache": True}, cuda=False)  # sdpa: the CPU default
     with pytest.raises(ConfigError, match="share_prefix='everything' is not one of off, prefill, decode"):
         parse(share_prefix="everything")
+
+
+def test_the_compile_phases_are_read_from_torch_once_something_compiled() -> None:
+    """The first step's log line says how much of it was compiling (Dynamo's tracing, the backend)."""
+    import torch
+
+    from cosmos_workflow.engines.hf.decode_loop import COMPILE_PHASES, compile_seconds
+
+    compiled = torch.compile(lambda x: torch.sin(x) * 2 + 1, backend="eager")
+    compiled(torch.randn(3))
+    spent = compile_seconds()
+    assert set(spent) == set(COMPILE_PHASES.values())
+    assert spent["total"] >= spent["backend"] >= 0 and spent["total"] > 0

@@ -341,8 +341,13 @@ class _PhaseClock:
             self.prefill_s = self._now() - self.started
 
     def first_step(self) -> None:
-        if self.on:
-            self.first_step_s = self._now() - self.started - self.prefill_s
+        if not self.on:
+            return
+        self.first_step_s = self._now() - self.started - self.prefill_s
+        if spent := compile_seconds():
+            logger.info(
+                "hf compile so far in this process: %s", ", ".join(f"{k} {v:.2f} s" for k, v in spent.items())
+            )
 
     def decoded(self, batch: int, prompt: int, steps: int) -> None:
         if not self.on:
@@ -358,6 +363,28 @@ class _PhaseClock:
             max(steps - 1, 0),
             1000 * rest_s / max(steps - 1, 1),
         )
+
+
+#: torch's compile phases (``torch._dynamo.utils.compile_times``) logged after a batch's first step:
+#: all of it, Dynamo's tracing, and the backend (AOTAutograd and Inductor, their caches included)
+COMPILE_PHASES = {
+    "_compile.compile_inner": "total",
+    "bytecode_tracing": "dynamo tracing",
+    "OutputGraph.call_user_compiler": "backend",
+}
+
+
+def compile_seconds() -> dict[str, float]:
+    """Seconds this process spent so far in :data:`COMPILE_PHASES` (torch's private counters; empty
+    where this torch lacks them or nothing was compiled)."""
+    try:
+        from torch._dynamo.utils import compile_times
+
+        names, values = compile_times(repr="csv", aggregate=True)  # type: ignore[misc]
+        seconds = {str(n): float(str(v)) for n, v in zip(names, values, strict=True)}
+    except Exception:  # a private API: its absence or another shape costs the figure only
+        return {}
+    return {label: seconds[name] for name, label in COMPILE_PHASES.items() if name in seconds}
 
 
 class _Answers:
