@@ -9,8 +9,10 @@ It makes ``--clips`` textured 1280x720 H.264 clips (5 s at 24 fps), ``--requests
 over them (different prompts, as a spec's variants or the GPU benchmarks' workload), plans them as
 the pipeline does (480 px, two frames), then times the runner's preprocessing stage alone
 (``runner.prepare_job`` in ``--workers`` threads: decode, resize, write the clip, encode the
-tokens with pixel values), without and with the shared frames, alternating, ``--repeats`` times
-each. Prints a markdown table: seconds per run (median), requests per second, the speed-up.
+tokens with pixel values) three ways, alternating, ``--repeats`` times each: each request decoding
+its video; frames decoded once (``SharedFrames``) but each request's images normalised again (the
+tokenizer's kept images switched off: its private ``_images`` budget set to 0 for that run); both
+once. Prints a markdown table: seconds per run (median), requests per second, the speed-up.
 """
 
 from __future__ import annotations
@@ -69,12 +71,22 @@ def items_over(clips: list[Path], requests: int) -> list[BatchItem]:
     ]
 
 
-def prepare_all(jobs: list[Job], options: RunOptions, workers: int, shared: SharedFrames | None) -> float:
+def prepare_all(
+    jobs: list[Job],
+    options: RunOptions,
+    workers: int,
+    shared: SharedFrames | None,
+    *,
+    images_once: bool = True,
+) -> float:
     tokenizer = family_for(options.engine.model, options.plan.system_prompt)
+    kept = tokenizer.tokenizer._images  # type: ignore[attr-defined]
+    budget, kept.max_bytes = kept.max_bytes, kept.max_bytes if images_once else 0
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         done = list(pool.map(lambda job: prepare_job(job, tokenizer, options, shared=shared), jobs))
     seconds = time.perf_counter() - started
+    kept.max_bytes = budget
     failed = [j.failure for j in done if j.failure]
     if failed:
         raise SystemExit(f"preprocessing failed: {failed[0]}")
@@ -106,10 +118,19 @@ def main(argv: list[str] | None = None) -> None:
             return [plan_job(KeyedItem(i, request_key(i, options)), options.plan, tokenizer) for i in items]
 
         prepare_all(planned()[: args.workers], options, args.workers, None)  # imports, first decodes
-        times: dict[str, list[float]] = {"each request decodes": [], "shared frames": []}
+        ways = {
+            "each request decodes": lambda: prepare_all(planned(), options, args.workers, None),
+            "frames decoded once, images normalised each time": lambda: prepare_all(
+                planned(), options, args.workers, SharedFrames(), images_once=False
+            ),
+            "frames decoded once, images normalised once": lambda: prepare_all(
+                planned(), options, args.workers, SharedFrames()
+            ),
+        }
+        times: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(args.repeats):
-            times["each request decodes"].append(prepare_all(planned(), options, args.workers, None))
-            times["shared frames"].append(prepare_all(planned(), options, args.workers, SharedFrames()))
+            for name, way in ways.items():
+                times[name].append(way())
 
     base = statistics.median(times["each request decodes"])
     print(

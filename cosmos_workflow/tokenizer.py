@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cosmos_workflow.errors import ConfigError
+from cosmos_workflow.memo import OnceEach
 from cosmos_workflow.userfiles import MiB, UserFile, check_user_file, read_user_text
 
 TEKKEN_FILE = "tekken.json"
@@ -61,6 +62,9 @@ def tokenizer_path_for(model: str | Path | None) -> Path:
 
 #: Where a user message's images start in its token ids: after ``<s>`` and ``[INST]``.
 IMAGES_AT = 2
+#: normalised images kept for frames several requests share (float32: 4x the frames' bytes; 256
+#: MiB holds 85 pairs of 480x272 frames)
+IMAGES_KEPT_BYTES = 256 * MiB
 
 #: a checkpoint's tekken.json (Pixtral's is 15 MiB); mistral-common reads it itself
 TOKENIZER_FILE = UserFile(
@@ -101,6 +105,10 @@ class Tokenizer:
         self.image_token_id: int = ids.img
         #: ([IMG], [IMG_BREAK], [IMG_END]): an image's patches, the end of each row, the end of the image
         self.image_ids: tuple[int, int, int] = (ids.img, ids.img_break, ids.img_end)
+        #: read-only frames' normalised images (:meth:`_normalised`)
+        self._images: OnceEach[int, tuple[np.ndarray, np.ndarray]] = OnceEach(
+            IMAGES_KEPT_BYTES, lambda kept: kept[1].nbytes
+        )
 
     def image_tokens(self, width: int, height: int) -> int:
         """Tokens for one image of this size, exactly as the tokenizer's image encoder counts."""
@@ -138,13 +146,32 @@ class Tokenizer:
         the images are not normalised: their token runs are laid out from their sizes, where the
         image encoder puts them (after ``[INST]`` and the system prompt, before the text), the
         same ids for a fifth of the time. A unit test holds the two ways equal over many sizes.
+        Read-only frames (those ``media.SharedFrames`` hands to every request that wants them)
+        get their ids the same way and their normalised images computed once each while kept.
         """
-        if not pixel_values and frames:
+        if not frames:
+            return self._encode_chat(prompt, frames, system)
+        if not pixel_values or all(not f.flags.writeable for f in frames):
             ids = list(self.encode(prompt, (), system=system).token_ids)
             at = IMAGES_AT + self._system_length(system)
             runs = [t for f in frames for t in self.image_run(f.shape[1], f.shape[0])]
-            return Encoding(token_ids=[*ids[:at], *runs, *ids[at:]], pixel_values=[])
+            # read-only frames are shared by several requests (media.SharedFrames): each normalised once
+            pixels = [self._normalised(f) for f in frames] if pixel_values else []
+            return Encoding(token_ids=[*ids[:at], *runs, *ids[at:]], pixel_values=pixels)
         return self._encode_chat(prompt, frames, system)
+
+    def _normalised(self, frame: np.ndarray) -> np.ndarray:
+        """The image encoder's normalised array of a read-only frame, computed once while kept (by
+        the frame object: the kept entry holds it, so no other frame has its id meanwhile)."""
+        kept = self._images.get(id(frame), lambda: (frame, self._encode_image(frame)))
+        return kept[1]
+
+    def _encode_image(self, frame: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        image_chunk, _ = _chunk_classes()
+        pixels: np.ndarray = image_encoder(self._tok)(image_chunk(image=Image.fromarray(frame))).image
+        return pixels
 
     def _system_length(self, system: str | None) -> int:
         """Tokens the system prompt adds before the images (its text and a blank line)."""
@@ -173,19 +200,12 @@ class Tokenizer:
 
     def _encode_chat(self, prompt: str, frames: Sequence[np.ndarray], system: str | None = None) -> Encoding:
         from mistral_common.protocol.instruct.messages import SystemMessage, UserMessage
-
-        try:  # mistral-common 1.6 and later
-            from mistral_common.protocol.instruct.chunk import ImageChunk, TextChunk
-        except ImportError:  # 1.5.x (the Cosmos image's) defines them beside the messages
-            from mistral_common.protocol.instruct.messages import (  # type: ignore[attr-defined,no-redef]
-                ImageChunk,
-                TextChunk,
-            )
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
         from PIL import Image
 
-        chunks: list[ImageChunk | TextChunk] = [ImageChunk(image=Image.fromarray(f)) for f in frames]
-        chunks.append(TextChunk(text=prompt))
+        image_chunk, text_chunk = _chunk_classes()
+        chunks: list[Any] = [image_chunk(image=Image.fromarray(f)) for f in frames]
+        chunks.append(text_chunk(text=prompt))
         messages: list[SystemMessage | UserMessage] = [SystemMessage(content=system)] if system else []
         messages.append(UserMessage(content=chunks))
         request: ChatCompletionRequest[SystemMessage | UserMessage] = ChatCompletionRequest(messages=messages)
@@ -195,6 +215,18 @@ class Tokenizer:
     def decode(self, token_ids: Sequence[int]) -> str:
         text: str = self._tok.decode(list(token_ids), **self._decode_options)
         return text
+
+
+def _chunk_classes() -> tuple[Any, Any]:
+    """mistral-common's ``ImageChunk`` and ``TextChunk``."""
+    try:  # mistral-common 1.6 and later
+        from mistral_common.protocol.instruct.chunk import ImageChunk, TextChunk
+    except ImportError:  # 1.5.x (the Cosmos image's) defines them beside the messages
+        from mistral_common.protocol.instruct.messages import (  # type: ignore[attr-defined,no-redef]
+            ImageChunk,
+            TextChunk,
+        )
+    return ImageChunk, TextChunk
 
 
 def ascii_token_ids(

@@ -12,14 +12,13 @@ request that asks while another decodes the same frames waits for them), and kee
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_workflow.media._clip import copy_clip, write_clip
 from cosmos_workflow.media._frames import read_frames
+from cosmos_workflow.memo import OnceEach
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,40 +37,23 @@ class SharedFrames:
 
     def __init__(self, max_bytes: int = DEFAULT_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._frames: OrderedDict[FrameKey, Future[tuple[np.ndarray, ...]]] = OrderedDict()
-        self._bytes: dict[FrameKey, int] = {}
+        self._frames: OnceEach[FrameKey, tuple[np.ndarray, ...]] = OnceEach(
+            max_bytes, lambda frames: sum(f.nbytes for f in frames)
+        )
         self._clips: dict[tuple[FrameKey, float], Path] = {}
-        #: how many requests were answered from frames decoded for another (tests, logs)
-        self.reused = 0
+        self._lock = threading.Lock()
+
+    @property
+    def reused(self) -> int:
+        """How many requests got frames decoded for another (tests, logs)."""
+        return self._frames.reused
 
     def read(self, info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> list[np.ndarray]:
         """:func:`read_frames`, decoded once for every caller that asks for the same frames."""
         key = frame_key(info, indices, size)
-        if self.max_bytes <= 0 or key is None:
+        if key is None:
             return read_frames(info, indices, size)
-        with self._lock:
-            future = self._frames.get(key)
-            owner = future is None
-            if future is None:
-                future = self._frames[key] = Future()
-            else:
-                self._frames.move_to_end(key)
-                self.reused += 1
-        if not owner:
-            return list(future.result())  # the decoder's error too, when its decode failed
-        try:
-            frames = read_frames(info, indices, size)
-        except BaseException as exc:
-            with self._lock:
-                self._frames.pop(key, None)  # a later request tries again
-            future.set_exception(exc)
-            raise
-        for frame in frames:
-            frame.flags.writeable = False  # one request's arrays are every such request's
-        future.set_result(tuple(frames))
-        self._keep(key, sum(f.nbytes for f in frames))
-        return list(frames)
+        return list(self._frames.get(key, lambda: _read_only(read_frames(info, indices, size))))
 
     def write_clip(
         self, frames: Sequence[np.ndarray], path: Path, fps: float, info: VideoInfo, indices: Sequence[int]
@@ -89,19 +71,12 @@ class SharedFrames:
                 self._clips[(key, fps)] = clip
         return clip
 
-    def _keep(self, key: FrameKey, size: int) -> None:
-        """Count the frames just decoded; the least recently used finished ones go while over budget."""
-        with self._lock:
-            if key not in self._frames:
-                return
-            self._bytes[key] = size
-            total = sum(self._bytes.values())
-            for old in list(self._frames):
-                if total <= self.max_bytes:
-                    break
-                if old in self._bytes:
-                    total -= self._bytes.pop(old)
-                    del self._frames[old]
+
+def _read_only(frames: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The frames, made read-only: one request's arrays are every such request's."""
+    for frame in frames:
+        frame.flags.writeable = False
+    return tuple(frames)
 
 
 def frame_key(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> FrameKey | None:
