@@ -113,16 +113,17 @@ def group_prefixes(requests: Sequence[EncodedRequest], image_end_id: int) -> Pre
 def _sample(request: EncodedRequest) -> tuple[object, ...]:
     """A cheap key of a request's images (their shapes and every :data:`SAMPLE_STRIDE`-th value):
     only requests with equal samples are compared in full, so a batch of distinct videos costs
-    no whole-image comparisons (each request's frames are decoded on their own: equal content is
-    never the same array)."""
+    no whole-image comparisons (requests whose frames the runner shared hold the same arrays, and
+    skip the comparison too)."""
     return tuple(
         (a.shape, np.ascontiguousarray(a).ravel()[::SAMPLE_STRIDE].tobytes()) for a in request.pixel_values
     )
 
 
 def _same_images(a: EncodedRequest, b: EncodedRequest) -> bool:
+    """Equal images (the same arrays where the runner shared one video's frames: no comparison)."""
     return len(a.pixel_values) == len(b.pixel_values) and all(
-        np.array_equal(x, y) for x, y in zip(a.pixel_values, b.pixel_values, strict=True)
+        x is y or np.array_equal(x, y) for x, y in zip(a.pixel_values, b.pixel_values, strict=True)
     )
 
 
