@@ -223,7 +223,7 @@ def test_the_benchmark_reads_each_batch_s_timing_line_with_its_first_step_apart(
     assert batch["steps"] == GREEDY.max_tokens - 2  # the first answer token comes from the prefill
     assert batch["first_step_s"] > 0 and batch["step_ms"] > 0 and batch["prefill_s"] > 0
     parts = batch["prefill_s"] + batch["first_step_s"] + batch["steps"] * batch["step_ms"] / 1000
-    assert parts <= batch["engine_s"]
+    assert parts <= batch["engine_s"] + 0.01  # the lines round: engine seconds to 0.01 s
     # the batch as it would run with its first step at the later steps' pace
     compiled = batch["engine_s"] - batch["first_step_s"] + batch["step_ms"] / 1000
     assert bench.compiled_batch_s(batch) == pytest.approx(compiled)
