@@ -126,18 +126,26 @@ def _cpu_device(options: RunOptions) -> bool:
     return (options.engine.device or "").startswith("cpu")
 
 
-def engine_batches(jobs: Sequence[Job], options: RunOptions) -> list[list[Job]]:
+def engine_batches(jobs: Sequence[Job], options: RunOptions, actors: int = 1) -> list[list[Job]]:
     """The engine batches of a local run (length-sorted; with ``first_batch``, a first batch of
     that many, at most a batch; each video's requests together for an engine that shares their
     frames), then one batch of the jobs whose plan does not fit (recorded with the plan's reason,
-    never sent to the model)."""
-    size = options.batch_size if isinstance(options.batch_size, int) else AUTO_BATCH
+    never sent to the model). With ``batch_size`` 'auto', batches of :data:`AUTO_BATCH`, or fewer
+    requests each where that would leave some of the ``actors`` without a batch."""
+    fitting = [j for j in jobs if j.plan.fits]
+    size = options.batch_size if isinstance(options.batch_size, int) else shipped_size(len(fitting), actors)
     first = min(options.first_batch, size)
     by_video = engine_class(options.engine.engine).shares_prefixes_with(options.engine.options)
-    fitting = [j for j in jobs if j.plan.fits]
     batches = length_sorted_batches(fitting, size, first=first, by_video=by_video)
     unfit = [j for j in jobs if not j.plan.fits]
     return [*batches, unfit] if unfit else batches
+
+
+def shipped_size(count: int, actors: int) -> int:
+    """The requests a batch ships with ``batch_size`` 'auto': :data:`AUTO_BATCH` (each actor
+    splits it by its own memory), or an even share of ``count`` when that leaves every actor one
+    (200 requests on 2 actors: 2 of 100, not 1 of 200 and an idle actor)."""
+    return max(1, min(AUTO_BATCH, -(-count // max(actors, 1))))
 
 
 class RayExecutor(Executor):
@@ -199,7 +207,7 @@ def stream(
     """Records as each engine batch finishes, in completion order (Ray must be connected)."""
     import ray.data
 
-    batches = engine_batches(jobs, options)
+    batches = engine_batches(jobs, options, where.actors)
     longest = max((j.plan.total_tokens for j in jobs if j.plan.fits), default=0)
     forwarded = forwarded_environment()
     environment = {"env_vars": forwarded} if forwarded else None  # none: the idle workers serve

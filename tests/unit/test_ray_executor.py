@@ -135,6 +135,16 @@ def test_auto_batch_size_ships_large_batches_for_each_actor_to_split() -> None:
     assert [len(b) for b in engine_batches(jobs, options(batch_size="auto"))] == [AUTO_BATCH, 1]
 
 
+def test_auto_batch_size_leaves_no_actor_idle_on_a_small_run() -> None:
+    """'auto' is the default batch size: 200 requests on 2 actors go as 2 batches of 100, not one
+    of 200 that leaves an actor idle; 3 requests on 4 actors, one each."""
+    two_hundred = [job(str(n), n) for n in range(200)]
+    assert [len(b) for b in engine_batches(two_hundred, options(batch_size="auto"), actors=2)] == [100, 100]
+    assert [len(b) for b in engine_batches(two_hundred[:3], options(), actors=4)] == [1, 1, 1]
+    many = [job(str(n), n) for n in range(3 * AUTO_BATCH)]
+    assert [len(b) for b in engine_batches(many, options(), actors=2)] == [AUTO_BATCH] * 3
+
+
 def test_our_error_is_found_inside_rays_wrappers() -> None:
     class Wrapper(Exception):
         def __init__(self, cause: BaseException) -> None:
