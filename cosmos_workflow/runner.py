@@ -279,7 +279,11 @@ class Runner:
         if callable(estimate) and self.engine.shares_prefixes and jobs:
             fits = max(fits, shared_fits(jobs, estimate, max_tokens))
         first, size = ramped_batch_sizes(count, fits, self.options.first_batch) if count else (0, fits)
-        log.info("batch size %d (auto: %d fit for requests of up to %d prompt tokens)", size, fits, longest)
+        if callable(estimate):
+            why = f"{fits} fit for requests of up to {longest} prompt tokens"
+        else:
+            why = "this engine does not size batches from free memory"
+        log.info("batch size %d (auto: %s)", size, why)
         if first:
             log.info("first batch %d (first_batch), so the first answers come early", first)
         self.batch_size, self.first_batch = size, first
