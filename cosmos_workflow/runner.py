@@ -549,13 +549,14 @@ def prepare_request(
     plan = job.plan
     frames: list[np.ndarray] = []
     clip: Path | None = None
-    video = job.video
-    if video is not None and plan.frames > 0:
+    if job.video is not None and plan.frames > 0:
         assert plan.width is not None and plan.height is not None
-        frames = (shared or SharedFrames(0)).read(video, plan.frame_indices, (plan.width, plan.height))
+        path = None
         if options.clips_dir is not None and options.plan.preprocess:
             path = clip_path(options.clips_dir, job.item.name, job.key)
-            clip = (shared or SharedFrames(0)).write_clip(frames, path, video.fps, video, plan.frame_indices)
+        frames, clip = (shared or SharedFrames(0)).frames_and_clip(
+            job.video, plan.frame_indices, (plan.width, plan.height), clip=path
+        )
     encoding = tokenizer.encode(job.item.prompt, frames, pixel_values=pixel_values)
     if options.plan.preprocess and len(encoding.token_ids) != plan.total_tokens:
         raise BudgetError(

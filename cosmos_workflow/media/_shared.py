@@ -36,11 +36,10 @@ class SharedFrames:
     """Each distinct (video, frames, size) decoded once a run; each such clip encoded once."""
 
     def __init__(self, max_bytes: int = DEFAULT_BYTES) -> None:
-        self.max_bytes = max_bytes
         self._frames: OnceEach[FrameKey, tuple[np.ndarray, ...]] = OnceEach(
             max_bytes, lambda frames: sum(f.nbytes for f in frames)
         )
-        self._clips: dict[tuple[FrameKey, float], Path] = {}
+        self._clips: dict[FrameKey, Path] = {}
         self._lock = threading.Lock()
 
     @property
@@ -50,30 +49,34 @@ class SharedFrames:
 
     def read(self, info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> list[np.ndarray]:
         """:func:`read_frames`, decoded once for every caller that asks for the same frames."""
+        return self.frames_and_clip(info, indices, size)[0]
+
+    def frames_and_clip(
+        self, info: VideoInfo, indices: Sequence[int], size: tuple[int, int], clip: Path | None = None
+    ) -> tuple[list[np.ndarray], Path | None]:
+        """:meth:`read`'s frames and, given a ``clip`` path, their clip there: written by
+        :func:`write_clip`, or copied (atomically too) from the clip written for the same frames
+        earlier in this run."""
         key = frame_key(info, indices, size)
         if key is None:
-            return read_frames(info, indices, size)
-        return list(self._frames.get(key, lambda: _read_only(read_frames(info, indices, size))))
-
-    def write_clip(
-        self, frames: Sequence[np.ndarray], path: Path, fps: float, info: VideoInfo, indices: Sequence[int]
-    ) -> Path:
-        """:func:`write_clip` of these frames (``info``'s at ``indices``), or a copy of the clip
-        written for them already in this run (atomically, as write_clip writes)."""
-        size = (int(frames[0].shape[1]), int(frames[0].shape[0])) if frames else (0, 0)
-        key = frame_key(info, indices, size)
-        written = self._clips.get((key, fps)) if key is not None and self.max_bytes > 0 else None
+            frames = read_frames(info, indices, size)
+        else:
+            frames = list(self._frames.get(key, lambda: _read_only(read_frames(info, indices, size))))
+        if clip is None:
+            return frames, None
+        written = self._clips.get(key) if key is not None and self._frames.max_bytes > 0 else None
         if written is not None and written.is_file():
-            return copy_clip(written, path)
-        clip = write_clip(frames, path, fps)
+            return frames, copy_clip(written, clip)
+        clip = write_clip(frames, clip, info.fps)
         if key is not None:
             with self._lock:
-                self._clips[(key, fps)] = clip
-        return clip
+                self._clips[key] = clip
+        return frames, clip
 
 
 def _read_only(frames: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """The frames, made read-only: one request's arrays are every such request's."""
+    """The frames, made read-only: one request's arrays are every such request's (and the
+    tokenizer, seeing read-only frames, normalises each once: ``Tokenizer.encode``)."""
     for frame in frames:
         frame.flags.writeable = False
     return tuple(frames)

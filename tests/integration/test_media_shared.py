@@ -103,14 +103,19 @@ def test_a_clip_of_frames_written_before_is_copied_and_written_anew_once_gone(
     tmp_path: Path, video: VideoInfo
 ) -> None:
     shared = SharedFrames()
-    frames = shared.read(video, FRAMES, SIZE)
-    first = shared.write_clip(frames, tmp_path / "clips" / "a.mp4", video.fps, video, FRAMES)
-    second = shared.write_clip(frames, tmp_path / "clips" / "b.mp4", video.fps, video, FRAMES)
+
+    def clip(name: str) -> Path:
+        written = shared.frames_and_clip(video, FRAMES, SIZE, clip=tmp_path / "clips" / name)[1]
+        assert written is not None
+        return written
+
+    first = clip("a.mp4")
+    second = clip("b.mp4")
     assert second == tmp_path / "clips" / "b.mp4"
     assert second.read_bytes() == first.read_bytes()
     assert not second.samefile(first)  # a file of its own: changing one leaves the other
     assert [p.name for p in sorted((tmp_path / "clips").iterdir())] == ["a.mp4", "b.mp4"]  # no temp left
     first.unlink()
-    third = shared.write_clip(frames, tmp_path / "clips" / "c.mp4", video.fps, video, FRAMES)
+    third = clip("c.mp4")
     decoded = read_frames(probe_video(third), (0, 1), SIZE)
     assert len(decoded) == 2 and decoded[0].shape == (SIZE[1], SIZE[0], 3)

@@ -196,16 +196,11 @@ def test_the_benchmark_reads_each_batch_s_timing_line_with_its_first_step_apart(
 ) -> None:
     """gpu_vllm.py's per-batch roofline parses the engine's INFO lines: the sharing, the prefill,
     the first decoding step (compile and CUDA graphs on a GPU) apart from the steps after it."""
-    import importlib.util
     import logging
-    import sys
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_vllm.py"
-    spec = importlib.util.spec_from_file_location("gpu_vllm_lines", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_vllm_lines"] = bench
-    spec.loader.exec_module(bench)
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/gpu_vllm.py", "gpu_vllm_lines")
 
     options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode"}
     logger = logging.getLogger("cosmos_workflow")

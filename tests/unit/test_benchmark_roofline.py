@@ -3,24 +3,16 @@ memory time, so a decoding step at batch 256 is not credited with bandwidth alon
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_upsample", ROOT / "benchmarks" / "gpu_upsample.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_upsample"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/gpu_upsample.py", "gpu_upsample")
 
 
 def pixtral_12b(bench: ModuleType) -> object:

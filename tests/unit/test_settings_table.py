@@ -3,21 +3,17 @@ and "what it does" are those the settings declare, so the README cannot drift fr
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 from cosmos_workflow.settings import UpsampleSettings
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("settings_table", ROOT / "scripts" / "settings_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/settings_table.py", "settings_table")
 
 
 def readme_table(header: str) -> str:
