@@ -302,3 +302,43 @@ def test_the_own_loop_keeps_its_kv_cache_for_the_next_batch_that_fits_in_it(
         assert decoder.cache_bytes() > 0
 
     assert decoder.cache_bytes() == 0  # closing the engine lets the cache go
+
+
+def test_a_smaller_batch_is_padded_to_the_kept_cache_and_gets_the_same_answers(
+    tiny_model: Path, requests: list[EncodedRequest], caplog: pytest.LogCaptureFixture
+) -> None:
+    """pad_rows: the last, smaller batch of a run decodes on the kept cache (and so on its compiled
+    step and CUDA graphs on a GPU) with copies of its shortest request; its own answers are those
+    it gets alone, and the copies' answers never come back."""
+    from cosmos_workflow.engines.hf.decode_loop import decoder_for
+
+    sampling = SamplingParams(temperature=0.0, max_tokens=6)
+    with load(EngineConfig(model=str(tiny_model), options={"static_cache": True})) as alone:
+        assert not alone.options.pad_rows  # off on the CPU by default
+        expected = [g.text for g in alone.generate(requests[:2], sampling)]
+    options = {"static_cache": True, "pad_rows": True}
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        decoder = decoder_for(engine._model)
+        engine.generate(requests, sampling)
+        kept = decoder._cache
+        with caplog.at_level(logging.INFO, logger="cosmos_workflow"):
+            produced = engine.generate(requests[:2], sampling)
+        assert decoder._cache is kept and decoder.cached_rows() == len(requests)
+
+    assert [g.text for g in produced] == expected
+    assert [g.prompt_tokens for g in produced] == [r.num_tokens for r in requests[:2]]
+    assert "2 requests padded to the 3 rows" in caplog.text
+
+
+def test_the_own_loop_compiles_its_step_once_with_static_shapes(engine: HFEngine) -> None:
+    """dynamic=False: no recompile to shapes torch calls dynamic when a second shape comes (33 s and
+    steps twice as slow on an H100); the compiled call is made once per loaded model."""
+    from cosmos_workflow.engines.hf.decode_loop import decoder_for
+
+    decoder = decoder_for(engine._model)
+    step = decoder._forward(compiled=True)  # torch.compile wraps lazily: nothing compiles on the CPU here
+
+    assert decoder._forward(compiled=True) is step
+    assert engine._model._last_compile_config.dynamic is False
+    assert engine._model._last_compile_config.mode == "reduce-overhead"
+    assert decoder._forward(compiled=False) is engine._model

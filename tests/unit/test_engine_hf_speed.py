@@ -77,6 +77,14 @@ def test_the_own_loop_and_the_fused_prefill_are_gpu_defaults_and_the_loop_needs_
     assert HFOptions.parse({"fuse_prefill": False}, cuda=True).fuse_prefill == "off"
 
 
+def test_batches_are_padded_to_the_kept_cache_where_the_step_is_compiled() -> None:
+    assert HFOptions.parse({}, cuda=True).pad_rows is True
+    assert HFOptions.parse({}, cuda=False).pad_rows is False  # every row costs its compute there
+    assert HFOptions.parse({"compile": "false"}, cuda=True).pad_rows is False
+    assert HFOptions.parse({"decode_loop": "false"}, cuda=True).pad_rows is False  # no kept cache
+    assert HFOptions.parse({"static_cache": "true", "pad_rows": "yes"}, cuda=False).pad_rows is True
+
+
 def test_the_kv_cache_length_is_rounded_to_cache_blocks() -> None:
     from cosmos_workflow.engines.hf.decode_loop import CACHE_BLOCK, cache_length
 

@@ -165,7 +165,8 @@ class HFEngine(HFBase):
         runnable = [i for i, result in enumerate(results) if result is None]
         if runnable:
             started = time.perf_counter()
-            produced = self._generate_batch([requests[i] for i in runnable], sampling)
+            batch = [requests[i] for i in runnable]
+            produced = self._generate_batch(self._padded(batch), sampling)[: len(batch)]
             logger.info(
                 "hf engine on %s: %d requests, %d prompt tokens, %.2f s",
                 self.device,
@@ -176,6 +177,23 @@ class HFEngine(HFBase):
             for index, generation in zip(runnable, produced, strict=True):
                 results[index] = generation
         return [result for result in results if result is not None]
+
+    def _padded(self, batch: list[EncodedRequest]) -> list[EncodedRequest]:
+        """``batch``, with ``pad_rows``, padded up to the rows of the KV cache the decoder kept (whose
+        compiled step and CUDA graphs have those rows) with copies of its shortest request; the
+        caller drops their answers. A copy never widens the batch, so a batch that needs no more
+        cache slots decodes on the kept cache and graphs instead of compiling a new shape."""
+        rows = decoder_for(self._model).cached_rows() if self.options.pad_rows else None
+        if rows is None or rows <= len(batch):
+            return batch
+        logger.info(
+            "hf engine: %d requests padded to the %d rows of the compiled decoding step (the copies' "
+            "answers are dropped)",
+            len(batch),
+            rows,
+        )
+        shortest = min(batch, key=lambda r: r.num_tokens)
+        return [*batch, *[shortest] * (rows - len(batch))]
 
     def _reject_if_too_long(self, request: EncodedRequest, sampling: SamplingParams) -> Generation | None:
         limit = self.config.max_model_len

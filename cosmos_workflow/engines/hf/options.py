@@ -33,6 +33,7 @@ KNOWN_OPTIONS = (
     "decode_loop",
     "fuse_prefill",
     "share_prefix",
+    "pad_rows",
 )
 
 
@@ -65,6 +66,12 @@ class HFOptions:
     read each shared prefix once too, from a cache of its own (``prefix_attention.py``): a batch's
     KV cache then holds texts and answers only, and more requests fit; ``off`` by default until
     measured on a GPU (BENCHMARKS.md).
+    ``pad_rows``: with ``decode_loop``, a batch of fewer requests than the KV cache kept from the
+    last batch has rows is padded up to them with copies of its shortest request (their answers
+    dropped), so the compiled decoding step and its CUDA graphs are reused, not compiled again for
+    a new shape: the last, smaller batch of a run (1,024 requests as 342, 342, 340 on an H100)
+    compiled for 33 s and decoded at half speed without it (BENCHMARKS.md). On by default where
+    the step is compiled (CUDA), off on the CPU, where every row costs its full compute.
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -81,6 +88,7 @@ class HFOptions:
     decode_loop: bool = False
     fuse_prefill: str = "off"
     share_prefix: str = "off"
+    pad_rows: bool = False
 
     @classmethod
     def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
@@ -88,6 +96,7 @@ class HFOptions:
         if unknown:
             logger.warning("hf engine ignores options %s (it knows %s)", unknown, list(KNOWN_OPTIONS))
         static = _as_bool(options.get("static_cache"), default=cuda, name="static_cache")
+        compiled = _as_bool(options.get("compile"), default=True, name="compile")
         loop = static and _as_bool(options.get("decode_loop"), default=True, name="decode_loop")
         # generate's static cache follows the padded prompt (each length compiles its own decoding
         # step); the own loop rounds its cache up itself, so prompts can be padded less
@@ -97,7 +106,7 @@ class HFOptions:
         return cls(
             static_cache=static,
             batch_bucket=bucket,
-            compile=_as_bool(options.get("compile"), default=True, name="compile"),
+            compile=compiled,
             gqa_decode=_as_bool(options.get("gqa_decode"), default=True, name="gqa_decode"),
             # flex measured faster on an H200 (BENCHMARKS.md); uncompiled on a CPU it is not
             decode_attention=_as_choice(
@@ -118,6 +127,7 @@ class HFOptions:
             ignore_eos=_as_bool(options.get("ignore_eos"), default=False, name="ignore_eos"),
             decode_loop=loop,
             share_prefix=_share_prefix(options.get("share_prefix")) if loop else "off",
+            pad_rows=loop and _as_bool(options.get("pad_rows"), default=cuda and compiled, name="pad_rows"),
         )
 
     def __post_init__(self) -> None:
