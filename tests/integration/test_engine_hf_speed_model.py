@@ -328,17 +328,3 @@ def test_a_smaller_batch_is_padded_to_the_kept_cache_and_gets_the_same_answers(
     assert [g.text for g in produced] == expected
     assert [g.prompt_tokens for g in produced] == [r.num_tokens for r in requests[:2]]
     assert "2 requests padded to the 3 rows" in caplog.text
-
-
-def test_the_own_loop_compiles_its_step_once_with_static_shapes(engine: HFEngine) -> None:
-    """dynamic=False: no recompile to shapes torch calls dynamic when a second shape comes (33 s and
-    steps twice as slow on an H100); the compiled call is made once per loaded model."""
-    from cosmos_workflow.engines.hf.decode_loop import decoder_for
-
-    decoder = decoder_for(engine._model)
-    step = decoder._forward(compiled=True)  # torch.compile wraps lazily: nothing compiles on the CPU here
-
-    assert decoder._forward(compiled=True) is step
-    assert engine._model._last_compile_config.dynamic is False
-    assert engine._model._last_compile_config.mode == "reduce-overhead"
-    assert decoder._forward(compiled=False) is engine._model

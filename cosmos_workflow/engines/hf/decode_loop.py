@@ -7,7 +7,7 @@ compiled, CUDA-graphed forward that host time was a third of each step on an H20
 
 Here a batch is: one prefill (eager, as ``generate`` does it), then one call per token of the same
 compiled forward ``generate`` uses (``model.get_compiled_call``), with everything around it kept
-on the GPU and launched ahead of it (compiled with static shapes: each batch shape its own graph):
+on the GPU and launched ahead of it:
 
 - the static KV cache is made once and reset in place for each next batch of the same size that
   fits in it (the CUDA graphs recorded on its buffers stay valid). Its length is the prompt plus
@@ -92,7 +92,6 @@ class StaticDecoder:
         self._model = model
         self._cache: Any = None
         self._cache_shape: tuple[int, int] | None = None
-        self._compiled: Any = None  # the compiled step (made at the first compiled batch)
         parameters = inspect.signature(model.forward).parameters
         # transformers 5.2x names the cache argument ``cache``, 5.17 ``past_key_values``
         self._cache_name = "cache" if "cache" in parameters else "past_key_values"
@@ -237,23 +236,15 @@ class StaticDecoder:
         return self._cache, length
 
     def _forward(self, compiled: bool) -> Any:
-        """The decoding step's forward: the model's own, or its compiled call with static shapes.
-
-        ``dynamic=False``: transformers' default (``None``) lets torch recompile the step for shapes
-        it calls dynamic once a second shape comes; on an H100 that recompile took 33 s (warm) and
-        its steps were twice as slow as the static ones (BENCHMARKS.md, round 3). Each shape gets a
-        graph of its own instead, and ``pad_rows`` keeps a run's shapes few."""
+        """The decoding step's forward: the model's own, or its compiled call. Its shapes stay
+        transformers' default (``dynamic=None``), not static: newer transformers' static caches
+        keep Python ints that change every step (5.25's ``cumulative_length_int``), which static
+        shapes would recompile for at every step; ``pad_rows`` keeps a run's batch shapes few
+        instead (a second shape recompiles the step with dynamic sizes: 33 s on an H100, and
+        steps twice as slow, BENCHMARKS.md)."""
         if not compiled:
             return self._model
-        if self._compiled is None:
-            from transformers import CompileConfig
-
-            base = self._model.generation_config.compile_config or CompileConfig()
-            static = CompileConfig(
-                fullgraph=base.fullgraph, dynamic=False, backend=base.backend, mode=base.mode, options=base.options
-            )
-            self._compiled = self._model.get_compiled_call(static)
-        return self._compiled
+        return self._model.get_compiled_call(self._model.generation_config.compile_config)
 
     def _step(
         self,
