@@ -159,7 +159,7 @@ def _boundary_rows(folder: Path, count: int) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def bare(out: Path, name: str) -> None:
+def bare(out: Path, name: str, *, again: bool = False) -> None:
     from vllm import LLM, SamplingParams
 
     from cosmos_workflow.engines.vllm import random_12b_folder
@@ -185,6 +185,11 @@ def bare(out: Path, name: str) -> None:
         outputs = llm.chat(conversations, params, use_tqdm=False)
         seconds = time.perf_counter() - started
         done = since_start()
+        if again:
+            llm.reset_prefix_cache()  # the second pass finds no prompt of the first in the cache
+            started = time.perf_counter()
+            second = llm.chat(conversations, params, use_tqdm=False)
+            again_s = time.perf_counter() - started
     prompts = [len(o.prompt_token_ids) for o in outputs]
     completions = [len(o.outputs[0].token_ids) for o in outputs]
     save(
@@ -205,6 +210,27 @@ def bare(out: Path, name: str) -> None:
             "vllm": _version("vllm"),
         },
     )
+    if again:
+        save(
+            out,
+            f"{name}-again",
+            _second_pass("bare vLLM (prefix cache reset)", len(second), again_s, memory.peak_mib),
+        )
+
+
+def _second_pass(route: str, requests: int, seconds: float, peak_mib: int, **more: Any) -> dict[str, Any]:
+    """The figures of a route's second pass over the same requests in the same process: its
+    engine compiled for them, as vLLM's is when its first pass starts (``--again``)."""
+    return {
+        "route": f"{route}, second pass (engine compiled)",
+        "requests": requests,
+        "generate_s": seconds,
+        "requests_per_s": requests / seconds,
+        "output_tokens_per_s": requests * MAX_TOKENS / seconds,
+        "peak_gpu_mib": peak_mib,
+        "prompt_tokens": more.pop("prompt_tokens", [0, 0]),
+        **more,
+    }
 
 
 def _conversation(uris: Sequence[str], prompt: str) -> list[dict[str, Any]]:
@@ -228,6 +254,7 @@ def pipeline(
     engine_options: dict[str, str | int | float | bool | None],
     first_batch: int = 0,
     boundary: bool = True,
+    again: bool = False,
 ) -> None:
     from cosmos_workflow.api import tokenizer_for
     from cosmos_workflow.engines import EngineConfig, load_engine
@@ -249,6 +276,14 @@ def pipeline(
         main["last_result_since_process_start_s"] = since_start()
         if engine_name == "hf":
             main["batches"] = batch_rooflines(lines.batches(), Shape.of(engine._model), ceilings)
+        if again:
+            second = BatchLines()
+            with second:
+                repeat = _timed_run(
+                    out, engine, items, workers, name=f"{name}-again", first_batch=first_batch
+                )
+            if engine_name == "hf":
+                repeat["batches"] = batch_rooflines(second.batches(), Shape.of(engine._model), ceilings)
         # the boundary set: requests right under the context limit, on the same engine (skipped for
         # runs about start-up, where its new shapes would only cost device time)
         edge = (
@@ -279,6 +314,15 @@ def pipeline(
             "shares_prefixes_at_end": engine.shares_prefixes,
         },
     )
+    if again:
+        seconds = repeat.pop("generate_s")
+        save(
+            out,
+            f"{name}-again",
+            _second_pass(
+                f"--engine {engine_name}", repeat.pop("requests"), seconds, memory.peak_mib, **repeat
+            ),
+        )
 
 
 def card_ceilings() -> dict[str, Ceilings]:
@@ -542,6 +586,12 @@ def main() -> None:
     parser.add_argument("--first-batch", type=int, default=0, help="hf: the first batch's size (0: evened)")
     parser.add_argument("--skip-boundary", action="store_true", help="vllm/hf: no boundary set after the run")
     parser.add_argument(
+        "--again",
+        action="store_true",
+        help="bare/vllm/hf: a second pass of the same requests in the same process, its figures apart "
+        "(NAME-again): every engine compiled, as vLLM is when its first pass starts",
+    )
+    parser.add_argument(
         "--engine-option",
         action="append",
         default=[],
@@ -554,7 +604,7 @@ def main() -> None:
     if args.phase == "prepare":
         prepare(args.out, args.requests, args.videos, args.boundary)
     elif args.phase == "bare":
-        bare(args.out, args.name or "bare")
+        bare(args.out, args.name or "bare", again=args.again)
     elif args.phase == "table":
         table(args.out)
     else:
@@ -574,6 +624,7 @@ def main() -> None:
             engine_options=parse_engine_options(args.engine_option),
             first_batch=args.first_batch,
             boundary=not args.skip_boundary,
+            again=args.again,
         )
 
 

@@ -6,6 +6,8 @@
 # later ones warm; BARE_COLD=1 gives bare an empty cache of its own (a cold start whatever ran before).
 # shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26;
 # hf: share_prefix=decode, run once to compile its shapes, then measured);
+# shared-again (not in the default list): that route in one process, a second pass on the compiled
+# engine beside the first (--again);
 # shared (not in the default list): the hf route with share_prefix=decode (each clip's frames
 # prefilled once per batch, as vLLM's prefix cache does, and read once per decoding step), cold then
 # warm; shared-prefill: share_prefix=prefill (prefilled once only; after hf compiled the plain graphs).
@@ -32,7 +34,9 @@ for phase in $phases; do
     bare)
       (
         if [[ ${BARE_COLD:-0} == 1 ]]; then VLLM_CACHE_ROOT=$(mktemp -d); export VLLM_CACHE_ROOT; fi
-        "$py" benchmarks/gpu_vllm.py bare --out "$out"
+        # BARE_ARGS: more arguments, e.g. --again (a second pass, its figures apart)
+        # shellcheck disable=SC2086
+        "$py" benchmarks/gpu_vllm.py bare --out "$out" ${BARE_ARGS:-}
       ) ;;
     cli)
       # the real CLI on the shipped examples, every plan as large as fits (--max-resolution auto)
@@ -72,6 +76,11 @@ for phase in $phases; do
       hf "$out" --skip-boundary --name hf-shared-decode-cold --compile-cache "$out/hf-compile-cache" \
         --engine-option share_prefix=decode
       hf "$out" --name hf-shared-decode --compile-cache "$out/hf-compile-cache" --engine-option share_prefix=decode ;;
+    shared-again)
+      # share_prefix=decode in one process, twice over the same requests: the first pass compiles
+      # (cold on a new machine), the second runs on the compiled engine, as vLLM's first pass does
+      hf "$out" --skip-boundary --again --name hf-shared-decode --compile-cache "$out/hf-compile-cache" \
+        --engine-option share_prefix=decode ;;
     shared-prefill)
       # share_prefix=prefill decodes with the plain graphs (warm once the hf phase compiled them)
       hf "$out" --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" \
