@@ -16,7 +16,7 @@
 #   bash benchmarks/gpu_round3.sh shots    200 shots from process start: bare vLLM, --engine vllm, hf
 #                                          (SHOTS_ROUTES: some of them, e.g. "bare hf")
 #   bash benchmarks/gpu_round3.sh same     float32 greedy answers, shared prefixes against the plain loop
-#   bash benchmarks/gpu_round3.sh profile  share_prefix=decode, 512 requests over 16 clips in one batch: the
+#   bash benchmarks/gpu_round3.sh profile  share_prefix=decode, 342 requests (PROFILE_ROWS) over 16 clips in one batch: the
 #                                          kernels of a decoding step and of the prefill (gpu_upsample --profile)
 set -euo pipefail
 step=${1:?usage: gpu_round3.sh kit|peer|twice-bare|twice-hf|shared|plain|shots|same|profile}
@@ -92,8 +92,10 @@ case $step in
             tee "$out/same.log" | grep -E '^SAME|^\[|Error|Traceback' | cut -c1-600 || true
         cp /tmp/same/same_answers.json "$out/" 2>/dev/null || true ;;
     profile)
-        PYTHONPATH=$HF_PYTHONPATH python3 benchmarks/gpu_upsample.py --model pixtral-12b-random --requests 512 \
-            --videos 16 --batch-size 512 --share-prefix decode --baseline-requests 0 --no-warmup --profile \
+        # PROFILE_ROWS: the batch (342: the batches of the 1,024 on an H100, where 507 fit; 512 fit on an H200)
+        rows=${PROFILE_ROWS:-342}
+        PYTHONPATH=$HF_PYTHONPATH python3 benchmarks/gpu_upsample.py --model pixtral-12b-random --requests "$rows" \
+            --videos 16 --batch-size "$rows" --share-prefix decode --baseline-requests 0 --no-warmup --profile \
             --compile-cache "$work/hf-compile-cache" --out /tmp/profile 2>&1 | tee "$out/profile.log" |
             grep -E '^\[|hf batch timing|SUMMARY|Error|Traceback' | cut -c1-600 || true
         cp /tmp/profile/results.json /tmp/profile/profile_*.txt "$out/" 2>/dev/null || true ;;
