@@ -222,3 +222,20 @@ def test_the_benchmark_reads_each_batch_s_timing_line_with_its_first_step_apart(
     # the batch as it would run with its first step at the later steps' pace
     compiled = batch["engine_s"] - batch["first_step_s"] + batch["step_ms"] / 1000
     assert bench.compiled_batch_s(batch) == pytest.approx(compiled)
+
+
+def test_a_padded_shared_batch_gets_the_answers_it_gets_alone(
+    tiny_model: Path, variants: list[EncodedRequest]
+) -> None:
+    """pad_rows with share_prefix=decode: the copies of the shortest request join its group, and
+    the batch's own answers are those of the batch decoded alone."""
+    from cosmos_workflow.engines.hf.decode_loop import decoder_for
+
+    alone = answers(tiny_model, variants[:5], GREEDY, share="decode")
+    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode", "pad_rows": True}
+    with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
+        engine.generate(variants, GREEDY)
+        padded = [g.text for g in engine.generate(variants[:5], GREEDY)]
+        assert decoder_for(engine._model).cached_rows() == len(variants)
+
+    assert padded == alone
