@@ -12,6 +12,7 @@
 #   bash benchmarks/gpu_round3.sh twice-bare   after the bundle is installed: bare vLLM twice over the 1,024
 #                                          in one process (the second pass compiled, prefix cache reset)
 #   bash benchmarks/gpu_round3.sh twice-hf  --engine hf (share_prefix=decode) likewise, then both routes' table
+#   bash benchmarks/gpu_round3.sh twice-plain  --engine hf with share_prefix=off likewise, then the table
 #   bash benchmarks/gpu_round3.sh plain    --engine hf plain (cold), then share_prefix=prefill; the table
 #   bash benchmarks/gpu_round3.sh shots    200 shots from process start: bare vLLM, --engine vllm, hf
 #                                          (SHOTS_ROUTES: some of them, e.g. "bare hf")
@@ -19,7 +20,7 @@
 #   bash benchmarks/gpu_round3.sh profile  share_prefix=decode, 342 requests (PROFILE_ROWS) over 16 clips in one batch: the
 #                                          kernels of a decoding step and of the prefill (gpu_upsample --profile)
 set -euo pipefail
-step=${1:?usage: gpu_round3.sh kit|peer|twice-bare|twice-hf|shared|plain|shots|same|profile}
+step=${1:?usage: gpu_round3.sh kit|peer|twice-bare|twice-hf|twice-plain|shared|plain|shots|same|profile}
 out=${OUT:-$PWD/gpu-out}
 work=/tmp/g
 mkdir -p "$out"
@@ -69,11 +70,15 @@ case $step in
         bash benchmarks/gpu_vllm.sh "$work" 1024 "shared table" 2>&1 | tee "$out/shared.log" |
             grep -E '^\[(hf|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
         results "$work" shared ;;
-    twice-bare | twice-hf)
+    twice-bare | twice-hf | twice-plain)
         prepared
         mkdir -p "$work/twice"
         ln -sfn "$work/prompts.json" "$work/frames.json" "$work/boundary.json" "$work/twice/"
-        if [[ $step == twice-bare ]]; then phases=bare; export BARE_ARGS=--again; else phases="shared-again table"; fi
+        case $step in
+            twice-bare) phases=bare; export BARE_ARGS=--again ;;
+            twice-hf) phases="shared-again table" ;;
+            *) phases="plain-again table" ;;
+        esac
         bash benchmarks/gpu_vllm.sh "$work/twice" 1024 "$phases" 2>&1 | tee -a "$out/twice.log" |
             grep -E '^\[(hf|bare|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
         results "$work/twice" "$step" ;;
@@ -99,5 +104,5 @@ case $step in
             --compile-cache "$work/hf-compile-cache" --out /tmp/profile 2>&1 | tee "$out/profile.log" |
             grep -E '^\[|hf batch timing|SUMMARY|Error|Traceback' | cut -c1-600 || true
         cp /tmp/profile/results.json /tmp/profile/profile_*.txt "$out/" 2>/dev/null || true ;;
-    *) echo "unknown step $step (kit, peer, twice-bare, twice-hf, shared, plain, shots, same, profile)" >&2; exit 2 ;;
+    *) echo "unknown step $step (kit, peer, twice-bare, twice-hf, twice-plain, shared, plain, shots, same, profile)" >&2; exit 2 ;;
 esac

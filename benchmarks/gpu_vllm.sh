@@ -7,7 +7,7 @@
 # shots200 (not in the default list): 200 shots per route from process start, warm caches (issue 26;
 # hf: share_prefix=decode, run once to compile its shapes, then measured);
 # shared-again (not in the default list): that route in one process, a second pass on the compiled
-# engine beside the first (--again);
+# engine beside the first (--again); plain-again: the same with share_prefix=off;
 # shared (not in the default list): the hf route with share_prefix=decode (each clip's frames
 # prefilled once per batch, as vLLM's prefix cache does, and read once per decoding step), cold then
 # warm; shared-prefill: share_prefix=prefill (prefilled once only; after hf compiled the plain graphs).
@@ -81,6 +81,10 @@ for phase in $phases; do
       # (cold on a new machine), the second runs on the compiled engine, as vLLM's first pass does
       hf "$out" --skip-boundary --again --name hf-shared-decode --compile-cache "$out/hf-compile-cache" \
         --engine-option share_prefix=decode ;;
+    plain-again)
+      # the plain engine (share_prefix=off) likewise: the figure that decides share_prefix's default
+      hf "$out" --skip-boundary --again --name hf-plain --compile-cache "$out/hf-compile-cache" \
+        --engine-option share_prefix=off ;;
     shared-prefill)
       # share_prefix=prefill decodes with the plain graphs (warm once the hf phase compiled them)
       hf "$out" --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" \
