@@ -328,3 +328,68 @@ def test_a_smaller_batch_is_padded_to_the_kept_cache_and_gets_the_same_answers(
     assert [g.text for g in produced] == expected
     assert [g.prompt_tokens for g in produced] == [r.num_tokens for r in requests[:2]]
     assert "2 requests padded to the 3 rows" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"decode_attention": "flex"},
+        {"decode_attention": "sdpa"},
+        {"decode_attention": "flex", "share_prefix": "decode"},
+        {"gqa_decode": False},
+    ],
+    ids=["flex", "sdpa", "flex-shared-decode", "transformers-sdpa"],
+)
+def test_a_step_layer_by_layer_gives_the_model_s_answers(
+    tiny_model: Path, requests: list[EncodedRequest], options: dict[str, Any]
+) -> None:
+    """decode_step=layers writes the step out around the decoder's layers: the same greedy answers
+    as transformers' forward, whatever the attention."""
+    texts = {}
+    for step in ("model", "layers"):
+        speed = {"static_cache": True, **options, "decode_step": step}
+        with load(EngineConfig(model=str(tiny_model), options=speed)) as engine:
+            assert engine.options.decode_step == step
+            texts[step] = [g.text for g in engine.generate(requests, GREEDY)]
+
+    assert texts["layers"] == texts["model"]
+    assert len(set(texts["model"])) == len(requests)
+
+
+def test_one_compiled_layer_function_serves_every_layer() -> None:
+    """The point of decode_step=layers: Dynamo traces one graph for all the decoder's layers (the
+    layer's weights and KV cache are its inputs), where the whole forward is traced layer by layer;
+    compiled, a layer's result is the uncompiled one's."""
+    from torch._dynamo.utils import counters
+
+    from cosmos_workflow.engines.hf.flex_decode import filled_block_mask
+    from cosmos_workflow.engines.hf.kernels import gqa_flex_attention, use_gqa_decode
+    from cosmos_workflow.engines.hf.layer_step import compiled_layer, decoder_layer
+
+    config = tiny_config()
+    config.text_config.num_hidden_layers = 4
+    model = build_random_model(config, torch.device("cpu"), torch.float32, attn_implementation="sdpa")
+    use_gqa_decode(model, attention="flex")
+    text = model.model.language_model
+    batch, slots = 3, 256
+    heads, dim = text.config.num_key_value_heads, text.layers[0].self_attn.head_dim
+    token = torch.tensor([[5], [6], [7]])
+    hidden = text.embed_tokens(token)
+    cos, sin = text.rotary_emb(hidden, torch.tensor([[9], [4], [12]]))
+    allowed = torch.zeros((batch, slots), dtype=torch.bool)
+    allowed[:, :13] = True
+    mask, slot = filled_block_mask(allowed), torch.tensor([12])
+    torch._dynamo.reset()
+    before = counters["frames"]["total"]
+    layer_fn = compiled_layer(backend="eager")
+
+    with torch.no_grad():
+        for layer in text.layers:
+            cache = [torch.randn(batch, heads, slots, dim) for _ in range(2)]
+            plain = [c.clone() for c in cache]
+            expected = decoder_layer(layer, hidden, cos, sin, *plain, slot, mask, gqa_flex_attention)
+            got = layer_fn(layer, hidden, cos, sin, *cache, slot, mask, gqa_flex_attention)
+            torch.testing.assert_close(got, expected)
+            torch.testing.assert_close(cache, plain)  # the key and value written in place alike
+
+    assert counters["frames"]["total"] - before == 1  # traced once, for the first layer only

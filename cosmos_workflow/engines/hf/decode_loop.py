@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from cosmos_workflow.engines.base import SamplingParams
 from cosmos_workflow.engines.hf.batch import round_up
 from cosmos_workflow.engines.hf.flex_decode import KV_BLOCK
+from cosmos_workflow.engines.hf.layer_step import LayerStep
 from cosmos_workflow.engines.hf.prefix_attention import attach, detach, prefix_layers
 from cosmos_workflow.engines.hf.shared_prefix import SharedBatch
 
@@ -92,6 +93,7 @@ class StaticDecoder:
         self._model = model
         self._cache: Any = None
         self._cache_shape: tuple[int, int] | None = None
+        self._layers: tuple[bool, LayerStep] | None = None  # (compiled, the step) for decode_step=layers
         parameters = inspect.signature(model.forward).parameters
         # transformers 5.2x names the cache argument ``cache``, 5.17 ``past_key_values``
         self._cache_name = "cache" if "cache" in parameters else "past_key_values"
@@ -105,6 +107,7 @@ class StaticDecoder:
         compiled: bool,
         flex: bool,
         cascade: bool = False,
+        layers: bool = False,
     ) -> torch.Tensor:
         """Answer tokens (batch, ``sampling.max_tokens``) on the model's device, padded after EOS.
 
@@ -115,7 +118,9 @@ class StaticDecoder:
         reads each shared prefix once (``prefix_attention``), not once per request, and so does the
         prefill of the texts after it: the batch's KV cache then holds each request's text and
         answer only, not its copy of the prefix (512 slots a request instead of 1,536 for Pixtral
-        at two 480x272 frames, a 1,090-token prompt and a 300-token answer).
+        at two 480x272 frames, a 1,090-token prompt and a 300-token answer). ``layers``: each
+        decoding step one decoder layer at a time through one compiled function (``layer_step``),
+        not transformers' whole forward compiled.
         """
         full = inputs.attention_mask if isinstance(inputs, SharedBatch) else inputs["attention_mask"]
         positions = (full.cumsum(-1) - 1).masked_fill(full == 0, 0)
@@ -126,7 +131,8 @@ class StaticDecoder:
         cache, length = self._static_cache(batch, cache_length(prompt, sampling.max_tokens))
         state = _Answers(batch, sampling.max_tokens, stops, mask.device)
         allowed = _allowed(mask, length)
-        forward = self._forward(compiled)
+        forward = self._layer_step(compiled) if layers else self._forward(compiled)
+        slots = _slots(prompt, sampling.max_tokens, mask.device)
         last = positions[:, -1]
         clock = _PhaseClock(mask.device)
         try:
@@ -143,7 +149,10 @@ class StaticDecoder:
                         break
                     allowed[:, prompt + step - 1] = True
                     step_mask = _block_mask(allowed) if flex else allowed[:, None, None, :]
-                    logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
+                    if isinstance(forward, LayerStep):
+                        logits = forward(token, last + step, step_mask, cache, slots[step - 1 : step])
+                    else:
+                        logits = self._step(forward, token, last + step, step_mask, cache, compiled=compiled)
                     token = state.record(step, choose(logits, sampling, stops))
                     steps = step
                     if step == 1:
@@ -246,6 +255,12 @@ class StaticDecoder:
             return self._model
         return self._model.get_compiled_call(self._model.generation_config.compile_config)
 
+    def _layer_step(self, compiled: bool) -> LayerStep:
+        """The model's step layer by layer (``decode_step=layers``), made once per decoder."""
+        if self._layers is None or self._layers[0] != compiled:
+            self._layers = (compiled, LayerStep(self._model, compiled=compiled))
+        return self._layers[1]
+
     def _step(
         self,
         forward: Any,
@@ -298,6 +313,14 @@ def _reset_output_capture() -> None:
         return
     if getattr(_active_collector, "compiling", False):
         _active_collector.reset(None)  # type: ignore[no-untyped-call]
+
+
+def _slots(prompt: int, max_tokens: int, device: Any) -> torch.Tensor:
+    """The cache slot of each decoding step's token (step ``k`` writes at ``prompt + k - 1``), made
+    once so that a step takes a view of it, never a copy from the host (which would wait for the GPU)."""
+    import torch
+
+    return torch.arange(prompt, prompt + max_tokens, device=device)
 
 
 def _allowed(mask: torch.Tensor, length: int) -> torch.Tensor:

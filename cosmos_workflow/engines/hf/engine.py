@@ -287,7 +287,10 @@ class HFEngine(HFBase):
         flex = self.options.gqa_decode and self.options.decode_attention == "flex"
         cascade = self.options.share_prefix == "decode"
         decoder = decoder_for(self._model)
-        tokens = decoder.decode(inputs, sampling, stops, compiled=compiled, flex=flex, cascade=cascade)
+        layers = self.options.decode_step == "layers"
+        tokens = decoder.decode(
+            inputs, sampling, stops, compiled=compiled, flex=flex, cascade=cascade, layers=layers
+        )
         answers: list[list[int]] = tokens.tolist()
         return answers
 

@@ -17,6 +17,8 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 #: the values of ``share_prefix``: off, the prefill only, or the prefill and the decoding steps
 SHARE_PREFIX = ("off", "prefill", "decode")
+#: the values of ``decode_step``: transformers' forward compiled whole, or one layer at a time
+DECODE_STEPS = ("model", "layers")
 #: the values of ``fuse_prefill``: off, or the torch.compile backend (``eager`` only traces: tests)
 FUSE_BACKENDS = ("off", "inductor", "eager")
 
@@ -34,6 +36,7 @@ KNOWN_OPTIONS = (
     "fuse_prefill",
     "share_prefix",
     "pad_rows",
+    "decode_step",
 )
 
 
@@ -72,6 +75,11 @@ class HFOptions:
     a new shape: the last, smaller batch of a run (1,024 requests as 342, 342, 340 on an H100)
     compiled for 33 s and decoded at half speed without it (BENCHMARKS.md). On by default where
     the step is compiled (CUDA), off on the CPU, where every row costs its full compute.
+    ``decode_step``: with ``decode_loop``, how a decoding step runs: ``model`` (the default),
+    transformers' forward, compiled whole with CUDA graphs; ``layers``, the step written out around
+    the decoder's layers, each layer a call of one compiled function (``layer_step.py``: traced once
+    instead of once a layer when a process meets a new batch shape; no CUDA graphs). Not measured on
+    a GPU yet.
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -89,6 +97,7 @@ class HFOptions:
     fuse_prefill: str = "off"
     share_prefix: str = "off"
     pad_rows: bool = False
+    decode_step: str = "model"
 
     @classmethod
     def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
@@ -128,6 +137,7 @@ class HFOptions:
             decode_loop=loop,
             share_prefix=_share_prefix(options.get("share_prefix")) if loop else "off",
             pad_rows=loop and _as_bool(options.get("pad_rows"), default=cuda and compiled, name="pad_rows"),
+            decode_step=_as_choice(options.get("decode_step"), DECODE_STEPS, "model", "decode_step"),
         )
 
     def __post_init__(self) -> None:
