@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def measure(layers: int, mode: str) -> dict[str, object]:
+def measure(layers: int, mode: str, share: str) -> dict[str, object]:
     """One mode in this process: the compile seconds and frames of a batch's decoding."""
     import numpy as np
     import torch
@@ -37,7 +37,7 @@ def measure(layers: int, mode: str) -> dict[str, object]:
     config = tiny_config()
     config.text_config.num_hidden_layers = layers
     model = build_random_model(config, torch.device("cpu"), torch.float32, attn_implementation="sdpa")
-    options = {"static_cache": True, "decode_attention": "flex", "decode_step": mode}
+    options = {"static_cache": True, "decode_attention": "flex", "decode_step": mode, "share_prefix": share}
     engine = finish_load(EngineConfig(model=str(tiny_model_dir()), options=options), model, tiny_model_dir())
     # compiled as on a GPU, but traced only: the eager backend for both modes
     model.generation_config.compile_config = _eager_config()
@@ -57,7 +57,7 @@ def measure(layers: int, mode: str) -> dict[str, object]:
                 pixel_values=encoding.pixel_values,
             )
         )
-    inputs = engine._inputs(requests)
+    inputs = engine._inputs(requests)  # with share_prefix=decode, the 4 requests share their frames
     stops = decode_loop.Stops(eos_id=tokenizer.eos_id, pad_id=11)
     with torch.inference_mode():
         decoder.decode(
@@ -66,10 +66,12 @@ def measure(layers: int, mode: str) -> dict[str, object]:
             stops,
             compiled=True,
             flex=True,
+            cascade=share == "decode",
             layers=mode == "layers",
         )
     return {
         "mode": mode,
+        "share_prefix": share,
         "layers": layers,
         **decode_loop.compile_seconds(),
         "frames": counters["frames"]["total"],
@@ -87,13 +89,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--layers", type=int, default=40)
+    parser.add_argument(
+        "--share-prefix", choices=("off", "decode"), default="off", help="the engine's share_prefix"
+    )
     parser.add_argument("--mode", choices=("model", "layers"), help="one mode in this process (internal)")
     args = parser.parse_args()
     if args.mode:
-        print(json.dumps(measure(args.layers, args.mode)))
+        print(json.dumps(measure(args.layers, args.mode, args.share_prefix)))
         return
     for mode in ("model", "layers"):
         command = [sys.executable, __file__, "--layers", str(args.layers), "--mode", mode]
+        command += ["--share-prefix", args.share_prefix]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         print(result.stdout.strip().splitlines()[-1])
 
