@@ -70,7 +70,12 @@ def test_an_empty_batch_is_refused() -> None:
 
 def test_options_default_by_device() -> None:
     assert HFOptions.parse({}, cuda=True) == HFOptions(
-        static_cache=True, batch_bucket=16, decode_attention="flex", decode_loop=True, fuse_prefill="inductor"
+        static_cache=True,
+        batch_bucket=16,
+        decode_attention="flex",
+        decode_loop=True,
+        fuse_prefill="inductor",
+        pad_rows=True,
     )
     assert HFOptions.parse({}, cuda=False) == HFOptions(static_cache=False, batch_bucket=1)
 
