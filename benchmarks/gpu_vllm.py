@@ -570,6 +570,10 @@ def _exactness(edge: dict[str, Any]) -> dict[str, Any]:
     return {k: edge[k] for k in keys}
 
 
+def _tagged(name: str, tag: str) -> str:
+    return f"{name}-{tag}" if tag else name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -582,6 +586,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="preprocessing threads of our pipeline")
     parser.add_argument("--model", default=MODEL, help="our pipeline's model (tiny-random: a CPU smoke test)")
     parser.add_argument("--name", help="the results file's name for vllm/hf/bare (default: the phase's)")
+    parser.add_argument(
+        "--tag", default="", help="appended to the results file's name after a dash, e.g. layers"
+    )
     parser.add_argument("--compile-cache", type=Path, help="hf: kernels compiled before (a warm start)")
     parser.add_argument("--first-batch", type=int, default=0, help="hf: the first batch's size (0: evened)")
     parser.add_argument("--skip-boundary", action="store_true", help="vllm/hf: no boundary set after the run")
@@ -604,7 +611,7 @@ def main() -> None:
     if args.phase == "prepare":
         prepare(args.out, args.requests, args.videos, args.boundary)
     elif args.phase == "bare":
-        bare(args.out, args.name or "bare", again=args.again)
+        bare(args.out, _tagged(args.name or "bare", args.tag), again=args.again)
     elif args.phase == "table":
         table(args.out)
     else:
@@ -619,7 +626,7 @@ def main() -> None:
             args.phase,
             args.workers,
             args.model,
-            name=args.name or args.phase,
+            name=_tagged(args.name or args.phase, args.tag),
             compile_cache=args.compile_cache,
             engine_options=parse_engine_options(args.engine_option),
             first_batch=args.first_batch,

@@ -23,9 +23,11 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 hf_site=${HF_PYTHONPATH:-${PYTHONPATH:-}}
 
 hf() {  # gpu_vllm.py's hf route, with the hf route's PYTHONPATH: hf FOLDER [ARGUMENTS...]
+  # HF_EXTRA: more arguments for every hf run, e.g. "--engine-option decode_step=layers --tag layers"
   local folder=$1
   shift
-  PYTHONPATH=$hf_site "$py" benchmarks/gpu_vllm.py hf --out "$folder" "$@"
+  # shellcheck disable=SC2086
+  PYTHONPATH=$hf_site "$py" benchmarks/gpu_vllm.py hf --out "$folder" "$@" ${HF_EXTRA:-}
 }
 
 for phase in $phases; do

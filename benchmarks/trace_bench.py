@@ -2,7 +2,7 @@
 (``decode_step=model`` vs ``layers``), on the CPU, the tiny model's layout with ``--layers`` layers.
 
 Each mode runs in a process of its own (Dynamo's caches are per process): the engine on the tiny
-random model prefills 4 requests and decodes 3 steps through the compiled step, compiled with the
+random model prefills 4 requests and decodes one step through the compiled step, compiled with the
 ``eager`` backend (Dynamo traces; no kernels are generated, so the figure is the tracing alone, the
 part of a GPU's first step that its compile cache cannot keep). It prints the process's compile
 seconds (Dynamo's tracing, the backend) and the frames Dynamo compiled::
@@ -62,7 +62,7 @@ def measure(layers: int, mode: str, share: str) -> dict[str, object]:
     with torch.inference_mode():
         decoder.decode(
             inputs,
-            SamplingParams(temperature=0.0, max_tokens=4),
+            SamplingParams(temperature=0.0, max_tokens=2),
             stops,
             compiled=True,
             flex=True,
