@@ -93,7 +93,8 @@ case $step in
         results "$work/200" shots ;;
     same)
         PYTHONPATH=$HF_PYTHONPATH python3 benchmarks/gpu_same_answers.py --out /tmp/same --videos 2 --float32 \
-            --variants loop_flex_shared_prefill,loop_flex_shared_decode --reference loop_flex 2>&1 |
+            --variants "${SAME_VARIANTS:-loop_flex_shared_prefill,loop_flex_shared_decode,loop_flex_layers,loop_flex_shared_decode_layers}" \
+            --reference loop_flex 2>&1 |
             tee "$out/same.log" | grep -E '^SAME|^\[|Error|Traceback' | cut -c1-600 || true
         cp /tmp/same/same_answers.json "$out/" 2>/dev/null || true ;;
     profile)

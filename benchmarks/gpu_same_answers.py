@@ -81,6 +81,15 @@ VARIANTS: dict[str, dict[str, str | int | float | bool | None]] = {
         "decode_attention": "flex",
         "share_prefix": "decode",
     },
+    # each decoding step one layer at a time through one compiled function (layer_step.py)
+    "loop_flex_layers": {**FAST, "compile": True, "decode_attention": "flex", "decode_step": "layers"},
+    "loop_flex_shared_decode_layers": {
+        **FAST,
+        "compile": True,
+        "decode_attention": "flex",
+        "share_prefix": "decode",
+        "decode_step": "layers",
+    },
 }
 
 
