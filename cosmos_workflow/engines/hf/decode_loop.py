@@ -246,9 +246,10 @@ class StaticDecoder:
 
     def _forward(self, compiled: bool) -> Any:
         """The decoding step's forward: the model's own, or its compiled call. Its shapes stay
-        transformers' default (``dynamic=None``), not static: newer transformers' static caches
-        keep Python ints that change every step (5.25's ``cumulative_length_int``), which static
-        shapes would recompile for at every step; ``pad_rows`` keeps a run's batch shapes few
+        transformers' default (``dynamic=None``), not static: with a sliding window in the text
+        config, transformers' static cache layers keep a Python int that changes every step
+        (``cumulative_length_int``), which static shapes would recompile for at every step (automatic
+        dynamic shapes: once); ``pad_rows`` keeps a run's batch shapes few
         instead (a second shape recompiles the step with dynamic sizes: 33 s on an H100, and
         steps twice as slow, BENCHMARKS.md)."""
         if not compiled:
