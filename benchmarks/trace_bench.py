@@ -5,7 +5,8 @@ Each mode runs in a process of its own (Dynamo's caches are per process): the en
 random model prefills 4 requests and decodes one step through the compiled step, compiled with the
 ``eager`` backend (Dynamo traces; no kernels are generated, so the figure is the tracing alone, the
 part of a GPU's first step that its compile cache cannot keep). It prints the process's compile
-seconds (Dynamo's tracing, the backend) and the frames Dynamo compiled::
+seconds (Dynamo's tracing, the backend) and the frames Dynamo compiled; then, in a third process,
+the host time of one call of the layer function compiled by Inductor (:func:`host_per_layer`)::
 
     python benchmarks/trace_bench.py --layers 40
 """
@@ -16,6 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -78,6 +80,48 @@ def measure(layers: int, mode: str, share: str) -> dict[str, object]:
     }
 
 
+def host_per_layer(calls: int = 200) -> dict[str, object]:
+    """The host time of one call of the compiled layer function (Inductor, this CPU), on the tiny
+    model's tensors: their arithmetic is next to nothing, so the figure is the call's own cost
+    (Dynamo's guards, the compiled wrapper launching its kernels), what a GPU step pays a layer on
+    the host with ``decode_step=layers``."""
+    import torch
+
+    from cosmos_workflow.engines.hf.flex_decode import filled_block_mask
+    from cosmos_workflow.engines.hf.kernels import gqa_flex_attention, use_gqa_decode
+    from cosmos_workflow.engines.hf.layer_step import compiled_layer
+    from cosmos_workflow.engines.tiny import build_random_model, tiny_config
+
+    torch.set_num_threads(1)
+    config = tiny_config()
+    config.text_config.num_hidden_layers = 4
+    model = build_random_model(config, torch.device("cpu"), torch.float32, attn_implementation="sdpa")
+    use_gqa_decode(model, attention="flex")
+    text = model.model.language_model
+    rows, slots = 3, 256
+    heads, dim = text.config.num_key_value_heads, text.layers[0].self_attn.head_dim
+    hidden = text.embed_tokens(torch.tensor([[5], [6], [7]]))
+    cos, sin = text.rotary_emb(hidden, torch.tensor([[9], [4], [12]]))
+    allowed = torch.zeros((rows, slots), dtype=torch.bool)
+    allowed[:, :13] = True
+    mask, slot = filled_block_mask(allowed), torch.tensor([12])
+    caches = [[torch.zeros(rows, heads, slots, dim) for _ in range(2)] for _ in text.layers]
+    layer_fn = compiled_layer("inductor")
+
+    def step() -> None:
+        for layer, (keys, values) in zip(text.layers, caches, strict=True):
+            layer_fn(layer, hidden, cos, sin, keys, values, slot, mask, gqa_flex_attention)
+
+    with torch.no_grad():
+        for _ in range(3):
+            step()  # compiles, then warm
+        started = time.perf_counter()
+        for _ in range(calls):
+            step()
+        seconds = time.perf_counter() - started
+    return {"host_us_per_layer_call": round(1e6 * seconds / (calls * len(text.layers)), 1)}
+
+
 def _eager_config() -> object:
     from transformers import CompileConfig
 
@@ -92,12 +136,17 @@ def main() -> None:
     parser.add_argument(
         "--share-prefix", choices=("off", "decode"), default="off", help="the engine's share_prefix"
     )
-    parser.add_argument("--mode", choices=("model", "layers"), help="one mode in this process (internal)")
+    parser.add_argument(
+        "--mode", choices=("model", "layers", "host"), help="one mode in this process (internal)"
+    )
     args = parser.parse_args()
+    if args.mode == "host":
+        print(json.dumps(host_per_layer()))
+        return
     if args.mode:
         print(json.dumps(measure(args.layers, args.mode, args.share_prefix)))
         return
-    for mode in ("model", "layers"):
+    for mode in ("model", "layers", "host"):
         command = [sys.executable, __file__, "--layers", str(args.layers), "--mode", mode]
         command += ["--share-prefix", args.share_prefix]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
