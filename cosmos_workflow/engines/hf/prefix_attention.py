@@ -102,7 +102,10 @@ def prefix_layers(
     ]
     for layer in layers:
         for tensor in (layer.keys, layer.values, layer.members, layer.group, layer.slot):
-            torch._dynamo.mark_static_address(tensor)
+            # unguarded (recent torch's default; older ones guarded the address): a batch's new
+            # prefixes re-record the CUDA graphs without tracing the step again, and one compiled
+            # layer function serves every layer (decode_step=layers)
+            torch._dynamo.mark_static_address(tensor, guard=False)
     return layers
 
 
