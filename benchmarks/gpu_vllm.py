@@ -190,47 +190,42 @@ def bare(out: Path, name: str, *, again: bool = False) -> None:
             started = time.perf_counter()
             second = llm.chat(conversations, params, use_tqdm=False)
             again_s = time.perf_counter() - started
-    prompts = [len(o.prompt_token_ids) for o in outputs]
-    completions = [len(o.outputs[0].token_ids) for o in outputs]
     save(
         out,
         name,
         {
             "route": "bare vLLM (LLM.chat, frames extracted beforehand)",
-            "requests": len(outputs),
             "start_s": built,
-            "generate_s": seconds,
-            "requests_per_s": len(outputs) / seconds,
-            "output_tokens_per_s": sum(completions) / seconds,
+            **_bare_figures(outputs, seconds),
             "first_result_s": seconds,  # LLM.chat returns every answer at once
             "last_result_since_process_start_s": done,
-            "prompt_tokens": [min(prompts), max(prompts)],
-            "completion_tokens": [min(completions), max(completions)],
             "peak_gpu_mib": memory.peak_mib,
             "vllm": _version("vllm"),
         },
     )
     if again:
-        save(
-            out,
-            f"{name}-again",
-            _second_pass("bare vLLM (prefix cache reset)", len(second), again_s, memory.peak_mib),
-        )
+        route = "bare vLLM (prefix cache reset)"
+        save(out, f"{name}-again", _second_pass(route, _bare_figures(second, again_s), memory.peak_mib))
 
 
-def _second_pass(route: str, requests: int, seconds: float, peak_mib: int, **more: Any) -> dict[str, Any]:
-    """The figures of a route's second pass over the same requests in the same process: its
-    engine compiled for them, as vLLM's is when its first pass starts (``--again``)."""
+def _bare_figures(outputs: Sequence[Any], seconds: float) -> dict[str, Any]:
+    """A pass of ``LLM.chat``: its rates and its prompt and answer lengths."""
+    prompts = [len(o.prompt_token_ids) for o in outputs]
+    completions = [len(o.outputs[0].token_ids) for o in outputs]
     return {
-        "route": f"{route}, second pass (engine compiled)",
-        "requests": requests,
+        "requests": len(outputs),
         "generate_s": seconds,
-        "requests_per_s": requests / seconds,
-        "output_tokens_per_s": requests * MAX_TOKENS / seconds,
-        "peak_gpu_mib": peak_mib,
-        "prompt_tokens": more.pop("prompt_tokens", [0, 0]),
-        **more,
+        "requests_per_s": len(outputs) / seconds,
+        "output_tokens_per_s": sum(completions) / seconds,
+        "prompt_tokens": [min(prompts), max(prompts)],
+        "completion_tokens": [min(completions), max(completions)],
     }
+
+
+def _second_pass(route: str, figures: dict[str, Any], peak_mib: int) -> dict[str, Any]:
+    """A route's second pass over the same requests in the same process (``--again``): its engine
+    compiled for them, as vLLM's is when its first pass starts."""
+    return {"route": f"{route}, second pass (engine compiled)", **figures, "peak_gpu_mib": peak_mib}
 
 
 def _conversation(uris: Sequence[str], prompt: str) -> list[dict[str, Any]]:
@@ -315,14 +310,7 @@ def pipeline(
         },
     )
     if again:
-        seconds = repeat.pop("generate_s")
-        save(
-            out,
-            f"{name}-again",
-            _second_pass(
-                f"--engine {engine_name}", repeat.pop("requests"), seconds, memory.peak_mib, **repeat
-            ),
-        )
+        save(out, f"{name}-again", _second_pass(f"--engine {engine_name}", repeat, memory.peak_mib))
 
 
 def card_ceilings() -> dict[str, Ceilings]:

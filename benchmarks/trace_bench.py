@@ -87,30 +87,28 @@ def host_per_layer(calls: int = 200) -> dict[str, object]:
     the host with ``decode_step=layers``."""
     import torch
 
-    from cosmos_workflow.engines.hf.flex_decode import filled_block_mask
-    from cosmos_workflow.engines.hf.kernels import gqa_flex_attention, use_gqa_decode
+    from cosmos_workflow.engines.hf.kernels import gqa_flex_attention
     from cosmos_workflow.engines.hf.layer_step import compiled_layer
-    from cosmos_workflow.engines.tiny import build_random_model, tiny_config
+    from tests.layer_inputs import layer_inputs
 
     torch.set_num_threads(1)
-    config = tiny_config()
-    config.text_config.num_hidden_layers = 4
-    model = build_random_model(config, torch.device("cpu"), torch.float32, attn_implementation="sdpa")
-    use_gqa_decode(model, attention="flex")
-    text = model.model.language_model
-    rows, slots = 3, 256
-    heads, dim = text.config.num_key_value_heads, text.layers[0].self_attn.head_dim
-    hidden = text.embed_tokens(torch.tensor([[5], [6], [7]]))
-    cos, sin = text.rotary_emb(hidden, torch.tensor([[9], [4], [12]]))
-    allowed = torch.zeros((rows, slots), dtype=torch.bool)
-    allowed[:, :13] = True
-    mask, slot = filled_block_mask(allowed), torch.tensor([12])
-    caches = [[torch.zeros(rows, heads, slots, dim) for _ in range(2)] for _ in text.layers]
+    inputs = layer_inputs(4)
+    caches = [inputs.cache() for _ in inputs.text.layers]
     layer_fn = compiled_layer("inductor")
 
     def step() -> None:
-        for layer, (keys, values) in zip(text.layers, caches, strict=True):
-            layer_fn(layer, hidden, cos, sin, keys, values, slot, mask, gqa_flex_attention)
+        for layer, (keys, values) in zip(inputs.text.layers, caches, strict=True):
+            layer_fn(
+                layer,
+                inputs.hidden,
+                inputs.cos,
+                inputs.sin,
+                keys,
+                values,
+                inputs.slot,
+                inputs.mask,
+                gqa_flex_attention,
+            )
 
     with torch.no_grad():
         for _ in range(3):
@@ -119,7 +117,7 @@ def host_per_layer(calls: int = 200) -> dict[str, object]:
         for _ in range(calls):
             step()
         seconds = time.perf_counter() - started
-    return {"host_us_per_layer_call": round(1e6 * seconds / (calls * len(text.layers)), 1)}
+    return {"host_us_per_layer_call": round(1e6 * seconds / (calls * len(inputs.text.layers)), 1)}
 
 
 def _eager_config() -> object:

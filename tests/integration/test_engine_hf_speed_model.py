@@ -362,30 +362,19 @@ def test_one_compiled_layer_function_serves_every_layer() -> None:
     compiled, a layer's result is the uncompiled one's."""
     from torch._dynamo.utils import counters
 
-    from cosmos_workflow.engines.hf.flex_decode import filled_block_mask
-    from cosmos_workflow.engines.hf.kernels import gqa_flex_attention, use_gqa_decode
+    from cosmos_workflow.engines.hf.kernels import gqa_flex_attention
     from cosmos_workflow.engines.hf.layer_step import compiled_layer, decoder_layer
+    from tests.layer_inputs import layer_inputs
 
-    config = tiny_config()
-    config.text_config.num_hidden_layers = 4
-    model = build_random_model(config, torch.device("cpu"), torch.float32, attn_implementation="sdpa")
-    use_gqa_decode(model, attention="flex")
-    text = model.model.language_model
-    batch, slots = 3, 256
-    heads, dim = text.config.num_key_value_heads, text.layers[0].self_attn.head_dim
-    token = torch.tensor([[5], [6], [7]])
-    hidden = text.embed_tokens(token)
-    cos, sin = text.rotary_emb(hidden, torch.tensor([[9], [4], [12]]))
-    allowed = torch.zeros((batch, slots), dtype=torch.bool)
-    allowed[:, :13] = True
-    mask, slot = filled_block_mask(allowed), torch.tensor([12])
+    step = layer_inputs(4)
+    hidden, cos, sin, mask, slot = step.hidden, step.cos, step.sin, step.mask, step.slot
     torch._dynamo.reset()
     before = counters["frames"]["total"]
     layer_fn = compiled_layer(backend="eager")
 
     with torch.no_grad():
-        for layer in text.layers:
-            cache = [torch.randn(batch, heads, slots, dim) for _ in range(2)]
+        for layer in step.text.layers:
+            cache = step.cache(torch.randn)
             plain = [c.clone() for c in cache]
             expected = decoder_layer(layer, hidden, cos, sin, *plain, slot, mask, gqa_flex_attention)
             got = layer_fn(layer, hidden, cos, sin, *cache, slot, mask, gqa_flex_attention)
