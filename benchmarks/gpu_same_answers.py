@@ -52,6 +52,7 @@ FAST: dict[str, str | int | float | bool | None] = {
     "batch_bucket": 128,
     "gqa_decode": True,
     "fuse_prefill": "off",
+    "decode_step": "model",  # transformers' whole step (the GPU default is layers: its own variants)
 }
 VARIANTS: dict[str, dict[str, str | int | float | bool | None]] = {
     "stock": STOCK_OPTIONS,

@@ -76,6 +76,7 @@ def test_options_default_by_device() -> None:
         decode_loop=True,
         fuse_prefill="inductor",
         pad_rows=True,
+        decode_step="layers",
     )
     assert HFOptions.parse({}, cuda=False) == HFOptions(static_cache=False, batch_bucket=1)
 

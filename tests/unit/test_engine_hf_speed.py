@@ -85,9 +85,12 @@ def test_batches_are_padded_to_the_kept_cache_where_the_step_is_compiled() -> No
     assert HFOptions.parse({"static_cache": "true", "pad_rows": "yes"}, cuda=False).pad_rows is True
 
 
-def test_the_decoding_step_runs_through_the_whole_model_unless_asked_layer_by_layer() -> None:
-    assert HFOptions.parse({}, cuda=True).decode_step == "model"
-    assert HFOptions.parse({"decode_step": "Layers"}, cuda=True).decode_step == "layers"
+def test_the_decoding_step_runs_layer_by_layer_where_it_is_compiled() -> None:
+    assert HFOptions.parse({}, cuda=True).decode_step == "layers"
+    assert HFOptions.parse({}, cuda=False).decode_step == "model"
+    assert HFOptions.parse({"compile": "false"}, cuda=True).decode_step == "model"  # nothing traced
+    assert HFOptions.parse({"decode_step": "Model"}, cuda=True).decode_step == "model"
+    assert HFOptions.parse({"decode_step": "Layers"}, cuda=False).decode_step == "layers"
     with pytest.raises(ConfigError, match="decode_step='graph' is not one of model, layers"):
         HFOptions.parse({"decode_step": "graph"}, cuda=True)
 

@@ -75,11 +75,12 @@ class HFOptions:
     a new shape: the last, smaller batch of a run (1,024 requests as 342, 342, 340 on an H100)
     compiled for 33 s and decoded at half speed without it (BENCHMARKS.md). On by default where
     the step is compiled (CUDA), off on the CPU, where every row costs its full compute.
-    ``decode_step``: with ``decode_loop``, how a decoding step runs: ``model`` (the default),
-    transformers' forward, compiled whole with CUDA graphs; ``layers``, the step written out around
-    the decoder's layers, each layer a call of one compiled function (``layer_step.py``: traced once
-    instead of once a layer when a process meets a new batch shape; no CUDA graphs). Not measured on
-    a GPU yet.
+    ``decode_step``: with ``decode_loop``, how a decoding step runs: ``layers`` (the default where
+    the step is compiled, CUDA), the step written out around the decoder's layers, each layer a call
+    of one compiled function (``layer_step.py``: traced once, not once a layer, when a process
+    meets a new batch shape; no CUDA graphs); ``model`` (the CPU default), transformers' forward,
+    compiled whole with CUDA graphs. On an H100 a new process's first step took 0.7 s against
+    21-25 s, and a compiled step 3% longer (BENCHMARKS.md, round 3's second H100 sitting).
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -137,7 +138,11 @@ class HFOptions:
             decode_loop=loop,
             share_prefix=_share_prefix(options.get("share_prefix")) if loop else "off",
             pad_rows=loop and _as_bool(options.get("pad_rows"), default=cuda and compiled, name="pad_rows"),
-            decode_step=_as_choice(options.get("decode_step"), DECODE_STEPS, "model", "decode_step"),
+            # layer by layer where compiled: traced in under a second in a new process, not 16-18 s
+            # (the H100's 200 shots: 27.6 s from process start against 54.1 s; BENCHMARKS.md)
+            decode_step=_as_choice(
+                options.get("decode_step"), DECODE_STEPS, "layers" if cuda and compiled else "model", "decode_step"
+            ),
         )
 
     def __post_init__(self) -> None:
