@@ -18,7 +18,8 @@
 #                                          (SHOTS_ROUTES: some of them, e.g. "bare hf")
 #   bash benchmarks/gpu_round3.sh same     float32 greedy answers, shared prefixes against the plain loop
 #   bash benchmarks/gpu_round3.sh profile  share_prefix=decode, 342 requests (PROFILE_ROWS) over 16 clips in one batch: the
-#                                          kernels of a decoding step and of the prefill (gpu_upsample --profile)
+#                                          kernels of a decoding step and of the prefill (gpu_upsample --profile);
+#                                          PROFILE_EXTRA: more arguments, e.g. "--engine-option fold_heads=true"
 set -euo pipefail
 step=${1:?usage: gpu_round3.sh kit|peer|twice-bare|twice-hf|twice-plain|shared|plain|shots|same|profile}
 out=${OUT:-$PWD/gpu-out}
@@ -100,9 +101,10 @@ case $step in
     profile)
         # PROFILE_ROWS: the batch (342: the batches of the 1,024 on an H100, where 507 fit; 512 fit on an H200)
         rows=${PROFILE_ROWS:-342}
+        # shellcheck disable=SC2086
         PYTHONPATH=$HF_PYTHONPATH python3 benchmarks/gpu_upsample.py --model pixtral-12b-random --requests "$rows" \
             --videos 16 --batch-size "$rows" --share-prefix decode --baseline-requests 0 --no-warmup --profile \
-            --compile-cache "$work/hf-compile-cache" --out /tmp/profile 2>&1 | tee "$out/profile.log" |
+            --compile-cache "$work/hf-compile-cache" --out /tmp/profile ${PROFILE_EXTRA:-} 2>&1 | tee "$out/profile.log" |
             grep -E '^\[|hf batch timing|SUMMARY|Error|Traceback' | cut -c1-600 || true
         cp /tmp/profile/results.json /tmp/profile/profile_*.txt "$out/" 2>/dev/null || true ;;
     *) echo "unknown step $step (kit, peer, twice-bare, twice-hf, twice-plain, shared, plain, shots, same, profile)" >&2; exit 2 ;;

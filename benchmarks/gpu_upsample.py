@@ -644,6 +644,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the fast path decodes with the engine's own loop (engine option decode_loop), else generate",
     )
     parser.add_argument(
+        "--engine-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another engine option of the fast path as the CLI takes it, e.g. fold_heads=true (repeatable)",
+    )
+    parser.add_argument(
         "--compile-cache",
         default="default",
         help="folder of compiled kernels (engine option compile_cache); an empty one: cold start",
@@ -717,6 +724,8 @@ def write_prompts(path: Path, items: Sequence[BatchItem]) -> None:
 
 
 def fast_options(args: argparse.Namespace) -> dict[str, str | int | float | bool | None]:
+    from cosmos_workflow.cli.options import parse_engine_options  # as the CLI reads --engine-option
+
     return {
         "static_cache": True,
         "batch_bucket": args.bucket,
@@ -728,6 +737,7 @@ def fast_options(args: argparse.Namespace) -> dict[str, str | int | float | bool
         "compile": True,
         "compile_cache": args.compile_cache,
         "ignore_eos": True,
+        **parse_engine_options(args.engine_option),
     }
 
 
