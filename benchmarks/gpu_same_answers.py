@@ -91,6 +91,15 @@ VARIANTS: dict[str, dict[str, str | int | float | bool | None]] = {
         "share_prefix": "decode",
         "decode_step": "layers",
     },
+    # the same with the prefix attention's query heads folded into their KV heads' rows (fold_heads)
+    "loop_flex_shared_decode_fold": {
+        **FAST,
+        "compile": True,
+        "decode_attention": "flex",
+        "share_prefix": "decode",
+        "decode_step": "layers",
+        "fold_heads": True,
+    },
 }
 
 

@@ -37,9 +37,13 @@ def variants(tiny_encode: Callable[[str, str, Sequence[Any]], EncodedRequest]) -
 
 
 def answers(
-    tiny_model: Path, requests: list[EncodedRequest], sampling: SamplingParams, share: str
+    tiny_model: Path,
+    requests: list[EncodedRequest],
+    sampling: SamplingParams,
+    share: str,
+    **more: str | bool,
 ) -> list[str]:
-    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": share}
+    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": share, **more}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
         assert engine.options.share_prefix == share
         return [g.text for g in engine.generate(requests, sampling)]
@@ -53,6 +57,31 @@ def test_a_shared_prefill_and_decoding_give_the_plain_answers(
     plain = answers(tiny_model, variants, sampling, share="off")
     assert answers(tiny_model, variants, sampling, share=share) == plain
     assert len(set(plain)) >= 5  # the variants' answers differ: each request got its own text
+
+
+@pytest.mark.parametrize("step", ["model", "layers"])
+def test_folded_query_heads_give_the_plain_answers(
+    tiny_model: Path, variants: list[EncodedRequest], step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fold_heads: each decoding step's prefix attention runs with the tiny model's 2 query heads
+    per KV head folded into its query rows (3 prefixes of at most 3 requests: 4 groups of 64
+    requests, 128 rows a KV head), and the greedy answers are those of the unshared decoding."""
+    from cosmos_workflow.engines.hf import prefix_attention
+
+    plain = answers(tiny_model, variants, GREEDY, share="off")
+    cascade = prefix_attention.cascade_attention
+    seen: set[tuple[int, tuple[int, ...], int]] = set()
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        prefix = args[4]
+        seen.add((prefix.fold, tuple(prefix.members.shape), prefix.mask.shape[2]))
+        return cascade(*args, **kwargs)
+
+    monkeypatch.setattr(prefix_attention, "cascade_attention", spy)
+    folded = answers(tiny_model, variants, GREEDY, share="decode", fold_heads=True, decode_step=step)
+
+    assert folded == plain
+    assert seen == {(2, (4, 64), 128)}
 
 
 def test_shared_decoding_reads_the_prefixes_through_the_cascade_and_keeps_only_texts_in_the_batch(
@@ -130,19 +159,21 @@ def test_share_prefix_needs_the_own_decoding_loop(tiny_model: Path) -> None:
         assert not engine.shares_prefixes
 
 
+@pytest.mark.parametrize("fold", [False, True], ids=["unfolded", "fold-heads"])
 def test_the_cascade_compiles_into_one_graph_with_the_decoding_step(
-    tiny_model: Path, variants: list[EncodedRequest]
+    tiny_model: Path, variants: list[EncodedRequest], fold: bool
 ) -> None:
     """On a GPU the decoding step is compiled (CUDA graphs): the cascade must trace into it without
-    a graph break. Here the same step is compiled whole (``fullgraph``) by the aot_eager backend
-    (Inductor on a CPU cannot lower flex_attention's log-sum-exp), and answers as the eager one."""
+    a graph break (with its query heads folded into their KV heads' rows too: fold_heads). Here the
+    same step is compiled whole (``fullgraph``) by the aot_eager backend (Inductor on a CPU cannot
+    lower flex_attention's log-sum-exp), and answers as the eager one."""
     import torch
     from transformers import CompileConfig
 
     from cosmos_workflow.engines.hf.batch import PAD_ID
     from cosmos_workflow.engines.hf.decode_loop import Stops, decoder_for
 
-    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode"}
+    options = {"static_cache": True, "decode_attention": "flex", "share_prefix": "decode", "fold_heads": fold}
     with load(EngineConfig(model=str(tiny_model), options=options)) as engine:
         eager = [g.text for g in engine.generate(variants, GREEDY)]
         model: Any = engine._model
@@ -150,7 +181,9 @@ def test_the_cascade_compiles_into_one_graph_with_the_decoding_step(
         stops = Stops(eos_id=engine._tokenizer.eos_id, pad_id=PAD_ID)
         with torch.inference_mode():
             inputs = engine._inputs(variants)
-            tokens = decoder_for(model).decode(inputs, GREEDY, stops, compiled=True, flex=True, cascade=True)
+            tokens = decoder_for(model).decode(
+                inputs, GREEDY, stops, compiled=True, flex=True, cascade=True, fold_heads=fold
+            )
         compiled = [
             engine._to_generation(r, t, GREEDY).text for r, t in zip(variants, tokens.tolist(), strict=True)
         ]

@@ -271,6 +271,16 @@ def test_share_prefix_takes_a_word_or_a_boolean_and_decode_needs_flex() -> None:
         parse(share_prefix="everything")
 
 
+def test_folding_query_heads_is_off_by_default_and_parses_a_boolean() -> None:
+    assert not HFOptions.parse({}, cuda=True).fold_heads
+    assert not HFOptions.parse({}, cuda=False).fold_heads
+    assert HFOptions.parse({"share_prefix": "decode", "fold_heads": "true"}, cuda=True).fold_heads
+    assert HFOptions.parse({"fold_heads": True}, cuda=False).fold_heads
+    assert not HFOptions.parse({"fold_heads": "off"}, cuda=True).fold_heads
+    with pytest.raises(ConfigError, match="fold_heads='sometimes' is not a boolean"):
+        HFOptions.parse({"fold_heads": "sometimes"}, cuda=True)
+
+
 def test_the_compile_phases_are_read_from_torch_once_something_compiled() -> None:
     """The first step's log line says how much of it was compiling (Dynamo's tracing, the backend)."""
     import torch

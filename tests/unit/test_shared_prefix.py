@@ -68,14 +68,17 @@ def test_the_layout_gives_each_request_its_own_tokens_at_its_own_positions() -> 
         assert positions[row][mask[row]].tolist() == list(range(request_.num_tokens))
 
 
-def test_a_cascade_step_equals_attention_over_the_whole_cache() -> None:
-    """Queries of 5 requests in 2 groups (prefixes of 3 and 6 slots, left-padded to 8), 4 query
-    heads over 2 KV heads: the prefix part (once per group) merged with each request's own slots
-    equals softmax attention over every slot the request may see."""
+@pytest.mark.parametrize(("heads", "fold"), [(4, 1), (4, 2), (8, 4)], ids=["unfolded", "fold-2", "fold-4"])
+def test_a_cascade_step_equals_attention_over_the_whole_cache(heads: int, fold: int) -> None:
+    """Queries of 5 requests in 2 groups of 2 and 3 (prefixes of 3 and 6 slots, left-padded to 8),
+    ``heads`` query heads over 2 KV heads: the prefix part (once per group) merged with each
+    request's own slots equals softmax attention over every slot the request may see, also with
+    the query heads of a KV head folded into its query rows (``fold_heads``: the padded groups of
+    M rows then hold ``fold`` query heads' rows per KV head, M rounded to 128 / fold)."""
     from torch.nn.attention.flex_attention import flex_attention
 
     from cosmos_workflow.engines.hf.flex_decode import filled_block_mask
-    from cosmos_workflow.engines.hf.prefix_attention import cascade_attention, prefix_layers
+    from cosmos_workflow.engines.hf.prefix_attention import QUERY_BUCKET, cascade_attention, prefix_layers
 
     torch.manual_seed(0)
     rows = torch.tensor([0, 1, 0, 1, 1])
@@ -87,19 +90,45 @@ def test_a_cascade_step_equals_attention_over_the_whole_cache() -> None:
     own = torch.zeros(5, length, dtype=torch.bool)
     for row, filled in enumerate([2, 6, 4, 1, 3]):
         own[row, length - filled :] = True
-    query = torch.randn(5, 4, 1, 16)
-    [layer] = prefix_layers([prefix_keys], [prefix_values], prefix_allowed, rows)
+    query = torch.randn(5, heads, 1, 16)
+    [layer] = prefix_layers([prefix_keys], [prefix_values], prefix_allowed, rows, fold=fold)
 
     result = cascade_attention(
         query, keys, values, filled_block_mask(own), layer, scaling=0.25, flex=flex_attention
     )
 
+    assert layer.fold == fold
+    assert tuple(layer.members.shape) == (4, QUERY_BUCKET // fold)  # groups rounded to 4; rows padded
+    assert layer.mask.shape[2] == QUERY_BUCKET  # a KV head's query rows: one whole block
     seen = own.clone()
     seen[:, :8] = prefix_allowed[rows]
     expected = torch.nn.functional.scaled_dot_product_attention(
         query, keys, values, attn_mask=seen[:, None, None, :], scale=0.25, enable_gqa=True
     )
     torch.testing.assert_close(result, expected.transpose(1, 2))
+    [unfolded] = prefix_layers([prefix_keys], [prefix_values], prefix_allowed, rows)
+    plain = cascade_attention(
+        query, keys, values, filled_block_mask(own), unfolded, scaling=0.25, flex=flex_attention
+    )
+    torch.testing.assert_close(result, plain)
+
+
+@pytest.mark.parametrize(("fold", "members"), [(1, 128), (2, 64), (4, 64), (3, 128)])
+def test_folded_query_rows_are_rounded_to_whole_blocks_per_kv_head(fold: int, members: int) -> None:
+    """A group of 33 requests and one of 3: queries per group are rounded up to a multiple of
+    128 / fold (32 for 4 query heads per KV head: 64 for 33), so that a KV head's ``fold * M``
+    query rows are whole 128-row blocks (3 heads a KV head: 128 requests, 384 rows)."""
+    from cosmos_workflow.engines.hf.prefix_attention import QUERY_BUCKET, prefix_layers, query_bucket
+
+    rows = torch.tensor([0] * 33 + [1] * 3)
+    allowed = torch.ones(2, 8, dtype=torch.bool)
+    keys = torch.zeros(2, 2, 8, 16)
+    [layer] = prefix_layers([keys], [keys], allowed, rows, fold=fold)
+
+    assert tuple(layer.members.shape) == (4, members)
+    assert members % query_bucket(fold) == 0
+    assert layer.mask.shape[2] == fold * members and layer.mask.shape[2] % QUERY_BUCKET == 0
+    assert query_bucket(4) == 32 and query_bucket(1) == QUERY_BUCKET
 
 
 @pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])

@@ -108,6 +108,7 @@ class StaticDecoder:
         flex: bool,
         cascade: bool = False,
         layers: bool = False,
+        fold_heads: bool = False,
     ) -> torch.Tensor:
         """Answer tokens (batch, ``sampling.max_tokens``) on the model's device, padded after EOS.
 
@@ -120,7 +121,8 @@ class StaticDecoder:
         answer only, not its copy of the prefix (512 slots a request instead of 1,536 for Pixtral
         at two 480x272 frames, a 1,090-token prompt and a 300-token answer). ``layers``: each
         decoding step one decoder layer at a time through one compiled function (``layer_step``),
-        not transformers' whole forward compiled.
+        not transformers' whole forward compiled. ``fold_heads`` (with the cascade): the prefix
+        part of a decoding step runs with the query heads of a KV head as its query rows.
         """
         full = inputs.attention_mask if isinstance(inputs, SharedBatch) else inputs["attention_mask"]
         positions = (full.cumsum(-1) - 1).masked_fill(full == 0, 0)
@@ -137,7 +139,8 @@ class StaticDecoder:
         clock = _PhaseClock(mask.device)
         try:
             if isinstance(inputs, SharedBatch):
-                logits = self._prefill_shared(inputs, positions, cache, cascade=compact)
+                fold = self._heads_per_kv() if fold_heads else 1
+                logits = self._prefill_shared(inputs, positions, cache, cascade=compact, fold=fold)
             else:
                 logits = self._prefill(inputs, positions, cache)
             token = state.record(0, choose(logits, sampling, stops))
@@ -174,19 +177,20 @@ class StaticDecoder:
         return logits
 
     def _prefill_shared(
-        self, shared: SharedBatch, positions: torch.Tensor, cache: Any, *, cascade: bool
+        self, shared: SharedBatch, positions: torch.Tensor, cache: Any, *, cascade: bool, fold: int = 1
     ) -> torch.Tensor:
         """Each distinct prefix (and its images) once into a cache of its own, then each request's
         text after it; the last position's logits. ``cascade``: the prefixes' cache is attached to
         the attention modules (``prefix_attention``) and read from there by the texts' prefill and
         every decoding step, and ``cache`` holds the texts and answers only; else the prefixes'
         keys and values are copied into the rows of every request that has it, ahead of its text.
-        ``positions``: the whole prompts' (prefix and text)."""
+        ``positions``: the whole prompts' (prefix and text); ``fold``: the cascade's query heads
+        folded into a KV head's rows (:func:`~.prefix_attention.prefix_layers`)."""
         prefixes = self._prefill_prefixes(shared)
         width = shared.prefix_width
         mask = shared.attention_mask
         if cascade:
-            self._attach_prefixes(prefixes, shared)
+            self._attach_prefixes(prefixes, shared, fold)
             mask = mask[:, width:]
         else:
             for index, layer in enumerate(list(prefixes.layers)):
@@ -220,11 +224,18 @@ class StaticDecoder:
         )
         return prefixes
 
-    def _attach_prefixes(self, prefixes: Any, shared: SharedBatch) -> None:
+    def _attach_prefixes(self, prefixes: Any, shared: SharedBatch, fold: int) -> None:
         """The shared prefill's prefix cache to the attention modules, for the cascade."""
         layers: list[Any] = list(prefixes.layers)
         keys, values = [la.keys for la in layers], [la.values for la in layers]
-        attach(self._model, prefix_layers(keys, values, shared.prefix["attention_mask"], shared.rows))
+        mask = shared.prefix["attention_mask"]
+        attach(self._model, prefix_layers(keys, values, mask, shared.rows, fold=fold))
+
+    def _heads_per_kv(self) -> int:
+        """The decoder's query heads per KV head (4 for Pixtral-12B: 32 over 8)."""
+        text = self._text_config()
+        heads: int = text.num_attention_heads // text.num_key_value_heads
+        return heads
 
     def _text_config(self) -> Any:
         return self._model.config.get_text_config(decoder=True)

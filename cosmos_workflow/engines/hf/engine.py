@@ -289,7 +289,14 @@ class HFEngine(HFBase):
         decoder = decoder_for(self._model)
         layers = self.options.decode_step == "layers"
         tokens = decoder.decode(
-            inputs, sampling, stops, compiled=compiled, flex=flex, cascade=cascade, layers=layers
+            inputs,
+            sampling,
+            stops,
+            compiled=compiled,
+            flex=flex,
+            cascade=cascade,
+            layers=layers,
+            fold_heads=self.options.fold_heads,
         )
         answers: list[list[int]] = tokens.tolist()
         return answers

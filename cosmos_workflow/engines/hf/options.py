@@ -37,6 +37,7 @@ KNOWN_OPTIONS = (
     "share_prefix",
     "pad_rows",
     "decode_step",
+    "fold_heads",
 )
 
 
@@ -81,6 +82,11 @@ class HFOptions:
     meets a new batch shape; no CUDA graphs); ``model`` (the CPU default), transformers' forward,
     compiled whole with CUDA graphs. On an H100 a new process's first step took 0.7 s against
     21-25 s, and a compiled step 3% longer (BENCHMARKS.md, round 3's second H100 sitting).
+    ``fold_heads``: with ``share_prefix=decode``, a decoding step's attention to the shared
+    prefixes runs with as many heads as KV heads, the query heads that share a KV head (4 for
+    Pixtral-12B) folded into its query rows: each KV head's prefix is read once, not once per query
+    head, and a group's rows are padded to whole 128-row blocks per KV head (up to 32 requests a
+    group in one block), not per query head; off by default until measured on a GPU (BENCHMARKS.md).
     ``ignore_eos``: benchmark only, never for real prompts: EOS is suppressed until ``max_tokens``,
     so every answer has exactly ``max_tokens`` tokens (and is reported as cut off).
     """
@@ -99,6 +105,7 @@ class HFOptions:
     share_prefix: str = "off"
     pad_rows: bool = False
     decode_step: str = "model"
+    fold_heads: bool = False
 
     @classmethod
     def parse(cls, options: Mapping[str, str | int | float | bool | None], *, cuda: bool) -> HFOptions:
@@ -141,8 +148,12 @@ class HFOptions:
             # layer by layer where compiled: traced in under a second in a new process, not 16-18 s
             # (the H100's 200 shots: 27.6 s from process start against 54.1 s; BENCHMARKS.md)
             decode_step=_as_choice(
-                options.get("decode_step"), DECODE_STEPS, "layers" if cuda and compiled else "model", "decode_step"
+                options.get("decode_step"),
+                DECODE_STEPS,
+                "layers" if cuda and compiled else "model",
+                "decode_step",
             ),
+            fold_heads=_as_bool(options.get("fold_heads"), default=False, name="fold_heads"),
         )
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ sends decoding steps here while it is attached.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 #: the attribute of an attention module that holds its layer's prefix while a batch decodes
 STATE = "_cosmos_prefix"
 #: the number of groups and of queries per group are rounded up to multiples of these. Queries
-#: per group go in whole blocks of 128 rows: on an H100 (torch 2.11.0+cu130) the compiled
+#: per group (with ``fold_heads``, a KV head's query rows: its query heads' queries, see
+#: :func:`query_bucket`) go in whole blocks of 128 rows: on an H100 (torch 2.11.0+cu130) the compiled
 #: flex_attention with grouped-query heads and its log-sum-exp found no kernel for 16 or 64 query
 #: rows ("NoValidChoicesError"), and ran for 128 and 256 (BENCHMARKS.md, round 3 of issue 26). The
 #: padded rows cost arithmetic, not reads of the prefix: for Pixtral-12B (40 layers, 32 heads of 128)
@@ -47,7 +49,9 @@ class PrefixLayer:
     """One decoder layer's view of the shared prefixes: ``keys``/``values`` (G, kv heads, P, D),
     ``filled`` (G, P) each prefix's slots that hold a token, ``mask`` the block mask of each
     group's queries over them (:func:`prefix_mask`), ``members`` (G, M) the batch rows of each
-    group (padded with row 0), ``group``/``slot`` (B,) where each row's query sits in that (G, M) grid."""
+    group (padded with row 0), ``group``/``slot`` (B,) where each row's query sits in that (G, M) grid,
+    ``fold`` the query heads whose rows one KV head's query holds in the decoding step (``fold_heads``:
+    the query heads per KV head; 1: each query head its own M rows)."""
 
     keys: torch.Tensor
     values: torch.Tensor
@@ -56,6 +60,7 @@ class PrefixLayer:
     members: torch.Tensor
     group: torch.Tensor
     slot: torch.Tensor
+    fold: int = 1
 
 
 def member_grid(group: Sequence[int], groups: int) -> tuple[list[list[int]], list[int]]:
@@ -69,17 +74,24 @@ def member_grid(group: Sequence[int], groups: int) -> tuple[list[list[int]], lis
 
 
 def prefix_layers(
-    keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], allowed: torch.Tensor, rows: torch.Tensor
+    keys: Sequence[torch.Tensor],
+    values: Sequence[torch.Tensor],
+    allowed: torch.Tensor,
+    rows: torch.Tensor,
+    *,
+    fold: int = 1,
 ) -> list[PrefixLayer]:
     """Each layer's :class:`PrefixLayer` from the shared prefill's prefix cache (``keys``/``values``
     per layer, (G, kv heads, P, D)), the prefixes' filled slots ``allowed`` (G, P) and each batch
-    row's group ``rows`` (B,).
+    row's group ``rows`` (B,). ``fold``: the query heads per KV head that the decoding step folds
+    into that KV head's query rows (``fold_heads``), or 1.
 
     The compiled decoding step is specialised to these shapes, so they are rounded up (groups to
-    :data:`GROUP_BUCKET`, queries per group to :data:`QUERY_BUCKET`, slots to whole KV blocks; the
-    added ones attend to one zero slot and are never read back): batches of one run, whose group
-    sizes differ a little, share one compiled step. The tensors get static addresses, so CUDA
-    graphs read them in place instead of copying them at every step.
+    :data:`GROUP_BUCKET`; a KV head's query rows per group to :data:`QUERY_BUCKET`, so queries per
+    group to :func:`query_bucket`; slots to whole KV blocks; the added ones attend to one zero slot
+    and are never read back): batches of one run, whose group sizes differ a little, share one
+    compiled step. The tensors get static addresses, so CUDA graphs read them in place instead of
+    copying them at every step.
     """
     import torch
 
@@ -87,7 +99,7 @@ def prefix_layers(
 
     grid, slot = member_grid(rows.tolist(), allowed.shape[0])
     groups = round_up(len(grid), GROUP_BUCKET)
-    queries = round_up(max(len(r) for r in grid), QUERY_BUCKET)
+    queries = round_up(max(len(r) for r in grid), query_bucket(fold))
     grid = [r + [0] * (queries - len(r)) for r in grid] + [[0] * queries] * (groups - len(grid))
     width = round_up(max(allowed.shape[1], keys[0].shape[2]), KV_BLOCK)
     filled = torch.zeros((groups, width), dtype=torch.bool, device=allowed.device)
@@ -95,9 +107,11 @@ def prefix_layers(
     filled[allowed.shape[0] :, 0] = True  # added groups: one (zero) slot, so their softmax is defined
     members = torch.tensor(grid, dtype=torch.long, device=rows.device)
     place = torch.tensor(slot, dtype=torch.long, device=rows.device)
-    mask = prefix_mask(filled, queries)
+    mask = prefix_mask(filled, fold * queries)  # a KV head's rows: its query heads' queries
     layers = [
-        PrefixLayer(_padded(k, groups, width), _padded(v, groups, width), filled, mask, members, rows, place)
+        PrefixLayer(
+            _padded(k, groups, width), _padded(v, groups, width), filled, mask, members, rows, place, fold
+        )
         for k, v in zip(keys, values, strict=True)
     ]
     for layer in layers:
@@ -107,6 +121,13 @@ def prefix_layers(
             # layer function serves every layer (decode_step=layers)
             torch._dynamo.mark_static_address(tensor, guard=False)
     return layers
+
+
+def query_bucket(fold: int) -> int:
+    """Queries per group are rounded up to a multiple of this, so that a KV head's query rows
+    (``fold`` query heads' of them) are whole :data:`QUERY_BUCKET` blocks: 32 for Pixtral's 4 query
+    heads per KV head folded, 128 unfolded."""
+    return QUERY_BUCKET // math.gcd(QUERY_BUCKET, fold)
 
 
 def _padded(tensor: torch.Tensor, groups: int, width: int) -> torch.Tensor:
@@ -159,11 +180,20 @@ def cascade_attention(
 ) -> torch.Tensor:
     """One decoding step's attention (query (B, heads, 1, D)) over each row's prefix (read once
     per group) and its own slots after it (``key``/``value``: the cache, ``rest_mask``: the
-    block mask of those slots); (B, 1, heads, D) as transformers expects."""
+    block mask of those slots); (B, 1, heads, D) as transformers expects.
+
+    With ``prefix.fold`` > 1 (``fold_heads``) the prefix part runs with as many heads as KV heads,
+    each holding the M query rows of its ``fold`` query heads (query head h = kv_head * fold + g at
+    rows g * M + m, as transformers' repeat_kv pairs them): a group's rows fill whole query blocks
+    with less padding, and no KV head is read by several query heads apart."""
     batch, heads, _, dim = query.shape
+    groups, members = prefix.members.shape
     grouped = query[prefix.members.flatten(), :, 0, :]  # (G * M, heads, D)
-    grouped = grouped.view(*prefix.members.shape, heads, dim).transpose(1, 2)  # (G, heads, M, D)
-    shared, shared_lse = flex_with_lse(grouped, prefix.keys, prefix.values, prefix.mask, scaling, flex)
+    grouped = grouped.view(groups, members, heads, dim).transpose(1, 2)  # (G, heads, M, D)
+    folded = grouped.reshape(groups, heads // prefix.fold, prefix.fold * members, dim)
+    shared, shared_lse = flex_with_lse(folded, prefix.keys, prefix.values, prefix.mask, scaling, flex)
+    shared = shared.reshape(groups, heads, members, dim)  # unfolded: (G, heads, M, D)
+    shared_lse = shared_lse.reshape(groups, heads, members)
     shared = shared[prefix.group, :, prefix.slot, :]  # (B, heads, D)
     shared_lse = shared_lse[prefix.group, :, prefix.slot]  # (B, heads)
     own, own_lse = flex_with_lse(query, key, value, rest_mask, scaling, flex)
