@@ -64,8 +64,9 @@ def test_folded_query_heads_give_the_plain_answers(
     tiny_model: Path, variants: list[EncodedRequest], step: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """fold_heads: each decoding step's prefix attention runs with the tiny model's 2 query heads
-    per KV head folded into its query rows (3 prefixes of at most 3 requests: 4 groups of 64
-    requests, 128 rows a KV head), and the greedy answers are those of the unshared decoding."""
+    per KV head folded into its query rows (3 prefixes of at most 3 requests, rounded up to 4
+    groups of 64 query slots: 128 rows a KV head), and the greedy answers are those of the
+    unshared decoding."""
     from cosmos_workflow.engines.hf import prefix_attention
 
     plain = answers(tiny_model, variants, GREEDY, share="off")
