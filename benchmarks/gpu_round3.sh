@@ -16,12 +16,14 @@
 #   bash benchmarks/gpu_round3.sh plain    --engine hf plain (cold), then share_prefix=prefill; the table
 #   bash benchmarks/gpu_round3.sh shots    200 shots from process start: bare vLLM, --engine vllm, hf
 #                                          (SHOTS_ROUTES: some of them, e.g. "bare hf")
+#   bash benchmarks/gpu_round3.sh mixed    --engine hf, share_prefix=off beside decode (each in a process of its own) on
+#                                          1,024 requests over MIXED_VIDEOS clips (256: 4 prompts a clip; 1024: none shared)
 #   bash benchmarks/gpu_round3.sh same     float32 greedy answers, shared prefixes against the plain loop
 #   bash benchmarks/gpu_round3.sh profile  share_prefix=decode, 342 requests (PROFILE_ROWS) over 16 clips in one batch: the
 #                                          kernels of a decoding step and of the prefill (gpu_upsample --profile);
 #                                          PROFILE_EXTRA: more arguments, e.g. "--engine-option fold_heads=true"
 set -euo pipefail
-step=${1:?usage: gpu_round3.sh kit|peer|twice-bare|twice-hf|twice-plain|shared|plain|shots|same|profile}
+step=${1:?usage: gpu_round3.sh kit|peer|twice-bare|twice-hf|twice-plain|shared|plain|mixed|shots|same|profile}
 out=${OUT:-$PWD/gpu-out}
 work=/tmp/g
 mkdir -p "$out"
@@ -88,6 +90,11 @@ case $step in
         HF_ARGS=--skip-boundary bash benchmarks/gpu_vllm.sh "$work" 1024 "hf shared-prefill table" 2>&1 |
             tee "$out/plain.log" | grep -E '^\[(hf|ceil)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
         results "$work" plain ;;
+    mixed)
+        videos=${MIXED_VIDEOS:-256}
+        bash benchmarks/gpu_vllm.sh "$work" 1024 mixed 2>&1 | tee -a "$out/mixed.log" |
+            grep -E '^\[(hf|ceil|prepare)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
+        results "$work/mixed-$videos" "mixed-$videos" ;;
     shots)
         bash benchmarks/gpu_vllm.sh "$work" 200 shots200 2>&1 | tee "$out/shots.log" |
             grep -E '^\[|^===|^\||Error|Traceback' | cut -c1-600 || true
@@ -107,5 +114,5 @@ case $step in
             --compile-cache "$work/hf-compile-cache" --out /tmp/profile ${PROFILE_EXTRA:-} 2>&1 | tee "$out/profile.log" |
             grep -E '^\[|hf batch timing|SUMMARY|Error|Traceback' | cut -c1-600 || true
         cp /tmp/profile/results.json /tmp/profile/profile_*.txt "$out/" 2>/dev/null || true ;;
-    *) echo "unknown step $step (kit, peer, twice-bare, twice-hf, twice-plain, shared, plain, shots, same, profile)" >&2; exit 2 ;;
+    *) echo "unknown step $step (kit, peer, twice-bare, twice-hf, twice-plain, shared, plain, mixed, shots, same, profile)" >&2; exit 2 ;;
 esac

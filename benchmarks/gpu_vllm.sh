@@ -13,6 +13,9 @@
 # warm; shared-prefill: share_prefix=prefill (prefilled once only; after hf compiled the plain graphs).
 # distinct (not in the default list): the three routes on REQUESTS items of as many clips, so no two
 # requests share frames and no prefix cache helps (the workload of shots that each have a video).
+# mixed (not in the default list): the hf route with share_prefix=off and decode, each in a process
+# of its own, on REQUESTS items over MIXED_VIDEOS clips (default a quarter: 4 prompts a clip; REQUESTS:
+# none shared): the workloads between one prompt a clip and 64 that decide share_prefix's default.
 # HF_PYTHONPATH, when set, is the hf route's PYTHONPATH (the image's transformers, not the bundle's).
 set -euo pipefail
 out=$1
@@ -91,6 +94,14 @@ for phase in $phases; do
       # share_prefix=prefill decodes with the plain graphs (warm once the hf phase compiled them)
       hf "$out" --name hf-shared-prefill --compile-cache "$out/hf-compile-cache" \
         --engine-option share_prefix=prefill --skip-boundary ;;
+    mixed)
+      videos=${MIXED_VIDEOS:-$((requests / 4))}
+      "$py" benchmarks/gpu_vllm.py prepare --out "$out/mixed-$videos" --requests "$requests" --videos "$videos"
+      for share in off decode; do
+        hf "$out/mixed-$videos" --skip-boundary --name "hf-$share" --compile-cache "$out/hf-compile-cache" \
+          --engine-option "share_prefix=$share"
+      done
+      "$py" benchmarks/gpu_vllm.py table --out "$out/mixed-$videos" ;;
     distinct)
       "$py" benchmarks/gpu_vllm.py prepare --out "$out/distinct" --requests "$requests" --videos "$requests"
       "$py" benchmarks/gpu_vllm.py bare --out "$out/distinct" --name bare-distinct
