@@ -116,7 +116,7 @@ def test_shared_decoding_reads_the_prefixes_through_the_cascade_and_keeps_only_t
             for handle in handles:
                 handle.remove()
         assert all(prefix_of(m) is None for m in decoder_attentions(model))  # detached after
-        shared = engine._inputs(variants)
+        shared = engine._inputs(variants, GREEDY.max_tokens)
         rows, slots = decoder_for(model)._cache_shape or (0, 0)
     prefill, text, *steps = seen
     assert prefill is None  # the prefixes prefill as a batch of their own
@@ -181,7 +181,7 @@ def test_the_cascade_compiles_into_one_graph_with_the_decoding_step(
         model.generation_config.compile_config = CompileConfig(backend="aot_eager", mode=None, fullgraph=True)
         stops = Stops(eos_id=engine._tokenizer.eos_id, pad_id=PAD_ID)
         with torch.inference_mode():
-            inputs = engine._inputs(variants)
+            inputs = engine._inputs(variants, GREEDY.max_tokens)
             tokens = decoder_for(model).decode(
                 inputs, GREEDY, stops, compiled=True, flex=True, cascade=True, fold_heads=fold
             )

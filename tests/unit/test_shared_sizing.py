@@ -73,3 +73,21 @@ def test_text_only_requests_share_nothing_but_count_as_one_prefix() -> None:
     jobs = [video_job(f"t{n}", "", 40) for n in range(50)]
     _, estimate = memory_estimate(100 * GIB)
     assert shared_fits(jobs, estimate, 300) == 50  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "shares"),
+    [(6, True), (16, True), (171, True), (250, False), (342, False)],
+    ids=["6-clips", "16-clips", "half", "most-distinct", "all-distinct"],
+)
+def test_shared_decoding_is_kept_where_it_holds_no_more_memory_than_the_plain_batch(
+    prefixes: int, shares: bool
+) -> None:
+    """342 requests of 1,090 prompt tokens (1,000 of them frames): over a few clips the prefixes'
+    own cache is small beside the rows' copies it replaces; where most requests have a clip of
+    their own it is larger (each prefix counted twice while padded), and a batch the runner sized
+    for the plain decoding would not fit shared."""
+    from cosmos_workflow.engines.hf.engine import cascade_holds_less
+
+    text, whole = (96, cache_length(96, 300)), (1104, cache_length(1104, 300))
+    assert cascade_holds_less(PIXTRAL, 1000, prefixes, 342, text, whole) is shares

@@ -26,7 +26,12 @@ from cosmos_workflow.engines.hf.flex_decode import KV_BLOCK
 from cosmos_workflow.engines.hf.kernels import chunk_decoder_tokens, chunk_vision_tower, use_gqa_decode
 from cosmos_workflow.engines.hf.options import HFOptions
 from cosmos_workflow.engines.hf.prefix_attention import GROUP_BUCKET
-from cosmos_workflow.engines.hf.shared_prefix import SharedBatch, group_prefixes, shared_batch_tensors
+from cosmos_workflow.engines.hf.shared_prefix import (
+    PrefixGroups,
+    SharedBatch,
+    group_prefixes,
+    shared_batch_tensors,
+)
 from cosmos_workflow.errors import ConfigError, EngineError, GPUOutOfMemoryError
 from cosmos_workflow.tokenizer import TEKKEN_FILE, Tokenizer, load_tokenizer, tokenizer_path_for
 
@@ -58,6 +63,23 @@ def prefixes_bytes(sizes: TokenBytes, prefix_tokens: int, prefixes: int) -> int:
     slots = round_up(prefix_tokens, KV_BLOCK)
     groups = round_up(prefixes, GROUP_BUCKET)
     return 2 * groups * slots * sizes.kv + prefixes * prefix_tokens * sizes.activations
+
+
+def cascade_holds_less(
+    sizes: TokenBytes,
+    prefix_tokens: int,
+    prefixes: int,
+    rows: int,
+    text: tuple[int, int],
+    whole: tuple[int, int],
+) -> bool:
+    """Whether ``rows`` requests decoded over their ``prefixes`` shared prefixes of up to
+    ``prefix_tokens`` (``share_prefix=decode``: each prefix's cache once, a row's ``text`` slots
+    for its text and answer) hold no more memory than the same rows decoded plain (``whole``
+    slots a row: its prompt and answer). False where most requests have a prefix of their own:
+    the prefixes' cache then costs more than the rows it saves (it is counted twice while padded)."""
+    shared = prefixes_bytes(sizes, prefix_tokens, prefixes) + rows * request_bytes(sizes, text)
+    return shared <= rows * request_bytes(sizes, whole)
 
 
 class HFEngine(HFBase):
@@ -211,7 +233,7 @@ class HFEngine(HFBase):
     ) -> list[Generation]:
         import torch
 
-        inputs = self._inputs(requests)
+        inputs = self._inputs(requests, sampling.max_tokens)
         try:
             with torch.inference_mode(), self._seeded(sampling.seed):
                 new_tokens = self._decode(inputs, sampling)
@@ -253,11 +275,20 @@ class HFEngine(HFBase):
         decoder_for(self._model).close()
         self.options = replace(self.options, share_prefix="off")
 
-    def _inputs(self, requests: Sequence[EncodedRequest]) -> dict[str, Any] | SharedBatch:
+    def _inputs(self, requests: Sequence[EncodedRequest], max_tokens: int) -> dict[str, Any] | SharedBatch:
         """The batch's model inputs on the device: with ``share_prefix``, a :class:`SharedBatch`
-        when some requests share their images, else the left-padded batch."""
+        when some requests share their images (and, decoding over shared prefixes on a GPU, that
+        holds no more memory than the plain batch: :meth:`_cascade_fits`), else the left-padded batch."""
         bucket = self.options.batch_bucket
         groups = group_prefixes(requests, self._tokenizer.image_ids[2]) if self.shares_prefixes else None
+        if groups is not None and not self._cascade_fits(requests, groups, max_tokens):
+            logger.info(
+                "hf engine: %d requests with %d distinct prefixes decode unshared (the prefixes' own "
+                "cache would take more memory than it saves)",
+                len(requests),
+                len(groups.leaders),
+            )
+            groups = None
         if groups is not None:
             logger.info(
                 "hf engine: %d requests share %d prefixes (%d prompt tokens not prefilled again)",
@@ -269,6 +300,28 @@ class HFEngine(HFBase):
                 self.device, self._model.dtype
             )
         return on_device(hf_batch_tensors(requests, PAD_ID, bucket=bucket), self.device, self._model.dtype)
+
+    def _cascade_fits(
+        self, requests: Sequence[EncodedRequest], groups: PrefixGroups, max_tokens: int
+    ) -> bool:
+        """With ``share_prefix=decode`` on a GPU: whether the batch's shared decoding holds no more
+        memory than its plain decoding (:func:`cascade_holds_less`). The runner sizes a batch for
+        the larger of both fits, so a batch of mostly distinct videos may be sized for the plain
+        one, which its shared decoding would not fit. (On the CPU, where batches are not sized from
+        memory, and for the shared prefill alone, the prefixes are always shared.)"""
+        if self.options.share_prefix != "decode" or self.device.type != "cuda":
+            return True
+        prefix = max(groups.split[leader] for leader in groups.leaders)
+        prompt = max(r.num_tokens for r in requests)
+        text = max(r.num_tokens - at for r, at in zip(requests, groups.split, strict=True))
+        return cascade_holds_less(
+            self._token_bytes(),
+            prefix,
+            len(groups.leaders),
+            len(requests),
+            self._slots(text, max_tokens),
+            self._slots(prompt, max_tokens),
+        )
 
     def _decode(self, inputs: dict[str, Any] | SharedBatch, sampling: SamplingParams) -> list[list[int]]:
         """Each request's answer tokens: through the engine's own loop (``decode_loop``; a shared
