@@ -68,8 +68,10 @@ class HFOptions:
     video, other prompts) prefill them once (``prefill``, or ``true``: ``shared_prefix.py``), and
     with ``decode`` (it needs ``decode_attention=flex``) the texts' prefill and each decoding step
     read each shared prefix once too, from a cache of its own (``prefix_attention.py``): a batch's
-    KV cache then holds texts and answers only, and more requests fit; ``off`` by default until
-    measured on a GPU (BENCHMARKS.md).
+    KV cache then holds texts and answers only, and more requests fit (on a GPU a batch of mostly
+    distinct videos, which that would not save memory for, decodes unshared); 4.3-4.5x ``off`` on
+    an H100 with 64 prompts a clip, ``off`` by default until batches of few prompts a video are
+    measured (BENCHMARKS.md).
     ``pad_rows``: with ``decode_loop``, a batch of fewer requests than the KV cache kept from the
     last batch has rows is padded up to them with copies of its shortest request (their answers
     dropped), so the compiled decoding step and its CUDA graphs are reused, not compiled again for
