@@ -83,7 +83,7 @@ class HFOptions:
     of one compiled function (``layer_step.py``: traced once, not once a layer, when a process
     meets a new batch shape; no CUDA graphs); ``model`` (the CPU default), transformers' forward,
     compiled whole with CUDA graphs. On an H100 a new process's first step took 0.7 s against
-    21-25 s, and a compiled step 3% longer (BENCHMARKS.md, round 3's second H100 sitting).
+    21-25 s, and a compiled step 1-5% longer (BENCHMARKS.md, round 3's second H100 sitting).
     ``fold_heads``: with ``share_prefix=decode``, a decoding step's attention to the shared
     prefixes runs with as many heads as KV heads, the query heads that share a KV head (4 for
     Pixtral-12B) folded into its query rows: each KV head's prefix is read once, not once per query
