@@ -92,7 +92,7 @@ case $step in
         results "$work" plain ;;
     mixed)
         videos=${MIXED_VIDEOS:-256}
-        bash benchmarks/gpu_vllm.sh "$work" 1024 mixed 2>&1 | tee -a "$out/mixed.log" |
+        MIXED_VIDEOS=$videos bash benchmarks/gpu_vllm.sh "$work" 1024 mixed 2>&1 | tee -a "$out/mixed.log" |
             grep -E '^\[(hf|ceil|prepare)|^===|^\||Error|Traceback|^hf' | cut -c1-600 || true
         results "$work/mixed-$videos" "mixed-$videos" ;;
     shots)

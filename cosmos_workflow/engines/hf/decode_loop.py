@@ -177,7 +177,7 @@ class StaticDecoder:
         return logits
 
     def _prefill_shared(
-        self, shared: SharedBatch, positions: torch.Tensor, cache: Any, *, cascade: bool, fold: int = 1
+        self, shared: SharedBatch, positions: torch.Tensor, cache: Any, *, cascade: bool, fold: int
     ) -> torch.Tensor:
         """Each distinct prefix (and its images) once into a cache of its own, then each request's
         text after it; the last position's logits. ``cascade``: the prefixes' cache is attached to
